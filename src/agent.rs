@@ -1,0 +1,262 @@
+//! Agents as pas knows them from files (pure): definitions in `agents/*.md` and
+//! registrations in `work/registry/<name>.yaml`.
+//!
+//! Definitions are a superset of Claude Code sub-agent files, so `tools` may be a comma
+//! string or a list and unknown front-matter keys are accepted as they are.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::card::valid_agent_name;
+use crate::config::TokenBudget;
+
+/// `tools:` is "Read, Grep" in Claude Code files and a list in ours.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Tools {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// The front matter of `agents/<name>.md`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct AgentDef {
+    /// Defaults to the file stem when the front matter has none.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tools: Option<Tools>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    #[serde(default)]
+    pub ctx_limit: Option<u64>,
+    #[serde(default)]
+    pub token_budget: Option<TokenBudget>,
+    #[serde(default)]
+    pub heartbeat_interval_s: Option<f64>,
+}
+
+/// A registration: the agent is present while this file exists.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+pub struct Registration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "one")]
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Deployment role of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Production,
+    Staging,
+    Canary,
+    Experimental,
+}
+
+/// Why a definition or registration could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+fn yaml_err(e: serde_yaml::Error, line_offset: usize) -> AgentError {
+    let loc = e.location();
+    AgentError {
+        message: e.to_string(),
+        line: loc.as_ref().map(|l| l.line() + line_offset),
+        column: loc.as_ref().map(|l| l.column()),
+    }
+}
+
+/// Splits `---\nfront matter\n---\nbody`; `None` when there is no front matter.
+pub fn split_front_matter(text: &str) -> Option<(&str, &str)> {
+    let rest = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))?;
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            return Some((&rest[..offset], &rest[offset + line.len()..]));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+impl AgentDef {
+    /// Parses an agent definition file; `stem` is the file name without `.md`, used when
+    /// the front matter has no `name`.
+    pub fn parse(stem: &str, text: &str) -> Result<AgentDef, AgentError> {
+        let (front, _body) = split_front_matter(text).ok_or_else(|| AgentError {
+            message: "no YAML front matter (the file must start with a --- line and close it with another)".into(),
+            line: Some(1),
+            column: Some(1),
+        })?;
+        let mut def: AgentDef = serde_yaml::from_str(front).map_err(|e| yaml_err(e, 1))?;
+        if def.name.is_empty() {
+            def.name = stem.to_string();
+        }
+        if !valid_agent_name(&def.name) {
+            return Err(AgentError {
+                message: format!(
+                    "agent name {:?} is not valid (A-Z a-z 0-9 . _ -, up to 64)",
+                    def.name
+                ),
+                line: None,
+                column: None,
+            });
+        }
+        Ok(def)
+    }
+}
+
+impl Registration {
+    /// Parses a registration file.
+    pub fn parse(text: &str) -> Result<Registration, AgentError> {
+        if text.trim().is_empty() {
+            return Ok(Registration {
+                epoch: 1,
+                ..Registration::default()
+            });
+        }
+        serde_yaml::from_str(text).map_err(|e| yaml_err(e, 0))
+    }
+
+    /// The YAML pas writes.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What the board needs to know about one agent: definition and registration merged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Agent {
+    pub name: String,
+    pub def: Option<AgentDef>,
+    pub reg: Option<Registration>,
+}
+
+impl Agent {
+    /// Registered and not paused (liveness by heartbeats comes with the governor).
+    pub fn available(&self) -> bool {
+        self.reg.as_ref().is_some_and(|r| !r.paused)
+    }
+
+    /// Capabilities from the definition and the registration.
+    pub fn has_capability(&self, cap: &str) -> bool {
+        let in_def = self
+            .def
+            .as_ref()
+            .is_some_and(|d| d.capabilities.iter().any(|c| c == cap));
+        in_def
+            || self
+                .reg
+                .as_ref()
+                .is_some_and(|r| r.capabilities.iter().any(|c| c == cap))
+    }
+
+    /// Slots: registration, else definition, else 1.
+    pub fn max_concurrent(&self) -> u32 {
+        self.reg
+            .as_ref()
+            .and_then(|r| r.max_concurrent)
+            .or_else(|| self.def.as_ref().and_then(|d| d.max_concurrent))
+            .unwrap_or(1)
+    }
+
+    /// Parent in the agent tree.
+    pub fn parent(&self) -> Option<&str> {
+        self.def.as_ref().and_then(|d| d.parent.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_code_subagent_is_accepted_as_is() {
+        let text = "---\nname: code-reviewer\ndescription: Reviews code\ntools: Read, Grep, Glob\nmodel: sonnet\ncolor: blue\n---\nYou review code.\n";
+        let d = AgentDef::parse("code-reviewer", text).unwrap();
+        assert_eq!(d.tools, Some(Tools::Text("Read, Grep, Glob".into())));
+        assert!(d.capabilities.is_empty());
+    }
+
+    #[test]
+    fn pas_definition_fields() {
+        let text = "---\nname: director-code\nparent: architect\ncapabilities: [plan, review]\nmax_concurrent: 2\ntoken_budget: {target: 0.5, hard_max: 0.75}\nheartbeat_interval_s: 0.5\n---\nbody\n";
+        let d = AgentDef::parse("director-code", text).unwrap();
+        assert_eq!(d.parent.as_deref(), Some("architect"));
+        assert_eq!(d.max_concurrent, Some(2));
+        let a = Agent {
+            name: d.name.clone(),
+            def: Some(d),
+            reg: Some(Registration {
+                capabilities: vec!["extra".into()],
+                ..Default::default()
+            }),
+        };
+        assert!(a.has_capability("plan") && a.has_capability("extra"));
+        assert!(!a.has_capability("gpu"));
+        assert_eq!(a.max_concurrent(), 2);
+        assert!(a.available());
+    }
+
+    #[test]
+    fn missing_front_matter_and_bad_types_are_errors() {
+        assert!(AgentDef::parse("x", "just markdown\n").is_err());
+        let e = AgentDef::parse("x", "---\nname: x\nmax_concurrent: lots\n---\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e:?}");
+    }
+
+    #[test]
+    fn name_defaults_to_file_stem() {
+        let d = AgentDef::parse("writer", "---\ndescription: w\n---\n").unwrap();
+        assert_eq!(d.name, "writer");
+    }
+
+    #[test]
+    fn registration_round_trip() {
+        let r = Registration::parse("epoch: 3\ncapabilities: [gpu]\npaused: true\n").unwrap();
+        assert_eq!(r.epoch, 3);
+        assert!(r.paused);
+        assert_eq!(Registration::parse(&r.to_yaml()).unwrap(), r);
+        assert_eq!(Registration::parse("").unwrap().epoch, 1);
+        assert!(Registration::parse("epoch: many\n").is_err());
+    }
+}

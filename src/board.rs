@@ -1,0 +1,558 @@
+//! The board: every card and agent pas knows, and the rules of assignment (pure).
+//!
+//! `Board::plan` is a plain function of the board and the time: it says which inbox card
+//! goes to which agent, why the others wait, and which assigned cards have timed out. The
+//! daemon carries the plan out with file moves; `pas status` runs the same plan on a board
+//! read from the files, so it can say why a card waits with no daemon running.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::agent::Agent;
+use crate::card::{Card, HistoryEntry, PasMeta, Priority, State};
+
+/// Where a card is: its state folder and, for `assigned/`, the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    pub state: State,
+    pub agent: Option<String>,
+}
+
+impl Place {
+    /// A place with no agent.
+    pub fn of(state: State) -> Place {
+        Place { state, agent: None }
+    }
+
+    /// `assigned/<agent>`.
+    pub fn assigned(agent: &str) -> Place {
+        Place {
+            state: State::Assigned,
+            agent: Some(agent.to_string()),
+        }
+    }
+
+    /// The folder as written in history and commit messages: `inbox`, `assigned/coder-1`.
+    pub fn label(&self) -> String {
+        match &self.agent {
+            Some(a) => format!("{}/{}", self.state.dir(), a),
+            None => self.state.dir().to_string(),
+        }
+    }
+}
+
+/// A card on the board.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub card: Card,
+    pub place: Place,
+    /// When the card entered the board; orders cards of equal priority.
+    pub created: DateTime<Utc>,
+}
+
+/// Defaults from `pas.yaml` the rules need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub timeout_s: f64,
+    pub max_attempts: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout_s: 3600.0,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// All cards and agents.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    pub cards: HashMap<String, Entry>,
+    pub agents: BTreeMap<String, Agent>,
+    pub defaults: Defaults,
+}
+
+/// What the rules decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// (card id, agent) in the order they should be carried out.
+    pub assign: Vec<(String, String)>,
+    /// (card id, reason) for inbox cards that stay.
+    pub waiting: Vec<(String, String)>,
+    /// (card id, reason) for assigned cards to take back.
+    pub take_back: Vec<(String, String)>,
+}
+
+impl Board {
+    /// An empty board with these defaults.
+    pub fn new(defaults: Defaults) -> Board {
+        Board {
+            defaults,
+            ..Board::default()
+        }
+    }
+
+    /// Number of cards assigned to each agent.
+    pub fn loads(&self) -> HashMap<&str, u32> {
+        let mut loads: HashMap<&str, u32> = HashMap::new();
+        for e in self.cards.values() {
+            if let Some(a) = &e.place.agent {
+                *loads.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        loads
+    }
+
+    /// Count of cards per state.
+    pub fn counts(&self) -> BTreeMap<State, usize> {
+        let mut counts: BTreeMap<State, usize> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        for e in self.cards.values() {
+            *counts.entry(e.place.state).or_default() += 1;
+        }
+        counts
+    }
+
+    /// When the assigned card `e` times out.
+    pub fn deadline(&self, e: &Entry) -> Option<DateTime<Utc>> {
+        if e.place.state != State::Assigned {
+            return None;
+        }
+        let since = e.card.spec.pas.assigned_at?;
+        let ms = (e.card.timeout_s(self.defaults.timeout_s) * 1000.0).round() as i64;
+        Some(since + Duration::milliseconds(ms))
+    }
+
+    /// The earliest timeout among assigned cards.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.cards.values().filter_map(|e| self.deadline(e)).min()
+    }
+
+    /// Decides assignments, waiting reasons and take-backs at time `now`.
+    pub fn plan(&self, now: DateTime<Utc>) -> Plan {
+        let mut plan = Plan::default();
+        for (id, e) in &self.cards {
+            if e.place.state != State::Assigned {
+                continue;
+            }
+            let agent = e.place.agent.as_deref().unwrap_or_default();
+            let registered = self.agents.get(agent).is_some_and(|a| a.reg.is_some());
+            if !registered {
+                plan.take_back
+                    .push((id.clone(), format!("assignee {agent} is not registered")));
+            } else if self.deadline(e).is_some_and(|d| d <= now) {
+                plan.take_back.push((
+                    id.clone(),
+                    format!(
+                        "timed out after {}s",
+                        e.card.timeout_s(self.defaults.timeout_s)
+                    ),
+                ));
+            }
+        }
+        plan.take_back.sort();
+
+        let mut inbox: Vec<(&Priority, &DateTime<Utc>, &String)> = self
+            .cards
+            .iter()
+            .filter(|(_, e)| e.place.state == State::Inbox)
+            .map(|(id, e)| (&e.card.spec.priority, &e.created, id))
+            .collect();
+        inbox.sort();
+
+        let mut loads: HashMap<&str, u32> = self.loads();
+        let taken: HashSet<&str> = plan.take_back.iter().map(|(id, _)| id.as_str()).collect();
+        for (id, e) in &self.cards {
+            if taken.contains(id.as_str()) {
+                if let Some(a) = &e.place.agent {
+                    if let Some(l) = loads.get_mut(a.as_str()) {
+                        *l = l.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        for (_, _, id) in inbox {
+            let e = &self.cards[id];
+            match self.place_card(e, &loads) {
+                Ok(agent) => {
+                    *loads.entry(agent).or_default() += 1;
+                    plan.assign.push((id.clone(), agent.to_string()));
+                }
+                Err(reason) => plan.waiting.push((id.clone(), reason)),
+            }
+        }
+        plan
+    }
+
+    /// The agent an inbox card should go to, or why it must wait.
+    fn place_card<'a>(&'a self, e: &Entry, loads: &HashMap<&str, u32>) -> Result<&'a str, String> {
+        let spec = &e.card.spec;
+        let pending: Vec<&str> = spec
+            .depends_on
+            .iter()
+            .filter(|d| {
+                self.cards
+                    .get(d.as_str())
+                    .is_none_or(|x| x.place.state != State::Done)
+            })
+            .map(String::as_str)
+            .collect();
+        if !pending.is_empty() {
+            let described: Vec<String> = pending
+                .iter()
+                .map(|d| match self.cards.get(*d) {
+                    None => format!("{d} (unknown job)"),
+                    Some(x) if x.place.state == State::Failed => format!("{d} (failed)"),
+                    Some(_) => d.to_string(),
+                })
+                .collect();
+            return Err(format!("waiting for {}", described.join(", ")));
+        }
+        let load = |name: &str| loads.get(name).copied().unwrap_or(0);
+        let missing = |a: &Agent| -> Vec<&str> {
+            spec.requires
+                .iter()
+                .filter(|c| !a.has_capability(c))
+                .map(String::as_str)
+                .collect()
+        };
+        let caps = format!("[{}]", spec.requires.join(", "));
+
+        if let Some(name) = &spec.assignee {
+            let Some(a) = self.agents.get(name).filter(|a| a.reg.is_some()) else {
+                return Err(format!("pinned to {name}, who is not registered"));
+            };
+            let lacks = missing(a);
+            if !lacks.is_empty() {
+                return Err(format!(
+                    "pinned to {name}, who lacks [{}]",
+                    lacks.join(", ")
+                ));
+            }
+            if !a.available() {
+                return Err(format!("pinned to {name}, who is paused"));
+            }
+            if load(name) >= a.max_concurrent() {
+                return Err(format!(
+                    "pinned to {name}, who is busy ({}/{})",
+                    load(name),
+                    a.max_concurrent()
+                ));
+            }
+            return Ok(a.name.as_str());
+        }
+
+        let registered: Vec<&Agent> = self.agents.values().filter(|a| a.reg.is_some()).collect();
+        if registered.is_empty() {
+            return Err("no agent is registered".into());
+        }
+        let capable: Vec<&Agent> = registered
+            .iter()
+            .copied()
+            .filter(|a| missing(a).is_empty())
+            .collect();
+        if capable.is_empty() {
+            let nobody: Vec<&str> = spec
+                .requires
+                .iter()
+                .filter(|c| !registered.iter().any(|a| a.has_capability(c)))
+                .map(String::as_str)
+                .collect();
+            return Err(if nobody.is_empty() {
+                format!("no registered agent has all of {caps}")
+            } else {
+                format!("no registered agent has [{}]", nobody.join(", "))
+            });
+        }
+        let active: Vec<&Agent> = capable.iter().copied().filter(|a| a.available()).collect();
+        if active.is_empty() {
+            return Err(format!(
+                "every agent with {caps} is paused ({})",
+                names(&capable)
+            ));
+        }
+        active
+            .iter()
+            .filter(|a| load(&a.name) < a.max_concurrent())
+            .min_by(|a, b| {
+                let (la, lb) = (load(&a.name), load(&b.name));
+                // Least loaded first; between equals, the one with more room, then by name.
+                la.cmp(&lb)
+                    .then(
+                        (u64::from(la) * u64::from(b.max_concurrent()))
+                            .cmp(&(u64::from(lb) * u64::from(a.max_concurrent()))),
+                    )
+                    .then(a.name.cmp(&b.name))
+            })
+            .map(|a| a.name.as_str())
+            .ok_or_else(|| {
+                if spec.requires.is_empty() {
+                    format!("all {} registered agents are busy", active.len())
+                } else {
+                    format!("all {} agents with {caps} are busy", active.len())
+                }
+            })
+    }
+}
+
+fn names(agents: &[&Agent]) -> String {
+    agents
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `pas:` block after a transition from `from` to `to`.
+pub fn transition_meta(
+    meta: &PasMeta,
+    from: &Place,
+    to: &Place,
+    by: &str,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> PasMeta {
+    let mut m = meta.clone();
+    m.state = Some(to.state);
+    m.waiting_for = None;
+    if to.state == State::Assigned {
+        m.assigned_to = to.agent.clone();
+        m.assigned_at = Some(now);
+    } else if to.state == State::Inbox {
+        m.assigned_to = None;
+        m.assigned_at = None;
+    }
+    m.history.push(HistoryEntry {
+        at: now,
+        from: from.label(),
+        to: to.label(),
+        by: Some(by.to_string()),
+        reason,
+    });
+    m
+}
+
+/// Where a taken-back card goes: back to the inbox with `attempts` raised, or to `failed/`
+/// once it has used up `max_attempts`.
+pub fn take_back_target(card: &Card, default_max: u32) -> (Place, u32) {
+    let attempts = card.spec.pas.attempts + 1;
+    if attempts >= card.max_attempts(default_max) {
+        (Place::of(State::Failed), attempts)
+    } else {
+        (Place::of(State::Inbox), attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentDef, Registration};
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn agent(name: &str, caps: &[&str], max: u32) -> Agent {
+        Agent {
+            name: name.into(),
+            def: Some(AgentDef {
+                name: name.into(),
+                description: None,
+                tools: None,
+                model: None,
+                parent: None,
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                max_concurrent: Some(max),
+                ctx_limit: None,
+                token_budget: None,
+                heartbeat_interval_s: None,
+            }),
+            reg: Some(Registration {
+                epoch: 1,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn board(agents: Vec<Agent>) -> Board {
+        let mut b = Board::new(Defaults::default());
+        for a in agents {
+            b.agents.insert(a.name.clone(), a);
+        }
+        b
+    }
+
+    fn add(b: &mut Board, id: &str, yaml: &str, place: Place, created: i64) {
+        let card = Card::parse(id, yaml).unwrap();
+        b.cards.insert(
+            id.into(),
+            Entry {
+                card,
+                place,
+                created: t(created),
+            },
+        );
+    }
+
+    fn inbox(b: &mut Board, id: &str, yaml: &str, created: i64) {
+        add(b, id, yaml, Place::of(State::Inbox), created);
+    }
+
+    #[test]
+    fn capabilities_decide() {
+        let mut b = board(vec![
+            agent("cpu-box", &["code"], 1),
+            agent("gpu-box", &["gpu"], 1),
+        ]);
+        inbox(&mut b, "a", "title: a\nrequires: [gpu]\n", 0);
+        inbox(&mut b, "b", "title: b\nrequires: [tpu]\n", 0);
+        let p = b.plan(t(1));
+        assert_eq!(p.assign, vec![("a".into(), "gpu-box".into())]);
+        assert_eq!(
+            p.waiting,
+            vec![("b".into(), "no registered agent has [tpu]".into())]
+        );
+    }
+
+    #[test]
+    fn priority_then_age() {
+        let mut b = board(vec![agent("w", &[], 1)]);
+        inbox(&mut b, "old-low", "title: x\npriority: low\n", 0);
+        inbox(&mut b, "new-high", "title: x\npriority: high\n", 5);
+        inbox(&mut b, "old-high", "title: x\npriority: high\n", 1);
+        let p = b.plan(t(10));
+        assert_eq!(p.assign, vec![("old-high".into(), "w".into())]);
+        assert_eq!(p.waiting.len(), 2);
+        assert!(p
+            .waiting
+            .iter()
+            .all(|(_, r)| r == "all 1 registered agents are busy"));
+    }
+
+    #[test]
+    fn pinned_assignee() {
+        let mut b = board(vec![agent("a1", &[], 5), agent("a2", &[], 5)]);
+        inbox(&mut b, "p", "title: x\nassignee: a2\n", 0);
+        inbox(&mut b, "q", "title: x\nassignee: ghost\n", 0);
+        let p = b.plan(t(1));
+        assert_eq!(p.assign, vec![("p".into(), "a2".into())]);
+        assert_eq!(
+            p.waiting,
+            vec![("q".into(), "pinned to ghost, who is not registered".into())]
+        );
+    }
+
+    #[test]
+    fn depends_on_holds_until_done() {
+        let mut b = board(vec![agent("w", &[], 5)]);
+        inbox(&mut b, "child", "title: x\ndepends_on: [dep, missing]\n", 0);
+        add(&mut b, "dep", "title: d\n", Place::assigned("w"), 0);
+        let p = b.plan(t(1));
+        assert_eq!(
+            p.waiting,
+            vec![(
+                "child".into(),
+                "waiting for dep, missing (unknown job)".into()
+            )]
+        );
+        b.cards.get_mut("dep").unwrap().place = Place::of(State::Done);
+        add(&mut b, "missing", "title: m\n", Place::of(State::Done), 0);
+        assert_eq!(b.plan(t(2)).assign, vec![("child".into(), "w".into())]);
+    }
+
+    #[test]
+    fn least_loaded_and_max_concurrent() {
+        let mut b = board(vec![agent("a", &[], 2), agent("b", &[], 2)]);
+        add(&mut b, "x", "title: x\n", Place::assigned("a"), 0);
+        for (i, id) in ["1", "2", "3", "4"].iter().enumerate() {
+            inbox(&mut b, id, "title: x\n", i as i64);
+        }
+        let p = b.plan(t(10));
+        // b has 0, a has 1: b gets the first; then both at 1 -> a (by name); then b; then full.
+        assert_eq!(
+            p.assign,
+            vec![
+                ("1".into(), "b".into()),
+                ("2".into(), "a".into()),
+                ("3".into(), "b".into())
+            ]
+        );
+        assert_eq!(
+            p.waiting,
+            vec![("4".into(), "all 2 registered agents are busy".into())]
+        );
+    }
+
+    #[test]
+    fn paused_agents_get_nothing() {
+        let mut a = agent("a", &["x"], 1);
+        a.reg.as_mut().unwrap().paused = true;
+        let mut b = board(vec![a]);
+        inbox(&mut b, "c", "title: x\nrequires: [x]\n", 0);
+        let p = b.plan(t(1));
+        assert_eq!(
+            p.waiting,
+            vec![("c".into(), "every agent with [x] is paused (a)".into())]
+        );
+    }
+
+    #[test]
+    fn timeouts_and_unregistered_assignees_are_taken_back() {
+        let mut b = board(vec![agent("w", &[], 3)]);
+        let assigned_at = "pas: {state: assigned, assigned_to: w, assigned_at: \"2027-01-15T08:00:00Z\", attempts: 0, history: []}\n";
+        add(
+            &mut b,
+            "slow",
+            &format!("title: x\ntimeout_s: 10\n{assigned_at}"),
+            Place::assigned("w"),
+            0,
+        );
+        add(&mut b, "orphan", "title: x\n", Place::assigned("gone"), 0);
+        let start = DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let p = b.plan(start + Duration::seconds(9));
+        assert_eq!(
+            p.take_back,
+            vec![("orphan".into(), "assignee gone is not registered".into())]
+        );
+        let p = b.plan(start + Duration::seconds(10));
+        assert_eq!(p.take_back.len(), 2);
+        assert_eq!(b.next_deadline(), Some(start + Duration::seconds(10)));
+    }
+
+    #[test]
+    fn take_back_fails_after_max_attempts() {
+        let c = Card::parse("c", "title: x\nmax_attempts: 2\npas: {attempts: 0}\n").unwrap();
+        assert_eq!(take_back_target(&c, 3), (Place::of(State::Inbox), 1));
+        let c = Card::parse("c", "title: x\nmax_attempts: 2\npas: {attempts: 1}\n").unwrap();
+        assert_eq!(take_back_target(&c, 3), (Place::of(State::Failed), 2));
+    }
+
+    #[test]
+    fn transition_meta_records_history() {
+        let m = transition_meta(
+            &PasMeta::default(),
+            &Place::of(State::Inbox),
+            &Place::assigned("w"),
+            "pas",
+            None,
+            t(0),
+        );
+        assert_eq!(m.state, Some(State::Assigned));
+        assert_eq!(m.assigned_to.as_deref(), Some("w"));
+        assert_eq!(m.history[0].to, "assigned/w");
+        let back = transition_meta(
+            &m,
+            &Place::assigned("w"),
+            &Place::of(State::Inbox),
+            "pas",
+            Some("timeout".into()),
+            t(5),
+        );
+        assert_eq!(back.assigned_to, None);
+        assert_eq!(back.history.len(), 2);
+    }
+}

@@ -1,0 +1,162 @@
+//! The `pas` command line: clap definitions and dispatch. Reading commands work from the
+//! files alone (no daemon) and take `--json`; writing commands make the same atomic file
+//! moves an agent would.
+
+mod output;
+mod read;
+mod write;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::Out;
+pub use read::daemon_pid;
+
+/// Whether a `pas serve` holds the workspace's lock.
+pub fn daemon_running(ws: &crate::workspace::Workspace) -> bool {
+    daemon_pid(ws).is_some()
+}
+
+/// pas: a file-based orchestrator for swarms of AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "pas", version, about, long_about = None)]
+pub struct Cli {
+    /// The workspace (default: $PAS_ROOT, else the nearest folder upwards with pas.yaml,
+    /// else the current folder).
+    #[arg(long, global = true, env = "PAS_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a workspace (safe to run twice: adds what is missing, overwrites nothing).
+    Init {
+        /// Folder to initialise (default: the current folder).
+        dir: Option<PathBuf>,
+    },
+    /// Run the daemon: watch the tree, assign cards, commit every transition.
+    Serve {
+        /// Reconcile once (recover, scan, assign, commit) and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// The board: counts, agents, and why waiting cards wait.
+    Status {
+        /// Show the board as it stood at a git revision or a time ("2h ago").
+        #[arg(long, value_name = "REV")]
+        at: Option<String>,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Drop a new card into work/inbox/ (from flags, a file, or stdin with --file -).
+    Submit(write::SubmitArgs),
+    /// Pull-claim a card for AGENT by moving it into work/assigned/AGENT/.
+    Claim {
+        agent: String,
+        /// A specific card (default: the best card AGENT can do).
+        id: Option<String>,
+    },
+    /// Complete a card: move it to work/done/ with a result.
+    Done {
+        id: String,
+        /// The result text.
+        #[arg(long)]
+        result: Option<String>,
+    },
+    /// Fail a card: move it to work/failed/ with an error.
+    Fail {
+        id: String,
+        /// Why it failed.
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Put a failed, done or assigned card back into the inbox.
+    Retry { id: String },
+    /// Register an agent (writes work/registry/NAME.yaml; the epoch rises each time).
+    Register(write::RegisterArgs),
+    /// Deregister an agent (removes its registration; its cards are taken back).
+    Deregister { name: String },
+    /// List cards.
+    Jobs {
+        /// Only cards in this state (inbox, assigned, done, failed).
+        #[arg(long, short)]
+        state: Option<String>,
+        /// Only cards assigned to this agent.
+        #[arg(long, short)]
+        agent: Option<String>,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// One card: its fields, place and history.
+    Show {
+        id: String,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// A card's whole history from git.
+    Log {
+        id: String,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Check every file of the workspace against contracts/.
+    Validate {
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
+    Demo(crate::demo::DemoArgs),
+    /// Measure pas on this machine.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `--json` for reading commands.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Format {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command; returns the exit status (0 done, 1 failed).
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    use crate::workspace::Workspace;
+    let out = Out::stdout();
+    if let Command::Init { dir } = &cli.command {
+        let dir = dir
+            .clone()
+            .or(cli.root.clone())
+            .unwrap_or_else(|| PathBuf::from("."));
+        return write::init(&dir, &out);
+    }
+    if let Command::Demo(args) = cli.command {
+        return crate::demo::run(args);
+    }
+    let ws = Workspace::discover(cli.root.as_deref())?;
+    match cli.command {
+        Command::Init { .. } | Command::Demo(_) => unreachable!("handled above"),
+        Command::Serve { once } => {
+            crate::daemon::serve(&ws, &crate::daemon::ServeOptions { once })?;
+            Ok(0)
+        }
+        Command::Status { at, fmt } => read::status(&ws, at.as_deref(), fmt, &out),
+        Command::Submit(args) => write::submit(&ws, args, &out),
+        Command::Claim { agent, id } => write::claim(&ws, &agent, id.as_deref(), &out),
+        Command::Done { id, result } => write::finish(&ws, &id, true, result, &out),
+        Command::Fail { id, error } => write::finish(&ws, &id, false, error, &out),
+        Command::Retry { id } => write::retry(&ws, &id, &out),
+        Command::Register(args) => write::register(&ws, args, &out),
+        Command::Deregister { name } => write::deregister(&ws, &name, &out),
+        Command::Jobs { state, agent, fmt } => {
+            read::jobs(&ws, state.as_deref(), agent.as_deref(), fmt, &out)
+        }
+        Command::Show { id, fmt } => read::show(&ws, &id, fmt, &out),
+        Command::Log { id, fmt } => read::log(&ws, &id, fmt, &out),
+        Command::Validate { fmt } => read::validate(&ws, fmt, &out),
+        Command::Bench(args) => crate::bench::run(&ws, args),
+    }
+}

@@ -1,0 +1,59 @@
+//! Printing: aligned tables on a terminal, plain aligned text when piped, JSON on request.
+
+use std::io::{IsTerminal, Write};
+
+use comfy_table::{presets, ContentArrangement, Table};
+
+/// Where command output goes and how it looks.
+pub struct Out {
+    tty: bool,
+}
+
+impl Out {
+    /// Standard output, styled when it is a terminal.
+    pub fn stdout() -> Out {
+        Out {
+            tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// A table with these headers, in the style of the output.
+    pub fn table(&self, headers: &[&str]) -> Table {
+        let mut t = Table::new();
+        if self.tty {
+            t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        } else {
+            t.load_preset(presets::NOTHING)
+                .force_no_tty()
+                .set_content_arrangement(ContentArrangement::Disabled);
+        }
+        t.set_header(headers.iter().map(|h| h.to_string()));
+        t
+    }
+
+    /// Prints a table (trailing spaces trimmed, so piped text diffs cleanly).
+    pub fn print_table(&self, t: &Table) {
+        let text = t.to_string();
+        let mut o = std::io::stdout().lock();
+        for line in text.lines() {
+            let line = if self.tty { line } else { line.trim_end() };
+            let _ = writeln!(
+                o,
+                "{}",
+                line.strip_prefix(' ').filter(|_| !self.tty).unwrap_or(line)
+            );
+        }
+    }
+
+    /// Prints a line.
+    pub fn line(&self, s: impl AsRef<str>) {
+        let _ = writeln!(std::io::stdout().lock(), "{}", s.as_ref());
+    }
+
+    /// Prints pretty JSON.
+    pub fn json(&self, v: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(v).unwrap_or_default();
+        self.line(text);
+    }
+}

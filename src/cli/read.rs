@@ -1,0 +1,347 @@
+//! Reading commands: status, jobs, show, log, validate. They read the files (and git),
+//! never a running daemon.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::{Format, Out};
+use crate::board::{Board, Entry};
+use crate::card::State;
+use crate::snapshot::{self, Snapshot};
+use crate::store::git::GitStore;
+use crate::workspace::Workspace;
+
+/// Whether a daemon holds the workspace lock, and its pid.
+pub fn daemon_pid(ws: &Workspace) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let path = ws.work().join(".pas-daemon.lock");
+    let file = std::fs::File::open(&path).ok()?;
+    // SAFETY: flock on a descriptor we own; a shared probe released when `file` drops.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return None;
+    }
+    Some(
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    )
+}
+
+fn agent_status(a: &crate::agent::Agent) -> &'static str {
+    match &a.reg {
+        None => "unregistered",
+        Some(r) if r.paused => "paused",
+        Some(_) => "up",
+    }
+}
+
+/// The board as JSON in the SPEC's `pas status --json` shape (and a little more).
+pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
+    let counts = snap.board.counts();
+    let loads = snap.board.loads();
+    let agents: Vec<Value> = snap
+        .board
+        .agents
+        .values()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "status": agent_status(a),
+                "last_heartbeat": Value::Null,
+                "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
+                "max_concurrent": a.max_concurrent(),
+                "ctx_ratio": Value::Null,
+                "parent": a.parent(),
+                "epoch": a.reg.as_ref().map(|r| r.epoch),
+            })
+        })
+        .collect();
+    json!({
+        "jobs": {
+            "inbox": counts[&State::Inbox],
+            "assigned": counts[&State::Assigned],
+            "done": counts[&State::Done],
+            "failed": counts[&State::Failed],
+            "rejected": snap.rejected,
+        },
+        "agents": agents,
+        "waiting": waiting.iter().map(|(id, r)| json!({"id": id, "reason": r})).collect::<Vec<_>>(),
+        "problems": snap.problems.iter().map(|(p, r)| json!({"path": p, "problem": r})).collect::<Vec<_>>(),
+        "cost_usd": {"today": "0", "month": "0", "total": "0"},
+    })
+}
+
+/// Why each inbox card waits, from the same rules the daemon runs. A card the rules
+/// would place now is shown as ready for that agent (the daemon has not taken it yet).
+pub fn waiting_reasons(board: &Board, now: DateTime<Utc>) -> Vec<(String, String)> {
+    let plan = board.plan(now);
+    let mut out: Vec<(String, String)> = plan.waiting;
+    out.extend(
+        plan.assign
+            .into_iter()
+            .map(|(id, agent)| (id, format!("ready for {agent} (is pas serve running?)"))),
+    );
+    let key = |id: &str| {
+        board
+            .cards
+            .get(id)
+            .map(|e| (e.card.spec.priority, e.created))
+    };
+    out.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)).then(a.0.cmp(&b.0)));
+    out
+}
+
+fn load(ws: &Workspace, at: Option<&str>) -> Result<Snapshot> {
+    match at {
+        None => snapshot::load(ws),
+        Some(rev) => {
+            let git = GitStore::open(&ws.root)?
+                .with_context(|| format!("{} is not in a git repository", ws.root.display()))?;
+            let oid = git.resolve_rev(rev, Utc::now())?;
+            let files = git.files_at(oid, Path::new("work"))?;
+            snapshot::load_at(ws, files)
+        }
+    }
+}
+
+/// `pas status`.
+pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Result<i32> {
+    let snap = load(ws, at)?;
+    let waiting = waiting_reasons(&snap.board, Utc::now());
+    if fmt.json {
+        let mut v = status_json(&snap, &waiting);
+        v["root"] = json!(ws.root.display().to_string());
+        v["daemon"] = json!(daemon_pid(ws).map(|p| json!({"pid": p})));
+        if let Some(rev) = at {
+            v["at"] = json!(rev);
+        }
+        out.json(&v);
+        return Ok(0);
+    }
+    let counts = snap.board.counts();
+    let daemon = match daemon_pid(ws) {
+        Some(pid) => format!("daemon running (pid {pid})"),
+        None => "daemon not running".into(),
+    };
+    out.line(format!(
+        "pas {}{} — {daemon}",
+        ws.root.display(),
+        at.map(|r| format!(" at {r}")).unwrap_or_default()
+    ));
+    out.line(format!(
+        "jobs: inbox {} · assigned {} · done {} · failed {} · rejected {}",
+        counts[&State::Inbox],
+        counts[&State::Assigned],
+        counts[&State::Done],
+        counts[&State::Failed],
+        snap.rejected
+    ));
+    let loads = snap.board.loads();
+    let mut t = out.table(&["AGENT", "STATUS", "ASSIGNED", "PARENT", "CAPABILITIES"]);
+    for a in snap.board.agents.values() {
+        let mut caps: Vec<String> = a.def.iter().flat_map(|d| d.capabilities.clone()).collect();
+        caps.extend(a.reg.iter().flat_map(|r| r.capabilities.clone()));
+        caps.dedup();
+        t.add_row(vec![
+            a.name.clone(),
+            agent_status(a).to_string(),
+            format!(
+                "{}/{}",
+                loads.get(a.name.as_str()).copied().unwrap_or(0),
+                a.max_concurrent()
+            ),
+            a.parent().unwrap_or("-").to_string(),
+            caps.join(","),
+        ]);
+    }
+    out.line("");
+    out.print_table(&t);
+    if !waiting.is_empty() {
+        out.line("");
+        let mut t = out.table(&["WAITING", "PRIORITY", "WHY"]);
+        for (id, reason) in waiting.iter().take(50) {
+            let prio = snap
+                .board
+                .cards
+                .get(id)
+                .map(|e| e.card.spec.priority.as_str())
+                .unwrap_or("");
+            t.add_row(vec![id.clone(), prio.to_string(), reason.clone()]);
+        }
+        out.print_table(&t);
+        if waiting.len() > 50 {
+            out.line(format!(
+                "... and {} more waiting (pas jobs --state inbox)",
+                waiting.len() - 50
+            ));
+        }
+    }
+    for (path, problem) in &snap.problems {
+        out.line(format!("problem: {path}: {problem}"));
+    }
+    Ok(0)
+}
+
+fn job_json(id: &str, e: &Entry) -> Value {
+    let s = &e.card.spec;
+    json!({
+        "id": id,
+        "state": e.place.state,
+        "agent": e.place.agent,
+        "title": s.title,
+        "priority": s.priority,
+        "requires": s.requires,
+        "assignee": s.assignee,
+        "depends_on": s.depends_on,
+        "attempts": s.pas.attempts,
+        "waiting_for": s.pas.waiting_for,
+        "created": e.created,
+    })
+}
+
+/// `pas jobs`.
+pub fn jobs(
+    ws: &Workspace,
+    state: Option<&str>,
+    agent: Option<&str>,
+    fmt: Format,
+    out: &Out,
+) -> Result<i32> {
+    let state = match state {
+        None => None,
+        Some(s) => Some(
+            State::ALL
+                .into_iter()
+                .find(|x| x.dir() == s)
+                .with_context(|| format!("unknown state {s:?} (inbox, assigned, done, failed)"))?,
+        ),
+    };
+    let snap = snapshot::load(ws)?;
+    let mut rows: Vec<(&String, &Entry)> = snap
+        .board
+        .cards
+        .iter()
+        .filter(|(_, e)| state.is_none_or(|s| e.place.state == s))
+        .filter(|(_, e)| agent.is_none_or(|a| e.place.agent.as_deref() == Some(a)))
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.1.place.state, a.1.card.spec.priority, a.1.created, a.0).cmp(&(
+            b.1.place.state,
+            b.1.card.spec.priority,
+            b.1.created,
+            b.0,
+        ))
+    });
+    if fmt.json {
+        out.json(&Value::Array(
+            rows.iter().map(|(id, e)| job_json(id, e)).collect(),
+        ));
+        return Ok(0);
+    }
+    let mut t = out.table(&["ID", "STATE", "PRIORITY", "AGENT", "ATTEMPTS", "TITLE"]);
+    for (id, e) in rows {
+        t.add_row(vec![
+            id.clone(),
+            e.place.state.dir().to_string(),
+            e.card.spec.priority.as_str().to_string(),
+            e.place.agent.clone().unwrap_or_else(|| "-".into()),
+            e.card.spec.pas.attempts.to_string(),
+            e.card.spec.title.clone(),
+        ]);
+    }
+    out.print_table(&t);
+    Ok(0)
+}
+
+/// `pas show`.
+pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
+    let snap = snapshot::load(ws)?;
+    let Some(e) = snap.board.cards.get(id) else {
+        bail!("no card {id} in work/ (inbox, assigned, done, failed)");
+    };
+    let path = ws.card_path(id, &e.place);
+    if fmt.json {
+        let doc: serde_yaml::Value = serde_yaml::from_str(e.card.text()).unwrap_or_default();
+        let mut v = job_json(id, e);
+        v["path"] = json!(crate::daemon::rel(ws, &path));
+        v["card"] = serde_json::to_value(doc).unwrap_or(Value::Null);
+        v["history"] = serde_json::to_value(&e.card.spec.pas.history)?;
+        out.json(&v);
+        return Ok(0);
+    }
+    out.line(format!("# {}", crate::daemon::rel(ws, &path)));
+    out.line(e.card.text().trim_end());
+    Ok(0)
+}
+
+/// `pas log`: the card's commits (or its own history when git is off).
+pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
+    let cfg = ws.config()?;
+    let git = if cfg.git.enabled {
+        GitStore::open(&ws.root)?
+    } else {
+        None
+    };
+    let Some(git) = git else {
+        let snap = snapshot::load(ws)?;
+        let e = snap
+            .board
+            .cards
+            .get(id)
+            .with_context(|| format!("no card {id}"))?;
+        if fmt.json {
+            out.json(&serde_json::to_value(&e.card.spec.pas.history)?);
+        } else {
+            for h in &e.card.spec.pas.history {
+                out.line(format!(
+                    "{}  {} -> {}  {}",
+                    h.at.to_rfc3339(),
+                    h.from,
+                    h.to,
+                    h.by.clone().unwrap_or_default()
+                ));
+            }
+        }
+        return Ok(0);
+    };
+    let commits = git.history_of(id)?;
+    if commits.is_empty() {
+        bail!("no commit mentions card {id}");
+    }
+    if fmt.json {
+        out.json(&serde_json::to_value(&commits)?);
+        return Ok(0);
+    }
+    for c in commits.iter().rev() {
+        for l in &c.lines {
+            out.line(format!(
+                "{}  {}  {}  {l}",
+                c.short,
+                c.time.format("%Y-%m-%d %H:%M:%S"),
+                c.author
+            ));
+        }
+    }
+    Ok(0)
+}
+
+/// `pas validate`: exit 1 when any file breaks its contract.
+pub fn validate(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
+    let findings = crate::validate::validate_workspace(&ws.root)?;
+    if fmt.json {
+        out.json(&serde_json::to_value(&findings)?);
+    } else if findings.is_empty() {
+        out.line("every file matches its contract");
+    } else {
+        for f in &findings {
+            out.line(f.to_string());
+        }
+        out.line(format!("{} problem(s)", findings.len()));
+    }
+    Ok(if findings.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,284 @@
+//! `pas.yaml`: typed, validated, with defaults.
+//!
+//! Every key is optional and an unknown key is an error that names it (SPEC section 8), so a
+//! typo such as `heartbeat_intervall_s` is caught at start instead of silently ignored.
+//! Sections that later subsystems own (`providers`, `budgets`, `routing`) are parsed loosely
+//! here and validated by those subsystems and by `contracts/config.schema.json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Default heartbeat interval for agents that do not set their own.
+    pub heartbeat_interval_s: f64,
+    /// How long a card may stay in `assigned/` before it is taken back.
+    pub default_timeout_s: f64,
+    /// Take-backs after which a card goes to `failed/`.
+    pub max_attempts: u32,
+    /// How long a file written in place must be quiet before it is read (half-written guard).
+    pub settle_ms: u64,
+    /// fsync every file pas writes before renaming it into place (power-loss safety).
+    pub fsync: bool,
+    /// Resource capacities of this machine.
+    pub capacity: Capacity,
+    /// Token governor thresholds used when an agent does not set its own.
+    pub token_budget: TokenBudget,
+    /// Git audit trail.
+    pub git: GitConfig,
+    /// Dashboard listener.
+    pub dashboard: BindConfig,
+    /// LLM gateway listener.
+    pub gateway: BindConfig,
+    /// LLM providers (section 7); validated by the router.
+    pub providers: Vec<serde_yaml::Value>,
+    /// LLM budgets (section 7); validated by the router.
+    pub budgets: Option<serde_yaml::Value>,
+    /// LLM routing defaults (section 7).
+    pub routing: Option<serde_yaml::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_interval_s: 60.0,
+            default_timeout_s: 3600.0,
+            max_attempts: 3,
+            settle_ms: 250,
+            fsync: false,
+            capacity: Capacity::default(),
+            token_budget: TokenBudget::default(),
+            git: GitConfig::default(),
+            dashboard: BindConfig {
+                bind: "127.0.0.1:6101".into(),
+            },
+            gateway: BindConfig {
+                bind: "127.0.0.1:6120".into(),
+            },
+            providers: Vec::new(),
+            budgets: None,
+            routing: None,
+        }
+    }
+}
+
+/// Resource capacities; `None` means "not managed" (unbounded).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    pub cpu: Option<f64>,
+    pub mem_mb: Option<u64>,
+    pub gpu: Option<u64>,
+    pub gpu_mem_mb: Option<u64>,
+}
+
+/// Context-window thresholds as shares of `ctx_limit`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenBudget {
+    pub target: f64,
+    pub hard_max: f64,
+}
+
+impl Default for TokenBudget {
+    fn default() -> Self {
+        TokenBudget {
+            target: 0.50,
+            hard_max: 0.75,
+        }
+    }
+}
+
+/// Git settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitConfig {
+    /// Commit every transition (default true).
+    pub enabled: bool,
+    /// Transitions within this window share one commit.
+    pub commit_window_ms: u64,
+    /// Author and committer name of pas's commits.
+    pub author: String,
+    /// Commit heartbeat files too (default false: they are git-ignored).
+    pub track_heartbeats: bool,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            enabled: true,
+            commit_window_ms: 100,
+            author: "pas".into(),
+            track_heartbeats: false,
+        }
+    }
+}
+
+/// A listener address.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BindConfig {
+    pub bind: String,
+}
+
+/// Why `pas.yaml` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads `pas.yaml` from `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text (an empty or comment-only file is all defaults).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let is_empty = text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        let config: Config = if is_empty {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: "pas.yaml".into(),
+                message: e.to_string(),
+            })?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |message: String| {
+            Err(ConfigError::Invalid {
+                path: "pas.yaml".into(),
+                message,
+            })
+        };
+        if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite()) {
+            return bad(format!(
+                "heartbeat_interval_s must be a positive number, got {}",
+                self.heartbeat_interval_s
+            ));
+        }
+        if !(self.default_timeout_s > 0.0 && self.default_timeout_s.is_finite()) {
+            return bad(format!(
+                "default_timeout_s must be a positive number, got {}",
+                self.default_timeout_s
+            ));
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        let tb = &self.token_budget;
+        if !(0.0..=1.0).contains(&tb.target) || !(0.0..=1.0).contains(&tb.hard_max) {
+            return bad("token_budget.target and hard_max must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+
+    /// The commit window as a duration.
+    pub fn commit_window(&self) -> Duration {
+        Duration::from_millis(self.git.commit_window_ms)
+    }
+}
+
+/// The commented `pas.yaml` that `pas init` writes: every key with its default.
+pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; the values shown are the defaults.
+# An unknown key is an error that names it.
+
+# heartbeat_interval_s: 60        # agents that set no interval of their own beat this often
+# default_timeout_s: 3600         # longest time a card may stay in assigned/ before it is taken back
+# max_attempts: 3                 # take-backs after which a card goes to failed/
+# settle_ms: 250                  # a file written in place must be quiet this long before it is read
+# fsync: false                    # fsync every file pas writes (power-loss safety; slower)
+
+# capacity:                       # resources of this machine; unset means unmanaged
+#   cpu: 8
+#   mem_mb: 32768
+#   gpu: 1
+#   gpu_mem_mb: 24576
+
+# token_budget: {target: 0.50, hard_max: 0.75}   # governor thresholds (share of ctx_limit)
+
+# git:
+#   enabled: true                 # commit every transition; `git log` is the audit trail
+#   commit_window_ms: 100         # transitions this close share one commit
+#   author: pas
+#   track_heartbeats: false       # heartbeat files are git-ignored by default
+
+# dashboard: {bind: "127.0.0.1:6101"}
+# gateway: {bind: "127.0.0.1:6120"}
+
+# providers: []                   # LLM providers (see the README)
+# budgets: {daily_usd: "20.00", monthly_usd: "300.00", alert_at: [0.75, 0.90, 1.00]}
+# routing: {policy: local}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_template_parses_to_defaults() {
+        assert_eq!(
+            Config::parse(DEFAULT_CONFIG_YAML).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("heartbeat_intervall_s: 5\n").unwrap_err();
+        assert!(err.to_string().contains("heartbeat_intervall_s"), "{err}");
+        let err = Config::parse("git: {enabeld: false}\n").unwrap_err();
+        assert!(err.to_string().contains("enabeld"), "{err}");
+    }
+
+    #[test]
+    fn values_are_read_and_checked() {
+        let c =
+            Config::parse("max_attempts: 5\ngit: {enabled: false}\nheartbeat_interval_s: 0.2\n")
+                .unwrap();
+        assert_eq!(c.max_attempts, 5);
+        assert!(!c.git.enabled);
+        assert_eq!(c.git.commit_window_ms, 100);
+        assert!(Config::parse("max_attempts: 0\n").is_err());
+        assert!(Config::parse("default_timeout_s: -1\n").is_err());
+    }
+}

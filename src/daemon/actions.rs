@@ -1,0 +1,150 @@
+//! Carrying out a plan: assignments, take-backs and waiting reasons become file moves,
+//! each recorded as a transition.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{rel, Engine};
+use crate::board::{take_back_target, transition_meta, Place};
+use crate::card::State;
+use crate::fsops::{self, Moved};
+
+impl Engine {
+    /// Plans at the current time and carries the plan out; repeats while moves free up
+    /// room (a take-back can make a slot for a waiting card).
+    pub fn step(&mut self) {
+        for _ in 0..4 {
+            let now = self.now();
+            let plan = self.board.plan(now);
+            let moved = !plan.assign.is_empty() || !plan.take_back.is_empty();
+            for (id, reason) in plan.take_back {
+                self.take_back(&id, &reason, now);
+            }
+            for (id, agent) in plan.assign {
+                self.assign(&id, &agent, now);
+            }
+            for (id, reason) in plan.waiting {
+                self.note_waiting(&id, reason);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.write_dirty();
+        self.flush_commit();
+    }
+
+    /// The next instant the engine must wake: a timeout or a settling file.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let settle = self.settling.values().min().copied();
+        let deadline = self.board.next_deadline().map(|d| {
+            let wait = (d - self.now()).to_std().unwrap_or_default();
+            Instant::now() + wait
+        });
+        match (settle, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves one card from the inbox to `assigned/<agent>/`.
+    fn assign(&mut self, id: &str, agent: &str, now: DateTime<Utc>) {
+        let to = Place::assigned(agent);
+        self.transfer(id, to, "pas", None, now, |_| {});
+    }
+
+    /// Takes a card back from its agent: to the inbox, or to `failed/` past max_attempts
+    /// (with an `error` saying why, unless the card already has one).
+    fn take_back(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+        let max_default = self.board.defaults.max_attempts;
+        let Some(entry) = self.board.cards.get_mut(id) else {
+            return;
+        };
+        let (target, attempts) = take_back_target(&entry.card, max_default);
+        let mut reason = reason.to_string();
+        if target.state == State::Failed {
+            reason = format!(
+                "{reason}; attempt {attempts} of {}",
+                entry.card.max_attempts(max_default)
+            );
+            if crate::card::key_position(entry.card.text(), "error").is_none() {
+                let error = serde_yaml::Value::String(format!("pas gave up: {reason}"));
+                if let Ok(card) = entry.card.with_key("error", &error) {
+                    entry.card = card;
+                }
+            }
+        }
+        self.transfer(id, target, "pas", Some(reason), now, move |m| {
+            m.attempts = attempts;
+        });
+    }
+
+    /// Puts the reason in `pas.waiting_for` when it changed (written after planning).
+    fn note_waiting(&mut self, id: &str, reason: String) {
+        let Some(entry) = self.board.cards.get_mut(id) else {
+            return;
+        };
+        if entry.card.spec.pas.waiting_for.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        let mut meta = entry.card.spec.pas.clone();
+        meta.waiting_for = Some(reason);
+        entry.card = entry.card.with_meta(&meta);
+        self.dirty.insert(id.to_string());
+    }
+
+    /// Moves card `id` to `to` with a new history entry; `adjust` edits the `pas:` block.
+    fn transfer(
+        &mut self,
+        id: &str,
+        to: Place,
+        by: &str,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+        adjust: impl FnOnce(&mut crate::card::PasMeta),
+    ) {
+        let (Some(entry), Some((from_path, _))) = (self.board.cards.get(id), self.files.get(id))
+        else {
+            return;
+        };
+        let from_path = from_path.clone();
+        let mut meta = transition_meta(&entry.card.spec.pas, &entry.place, &to, by, reason, now);
+        adjust(&mut meta);
+        let card = entry.card.with_meta(&meta);
+        let to_path = self.ws.card_path(id, &to);
+        match fsops::move_card(
+            &from_path,
+            &to_path,
+            card.text(),
+            &mut self.spares,
+            self.cfg.fsync,
+        ) {
+            Ok(Moved::Done(stamp)) => {
+                self.dirty.remove(id);
+                self.files.insert(id.to_string(), (to_path.clone(), stamp));
+                let n = meta.history.len() - 1;
+                let h = meta.history[n].clone();
+                if let Some(e) = self.board.cards.get_mut(id) {
+                    e.card = card;
+                    e.place = to.clone();
+                }
+                self.record(id, n, &h, &to, Some(&from_path), &to_path);
+            }
+            // Someone else moved it first (a pull claim, a completion): look again.
+            Ok(Moved::Gone) => self.reconcile_card(id, &[]),
+            Ok(Moved::Blocked(staged)) => {
+                let at = rel(&self.ws, &to_path);
+                self.reject(
+                    &staged,
+                    &format!("duplicate id {id}: it already exists at {at}"),
+                );
+                self.reconcile_card(id, &[to_path]);
+            }
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "cannot move card");
+                // If the card is stuck in staging, start-up recovery puts it back.
+            }
+        }
+    }
+}

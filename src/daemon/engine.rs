@@ -1,0 +1,620 @@
+//! The daemon's state and how it takes in what the files say.
+//!
+//! The engine holds the board and, for every card, the file it lives in and the stamp of
+//! that file as last read or written. A watch event only says "look at this path again":
+//! the engine re-reads what changed, compares it with the board, and records any move it
+//! finds as a transition. Its own writes echo back with a known stamp and cost a `stat`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::agent::{Agent, AgentDef, Registration};
+use crate::board::{transition_meta, Board, Defaults, Entry, Place};
+use crate::card::{Card, HistoryEntry, State};
+use crate::config::Config;
+use crate::fsops::{self, Moved, Stamp};
+use crate::store::db::{EventRow, Record, TelemetryWriter, TransitionRow};
+use crate::store::git::{Change, CommitWorker};
+use crate::workspace::{read_card, Kind, Workspace};
+
+/// The time source; injected so tests and benchmarks can control it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The daemon's state.
+pub struct Engine {
+    pub ws: Workspace,
+    pub cfg: Config,
+    pub board: Board,
+    /// Where each known card's file is, and its stamp when pas last read or wrote it.
+    pub(super) files: HashMap<String, (PathBuf, Stamp)>,
+    /// Cards whose text in memory is newer than their file (written after planning).
+    pub(super) dirty: HashSet<String>,
+    /// Files being written in place, with the time to look at them again.
+    pub(super) settling: HashMap<PathBuf, Instant>,
+    pub(super) change: Change,
+    /// Scratch files for writing cards (see `fsops::Spares`).
+    pub(super) spares: fsops::Spares,
+    pub(super) git: Option<CommitWorker>,
+    pub(super) db: Option<TelemetryWriter>,
+    pub(super) seq: u64,
+    pub(super) clock: Clock,
+}
+
+impl Engine {
+    /// An engine over `ws` with the given sinks; call `start` next.
+    pub fn new(
+        ws: Workspace,
+        cfg: Config,
+        git: Option<CommitWorker>,
+        db: Option<TelemetryWriter>,
+        seq: u64,
+        clock: Clock,
+    ) -> Engine {
+        let board = Board::new(Defaults {
+            timeout_s: cfg.default_timeout_s,
+            max_attempts: cfg.max_attempts,
+        });
+        Engine {
+            ws: ws.clone(),
+            cfg,
+            board,
+            files: HashMap::new(),
+            dirty: HashSet::new(),
+            settling: HashMap::new(),
+            change: Change {
+                paths: Vec::new(),
+                lines: Vec::new(),
+            },
+            spares: fsops::Spares::open(&ws.staging()),
+            git,
+            db,
+            seq,
+            clock,
+        }
+    }
+
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn settle(&self) -> Duration {
+        Duration::from_millis(self.cfg.settle_ms)
+    }
+
+    /// Publishes one event: a telemetry row now, the stream when the dashboard lands.
+    pub(super) fn emit(&mut self, kind: &str, data: serde_json::Value) {
+        self.seq += 1;
+        let row = EventRow {
+            seq: self.seq,
+            ts: self.now(),
+            kind: kind.to_string(),
+            data,
+        };
+        tracing::debug!(seq = row.seq, kind, data = %row.data, "event");
+        if let Some(db) = &self.db {
+            db.send(Record::Event(row));
+        }
+    }
+
+    /// Adds paths and a message line to the commit being gathered.
+    pub(super) fn stage(&mut self, paths: &[&Path], line: String) {
+        for p in paths {
+            // A symbolic link is never committed: its target may lie outside the tree.
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+                continue;
+            }
+            self.change.paths.push(p.to_path_buf());
+        }
+        self.change.lines.push(line);
+    }
+
+    /// Hands the gathered commit to the git worker.
+    pub fn flush_commit(&mut self) {
+        if self.change.paths.is_empty() && self.change.lines.is_empty() {
+            return;
+        }
+        let change = std::mem::replace(
+            &mut self.change,
+            Change {
+                paths: Vec::new(),
+                lines: Vec::new(),
+            },
+        );
+        if let Some(git) = &self.git {
+            git.send(change);
+        }
+    }
+
+    /// Reads every agent definition in `agents/`.
+    pub fn load_definitions(&mut self) {
+        let dir = self.ws.agents_dir();
+        let mut defs: HashMap<String, AgentDef> = HashMap::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if let Some(def) = read_definition(&path) {
+                    defs.insert(def.name.clone(), def);
+                }
+            }
+        }
+        for a in self.board.agents.values_mut() {
+            a.def = defs.remove(&a.name);
+        }
+        for (name, def) in defs {
+            self.board.agents.insert(
+                name.clone(),
+                Agent {
+                    name,
+                    def: Some(def),
+                    reg: None,
+                },
+            );
+        }
+        self.board
+            .agents
+            .retain(|_, a| a.def.is_some() || a.reg.is_some());
+    }
+
+    /// Takes in a change to one path under `agents/` or `work/`.
+    pub fn handle_path(&mut self, path: &Path, readiness: crate::watch::Readiness) {
+        if path.starts_with(self.ws.agents_dir()) {
+            if path.extension().is_some_and(|e| e == "md") {
+                self.load_definitions();
+            }
+            return;
+        }
+        if self.ws.classify(path) == Kind::Ignored {
+            return;
+        }
+        if readiness == crate::watch::Readiness::Writing {
+            self.settling
+                .insert(path.to_path_buf(), Instant::now() + self.settle());
+            return;
+        }
+        self.settling.remove(path);
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            // A new folder (e.g. assigned/<agent>/) may hold files that arrived before
+            // the watch on it was set up.
+            let inside: Vec<PathBuf> = walkdir::WalkDir::new(path)
+                .follow_links(false)
+                .into_iter()
+                .flatten()
+                .filter(|e| !e.file_type().is_dir())
+                .map(|e| e.into_path())
+                .collect();
+            for p in inside {
+                self.look_at(&p);
+            }
+            return;
+        }
+        self.look_at(path);
+    }
+
+    /// Paths whose settle time has come.
+    pub fn due_settled(&mut self) -> Vec<PathBuf> {
+        let now = Instant::now();
+        let due: Vec<PathBuf> = self
+            .settling
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &due {
+            self.settling.remove(p);
+        }
+        due
+    }
+
+    fn look_at(&mut self, path: &Path) {
+        match self.ws.classify(path) {
+            Kind::Card { id, .. } => self.reconcile_card(&id, &[path.to_path_buf()]),
+            Kind::Registration { name } => self.reconcile_registration(&name),
+            Kind::Misplaced(reason) => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    self.reject(path, &reason);
+                }
+            }
+            Kind::Heartbeat { .. } | Kind::Ignored => {}
+        }
+    }
+
+    /// Reconciles everything from a full walk of the tree.
+    pub fn rescan(&mut self) {
+        let mut by_id: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        let mut registrations = Vec::new();
+        for (path, kind) in self.ws.scan() {
+            match kind {
+                Kind::Card { id, .. } => by_id.entry(id).or_default().push(path),
+                Kind::Registration { name } => registrations.push(name),
+                Kind::Misplaced(reason) => self.reject(&path, &reason),
+                Kind::Heartbeat { .. } | Kind::Ignored => {}
+            }
+        }
+        let known_regs: Vec<String> = self
+            .board
+            .agents
+            .values()
+            .filter(|a| a.reg.is_some())
+            .map(|a| a.name.clone())
+            .collect();
+        for name in known_regs.iter().chain(registrations.iter()) {
+            self.reconcile_registration(name);
+        }
+        let known: Vec<String> = self.board.cards.keys().cloned().collect();
+        for id in known {
+            by_id.entry(id).or_default();
+        }
+        let mut ids: Vec<(String, Vec<PathBuf>)> = by_id.into_iter().collect();
+        ids.sort();
+        for (id, paths) in ids {
+            self.reconcile_card(&id, &paths);
+        }
+    }
+
+    /// Brings the board in line with the registration file of `name`.
+    pub fn reconcile_registration(&mut self, name: &str) {
+        let path = self.ws.registration_path(name);
+        let was = self.board.agents.get(name).and_then(|a| a.reg.clone());
+        let now_reg = match std::fs::read_to_string(&path) {
+            Ok(text) => match Registration::parse(&text) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let where_ = e
+                        .line
+                        .map(|l| format!("line {l}, column {}: ", e.column.unwrap_or(1)))
+                        .unwrap_or_default();
+                    self.reject(&path, &format!("{where_}{}", e.message));
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        if was == now_reg {
+            return;
+        }
+        let agent = self
+            .board
+            .agents
+            .entry(name.to_string())
+            .or_insert_with(|| Agent {
+                name: name.to_string(),
+                ..Agent::default()
+            });
+        agent.reg = now_reg.clone();
+        match (&was, &now_reg) {
+            (None, Some(r)) => {
+                tracing::info!(agent = name, epoch = r.epoch, "registered");
+                self.emit("agent.registered", json!({"agent": name, "epoch": r.epoch}));
+                self.stage(
+                    &[&path],
+                    format!("pas: register {name} (epoch {})", r.epoch),
+                );
+            }
+            (Some(_), None) => {
+                tracing::info!(agent = name, "deregistered");
+                self.emit("agent.deregistered", json!({"agent": name}));
+                self.stage(&[&path], format!("pas: deregister {name}"));
+            }
+            _ => self.stage(&[&path], format!("pas: update registration of {name}")),
+        }
+        self.board
+            .agents
+            .retain(|_, a| a.def.is_some() || a.reg.is_some());
+    }
+
+    /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
+    pub fn reconcile_card(&mut self, id: &str, hints: &[PathBuf]) {
+        let known = self.files.get(id).cloned();
+        let mut candidates: Vec<PathBuf> = hints.to_vec();
+        if let Some((p, _)) = &known {
+            candidates.push(p.clone());
+        }
+        candidates.sort();
+        candidates.dedup();
+        let mut present: Vec<PathBuf> = candidates
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .collect();
+        if present.is_empty() {
+            present = self
+                .ws
+                .card_candidates(id)
+                .into_iter()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                .collect();
+        }
+
+        // Read what is there; a bad file is rejected once it has stopped changing.
+        let mut good: Vec<(PathBuf, Place, Card, Stamp)> = Vec::new();
+        for path in present {
+            let Kind::Card { place, .. } = self.ws.classify(&path) else {
+                continue;
+            };
+            let Ok(stamp) = Stamp::of(&path) else {
+                continue;
+            };
+            if let Some((kp, ks)) = &known {
+                if *kp == path && *ks == stamp {
+                    if let Some(e) = self.board.cards.get(id) {
+                        good.push((path, place, e.card.clone(), stamp));
+                        continue;
+                    }
+                }
+            }
+            match read_card(&path, id) {
+                Ok(card) => good.push((path, place, card, stamp)),
+                Err(e) => {
+                    let fresh = SystemTime::now()
+                        .duration_since(stamp.mtime)
+                        .map_or(true, |age| age < self.settle());
+                    if fresh && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+                        self.settling.insert(path, Instant::now() + self.settle());
+                    } else {
+                        self.reject(&path, &e.to_string());
+                    }
+                }
+            }
+        }
+
+        if good.is_empty() {
+            if let Some((old, _)) = known {
+                if self.ws.staging().join(format!("{id}.yaml")).exists() {
+                    return; // another pas process holds it between two folders
+                }
+                tracing::warn!(job = id, path = %old.display(), "card removed outside pas");
+                self.files.remove(id);
+                self.board.cards.remove(id);
+                self.dirty.remove(id);
+                self.stage(&[&old], format!("pas: {id} removed outside pas"));
+            }
+            return;
+        }
+
+        // One id, one folder: keep the known file (else the most advanced), reject the rest.
+        let keep = good
+            .iter()
+            .position(|(p, ..)| known.as_ref().is_some_and(|(kp, _)| kp == p))
+            .unwrap_or_else(|| {
+                (0..good.len())
+                    .max_by_key(|&i| (good[i].1.state, std::cmp::Reverse(i)))
+                    .unwrap_or(0)
+            });
+        let (path, place, card, stamp) = good.swap_remove(keep);
+        for (other, ..) in good {
+            let at = rel(&self.ws, &path);
+            self.reject(
+                &other,
+                &format!("duplicate id {id}: it already exists at {at}"),
+            );
+        }
+        self.take_card(id, path, place, card, stamp);
+    }
+
+    /// Records what a readable card file at `path` means for the board.
+    fn take_card(&mut self, id: &str, path: PathBuf, place: Place, card: Card, stamp: Stamp) {
+        let now = self.now();
+        let prev: Option<Place> = self
+            .board
+            .cards
+            .get(id)
+            .map(|e| e.place.clone())
+            .or_else(|| place_from_meta(&card));
+        let created = self
+            .board
+            .cards
+            .get(id)
+            .map(|e| e.created)
+            .or_else(|| card.spec.pas.history.first().map(|h| h.at))
+            .unwrap_or(now);
+        let old_path = self
+            .files
+            .insert(id.to_string(), (path.clone(), stamp))
+            .map(|(p, _)| p)
+            .filter(|p| *p != path);
+
+        let mut card = card;
+        match prev {
+            Some(p) if p == place => {
+                if card.spec.pas.state != Some(place.state) {
+                    let mut meta = card.spec.pas.clone();
+                    meta.state = Some(place.state);
+                    card = card.with_meta(&meta);
+                    self.dirty.insert(id.to_string());
+                }
+            }
+            prev => {
+                let from = prev.clone();
+                let from_label = from.as_ref().map_or("new".to_string(), Place::label);
+                let meta = &card.spec.pas;
+                let recorded = meta.state == Some(place.state)
+                    && meta
+                        .history
+                        .last()
+                        .is_some_and(|h| h.to == place.label() && h.from == from_label);
+                if !recorded {
+                    let by = place
+                        .agent
+                        .clone()
+                        .or_else(|| from.as_ref().and_then(|f| f.agent.clone()))
+                        .unwrap_or_else(|| {
+                            if from.is_none() { "submit" } else { "external" }.into()
+                        });
+                    let from_place = from.clone().unwrap_or(Place {
+                        state: State::Inbox,
+                        agent: None,
+                    });
+                    let mut m = transition_meta(meta, &from_place, &place, &by, None, now);
+                    if let Some(h) = m.history.last_mut() {
+                        h.from = from_label.clone();
+                    }
+                    card = card.with_meta(&m);
+                    self.dirty.insert(id.to_string());
+                }
+                let n = card.spec.pas.history.len().saturating_sub(1);
+                let entry = card.spec.pas.history.last().cloned();
+                if let Some(entry) = entry {
+                    self.record(id, n, &entry, &place, old_path.as_deref(), &path);
+                }
+            }
+        }
+        self.board.cards.insert(
+            id.to_string(),
+            Entry {
+                card,
+                place,
+                created,
+            },
+        );
+    }
+
+    /// Writes one transition to every record: telemetry row, event, commit line.
+    pub(super) fn record(
+        &mut self,
+        id: &str,
+        n: usize,
+        entry: &HistoryEntry,
+        to: &Place,
+        from_path: Option<&Path>,
+        to_path: &Path,
+    ) {
+        if let Some(db) = &self.db {
+            db.send(Record::Transition(TransitionRow {
+                job_id: id.to_string(),
+                n: n as u32,
+                ts: entry.at,
+                from: entry.from.clone(),
+                to: entry.to.clone(),
+                agent: to.agent.clone().or_else(|| entry.by.clone()),
+                reason: entry.reason.clone(),
+            }));
+        }
+        if entry.from == "new" {
+            self.emit("job.created", json!({"id": id, "place": entry.to}));
+        }
+        let kind = match to.state {
+            State::Inbox if entry.from == "new" => None,
+            State::Inbox => Some("job.requeued"),
+            State::Assigned => Some("job.assigned"),
+            State::Done => Some("job.done"),
+            State::Failed => Some("job.failed"),
+        };
+        if let Some(kind) = kind {
+            self.emit(
+                kind,
+                json!({"id": id, "from": entry.from, "to": entry.to, "agent": to.agent, "by": entry.by, "reason": entry.reason}),
+            );
+        }
+        let reason = entry
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let line = format!("pas: {id} {} -> {}{reason}", entry.from, entry.to);
+        let mut paths: Vec<&Path> = vec![to_path];
+        if let Some(f) = from_path {
+            paths.push(f);
+        }
+        self.stage(&paths, line);
+    }
+
+    /// Moves a file that pas cannot accept to `work/rejected/` with its reason.
+    pub fn reject(&mut self, path: &Path, reason: &str) {
+        let shown = rel(&self.ws, path);
+        let text = format!(
+            "pas rejected {shown} at {}\nreason: {reason}\n\nThe file is kept here as it arrived. Fix it and move it back into the folder it belongs in.\n",
+            self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        match fsops::reject(path, &self.ws.rejected(), &text) {
+            Ok((target, reason_path)) => {
+                tracing::warn!(file = %shown, reason, "rejected");
+                self.emit(
+                    "job.rejected",
+                    json!({"file": shown, "to": rel(&self.ws, &target), "reason": reason}),
+                );
+                self.stage(
+                    &[path, &target, &reason_path],
+                    format!("pas: reject {shown}: {}", first_line(reason)),
+                );
+                self.settling.remove(path);
+            }
+            Err(e) => {
+                tracing::error!(file = %shown, error = %e, "cannot move file to work/rejected")
+            }
+        }
+    }
+
+    /// Writes a card whose new text is only in memory, in place (through staging).
+    pub(super) fn write_dirty(&mut self) {
+        let ids: Vec<String> = self.dirty.drain().collect();
+        for id in ids {
+            let (Some(entry), Some((path, _))) = (self.board.cards.get(&id), self.files.get(&id))
+            else {
+                continue;
+            };
+            let (text, path) = (entry.card.text().to_string(), path.clone());
+            match fsops::move_card(&path, &path, &text, &mut self.spares, self.cfg.fsync) {
+                Ok(Moved::Done(stamp)) => {
+                    self.files.insert(id.clone(), (path.clone(), stamp));
+                    self.change.paths.push(path);
+                }
+                Ok(Moved::Gone) => self.reconcile_card(&id, &[]),
+                Ok(Moved::Blocked(staged)) => {
+                    let at = rel(&self.ws, &path);
+                    self.reject(
+                        &staged,
+                        &format!("duplicate id {id}: it already exists at {at}"),
+                    );
+                    self.reconcile_card(&id, &[path]);
+                }
+                Err(e) => tracing::error!(job = %id, error = %e, "cannot write card"),
+            }
+        }
+    }
+}
+
+/// Where a card's own `pas:` block says it is (for cards pas has not seen before).
+fn place_from_meta(card: &Card) -> Option<Place> {
+    let m = &card.spec.pas;
+    let state = m.state?;
+    Some(Place {
+        state,
+        agent: if state == State::Assigned {
+            m.assigned_to.clone()
+        } else {
+            None
+        },
+    })
+}
+
+fn read_definition(path: &Path) -> Option<AgentDef> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".md")?;
+    if crate::workspace::is_ignored_name(name) {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    match AgentDef::parse(stem, &text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "agent definition ignored");
+            None
+        }
+    }
+}
+
+/// A path relative to the workspace root, for messages.
+pub fn rel(ws: &Workspace, path: &Path) -> String {
+    path.strip_prefix(&ws.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}

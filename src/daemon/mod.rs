@@ -1,0 +1,261 @@
+//! `pas serve`: wires the watcher, the engine and the two store workers, and shuts them
+//! down in order.
+//!
+//! The engine runs on one thread of its own (file work is blocking), fed by the watcher
+//! over a bounded channel. Git commits and telemetry rows go to their own threads. On
+//! SIGINT or SIGTERM the watcher stops first, the engine finishes its batch, then the git
+//! worker commits what is pending (the commit in flight completes) and the database writer
+//! drains.
+
+mod actions;
+mod engine;
+mod recover;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub use engine::{rel, Clock, Engine};
+
+use crate::store::{db, git};
+use crate::watch::{self, Input, Readiness};
+use crate::workspace::Workspace;
+
+/// Options of `pas serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Reconcile once (recovery, scan, plan, commit) and exit.
+    pub once: bool,
+}
+
+/// Holds the workspace's daemon lock; one daemon per workspace.
+pub struct DaemonLock {
+    _file: File,
+}
+
+/// Takes the daemon lock of `ws`, or says which process holds it.
+pub fn lock(ws: &Workspace) -> Result<DaemonLock> {
+    let path = ws.work().join(".pas-daemon.lock");
+    std::fs::create_dir_all(ws.work())
+        .with_context(|| format!("cannot create {}", ws.work().display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; released when the file is closed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!(
+            "another pas serve is already running on {} (pid {})",
+            ws.root.display(),
+            holder.trim()
+        );
+    }
+    let _ = file.set_len(0);
+    let _ = std::fs::write(&path, std::process::id().to_string());
+    Ok(DaemonLock { _file: file })
+}
+
+/// Builds an engine with its sinks from the workspace's configuration.
+pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
+    let cfg = ws.config()?;
+    let git_worker = if cfg.git.enabled {
+        let store = match git::GitStore::open(&ws.root)? {
+            Some(s) => s,
+            None => {
+                tracing::info!(root = %ws.root.display(), "no git repository here: running git init");
+                git::GitStore::init(&ws.root)?
+            }
+        };
+        Some(git::CommitWorker::spawn(
+            store,
+            cfg.commit_window(),
+            cfg.git.author.clone(),
+        ))
+    } else {
+        None
+    };
+    let db_path = ws.db_path();
+    let writer = db::TelemetryWriter::spawn(&db_path)?;
+    let seq = match db::open_read_only(&db_path)? {
+        Some(conn) => db::max_seq(&conn)?,
+        None => 0,
+    };
+    Ok(Engine::new(
+        ws.clone(),
+        cfg,
+        git_worker,
+        Some(writer),
+        seq,
+        clock,
+    ))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM (or once, with `opts.once`).
+pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
+    let _lock = lock(ws)?;
+    crate::workspace::ensure_dirs(ws).context("cannot prepare the workspace folders")?;
+    let clock: Clock = Arc::new(chrono::Utc::now);
+    let mut engine = build(ws, clock)?;
+
+    let (tx, rx) = sync_channel::<Input>(65_536);
+    // Watch before the first scan, so nothing that lands during the scan is missed.
+    let (watcher, overflowed) =
+        watch::start(&ws.work(), &ws.agents_dir(), tx.clone()).map_err(|e| watch_error(e, ws))?;
+    engine.start();
+    let counts = engine.board.counts();
+    tracing::info!(
+        root = %ws.root.display(),
+        cards = engine.board.cards.len(),
+        agents = engine.board.agents.len(),
+        ?counts,
+        "pas is watching"
+    );
+    if opts.once {
+        drop(watcher);
+        finish(engine);
+        return Ok(());
+    }
+    install_signal_handler(tx)?;
+    run_loop(&mut engine, &rx, &overflowed);
+    drop(watcher);
+    finish(engine);
+    Ok(())
+}
+
+fn watch_error(e: notify::Error, ws: &Workspace) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("No space left") || text.contains("os error 28") || text.contains("limit") {
+        anyhow::anyhow!(
+            "cannot watch {}: the inotify watch limit is reached ({text}); raise it with \
+             `sysctl fs.inotify.max_user_watches=524288`",
+            ws.work().display()
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("cannot watch {}", ws.work().display()))
+    }
+}
+
+/// SIGINT and SIGTERM become `Input::Shutdown` (on a small thread with its own runtime).
+fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    std::thread::Builder::new()
+        .name("pas-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::info!("signal received: shutting down");
+                let _ = tx.send(Input::Shutdown);
+            })
+        })
+        .context("cannot start the signal handler")?;
+    Ok(())
+}
+
+/// The engine's loop: wait for input or the next deadline, take in everything queued as
+/// one batch, then plan once.
+pub fn run_loop(
+    engine: &mut Engine,
+    rx: &Receiver<Input>,
+    overflowed: &std::sync::atomic::AtomicBool,
+) {
+    loop {
+        let timeout = engine
+            .next_wakeup()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(60));
+        let first = match rx.recv_timeout(timeout) {
+            Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Input> = first.into_iter().collect();
+        while batch.len() < 100_000 {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        let mut rescan = overflowed.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let mut shutdown = false;
+        let mut paths = Vec::new();
+        for input in batch {
+            match input {
+                Input::Path(p, r) => paths.push((p, r)),
+                Input::Rescan(why) => {
+                    tracing::warn!(why, "full rescan");
+                    rescan = true;
+                }
+                Input::Shutdown => shutdown = true,
+            }
+        }
+        // Coalesce: one look per path, with the most ready of its readinesses.
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
+        paths.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                if later.1 == Readiness::Ready {
+                    earlier.1 = Readiness::Ready;
+                }
+                true
+            } else {
+                false
+            }
+        });
+        let started = Instant::now();
+        let n_paths = paths.len();
+        if rescan {
+            engine.rescan();
+        } else {
+            for (p, r) in paths {
+                engine.handle_path(&p, r);
+            }
+        }
+        for p in engine.due_settled() {
+            engine.handle_path(&p, Readiness::Ready);
+        }
+        let looked = started.elapsed();
+        engine.step();
+        tracing::debug!(
+            paths = n_paths,
+            look_us = looked.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "batch"
+        );
+        if shutdown {
+            return;
+        }
+    }
+}
+
+/// Stops the store workers in order, committing and writing what is pending.
+pub fn finish(mut engine: Engine) {
+    engine.flush_commit();
+    if let Some(g) = engine.git.take() {
+        g.shutdown();
+    }
+    if let Some(d) = engine.db.take() {
+        d.shutdown();
+    }
+    tracing::info!("pas stopped");
+}

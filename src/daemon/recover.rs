@@ -1,0 +1,173 @@
+//! Start-up: put back what a crash left half-done, so every card is in exactly one state
+//! folder and git and the database agree with the files.
+
+use std::path::PathBuf;
+
+use super::engine::{rel, Engine};
+use crate::board::Place;
+use crate::card::State;
+use crate::fsops::{self, Moved};
+use crate::store::db::{self, Record, TransitionRow};
+use crate::workspace::read_card;
+
+impl Engine {
+    /// The full start-up sequence: staging, scan, plan, then git and the database.
+    pub fn start(&mut self) {
+        self.recover_staging();
+        self.load_definitions();
+        self.rescan();
+        self.step();
+        self.commit_leftovers();
+        self.backfill_transitions();
+    }
+
+    /// Cards a crash left between two folders go back where their `pas:` block says.
+    /// The held original (`<id>.yaml`) is the card; a `.partial` new version was never
+    /// landed, so it is only scratch and becomes a spare.
+    fn recover_staging(&mut self) {
+        let staging = self.ws.staging();
+        let _ = std::fs::create_dir_all(&staging);
+        let Ok(rd) = std::fs::read_dir(&staging) else {
+            return;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            let path = staging.join(&name);
+            if name.ends_with(fsops::STAGED_PARTIAL) {
+                let _ = self.spares.give(&path);
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".yaml") else {
+                self.reject(&path, "unexpected file in work/.staging");
+                continue;
+            };
+            let card = match read_card(&path, id) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.reject(
+                        &path,
+                        &format!("left in staging by a crash and unreadable: {e}"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(existing) = self.ws.card_candidates(id).into_iter().find(|p| p.exists()) {
+                let newer = read_card(&existing, id)
+                    .is_ok_and(|c| c.spec.pas.history.len() >= card.spec.pas.history.len());
+                if newer {
+                    // The landed version supersedes this held copy.
+                    let _ = self.spares.give(&path);
+                } else {
+                    let at = rel(&self.ws, &existing);
+                    self.reject(
+                        &path,
+                        &format!("left in staging by a crash; {id} also exists at {at}"),
+                    );
+                }
+                continue;
+            }
+            let meta = &card.spec.pas;
+            let place = match meta.state {
+                Some(State::Assigned) => match &meta.assigned_to {
+                    Some(a) => Place::assigned(a),
+                    None => Place::of(State::Inbox),
+                },
+                Some(s) => Place::of(s),
+                None => Place::of(State::Inbox),
+            };
+            let to = self.ws.card_path(id, &place);
+            match fsops::land(&path, &to) {
+                Ok(Moved::Done(_)) => {
+                    tracing::warn!(job = id, to = %rel(&self.ws, &to), "recovered a card left in staging");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(job = id, error = %e, "cannot recover staged card"),
+            }
+        }
+    }
+
+    /// Commits whatever under `work/` differs from HEAD (a crash before the commit).
+    fn commit_leftovers(&mut self) {
+        let Some(git) = &self.git else {
+            return;
+        };
+        git.flush();
+        let store = match crate::store::git::GitStore::open(&self.ws.root) {
+            Ok(Some(s)) => s,
+            _ => return,
+        };
+        let dirty = match store.dirty_paths_under(&self.ws.work()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read git status of work/");
+                return;
+            }
+        };
+        let dirty: Vec<PathBuf> = dirty
+            .into_iter()
+            .filter(|p| {
+                p.strip_prefix(self.ws.work())
+                    .ok()
+                    .and_then(|r| r.iter().next())
+                    .and_then(|c| c.to_str())
+                    .is_some_and(|c| !c.starts_with('.') && c != "heartbeats")
+            })
+            .collect();
+        if dirty.is_empty() {
+            return;
+        }
+        tracing::info!(
+            files = dirty.len(),
+            "committing changes made while pas was not running"
+        );
+        let refs: Vec<&std::path::Path> = dirty.iter().map(PathBuf::as_path).collect();
+        self.stage(
+            &refs,
+            format!(
+                "pas: record {} file changes made while pas was not running",
+                dirty.len()
+            ),
+        );
+        self.flush_commit();
+    }
+
+    /// Writes the telemetry rows of every history entry the database lacks (a crash
+    /// before the writer committed). Rows are keyed by (job, index), so this is idempotent.
+    fn backfill_transitions(&mut self) {
+        let Some(writer) = &self.db else {
+            return;
+        };
+        writer.flush();
+        let counts = match db::open_read_only(&self.ws.db_path()) {
+            Ok(Some(conn)) => db::known_transition_counts(&conn).unwrap_or_default(),
+            _ => Default::default(),
+        };
+        let mut sent = 0usize;
+        for (id, e) in &self.board.cards {
+            let have = counts.get(id).copied().unwrap_or(0) as usize;
+            for (n, h) in e.card.spec.pas.history.iter().enumerate().skip(have) {
+                writer.send(Record::Transition(TransitionRow {
+                    job_id: id.clone(),
+                    n: n as u32,
+                    ts: h.at,
+                    from: h.from.clone(),
+                    to: h.to.clone(),
+                    agent: h.by.clone(),
+                    reason: h.reason.clone(),
+                }));
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            tracing::info!(
+                rows = sent,
+                "restored transition rows missing from the database"
+            );
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `pas demo`: the main job on the embedded defaults. A scratch workspace, the real daemon
+//! as a child process, and a small simulated swarm that follows the file protocol exactly
+//! as real agents would: register by writing a file, receive pushed cards or pull-claim
+//! with one rename, add `result:` and move the card to `done/` (sometimes `failed/`), and
+//! now and then walk away from a card so that its timeout takes it back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::card::State;
+use crate::fsops;
+use crate::workspace::Workspace;
+
+/// Flags of `pas demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Workspace folder (default: a new folder under the system's temp folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+/// The simulated agents: (name, pulls work itself).
+const SWARM: &[(&str, bool)] = &[
+    ("coder-1", false),
+    ("coder-2", false),
+    ("designer", false),
+    ("researcher", true),
+    ("writer", false),
+    ("manager-backend", false),
+];
+
+/// Cards the producer drops: (title, required capabilities).
+const WORK: &[(&str, &[&str])] = &[
+    ("Implement the card parser", &["code", "rust"]),
+    ("Write tests for the scheduler", &["test"]),
+    ("Design the status page", &["design"]),
+    ("Survey LLM gateways", &["research"]),
+    ("Summarise the survey", &["summarize"]),
+    ("Review the parser change", &["review"]),
+    ("Port the client to Python", &["code", "python"]),
+    ("Write the user guide", &["write"]),
+    ("Train a model", &["gpu"]),
+];
+
+/// A tiny deterministic random source (xorshift), so the demo needs no extra crate.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Runs the demo until Ctrl-C or `--seconds`.
+pub fn run(args: DemoArgs) -> Result<i32> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("pas-demo-{}", ulid::Ulid::new())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config = dir.join("pas.yaml");
+    if !config.exists() {
+        fsops::write_atomic(
+            &config,
+            b"# pas demo: short timeouts so take-backs show within seconds\ndefault_timeout_s: 6\nmax_attempts: 2\ngit: {commit_window_ms: 200}\n",
+            false,
+        )?;
+    }
+    let report = crate::workspace::init(&dir)?;
+    let dir = dir.canonicalize()?;
+    let ws = Workspace::at(&dir);
+    let mut git = match crate::store::git::GitStore::open(&dir)? {
+        Some(g) => g,
+        None => crate::store::git::GitStore::init(&dir)?,
+    };
+    git.commit_paths(&report.created, "pas: init demo workspace", "pas")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(stop.clone())?;
+    let mut daemon = start_daemon(&dir)?;
+    println!("pas demo: workspace {}", dir.display());
+    println!(
+        "          watch it with: pas status --root {}   |   git -C {} log --oneline",
+        dir.display(),
+        dir.display()
+    );
+
+    let mut threads = Vec::new();
+    for (i, (name, pulls)) in SWARM.iter().enumerate() {
+        let (ws, stop) = (ws.clone(), stop.clone());
+        let seed = 0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) * 0x1234_5678);
+        threads.push(std::thread::spawn(move || {
+            agent_loop(&ws, name, *pulls, seed, &stop)
+        }));
+    }
+    {
+        let (ws, stop) = (ws.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || producer(&ws, &stop)));
+    }
+
+    let started = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+        if args
+            .seconds
+            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+        if let Ok(snap) = crate::snapshot::load(&ws) {
+            let c = snap.board.counts();
+            println!(
+                "[{:>4}s] inbox {:>3} · assigned {:>3} · done {:>4} · failed {:>3} · rejected {}",
+                started.elapsed().as_secs(),
+                c[&State::Inbox],
+                c[&State::Assigned],
+                c[&State::Done],
+                c[&State::Failed],
+                snap.rejected
+            );
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    // SAFETY: signalling our own child process by pid.
+    unsafe {
+        libc::kill(daemon.id() as i32, libc::SIGTERM);
+    }
+    let _ = daemon.wait();
+    println!("pas demo stopped. The workspace stays at {}", dir.display());
+    println!("  git -C {} log --oneline | head", dir.display());
+    Ok(0)
+}
+
+fn start_daemon(dir: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the pas binary")?;
+    let child = Command::new(exe)
+        .args(["serve", "--root"])
+        .arg(dir)
+        .env(
+            "PAS_LOG",
+            std::env::var("PAS_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start pas serve")?;
+    let ws = Workspace::at(dir);
+    let start = Instant::now();
+    while !crate::cli::daemon_running(&ws) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+fn install_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.store(true, Ordering::SeqCst);
+        })
+    });
+    Ok(())
+}
+
+/// Drops a card every ~0.6 s; now and then one that depends on the previous card.
+fn producer(ws: &Workspace, stop: &AtomicBool) {
+    let mut dice = Dice(0xDEAD_BEEF_CAFE_F00D);
+    let mut last: Option<String> = None;
+    let inbox = ws.state_dir(State::Inbox);
+    while !stop.load(Ordering::SeqCst) {
+        let (title, caps) = WORK[dice.below(WORK.len() as u64) as usize];
+        let id = ulid::Ulid::new().to_string();
+        let priority = ["critical", "high", "medium", "medium", "low"][dice.below(5) as usize];
+        let mut text = format!(
+            "title: {title}\npriority: {priority}\nrequires: [{}]\n",
+            caps.join(", ")
+        );
+        if let (Some(prev), 0) = (&last, dice.below(4)) {
+            text.push_str(&format!("depends_on: [{prev}]\n"));
+        }
+        let tmp = inbox.join(format!(".{id}.tmp"));
+        if fsops::write_atomic(&tmp, text.as_bytes(), false).is_ok() {
+            let _ = std::fs::rename(&tmp, inbox.join(format!("{id}.yaml")));
+        }
+        last = Some(id);
+        std::thread::sleep(Duration::from_millis(400 + dice.below(400)));
+    }
+}
+
+/// One simulated agent: register, then work the cards in `assigned/<name>/`.
+fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicBool) {
+    let mut dice = Dice(seed);
+    let reg = ws.registration_path(name);
+    let text = format!("name: {name}\nepoch: 1\nmax_concurrent: 2\n");
+    if fsops::write_atomic(&reg, text.as_bytes(), false).is_err() {
+        return;
+    }
+    let mine = ws.state_dir(State::Assigned).join(name);
+    let _ = std::fs::create_dir_all(&mine);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(300 + dice.below(1500)));
+        if pulls {
+            pull_one(ws, &mine);
+        }
+        let Some(card) = std::fs::read_dir(&mine).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "yaml"))
+        }) else {
+            continue;
+        };
+        match dice.below(20) {
+            0 => {} // walks away: the card's timeout will take it back
+            1 | 2 => finish(
+                ws,
+                &card,
+                State::Failed,
+                "error: the simulated agent hit an error\n",
+            ),
+            _ => finish(ws, &card, State::Done, &format!("result: done by {name}\n")),
+        }
+    }
+}
+
+/// A pull claim: one rename from the inbox; losing the race just means trying later.
+fn pull_one(ws: &Workspace, mine: &Path) {
+    let inbox = ws.state_dir(State::Inbox);
+    let Ok(rd) = std::fs::read_dir(&inbox) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        if p.extension().is_some_and(|x| x == "yaml")
+            && text.contains("research")
+            && !text.contains("depends_on")
+        {
+            if let Some(n) = p.file_name() {
+                let _ = std::fs::rename(&p, mine.join(n));
+            }
+            return;
+        }
+    }
+}
+
+/// Adds a line to the card (in the agent's own folder) and moves it to `done/`/`failed/`.
+fn finish(ws: &Workspace, card: &Path, to: State, line: &str) {
+    let Ok(mut text) = std::fs::read_to_string(card) else {
+        return;
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    // The result goes before pas's own block, where a person would write it.
+    match text.find("\npas:") {
+        Some(i) => text.insert_str(i + 1, line),
+        None => text.push_str(line),
+    }
+    let Some(name) = card.file_name() else {
+        return;
+    };
+    let tmp = card.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    if fsops::write_atomic(&tmp, text.as_bytes(), false).is_ok()
+        && std::fs::rename(&tmp, card).is_ok()
+    {
+        let _ = std::fs::rename(card, ws.state_dir(to).join(name));
+    }
+}

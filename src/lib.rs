@@ -1,0 +1,55 @@
+//! # pas
+//!
+//! A file-based orchestrator for swarms of AI agents. The state is plain files in a
+//! git-tracked folder; agents in any language take part with ordinary file operations,
+//! and `git log` is the audit trail. See `README.md` for the walk-through and the SPEC
+//! for the contract.
+//!
+//! # Layout
+//!
+//! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
+//! - [`config`]     `pas.yaml`: typed, validated, defaults.
+//! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
+//! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
+//! - [`agent`]      agent definitions and registrations (pure).
+//! - [`board`]      in-memory board and the rules of assignment (pure: board + time -> plan).
+//! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
+//! - [`snapshot`]   the board read from files or a git revision, for reading commands.
+//! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
+//! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
+//!   the loop and an orderly shutdown.
+//! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry
+//!   (`store::db`). Each runs on its own thread.
+//! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
+//! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
+//! - [`bench`]      `pas bench`: measurements on this machine.
+
+pub mod agent;
+pub mod bench;
+pub mod board;
+pub mod card;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod fsops;
+pub mod snapshot;
+pub mod store;
+pub mod validate;
+pub mod watch;
+pub mod workspace;
+
+/// Runs a parsed command line and returns the process exit status: 0 done, 1 failed
+/// (2, usage, is clap's). Errors print as `error: <what>` with their cause chain.
+pub fn run(cli: cli::Cli) -> i32 {
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            1
+        }
+    }
+}

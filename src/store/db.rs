@@ -1,0 +1,679 @@
+//! SQLite telemetry store: `telemetry/pas.db`, one row per card transition and per event.
+//!
+//! The folder is the state; this database is a queryable record of how the state moved, for
+//! `pas log`, the dashboard and cost reports. rusqlite is synchronous, so writes go through one
+//! [`TelemetryWriter`] thread fed by a channel: callers never wait on the disk, and whatever
+//! arrives together is committed in one transaction (SQLite's cost is per commit, not per row).
+//! WAL mode lets CLI reading commands ([`open_read_only`]) read while the daemon writes.
+//!
+//! Schema changes are numbered migrations in [`MIGRATIONS`]; [`SCHEMA_VERSION`] follows the
+//! last one. To add a table (e.g. LLM cost receipts), append `(2, include_str!(...))` with a
+//! new SQL file; never edit a migration that has been released.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::types::{FromSql, Type};
+use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
+
+/// Numbered schema migrations, applied in order, each in its own transaction. Versions must
+/// run 1, 2, 3, ... without gaps (a test checks this).
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../telemetry/schema.sql"))];
+
+/// The schema version this binary writes: the last migration's. A database with a higher
+/// version was written by a newer pas and is refused rather than misread.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// How long a connection waits for another's lock before failing with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Most rows in one writer transaction, so a burst cannot hold the write lock for long.
+const MAX_BATCH: usize = 5000;
+/// Attempts per batch before the writer gives up on it (see [`TelemetryWriter`]).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One row per card transition. (job_id, n) is unique: n is the index of the transition in the
+/// card's `pas.history` list, so replaying history after a crash is idempotent (INSERT OR IGNORE).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct TransitionRow {
+    /// The card's id (its file stem).
+    pub job_id: String,
+    /// Index of this transition in the card's `pas.history`.
+    pub n: u32,
+    /// When the transition happened (stored to the millisecond).
+    pub ts: DateTime<Utc>,
+    /// State left, e.g. `inbox`.
+    pub from: String,
+    /// State entered, e.g. `assigned/director-code`.
+    pub to: String,
+    /// The agent involved, if any.
+    pub agent: Option<String>,
+    /// Why, for take-backs and failures.
+    pub reason: Option<String>,
+}
+
+/// One row per event (SPEC section 11 type names, e.g. "job.assigned"); seq rises by one per
+/// event and is assigned by the caller (the daemon continues from [`max_seq`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EventRow {
+    /// Stream position; a duplicate seq is ignored, since start-up replay may resend.
+    pub seq: u64,
+    /// When the event happened (stored to the millisecond).
+    pub ts: DateTime<Utc>,
+    /// Event type, e.g. `job.assigned`.
+    pub kind: String,
+    /// The event's payload, stored as JSON text.
+    pub data: serde_json::Value,
+}
+
+/// Anything the writer stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A card transition.
+    Transition(TransitionRow),
+    /// A stream event.
+    Event(EventRow),
+}
+
+/// What can go wrong with the telemetry database; every message names the file.
+#[derive(thiserror::Error, Debug)]
+pub enum DbError {
+    /// The folder for the database could not be created.
+    #[error("cannot create folder {} for the telemetry database", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file could not be opened or configured.
+    #[error("cannot open telemetry database {}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// A migration failed; the database stays at the version before it.
+    #[error("telemetry database {}: migration to schema version {version} failed", path.display())]
+    Migrate {
+        path: PathBuf,
+        version: u32,
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer pas.
+    #[error(
+        "telemetry database {} has schema version {found}, newer than the {known} this pas \
+         knows; upgrade pas or move the file away",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    /// A query failed, or a stored value could not be read back.
+    #[error("telemetry database {}: query failed", path.display())]
+    Query {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the telemetry writer for {}", path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Opens (creating the folder and file if needed) and migrates the database at `path`.
+///
+/// WAL so readers never block the writer; synchronous=NORMAL because in WAL mode it stays
+/// consistent after a crash and only the last commits may be lost, which start-up backfill
+/// from the cards repairs; a busy timeout so a concurrent reader's checkpoint is waited out.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let open_err = open_err(path);
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(open_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some filesystems (network mounts) cannot do WAL; SQLite still works, only slower
+        // and with readers blocking the writer, so warn rather than refuse.
+        tracing::warn!(path = %path.display(), mode, "telemetry database is not in WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Read-only open for CLI reading commands (no daemon needed). A missing file, or one that was
+/// created but never migrated, is `Ok(None)`: there is simply nothing recorded yet.
+pub fn open_read_only(path: &Path) -> Result<Option<Connection>, DbError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let open_err = open_err(path);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    match stored_version(&conn)? {
+        None => Ok(None),
+        Some(found) if found > SCHEMA_VERSION => Err(too_new(path, found)),
+        Some(_) => Ok(Some(conn)),
+    }
+}
+
+fn open_err(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + Copy + '_ {
+    move |source| DbError::Open {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The version recorded in `schema_version`, or None when the table does not exist yet.
+fn stored_version(conn: &Connection) -> Result<Option<u32>, DbError> {
+    let sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'";
+    if query(conn, sql, [], |r| r.get::<_, String>(0))?.is_empty() {
+        return Ok(None);
+    }
+    scalar(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version").map(Some)
+}
+
+fn too_new(path: &Path, found: u32) -> DbError {
+    DbError::TooNew {
+        path: path.to_path_buf(),
+        found,
+        known: SCHEMA_VERSION,
+    }
+}
+
+/// Applies the migrations the database lacks. Each runs in an IMMEDIATE transaction that
+/// re-reads the version first, so two processes opening a fresh file cannot both apply it.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    for &(version, sql) in MIGRATIONS {
+        let migrate_err = |source| DbError::Migrate {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(migrate_err)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(migrate_err)?;
+        let current = stored_version(&tx)?.unwrap_or(0);
+        if current > SCHEMA_VERSION {
+            return Err(too_new(path, current));
+        }
+        if current >= version {
+            continue; // already applied; dropping tx ends the transaction
+        }
+        let stamp =
+            format!("DELETE FROM schema_version; INSERT INTO schema_version VALUES ({version});");
+        tx.execute_batch(sql).map_err(migrate_err)?;
+        tx.execute_batch(&stamp).map_err(migrate_err)?;
+        tx.commit().map_err(migrate_err)?;
+        tracing::info!(path = %path.display(), version, "telemetry database migrated");
+    }
+    Ok(())
+}
+
+/// What the writer thread receives.
+enum Msg {
+    Record(Record),
+    /// Answer on this once everything sent before it is committed.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The writer: its own thread fed by a channel, batching whatever arrived together into one
+/// transaction of at most [`MAX_BATCH`] rows.
+///
+/// A failed batch is logged and retried with backoff (reopening the file), never a panic.
+/// After [`MAX_ATTEMPTS`] it is dropped with an error log: retrying forever would grow the
+/// queue without bound and hang `flush` and `shutdown`, while the transitions are recovered
+/// at the next start-up from the cards' histories (see [`known_transition_counts`]).
+///
+/// Dropping the writer without [`shutdown`](Self::shutdown) still writes what is pending, but
+/// on the detached thread, with nobody waiting for it.
+pub struct TelemetryWriter {
+    tx: Sender<Msg>,
+    thread: JoinHandle<()>,
+}
+
+impl TelemetryWriter {
+    /// Opens and migrates `path` first, so a bad database is an error at start, then starts
+    /// the writer thread.
+    pub fn spawn(path: &Path) -> Result<TelemetryWriter, DbError> {
+        let conn = open(path)?;
+        let (tx, rx) = mpsc::channel();
+        let owned = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("pas-telemetry".into())
+            .spawn(move || writer_loop(conn, &owned, rx))
+            .map_err(|source| DbError::Spawn {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(TelemetryWriter { tx, thread })
+    }
+
+    /// Queues a record; never blocks (the channel is unbounded).
+    pub fn send(&self, record: Record) {
+        if matches!(&record, Record::Event(e) if i64::try_from(e.seq).is_err()) {
+            // Refused here, not in the batch, where it would fail its neighbours too.
+            tracing::error!(?record, "event seq beyond SQLite's integer range; dropped");
+        } else if self.tx.send(Msg::Record(record)).is_err() {
+            // Only if the thread has died, which it is written never to do.
+            tracing::error!("telemetry writer is gone; record dropped");
+        }
+    }
+
+    /// Blocks until everything sent before this call is committed (or given up on).
+    pub fn flush(&self) {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
+            // Err means the thread dropped the ack sender without answering: nothing to wait for.
+            let _ = ack_rx.recv();
+        }
+    }
+
+    /// Writes what is pending and joins the thread.
+    pub fn shutdown(self) {
+        let TelemetryWriter { tx, thread } = self;
+        drop(tx); // the thread drains the queue, sees the channel closed and returns
+        if thread.join().is_err() {
+            tracing::error!("telemetry writer thread panicked");
+        }
+    }
+}
+
+/// The writer thread: block for one message, take whatever else is already queued (up to
+/// MAX_BATCH rows), commit it, answer the flushes that were in it, repeat until closed.
+fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut closed = false;
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(record) => batch.push(record),
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            if batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => next = Some(msg),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => closed = true,
+                }
+            }
+        }
+        if !batch.is_empty() {
+            write_with_retry(&mut conn, path, &batch);
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(()); // the flusher may have gone; nothing to do then
+        }
+        if closed {
+            break;
+        }
+    }
+}
+
+fn write_with_retry(conn: &mut Connection, path: &Path, batch: &[Record]) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=MAX_ATTEMPTS {
+        match write_batch(conn, batch) {
+            Ok(()) => return,
+            Err(error) if attempt < MAX_ATTEMPTS => {
+                tracing::warn!(path = %path.display(), attempt, rows = batch.len(), %error,
+                    "telemetry write failed; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+                match open(path) {
+                    Ok(fresh) => *conn = fresh,
+                    Err(error) => tracing::warn!(%error, "cannot reopen telemetry database"),
+                }
+            }
+            Err(error) => tracing::error!(path = %path.display(), rows = batch.len(), %error,
+                "telemetry write failed for good; rows dropped (transitions are backfilled at start-up)"),
+        }
+    }
+}
+
+/// Inserts one batch in one transaction. Duplicates are ignored: start-up replay resends.
+fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut transition = tx.prepare_cached(
+            "INSERT OR IGNORE INTO transitions (job_id, n, ts, from_state, to_state, agent, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut event = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (seq, ts, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for record in batch {
+            match record {
+                Record::Transition(t) => {
+                    transition.execute(params![
+                        t.job_id,
+                        t.n,
+                        ts_text(&t.ts),
+                        t.from,
+                        t.to,
+                        t.agent,
+                        t.reason
+                    ])?;
+                }
+                Record::Event(e) => {
+                    event.execute(params![e.seq, ts_text(&e.ts), e.kind, e.data.to_string()])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// RFC 3339, UTC, milliseconds, `Z`: fixed width, so text order is time order.
+fn ts_text(ts: &DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Runs a query and maps its rows; errors name the file behind `conn`.
+fn query<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, DbError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_map(params, map)?.collect())
+        .map_err(|source| DbError::Query {
+            path: PathBuf::from(conn.path().filter(|p| !p.is_empty()).unwrap_or(":memory:")),
+            source,
+        })
+}
+
+/// Reads a timestamp column written by [`ts_text`].
+fn ts_column(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(idx)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|ts| ts.with_timezone(&Utc))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+/// The first column of a one-row, one-number query.
+fn scalar<T: FromSql + Default>(conn: &Connection, sql: &str) -> Result<T, DbError> {
+    Ok(query(conn, sql, [], |r| r.get(0))?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// The highest event seq stored, 0 when there is none; the daemon continues from here.
+pub fn max_seq(conn: &Connection) -> Result<u64, DbError> {
+    scalar(conn, "SELECT COALESCE(MAX(seq), 0) FROM events")
+}
+
+/// How many transitions are stored in all.
+pub fn transition_count(conn: &Connection) -> Result<u64, DbError> {
+    scalar(conn, "SELECT COUNT(*) FROM transitions")
+}
+
+/// The transitions of one job, ordered by their index in its history.
+pub fn transitions_for(conn: &Connection, job_id: &str) -> Result<Vec<TransitionRow>, DbError> {
+    let sql = "SELECT job_id, n, ts, from_state, to_state, agent, reason FROM transitions
+               WHERE job_id = ?1 ORDER BY n";
+    query(conn, sql, [job_id], |r| {
+        Ok(TransitionRow {
+            job_id: r.get(0)?,
+            n: r.get(1)?,
+            ts: ts_column(r, 2)?,
+            from: r.get(3)?,
+            to: r.get(4)?,
+            agent: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })
+}
+
+/// Up to `limit` events with seq greater than `since`, in seq order (for `?since=N` paging).
+pub fn events_since(conn: &Connection, since: u64, limit: usize) -> Result<Vec<EventRow>, DbError> {
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = "SELECT seq, ts, kind, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+    query(conn, sql, [since, limit], |r| {
+        let data: String = r.get(3)?;
+        Ok(EventRow {
+            seq: r.get(0)?,
+            ts: ts_column(r, 1)?,
+            kind: r.get(2)?,
+            data: serde_json::from_str(&data).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e))
+            })?,
+        })
+    })
+}
+
+/// job_id -> number of stored transitions. At start-up the daemon compares this with each
+/// card's history length and resends the missing entries (duplicates are ignored).
+pub fn known_transition_counts(conn: &Connection) -> Result<HashMap<String, u32>, DbError> {
+    let sql = "SELECT job_id, COUNT(*) FROM transitions GROUP BY job_id";
+    Ok(query(conn, sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .into_iter()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_750_000_000_000 + ms).unwrap()
+    }
+
+    fn transition(job: &str, n: u32, reason: &str) -> Record {
+        Record::Transition(TransitionRow {
+            job_id: job.into(),
+            n,
+            ts: at(i64::from(n)),
+            from: "inbox".into(),
+            to: "assigned/a".into(),
+            agent: Some("a".into()),
+            reason: Some(reason.into()).filter(|r: &String| !r.is_empty()),
+        })
+    }
+
+    fn event(seq: u64, kind: &str) -> Record {
+        Record::Event(EventRow {
+            seq,
+            ts: at(seq as i64),
+            kind: kind.into(),
+            data: json!({"n": seq}),
+        })
+    }
+
+    fn temp_db() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telemetry/pas.db");
+        (dir, path)
+    }
+
+    fn version_of(conn: &Connection) -> i64 {
+        conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn migrations_are_numbered_without_gaps() {
+        for (i, (version, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+        }
+    }
+
+    #[test]
+    fn open_creates_migrates_and_reopen_is_a_no_op() {
+        let (_dir, path) = temp_db();
+        let conn = open(&path).unwrap();
+        assert!(path.exists());
+        assert_eq!(version_of(&conn), i64::from(SCHEMA_VERSION));
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        let conn = open(&path).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((rows, version_of(&conn)), (1, i64::from(SCHEMA_VERSION)));
+        assert_eq!(
+            (max_seq(&conn).unwrap(), transition_count(&conn).unwrap()),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn newer_database_is_refused_naming_path_and_versions() {
+        let (_dir, path) = temp_db();
+        open(&path)
+            .unwrap()
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        for err in [open(&path).unwrap_err(), open_read_only(&path).unwrap_err()] {
+            let msg = err.to_string();
+            assert!(matches!(err, DbError::TooNew { found: 99, .. }), "{err:?}");
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(
+                msg.contains("99") && msg.contains(&SCHEMA_VERSION.to_string()),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn writer_stores_mixed_records_ignoring_duplicates() {
+        let (_dir, path) = temp_db();
+        let writer = TelemetryWriter::spawn(&path).unwrap();
+        // 5000 transitions (500 jobs x 10, sent in reverse n order) and 5000 events.
+        for i in 0..5000u32 {
+            writer.send(transition(&format!("J-{}", i % 500), 9 - i / 500, "first"));
+            writer.send(event(u64::from(i) + 1, "job.assigned"));
+        }
+        // Start-up replay resends: both duplicates must be ignored, the first rows kept.
+        writer.send(transition("J-7", 3, "replayed"));
+        writer.send(event(42, "job.replayed"));
+        writer.flush();
+
+        let conn = open_read_only(&path).unwrap().unwrap();
+        assert_eq!(transition_count(&conn).unwrap(), 5000);
+        assert_eq!(max_seq(&conn).unwrap(), 5000);
+        let j7 = transitions_for(&conn, "J-7").unwrap();
+        assert_eq!(
+            j7.iter().map(|t| t.n).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Record::Transition(j7[3].clone()),
+            transition("J-7", 3, "first")
+        );
+        let counts = known_transition_counts(&conn).unwrap();
+        assert_eq!((counts.len(), counts["J-499"]), (500, 10));
+
+        let mut seen = Vec::new();
+        loop {
+            let page =
+                events_since(&conn, seen.last().map_or(0, |e: &EventRow| e.seq), 1000).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 1000);
+            seen.extend(page);
+        }
+        assert_eq!(seen.len(), 5000);
+        assert!(seen.iter().zip(1..).all(|(e, seq)| e.seq == seq));
+        assert_eq!(Record::Event(seen[41].clone()), event(42, "job.assigned"));
+        assert_eq!(events_since(&conn, 4998, 10).unwrap().len(), 2);
+        writer.shutdown();
+    }
+
+    #[test]
+    fn shutdown_writes_pending_records() {
+        let (_dir, path) = temp_db();
+        let writer = TelemetryWriter::spawn(&path).unwrap();
+        for seq in 1..=2000 {
+            writer.send(event(seq, "agent.heartbeat"));
+        }
+        writer.send(event(u64::MAX, "beyond i64")); // refused by send, not by the batch
+        writer.shutdown();
+        assert_eq!(max_seq(&open(&path).unwrap()).unwrap(), 2000);
+    }
+
+    #[test]
+    fn read_only_missing_is_none_and_reads_while_writer_writes() {
+        let (_dir, path) = temp_db();
+        assert!(open_read_only(&path).unwrap().is_none());
+        assert!(!path.exists(), "a read must not create the database");
+
+        let writer = TelemetryWriter::spawn(&path).unwrap();
+        writer.send(transition("J-1", 0, ""));
+        writer.flush();
+        let mut reader = open_read_only(&path).unwrap().unwrap();
+        // A reader holding a snapshot open must not block the writer's commits (WAL).
+        let snapshot = reader.transaction().unwrap();
+        assert_eq!(transition_count(&snapshot).unwrap(), 1);
+        writer.send(transition("J-1", 1, ""));
+        let started = std::time::Instant::now();
+        writer.flush();
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT / 2,
+            "writer waited on the reader"
+        );
+        assert_eq!(transition_count(&snapshot).unwrap(), 1);
+        snapshot.finish().unwrap();
+        assert_eq!(transition_count(&reader).unwrap(), 2);
+        assert!(
+            reader.execute("DELETE FROM transitions", []).is_err(),
+            "read-only"
+        );
+        drop(reader);
+        writer.shutdown();
+        // The last connection checkpointed and removed the WAL; a reader still opens.
+        assert!(!path.with_extension("db-wal").exists());
+        assert_eq!(
+            transitions_for(&open_read_only(&path).unwrap().unwrap(), "J-1")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    #[ignore = "timing; run with --release -- --ignored --nocapture"]
+    fn writer_throughput() {
+        let (_dir, path) = temp_db();
+        let writer = TelemetryWriter::spawn(&path).unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..100_000u32 {
+            writer.send(transition(&format!("J-{}", i / 10), i % 10, "timeout"));
+        }
+        writer.flush();
+        let secs = started.elapsed().as_secs_f64();
+        writer.shutdown();
+        assert_eq!(transition_count(&open(&path).unwrap()).unwrap(), 100_000);
+        println!(
+            "100000 transitions in {secs:.3} s: {:.0} rows/s",
+            100_000.0 / secs
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! A workspace on disk: where everything lives, how a path is classified, and `pas init`.
+//!
+//! All path knowledge is here so the daemon, the CLI and the tests agree on what a file in
+//! the tree means (a card in some state, a registration, something to ignore, or something
+//! misplaced that must be rejected).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rust_embed::RustEmbed;
+
+use crate::board::Place;
+use crate::card::{self, Card, CardError, State};
+use crate::config::{Config, DEFAULT_CONFIG_YAML};
+
+/// The JSON Schemas, compiled in so `pas init` works anywhere.
+#[derive(RustEmbed)]
+#[folder = "contracts/"]
+#[include = "*.schema.json"]
+pub struct Contracts;
+
+/// The example swarm, compiled in.
+#[derive(RustEmbed)]
+#[folder = "agents/"]
+#[include = "*.md"]
+pub struct ExampleAgents;
+
+/// The paths of one workspace.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+}
+
+/// What a path inside `work/` is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// A card file in a state folder.
+    Card { id: String, place: Place },
+    /// `work/registry/<name>.yaml`.
+    Registration { name: String },
+    /// `work/heartbeats/<name>.jsonl`.
+    Heartbeat { name: String },
+    /// A file that has no business where it is; the reason says why.
+    Misplaced(String),
+    /// Temp files, dot-files, editor droppings, rejected files, folders pas owns.
+    Ignored,
+}
+
+/// Names pas never reads: hidden, temporary and editor files (SPEC section 1).
+pub fn is_ignored_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with(".tmp")
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name == "4913"
+}
+
+impl Workspace {
+    /// The workspace at `root` (not checked).
+    pub fn at(root: impl Into<PathBuf>) -> Workspace {
+        Workspace { root: root.into() }
+    }
+
+    /// `--root`, else `$PAS_ROOT` (clap fills it in), else the nearest folder upwards from
+    /// the current one that has `pas.yaml`, else the current folder.
+    pub fn discover(root: Option<&Path>) -> Result<Workspace> {
+        if let Some(r) = root {
+            // Absolute, so git paths and messages never depend on the current folder.
+            let abs = std::path::absolute(r)
+                .with_context(|| format!("cannot resolve {}", r.display()))?;
+            return Ok(Workspace::at(abs.canonicalize().unwrap_or(abs)));
+        }
+        let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        let found = cwd.ancestors().find(|d| d.join("pas.yaml").is_file());
+        Ok(Workspace::at(found.unwrap_or(&cwd)))
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+    pub fn state_dir(&self, s: State) -> PathBuf {
+        self.work().join(s.dir())
+    }
+    pub fn rejected(&self) -> PathBuf {
+        self.work().join("rejected")
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.work().join("registry")
+    }
+    pub fn heartbeats(&self) -> PathBuf {
+        self.work().join("heartbeats")
+    }
+    /// Private folder for cards between two folders (see `fsops`).
+    pub fn staging(&self) -> PathBuf {
+        self.work().join(".staging")
+    }
+    pub fn agents_dir(&self) -> PathBuf {
+        self.root.join("agents")
+    }
+    pub fn contracts(&self) -> PathBuf {
+        self.root.join("contracts")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("pas.yaml")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("telemetry").join("pas.db")
+    }
+
+    /// Reads `pas.yaml` (defaults when absent).
+    pub fn config(&self) -> Result<Config> {
+        Ok(Config::load(&self.config_path())?)
+    }
+
+    /// Where a card with this id lives in `place`.
+    pub fn card_path(&self, id: &str, place: &Place) -> PathBuf {
+        let dir = self.state_dir(place.state);
+        let dir = match &place.agent {
+            Some(a) => dir.join(a),
+            None => dir,
+        };
+        dir.join(format!("{id}.yaml"))
+    }
+
+    /// Where a registration lives.
+    pub fn registration_path(&self, name: &str) -> PathBuf {
+        self.registry().join(format!("{name}.yaml"))
+    }
+
+    /// Every path a card with this id could have, for a search after it moved.
+    pub fn card_candidates(&self, id: &str) -> Vec<PathBuf> {
+        let file = format!("{id}.yaml");
+        let mut out: Vec<PathBuf> = [State::Inbox, State::Done, State::Failed]
+            .iter()
+            .map(|s| self.state_dir(*s).join(&file))
+            .collect();
+        if let Ok(rd) = fs::read_dir(self.state_dir(State::Assigned)) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path().join(&file));
+                }
+            }
+        }
+        out
+    }
+
+    /// Classifies a path under `work/` (files; folders are the caller's business).
+    pub fn classify(&self, path: &Path) -> Kind {
+        let Ok(rel) = path.strip_prefix(self.work()) else {
+            return Kind::Ignored;
+        };
+        let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        if parts.len() != rel.iter().count() {
+            return Kind::Misplaced("file name is not valid UTF-8".into());
+        }
+        if parts.iter().any(|p| is_ignored_name(p)) {
+            return Kind::Ignored;
+        }
+        let yaml_stem = |f: &str| f.strip_suffix(".yaml").map(str::to_string);
+        match parts.as_slice() {
+            ["rejected", ..] => Kind::Ignored,
+            [dir @ ("inbox" | "done" | "failed"), file] => match yaml_stem(file) {
+                Some(id) => Kind::Card {
+                    id,
+                    place: Place::of(state_named(dir)),
+                },
+                None => Kind::Misplaced(format!("only <id>.yaml card files belong in work/{dir}/")),
+            },
+            ["assigned", agent, file] => match (card::valid_agent_name(agent), yaml_stem(file)) {
+                (true, Some(id)) => Kind::Card {
+                    id,
+                    place: Place::assigned(agent),
+                },
+                (false, _) => Kind::Misplaced(format!(
+                    "work/assigned/{agent}/ is not named for a valid agent"
+                )),
+                (true, None) => Kind::Misplaced(format!(
+                    "only <id>.yaml card files belong in work/assigned/{agent}/"
+                )),
+            },
+            ["assigned", _] => {
+                Kind::Misplaced("cards in work/assigned/ belong in work/assigned/<agent>/".into())
+            }
+            ["registry", file] => match yaml_stem(file) {
+                Some(name) if card::valid_agent_name(&name) => Kind::Registration { name },
+                _ => Kind::Misplaced("work/registry/ holds <agent>.yaml registrations only".into()),
+            },
+            ["heartbeats", file] => match file.strip_suffix(".jsonl") {
+                Some(name) => Kind::Heartbeat { name: name.into() },
+                None => Kind::Ignored,
+            },
+            ["heartbeats", ..] => Kind::Ignored,
+            [_] => Kind::Misplaced(
+                "not in a state folder (work/inbox, assigned/<agent>, done, failed)".into(),
+            ),
+            _ => Kind::Misplaced("nested too deep for a state folder".into()),
+        }
+    }
+
+    /// Every file under `work/` with its kind (walkdir; symbolic links are not followed).
+    pub fn scan(&self) -> Vec<(PathBuf, Kind)> {
+        let mut out = Vec::new();
+        let walker = walkdir::WalkDir::new(self.work())
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !(e.file_type().is_dir()
+                        && e.file_name().to_str().is_none_or(|n| {
+                            n.starts_with('.') || (e.depth() == 1 && n == "rejected")
+                        }))
+            });
+        for entry in walker.flatten() {
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let kind = self.classify(entry.path());
+            out.push((entry.into_path(), kind));
+        }
+        out
+    }
+}
+
+fn state_named(dir: &str) -> State {
+    match dir {
+        "inbox" => State::Inbox,
+        "done" => State::Done,
+        "failed" => State::Failed,
+        _ => State::Assigned,
+    }
+}
+
+/// Reads and parses the card at `path`: symbolic links, oversized and binary files are
+/// refused before any parsing.
+pub fn read_card(path: &Path, id: &str) -> Result<Card, CardError> {
+    let plain = |message: String| CardError {
+        message,
+        line: None,
+        column: None,
+    };
+    let meta = fs::symlink_metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    if meta.file_type().is_symlink() {
+        return Err(plain("symbolic link: cards must be regular files".into()));
+    }
+    if !meta.is_file() {
+        return Err(plain("not a regular file".into()));
+    }
+    if meta.len() > card::MAX_CARD_BYTES {
+        return Err(plain(format!(
+            "file is {} bytes, over the 1 MiB limit for cards",
+            meta.len()
+        )));
+    }
+    let bytes = fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    let text = card::check_bytes(&bytes)?;
+    Card::parse(id, text)
+}
+
+/// Creates the state folders (and staging) that are missing; used by `pas serve`, which,
+/// unlike `pas init`, adds no example files.
+pub fn ensure_dirs(ws: &Workspace) -> std::io::Result<()> {
+    for s in State::ALL {
+        fs::create_dir_all(ws.state_dir(s))?;
+    }
+    for d in [ws.rejected(), ws.registry(), ws.heartbeats(), ws.staging()] {
+        fs::create_dir_all(d)?;
+    }
+    Ok(())
+}
+
+/// What `pas init` did.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    /// Files and folders created (nothing existing is overwritten).
+    pub created: Vec<PathBuf>,
+    /// Whether a git repository was created.
+    pub git_init: bool,
+}
+
+/// Lines `pas init` makes sure the workspace's `.gitignore` has.
+const GITIGNORE_LINES: &[&str] = &[
+    "work/heartbeats/*.jsonl",
+    "work/.staging/",
+    "telemetry/pas.db",
+    "telemetry/pas.db-*",
+];
+
+/// Creates a workspace at `root`: folders, `pas.yaml`, `.gitignore`, schemas, example
+/// agents. Safe to run twice: it adds what is missing and overwrites nothing.
+pub fn init(root: &Path) -> Result<InitReport> {
+    fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let root = &root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    let ws = Workspace::at(root);
+    let mut report = InitReport::default();
+    fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+
+    let mut dirs: Vec<PathBuf> = State::ALL.iter().map(|s| ws.state_dir(*s)).collect();
+    dirs.extend([ws.rejected(), ws.registry(), ws.heartbeats()]);
+    for d in &dirs {
+        let keep = d.join(".gitkeep");
+        fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        add_file(&keep, b"", &mut report)?;
+    }
+    fs::create_dir_all(ws.staging())?;
+    add_file(
+        &ws.config_path(),
+        DEFAULT_CONFIG_YAML.as_bytes(),
+        &mut report,
+    )?;
+    add_file(
+        &root.join("telemetry").join(".gitignore"),
+        b"pas.db\npas.db-*\n",
+        &mut report,
+    )?;
+    for name in Contracts::iter() {
+        if let Some(f) = Contracts::get(&name) {
+            add_file(&ws.contracts().join(name.as_ref()), &f.data, &mut report)?;
+        }
+    }
+    for name in ExampleAgents::iter() {
+        if let Some(f) = ExampleAgents::get(&name) {
+            add_file(&ws.agents_dir().join(name.as_ref()), &f.data, &mut report)?;
+        }
+    }
+    let gitignore = root.join(".gitignore");
+    let existing = fs::read_to_string(&gitignore).unwrap_or_default();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !existing.lines().any(|e| e.trim() == *l))
+        .collect();
+    if !missing.is_empty() {
+        let mut text = existing.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# pas\n");
+        for l in missing {
+            text.push_str(l);
+            text.push('\n');
+        }
+        crate::fsops::write_atomic(&gitignore, text.as_bytes(), false)?;
+        if existing.is_empty() {
+            report.created.push(gitignore);
+        }
+    }
+    Ok(report)
+}
+
+fn add_file(path: &Path, bytes: &[u8], report: &mut InitReport) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    crate::fsops::write_atomic(path, bytes, false)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    report.created.push(path.to_path_buf());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_paths() {
+        let ws = Workspace::at("/w");
+        let c = |p: &str| ws.classify(Path::new(p));
+        assert_eq!(
+            c("/w/work/inbox/J-1.yaml"),
+            Kind::Card {
+                id: "J-1".into(),
+                place: Place::of(State::Inbox)
+            }
+        );
+        assert_eq!(
+            c("/w/work/assigned/coder-1/J-1.yaml"),
+            Kind::Card {
+                id: "J-1".into(),
+                place: Place::assigned("coder-1")
+            }
+        );
+        assert_eq!(c("/w/work/inbox/.J-1.yaml.tmp"), Kind::Ignored);
+        assert_eq!(c("/w/work/inbox/J-1.yaml~"), Kind::Ignored);
+        assert_eq!(c("/w/work/inbox/4913"), Kind::Ignored);
+        assert_eq!(c("/w/work/.staging/J-1.yaml"), Kind::Ignored);
+        assert_eq!(c("/w/work/rejected/x.yaml"), Kind::Ignored);
+        assert!(matches!(c("/w/work/inbox/notes.txt"), Kind::Misplaced(_)));
+        assert!(matches!(c("/w/work/assigned/J-1.yaml"), Kind::Misplaced(_)));
+        assert!(matches!(c("/w/work/J-1.yaml"), Kind::Misplaced(_)));
+        assert!(matches!(
+            c("/w/work/inbox/sub/J-1.yaml"),
+            Kind::Misplaced(_)
+        ));
+        assert_eq!(
+            c("/w/work/registry/coder-1.yaml"),
+            Kind::Registration {
+                name: "coder-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn init_is_idempotent_and_overwrites_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let r1 = init(d.path()).unwrap();
+        assert!(!r1.created.is_empty());
+        fs::write(d.path().join("pas.yaml"), "max_attempts: 9\n").unwrap();
+        let r2 = init(d.path()).unwrap();
+        assert!(r2.created.is_empty(), "{:?}", r2.created);
+        assert_eq!(
+            fs::read_to_string(d.path().join("pas.yaml")).unwrap(),
+            "max_attempts: 9\n"
+        );
+        for s in State::ALL {
+            assert!(Workspace::at(d.path()).state_dir(s).is_dir());
+        }
+    }
+}
