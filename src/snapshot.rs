@@ -136,8 +136,14 @@ fn parse_one((path, kind, bytes): (PathBuf, Kind, Option<Vec<u8>>)) -> (Parsed, 
     }
 }
 
-fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Option<Vec<u8>>)>, defaults: Defaults) -> Snapshot {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+fn build(
+    ws: &Workspace,
+    items: Vec<(PathBuf, Kind, Option<Vec<u8>>)>,
+    defaults: Defaults,
+) -> Snapshot {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
     let chunk = items.len().div_ceil(threads).max(1);
     let mut items = items;
     let mut chunks = Vec::new();

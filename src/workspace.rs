@@ -102,6 +102,10 @@ impl Workspace {
     pub fn contracts(&self) -> PathBuf {
         self.root.join("contracts")
     }
+    /// The daemon's lock (one `pas serve` per workspace).
+    pub fn lock_path(&self) -> PathBuf {
+        self.work().join(".pas-daemon.lock")
+    }
     pub fn config_path(&self) -> PathBuf {
         self.root.join("pas.yaml")
     }
@@ -258,16 +262,44 @@ pub fn read_card(path: &Path, id: &str) -> Result<Card, CardError> {
     Card::parse(id, text)
 }
 
-/// Creates the state folders (and staging) that are missing; used by `pas serve`, which,
-/// unlike `pas init`, adds no example files.
-pub fn ensure_dirs(ws: &Workspace) -> std::io::Result<()> {
+/// Creates the state folders (and staging) that are missing, and adds pas's lines to
+/// `.gitignore`; used by `pas serve`, which, unlike `pas init`, adds no example files.
+pub fn ensure_dirs(ws: &Workspace) -> Result<()> {
     for s in State::ALL {
         fs::create_dir_all(ws.state_dir(s))?;
     }
     for d in [ws.rejected(), ws.registry(), ws.heartbeats(), ws.staging()] {
         fs::create_dir_all(d)?;
     }
+    ensure_gitignore(&ws.root)?;
     Ok(())
+}
+
+/// Appends the lines pas needs to `<root>/.gitignore` (never removes or rewrites one);
+/// true when the file was created.
+fn ensure_gitignore(root: &Path) -> Result<bool> {
+    let gitignore = root.join(".gitignore");
+    let existing = fs::read_to_string(&gitignore).unwrap_or_default();
+    let missing: Vec<&str> = GITIGNORE_LINES
+        .iter()
+        .copied()
+        .filter(|l| !existing.lines().any(|e| e.trim() == *l))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let mut text = existing.clone();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# pas\n");
+    for l in missing {
+        text.push_str(l);
+        text.push('\n');
+    }
+    crate::fsops::write_atomic(&gitignore, text.as_bytes(), false)
+        .with_context(|| format!("cannot write {}", gitignore.display()))?;
+    Ok(existing.is_empty())
 }
 
 /// What `pas init` did.
@@ -283,6 +315,7 @@ pub struct InitReport {
 const GITIGNORE_LINES: &[&str] = &[
     "work/heartbeats/*.jsonl",
     "work/.staging/",
+    "work/.pas-daemon.lock",
     "telemetry/pas.db",
     "telemetry/pas.db-*",
 ];
@@ -326,27 +359,8 @@ pub fn init(root: &Path) -> Result<InitReport> {
             add_file(&ws.agents_dir().join(name.as_ref()), &f.data, &mut report)?;
         }
     }
-    let gitignore = root.join(".gitignore");
-    let existing = fs::read_to_string(&gitignore).unwrap_or_default();
-    let missing: Vec<&str> = GITIGNORE_LINES
-        .iter()
-        .copied()
-        .filter(|l| !existing.lines().any(|e| e.trim() == *l))
-        .collect();
-    if !missing.is_empty() {
-        let mut text = existing.clone();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str("# pas\n");
-        for l in missing {
-            text.push_str(l);
-            text.push('\n');
-        }
-        crate::fsops::write_atomic(&gitignore, text.as_bytes(), false)?;
-        if existing.is_empty() {
-            report.created.push(gitignore);
-        }
+    if ensure_gitignore(root)? {
+        report.created.push(root.join(".gitignore"));
     }
     Ok(report)
 }

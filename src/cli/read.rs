@@ -17,7 +17,7 @@ use crate::workspace::Workspace;
 /// Whether a daemon holds the workspace lock, and its pid.
 pub fn daemon_pid(ws: &Workspace) -> Option<String> {
     use std::os::fd::AsRawFd;
-    let path = ws.work().join(".pas-daemon.lock");
+    let path = ws.lock_path();
     let file = std::fs::File::open(&path).ok()?;
     // SAFETY: flock on a descriptor we own; a shared probe released when `file` drops.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };

@@ -483,15 +483,7 @@ impl Engine {
         to_path: &Path,
     ) {
         if let Some(db) = &self.db {
-            db.send(Record::Transition(TransitionRow {
-                job_id: id.to_string(),
-                n: n as u32,
-                ts: entry.at,
-                from: entry.from.clone(),
-                to: entry.to.clone(),
-                agent: to.agent.clone().or_else(|| entry.by.clone()),
-                reason: entry.reason.clone(),
-            }));
+            db.send(Record::Transition(transition_row(id, n, entry)));
         }
         if entry.from == "new" {
             self.emit("job.created", json!({"id": id, "place": entry.to}));
@@ -509,12 +501,7 @@ impl Engine {
                 json!({"id": id, "from": entry.from, "to": entry.to, "agent": to.agent, "by": entry.by, "reason": entry.reason}),
             );
         }
-        let reason = entry
-            .reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        let line = format!("pas: {id} {} -> {}{reason}", entry.from, entry.to);
+        let line = transition_line(id, entry);
         let mut paths: Vec<&Path> = vec![to_path];
         if let Some(f) = from_path {
             paths.push(f);
@@ -575,6 +562,31 @@ impl Engine {
             }
         }
     }
+}
+
+/// The telemetry row of history entry `n` of card `id`; the agent is the one the card went
+/// to, else whoever moved it.
+pub(super) fn transition_row(id: &str, n: usize, h: &HistoryEntry) -> TransitionRow {
+    let agent = h.to.strip_prefix("assigned/").map(str::to_string);
+    TransitionRow {
+        job_id: id.to_string(),
+        n: n as u32,
+        ts: h.at,
+        from: h.from.clone(),
+        to: h.to.clone(),
+        agent: agent.or_else(|| h.by.clone()),
+        reason: h.reason.clone(),
+    }
+}
+
+/// The commit message line of one transition: `pas: J-7 inbox -> assigned/a (reason)`.
+pub(super) fn transition_line(id: &str, h: &HistoryEntry) -> String {
+    let reason = h
+        .reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!("pas: {id} {} -> {}{reason}", h.from, h.to)
 }
 
 /// Where a card's own `pas:` block says it is (for cards pas has not seen before).

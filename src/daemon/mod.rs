@@ -39,7 +39,7 @@ pub struct DaemonLock {
 
 /// Takes the daemon lock of `ws`, or says which process holds it.
 pub fn lock(ws: &Workspace) -> Result<DaemonLock> {
-    let path = ws.work().join(".pas-daemon.lock");
+    let path = ws.lock_path();
     std::fs::create_dir_all(ws.work())
         .with_context(|| format!("cannot create {}", ws.work().display()))?;
     let file = std::fs::OpenOptions::new()
@@ -102,11 +102,14 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
 /// Runs the daemon until SIGINT/SIGTERM (or once, with `opts.once`).
 pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     let _lock = lock(ws)?;
+    // Signals first: a SIGTERM during start-up still ends in an orderly shutdown, taken
+    // as the first input once start-up is done.
+    let (tx, rx) = sync_channel::<Input>(65_536);
+    install_signal_handler(tx.clone())?;
     crate::workspace::ensure_dirs(ws).context("cannot prepare the workspace folders")?;
     let clock: Clock = Arc::new(chrono::Utc::now);
     let mut engine = build(ws, clock)?;
 
-    let (tx, rx) = sync_channel::<Input>(65_536);
     // Watch before the first scan, so nothing that lands during the scan is missed.
     let (watcher, overflowed) =
         watch::start(&ws.work(), &ws.agents_dir(), tx.clone()).map_err(|e| watch_error(e, ws))?;
@@ -124,7 +127,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
         finish(engine);
         return Ok(());
     }
-    install_signal_handler(tx)?;
+    drop(tx);
     run_loop(&mut engine, &rx, &overflowed);
     drop(watcher);
     finish(engine);

@@ -1,14 +1,15 @@
 //! Start-up: put back what a crash left half-done, so every card is in exactly one state
 //! folder and git and the database agree with the files.
 
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
-use super::engine::{rel, Engine};
+use super::engine::{rel, transition_line, transition_row, Engine};
 use crate::board::Place;
-use crate::card::State;
+use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
-use crate::store::db::{self, Record, TransitionRow};
-use crate::workspace::read_card;
+use crate::store::db::{self, Record};
+use crate::workspace::{is_ignored_name, read_card, Kind};
 
 impl Engine {
     /// The full start-up sequence: staging, scan, plan, then git and the database.
@@ -108,14 +109,21 @@ impl Engine {
                 return;
             }
         };
+        // Only pas's own paths: state folders, registry and rejected files; never temp,
+        // hidden or heartbeat files, never a symbolic link.
+        let work = self.ws.work();
         let dirty: Vec<PathBuf> = dirty
             .into_iter()
             .filter(|p| {
-                p.strip_prefix(self.ws.work())
-                    .ok()
-                    .and_then(|r| r.iter().next())
-                    .and_then(|c| c.to_str())
-                    .is_some_and(|c| !c.starts_with('.') && c != "heartbeats")
+                let Ok(rel) = p.strip_prefix(&work) else {
+                    return false;
+                };
+                let own = rel
+                    .iter()
+                    .all(|c| c.to_str().is_some_and(|c| !is_ignored_name(c)));
+                let first = rel.iter().next().and_then(|c| c.to_str());
+                own && first != Some("heartbeats")
+                    && !std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
             })
             .collect();
         if dirty.is_empty() {
@@ -125,6 +133,7 @@ impl Engine {
             files = dirty.len(),
             "committing changes made while pas was not running"
         );
+        let lines = self.uncommitted_transitions(&store, &dirty);
         let refs: Vec<&std::path::Path> = dirty.iter().map(PathBuf::as_path).collect();
         self.stage(
             &refs,
@@ -133,7 +142,65 @@ impl Engine {
                 dirty.len()
             ),
         );
+        self.change.lines.extend(lines);
         self.flush_commit();
+    }
+
+    /// One commit line per transition that the cards' histories hold but HEAD's versions
+    /// of them do not (a crash came before the commit), so `git log` and `pas log` keep
+    /// every transition.
+    fn uncommitted_transitions(
+        &self,
+        store: &crate::store::git::GitStore,
+        dirty: &[PathBuf],
+    ) -> Vec<String> {
+        let ids: HashSet<String> = dirty
+            .iter()
+            .filter_map(|p| match self.ws.classify(p) {
+                Kind::Card { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut committed: HashMap<String, usize> = HashMap::new();
+        if let Ok(head) = store.resolve_rev("HEAD", chrono::Utc::now()) {
+            for (rel, bytes) in store.files_at(head, Path::new("work")).unwrap_or_default() {
+                let Kind::Card { id, .. } = self.ws.classify(&self.ws.root.join(&rel)) else {
+                    continue;
+                };
+                if !ids.contains(&id) {
+                    continue;
+                }
+                let len = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|t| Card::parse(&id, t).ok())
+                    .map_or(0, |c| c.spec.pas.history.len());
+                let e = committed.entry(id).or_default();
+                *e = (*e).max(len);
+            }
+        }
+        let mut sorted: Vec<&String> = ids.iter().collect();
+        sorted.sort();
+        let mut lines = Vec::new();
+        for id in sorted {
+            let Some(entry) = self.board.cards.get(id) else {
+                continue;
+            };
+            let skip = committed.get(id).copied().unwrap_or(0);
+            lines.extend(
+                entry
+                    .card
+                    .spec
+                    .pas
+                    .history
+                    .iter()
+                    .skip(skip)
+                    .map(|h| transition_line(id, h)),
+            );
+        }
+        lines
     }
 
     /// Writes the telemetry rows of every history entry the database lacks (a crash
@@ -151,15 +218,7 @@ impl Engine {
         for (id, e) in &self.board.cards {
             let have = counts.get(id).copied().unwrap_or(0) as usize;
             for (n, h) in e.card.spec.pas.history.iter().enumerate().skip(have) {
-                writer.send(Record::Transition(TransitionRow {
-                    job_id: id.clone(),
-                    n: n as u32,
-                    ts: h.at,
-                    from: h.from.clone(),
-                    to: h.to.clone(),
-                    agent: h.by.clone(),
-                    reason: h.reason.clone(),
-                }));
+                writer.send(Record::Transition(transition_row(id, n, h)));
                 sent += 1;
             }
         }

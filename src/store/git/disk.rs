@@ -1,0 +1,230 @@
+//! Reading the paths to commit from disk, never through a symbolic link.
+//!
+//! A card that is a link (or sits in a linked folder) is hostile: its target may be anywhere,
+//! outside the tree included. pas moves such cards to `work/rejected/`, and the commit must
+//! neither contain them nor read what they point at, so every path is checked from the
+//! workspace root down before it is opened, and on unix the open itself refuses a link
+//! (`O_NOFOLLOW`). A file read here also yields its index entry, so the real index can be
+//! updated without hashing the file again.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use git2::{IndexEntry, IndexTime, Oid};
+
+use super::commit::Staged;
+use super::{git, io_at, GitError, GitStore};
+
+impl GitStore {
+    /// Read `paths` from disk, storing each file's bytes with `store`.
+    pub(super) fn read_paths(
+        &self,
+        paths: &BTreeSet<PathBuf>,
+        mut store: impl FnMut(&[u8]) -> Result<Oid, git2::Error>,
+    ) -> Result<Staged, GitError> {
+        let mut staged = Vec::with_capacity(paths.len());
+        let mut real_dirs = HashSet::new();
+        for path in paths {
+            let rel = self
+                .repo_rel(path)
+                .filter(|r| !r.is_empty() && r.split('/').next() != Some(".git"));
+            // The path below the workspace root; always there, as `repo_rel` starts with the prefix.
+            let ws_rel = rel
+                .as_deref()
+                .and_then(|r| Path::new(r).strip_prefix(&self.prefix).ok());
+            let (Some(rel), Some(ws_rel)) = (rel.as_deref(), ws_rel) else {
+                tracing::warn!(path = %path.display(), "not committing a path outside the workspace");
+                continue;
+            };
+            // Read the file where the check looked: under the canonical root.
+            let disk = self.root.join(ws_rel);
+            let file = match first_link(&self.root, ws_rel, &mut real_dirs) {
+                Some(link) => OnDisk::Link(link),
+                None => read_file(&disk, rel)?,
+            };
+            let entry = match file {
+                OnDisk::File(bytes, mut entry) => {
+                    entry.id = store(&bytes).map_err(git(|| format!("storing {rel}")))?;
+                    Some(entry)
+                }
+                OnDisk::Gone => None,
+                OnDisk::Link(link) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        link = %link.display(),
+                        "not committing a path that is (or is under) a symbolic link; pas never follows links"
+                    );
+                    continue;
+                }
+            };
+            staged.push((rel.to_string(), entry));
+        }
+        Ok(staged)
+    }
+}
+
+/// What [`read_file`] found at a path.
+enum OnDisk {
+    /// A file: its bytes, and its index entry (blob id not yet set).
+    File(Vec<u8>, IndexEntry),
+    /// Nothing (or a folder): the path is removed from the tree.
+    Gone,
+    /// A symbolic link (this one): skipped, never followed.
+    Link(PathBuf),
+}
+
+/// The first symbolic link on the way from `root` down to `root/rel`, `rel` itself included,
+/// if any: a card under a linked folder is as hostile as a linked card. `real_dirs` holds the
+/// folders already found real, so a batch of thousands of cards in a dozen folders looks at
+/// each folder once.
+fn first_link(root: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> Option<PathBuf> {
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        if real_dirs.contains(&at) {
+            continue;
+        }
+        match at.symlink_metadata() {
+            Ok(meta) if meta.file_type().is_symlink() => return Some(at),
+            Ok(meta) if meta.is_dir() => {
+                real_dirs.insert(at.clone());
+            }
+            // A file or nothing: there is no link further down (opening reports the rest).
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Read a file for committing: its bytes and an index entry carrying its stat data, so the
+/// real index sees it clean without hashing it again. [`OnDisk::Gone`] when it is gone (or a
+/// folder). The caller has checked for links; on unix the open refuses one that appeared
+/// since (`O_NOFOLLOW`), so a link's target is never opened.
+fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
+    let mut open = fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = match open.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Gone),
+        Err(e) if is_link_refused(&e) => return Ok(OnDisk::Link(path.to_path_buf())),
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    // Stat the open file before reading it: if it changes after, its mtime tells git.
+    let meta = file.metadata().map_err(io_at(path))?;
+    if meta.is_dir() {
+        return Ok(OnDisk::Gone);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io_at(path))?;
+    Ok(OnDisk::File(bytes, index_entry(&meta, rel)))
+}
+
+/// Whether opening failed because the path is a symbolic link (`O_NOFOLLOW` says `ELOOP`).
+#[cfg(unix)]
+fn is_link_refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Whether opening failed because the path is a symbolic link (only unix can tell).
+#[cfg(not(unix))]
+fn is_link_refused(_: &io::Error) -> bool {
+    false
+}
+
+/// An index entry with the file's stat data (truncated to 32 bits, as git itself does), so
+/// `git status` trusts it. Elsewhere than unix git re-hashes the file: slower, still clean.
+fn index_entry(meta: &fs::Metadata, rel: &str) -> IndexEntry {
+    let zero = IndexTime::new(0, 0);
+    #[rustfmt::skip]
+    let mut entry = IndexEntry {
+        ctime: zero, mtime: zero, dev: 0, ino: 0, mode: 0o100644, uid: 0, gid: 0,
+        file_size: meta.len() as u32, id: Oid::zero(), flags: 0, flags_extended: 0,
+        path: rel.as_bytes().to_vec(),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        entry.ctime = IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32);
+        entry.mtime = IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32);
+        (entry.dev, entry.ino) = (meta.dev() as u32, meta.ino() as u32);
+        (entry.uid, entry.gid) = (meta.uid(), meta.gid());
+        if meta.mode() & 0o111 != 0 {
+            entry.mode = 0o100755;
+        }
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use git2::{ObjectType, Repository};
+    use std::time::Duration;
+
+    /// A symbolic link is never committed nor followed: not a link to a file outside the
+    /// repository, not a file under a linked folder, not a link to a FIFO outside. Opening a
+    /// FIFO blocks until someone writes to it, so if pas opened one (read anything outside)
+    /// the commit would hang: the test then unblocks it and fails.
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_skipped_never_followed() {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::{symlink, OpenOptionsExt};
+        use std::sync::mpsc;
+
+        let (dir, mut store) = setup();
+        let root = dir.path().to_path_buf();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = write(outside.path(), "secret.yaml", "token: SECRET\n");
+        let fifo = outside.path().join("fifo.yaml");
+        let c_fifo = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        fs::create_dir_all(root.join("work/rejected")).unwrap();
+        let linked_file = root.join("work/rejected/J-1.yaml");
+        symlink(&secret, &linked_file).unwrap();
+        let linked_fifo = root.join("work/rejected/J-2.yaml");
+        symlink(&fifo, &linked_fifo).unwrap();
+        let linked_dir = root.join("work/inbox");
+        symlink(outside.path(), &linked_dir).unwrap();
+        let card = write(&root, "work/done/J-3.yaml", "title: real\n");
+        let paths = vec![
+            linked_file,
+            linked_fifo,
+            linked_dir.join("secret.yaml"),
+            linked_dir.join("fifo.yaml"),
+            card,
+        ];
+        let (done, wait) = mpsc::channel();
+        let committer = std::thread::spawn(move || {
+            let oid = store.commit_paths(&paths, "pas: links", "pas");
+            let _ = done.send(());
+            (oid.map_err(|e| e.to_string()), store)
+        });
+        if wait.recv_timeout(Duration::from_secs(20)).is_err() {
+            // Let a reader blocked on the FIFO go (a no-op when there is none), then fail.
+            let _ = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            panic!("commit_paths opened a FIFO outside the repository through a link");
+        }
+        let (oid, store) = committer.join().unwrap();
+        let oid = oid.unwrap().expect("the real card is committed");
+        assert_eq!(tree_paths(&store.repo, oid), ["work/done/J-3.yaml"]);
+        let leaked = Oid::hash_object(ObjectType::Blob, b"token: SECRET\n").unwrap();
+        assert!(store.repo.find_blob(leaked).is_err(), "outside file stored");
+        let index = Repository::open(&root).unwrap().index().unwrap();
+        let indexed: Vec<_> = index.iter().map(|e| e.path).collect();
+        assert_eq!(indexed, [b"work/done/J-3.yaml".to_vec()]);
+    }
+}

@@ -1,0 +1,291 @@
+//! The commit worker: a thread that owns the [`GitStore`], so the daemon never waits on git.
+//!
+//! The daemon sends a [`Change`] per transition and moves on; the worker folds everything that
+//! arrives within a short window into one commit (one message line per transition), retries
+//! with back-off when a commit fails (a held lock), and commits what is pending on shutdown.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+
+use super::{chain, GitStore};
+
+/// Transition lines kept in one commit message body, so a 10,000-card batch stays readable.
+const MAX_BODY_LINES: usize = 2000;
+
+/// One batch of changes to commit: the paths touched and one message line per transition,
+/// e.g. `pas: J-7 inbox -> assigned/director-code`.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Absolute paths under the workspace (present: added; gone: removed).
+    pub paths: Vec<PathBuf>,
+    /// One line per transition, for the commit message.
+    pub lines: Vec<String>,
+}
+
+enum Msg {
+    Change(Change),
+    Flush(mpsc::Sender<Option<Oid>>),
+    Shutdown,
+}
+
+/// The commit worker: owns a [`GitStore`] on its own thread so the daemon never blocks on git,
+/// and folds every change arriving within `window` of the first into one commit.
+pub struct CommitWorker {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CommitWorker {
+    /// Start the worker thread; commits are authored by `author`.
+    pub fn spawn(store: GitStore, window: Duration, author: String) -> CommitWorker {
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            store,
+            window,
+            author,
+            paths: BTreeSet::new(),
+            lines: Vec::new(),
+            last: None,
+            failures: 0,
+        };
+        let thread = thread::Builder::new()
+            .name("pas-git".into())
+            .spawn(move || worker.run(rx));
+        let thread = thread
+            .map_err(|e| tracing::error!(error = %e, "cannot start the git worker"))
+            .ok();
+        CommitWorker { tx, thread }
+    }
+
+    /// Queue a change; never blocks.
+    pub fn send(&self, change: Change) {
+        if self.tx.send(Msg::Change(change)).is_err() {
+            tracing::warn!("git worker is gone; change not committed (start-up will commit it)");
+        }
+    }
+
+    /// Block until everything queued before this call has been committed (one attempt: a
+    /// failing commit stays queued). Returns the worker's last commit, if any.
+    pub fn flush(&self) -> Option<Oid> {
+        let (reply, answer) = mpsc::channel();
+        self.tx.send(Msg::Flush(reply)).ok()?;
+        answer.recv().ok().flatten()
+    }
+
+    /// Commit what is pending and join the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.tx.send(Msg::Shutdown);
+            if thread.join().is_err() {
+                tracing::error!("git worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for CommitWorker {
+    /// Dropping the worker commits what is pending, like `shutdown`.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The state of the worker thread: what is waiting to be committed.
+struct Worker {
+    store: GitStore,
+    window: Duration,
+    author: String,
+    paths: BTreeSet<PathBuf>,
+    lines: Vec<String>,
+    last: Option<Oid>,
+    failures: u32,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let msg = match deadline {
+                None => rx.recv().ok(),
+                Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(msg) => Some(msg),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.commit();
+                        deadline = self.retry_at();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            match msg {
+                Some(Msg::Change(change)) => {
+                    self.paths.extend(change.paths);
+                    self.lines.extend(change.lines);
+                    let gather = Instant::now() + self.window;
+                    deadline = Some(deadline.map_or(gather, |d| d.min(gather)));
+                }
+                Some(Msg::Flush(reply)) => {
+                    self.commit();
+                    let _ = reply.send(self.last);
+                    deadline = self.retry_at();
+                }
+                Some(Msg::Shutdown) | None => {
+                    for attempt in 0..3 {
+                        if self.commit() {
+                            return;
+                        }
+                        thread::sleep(Duration::from_millis(100 << attempt));
+                    }
+                    tracing::error!(
+                        paths = self.paths.len(),
+                        "left uncommitted; start-up commits them"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After a failure, back off (doubling up to 30 s); a new change retries sooner.
+    fn retry_at(&self) -> Option<Instant> {
+        if self.paths.is_empty() && self.lines.is_empty() {
+            return None;
+        }
+        let base = self.window.max(Duration::from_millis(250));
+        Some(
+            Instant::now()
+                + (base * 2u32.saturating_pow(self.failures)).min(Duration::from_secs(30)),
+        )
+    }
+
+    /// Commit everything pending; true when nothing is left.
+    fn commit(&mut self) -> bool {
+        if self.paths.is_empty() && self.lines.is_empty() {
+            return true;
+        }
+        let paths: Vec<PathBuf> = self.paths.iter().cloned().collect();
+        let message = batch_message(&self.lines, paths.len());
+        match self.store.commit_paths(&paths, &message, &self.author) {
+            Ok(oid) => {
+                self.last = oid.or(self.last);
+                self.paths.clear();
+                self.lines.clear();
+                self.failures = 0;
+                true
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                tracing::warn!(error = %chain(&e), paths = paths.len(), "git commit failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+/// One line for one transition; else a count as subject and one line per transition.
+fn batch_message(lines: &[String], paths: usize) -> String {
+    match lines {
+        [] => format!("pas: update {paths} file(s)"),
+        [one] => one.clone(),
+        _ => {
+            let mut msg = format!("pas: {} transitions\n\n", lines.len());
+            for line in lines.iter().take(MAX_BODY_LINES) {
+                msg.push_str(line);
+                msg.push('\n');
+            }
+            if lines.len() > MAX_BODY_LINES {
+                msg.push_str(&format!("... and {} more\n", lines.len() - MAX_BODY_LINES));
+            }
+            msg
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use git2::Repository;
+    use std::fs;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send<T: Send>() {}
+        fn sync<T: Sync>() {}
+        send::<GitStore>();
+        send::<CommitWorker>();
+        sync::<CommitWorker>();
+    }
+
+    #[test]
+    fn worker_batches_flushes_retries_and_shuts_down() {
+        let (dir, store) = setup();
+        let root = dir.path().to_path_buf();
+        let worker = CommitWorker::spawn(store, Duration::from_millis(200), "pas".into());
+        for i in 0..3 {
+            let card = write(&root, &format!("work/inbox/J-{i}.yaml"), "t\n");
+            let lines = vec![format!("pas: J-{i} new")];
+            worker.send(Change {
+                paths: vec![card.clone(), card],
+                lines,
+            });
+        }
+        let first = worker.flush().unwrap();
+        let repo = Repository::open(&root).unwrap();
+        let msg = repo
+            .find_commit(first)
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            msg,
+            "pas: 3 transitions\n\npas: J-0 new\npas: J-1 new\npas: J-2 new\n"
+        );
+        assert_eq!(tree_paths(&repo, first).len(), 3);
+        // A held branch lock fails the commit; the change is kept and committed later.
+        let lock = repo
+            .path()
+            .join(format!("{}.lock", repo.head().unwrap().name().unwrap()));
+        fs::write(&lock, "").unwrap();
+        let moved = mv(&root, "work/inbox/J-0.yaml", "work/done/J-0.yaml");
+        worker.send(Change {
+            paths: moved,
+            lines: vec!["pas: J-0 inbox -> done".into()],
+        });
+        assert_eq!(worker.flush(), Some(first), "commit failed while locked");
+        fs::remove_file(&lock).unwrap();
+        let second = worker.flush().unwrap();
+        assert_eq!(
+            repo.find_commit(second).unwrap().message(),
+            Some("pas: J-0 inbox -> done")
+        );
+        let card = write(&root, "work/inbox/J-9.yaml", "t\n");
+        worker.send(Change {
+            paths: vec![card],
+            lines: vec!["pas: J-9 new".into()],
+        });
+        worker.shutdown();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        assert_eq!(head.message(), Some("pas: J-9 new"));
+        assert_eq!(head.parent_id(0).unwrap(), second);
+        assert!(repo.statuses(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn long_batches_are_capped() {
+        let lines: Vec<String> = (0..2005).map(|i| format!("pas: J-{i} new")).collect();
+        let msg = batch_message(&lines, 2005);
+        assert!(msg.starts_with("pas: 2005 transitions\n\npas: J-0 new\n"));
+        assert!(msg.ends_with("pas: J-1999 new\n... and 5 more\n"));
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests of `pas`: the real binary against real temporary workspaces, real
+//! git and the real telemetry database. One test binary:
+//! `fixture.rs` (workspaces), `daemon.rs` (the daemon process) and `records.rs` (git and
+//! the database) are the fixture; the other modules are the tests.
+
+mod assignment;
+mod audit;
+mod bad_input;
+mod cli_json;
+mod crash;
+mod daemon;
+mod fixture;
+mod lifecycle;
+mod records;
