@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::agent::{Agent, AgentDef, Registration};
+use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Entry, Place};
 use crate::card::{self, Card};
 use crate::workspace::{Kind, Workspace};
@@ -242,33 +242,15 @@ fn created_of(card: &Card, path: &Path) -> DateTime<Utc> {
 }
 
 fn load_definitions(ws: &Workspace, board: &mut Board) {
-    let Ok(rd) = std::fs::read_dir(ws.agents_dir()) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let path = e.path();
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".md"))
-            .filter(|n| !n.starts_with('.'))
-        else {
-            continue;
-        };
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if let Ok(def) = AgentDef::parse(stem, &text) {
-            let name = def.name.clone();
-            board
-                .agents
-                .entry(name.clone())
-                .or_insert_with(|| Agent {
-                    name,
-                    def: None,
-                    reg: None,
-                })
-                .def = Some(def);
-        }
+    for (name, def) in ws.definitions() {
+        board
+            .agents
+            .entry(name.clone())
+            .or_insert_with(|| Agent {
+                name,
+                def: None,
+                reg: None,
+            })
+            .def = Some(def);
     }
 }

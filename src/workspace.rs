@@ -113,6 +113,36 @@ impl Workspace {
         self.root.join("telemetry").join("pas.db")
     }
 
+    /// Every readable agent definition in `agents/`, by name. A definition that does not
+    /// parse is left out with a warning (`pas validate` names its line).
+    pub fn definitions(&self) -> std::collections::BTreeMap<String, crate::agent::AgentDef> {
+        let mut defs = std::collections::BTreeMap::new();
+        let Ok(rd) = fs::read_dir(self.agents_dir()) else {
+            return defs;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = name.strip_suffix(".md").filter(|_| !is_ignored_name(name)) else {
+                continue;
+            };
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            match crate::agent::AgentDef::parse(stem, &text) {
+                Ok(d) => {
+                    defs.insert(d.name.clone(), d);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "agent definition ignored")
+                }
+            }
+        }
+        defs
+    }
+
     /// Reads `pas.yaml` (defaults when absent).
     pub fn config(&self) -> Result<Config> {
         Ok(Config::load(&self.config_path())?)

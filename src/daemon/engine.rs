@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::agent::{Agent, AgentDef, Registration};
+use crate::agent::{Agent, Registration};
 use crate::board::{transition_meta, Board, Defaults, Entry, Place};
 use crate::card::{Card, HistoryEntry, State};
 use crate::config::Config;
@@ -66,10 +66,7 @@ impl Engine {
             files: HashMap::new(),
             dirty: HashSet::new(),
             settling: HashMap::new(),
-            change: Change {
-                paths: Vec::new(),
-                lines: Vec::new(),
-            },
+            change: Change::default(),
             spares: fsops::Spares::open(&ws.staging()),
             git,
             db,
@@ -114,17 +111,29 @@ impl Engine {
     }
 
     /// Hands the gathered commit to the git worker.
+    ///
+    /// Card files go as snapshots of what pas read or wrote, not as paths to read later: a
+    /// card may move on before the worker commits, and each commit's tree must show the
+    /// cards where its message says they went.
     pub fn flush_commit(&mut self) {
         if self.change.paths.is_empty() && self.change.lines.is_empty() {
             return;
         }
-        let change = std::mem::replace(
-            &mut self.change,
-            Change {
-                paths: Vec::new(),
-                lines: Vec::new(),
-            },
-        );
+        let mut change = std::mem::take(&mut self.change);
+        let mut disk = Vec::new();
+        for path in std::mem::take(&mut change.paths) {
+            let Kind::Card { id, .. } = self.ws.classify(&path) else {
+                disk.push(path);
+                continue;
+            };
+            let here = self.files.get(&id).is_some_and(|(p, _)| *p == path);
+            let text = here
+                .then(|| self.board.cards.get(&id))
+                .flatten()
+                .map(|e| Arc::<str>::from(e.card.text()));
+            change.snapshots.push((path, text));
+        }
+        change.paths = disk;
         if let Some(git) = &self.git {
             git.send(change);
         }
@@ -132,16 +141,7 @@ impl Engine {
 
     /// Reads every agent definition in `agents/`.
     pub fn load_definitions(&mut self) {
-        let dir = self.ws.agents_dir();
-        let mut defs: HashMap<String, AgentDef> = HashMap::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let path = e.path();
-                if let Some(def) = read_definition(&path) {
-                    defs.insert(def.name.clone(), def);
-                }
-            }
-        }
+        let mut defs = self.ws.definitions();
         for a in self.board.agents.values_mut() {
             a.def = defs.remove(&a.name);
         }
@@ -420,6 +420,16 @@ impl Engine {
         let mut card = card;
         match prev {
             Some(p) if p == place => {
+                // An edit in place (an agent noting progress, a human fixing a title) is
+                // not a transition, but the audit trail still records it.
+                let edited = self
+                    .board
+                    .cards
+                    .get(id)
+                    .is_some_and(|e| e.card.text() != card.text());
+                if edited {
+                    self.stage(&[&path], format!("pas: {id} edited in {}", place.label()));
+                }
                 if card.spec.pas.state != Some(place.state) {
                     let mut meta = card.spec.pas.clone();
                     meta.state = Some(place.state);
@@ -601,22 +611,6 @@ fn place_from_meta(card: &Card) -> Option<Place> {
             None
         },
     })
-}
-
-fn read_definition(path: &Path) -> Option<AgentDef> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".md")?;
-    if crate::workspace::is_ignored_name(name) {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    match AgentDef::parse(stem, &text) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "agent definition ignored");
-            None
-        }
-    }
 }
 
 /// A path relative to the workspace root, for messages.

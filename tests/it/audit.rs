@@ -221,8 +221,9 @@ fn sigterm_exits_promptly_and_commits_the_last_transition() {
     );
 }
 
+/// Regression: `pas log` sorted by commit time alone (one-second resolution), so
+/// transitions committed within one second came out of order.
 #[test]
-#[ignore = "BUG: pas log orders commits by time alone (git2 Sort::TIME), so transitions committed within one second come out of order"]
 fn pas_log_lists_transitions_in_order() {
     let ws = Workspace::new();
     let _d = ws.serve_ready();
@@ -268,8 +269,9 @@ fn pas_log_lists_transitions_in_order() {
     );
 }
 
+/// Regression: the SIGTERM handler was installed only after start-up, so a SIGTERM during
+/// start-up killed `pas serve` (no orderly exit, nothing committed).
 #[test]
-#[ignore = "BUG: the SIGTERM handler is installed only after start-up, so SIGTERM during start-up kills pas serve (no orderly exit, nothing committed)"]
 fn sigterm_during_start_up_exits_cleanly() {
     let ws = Workspace::new();
     ws.register("a", &[], 500);
@@ -277,20 +279,20 @@ fn sigterm_during_start_up_exits_cleanly() {
         ws.drop_card(&format!("s{i}"), "title: s\n");
     }
     let mut d = ws.serve();
-    // The lock names the daemon as soon as it starts; the 200 cards keep it in start-up.
-    let pid = d.pid().to_string();
+    // The first assignment shows the start-up's plan at work; 199 more moves and their
+    // commit are still to come.
     crate::fixture::wait_until(
-        "the daemon lock",
+        "the first start-up assignment",
         crate::fixture::WAIT,
-        || match fs::read_to_string(ws.work(".pas-daemon.lock")) {
-            Ok(p) if p.trim() == pid => Ok(()),
+        || match fs::read_dir(ws.work("assigned/a")).map(|rd| rd.count()) {
+            Ok(n) if n > 0 => Ok(()),
             other => Err(format!("{other:?}")),
         },
     );
     let status = d.stop();
     assert_eq!(status.code(), Some(0), "SIGTERM during start-up: {status}");
-    let dirty = ws.git_status(&["work/inbox", "work/assigned"]);
-    assert!(dirty.is_empty(), "left uncommitted: {} paths", dirty.len());
+    let dirty = ws.git_status(&["work"]);
+    assert!(dirty.is_empty(), "left uncommitted: {dirty:?}");
 }
 
 #[test]
@@ -305,14 +307,13 @@ fn git_index_catches_up_after_a_concurrent_lock() {
     ws.drop_card("locked", "title: l\n");
     ws.wait_state("locked", "assigned/a");
     ws.wait_commit_line("pas: locked inbox -> assigned/a");
+    // The other git process lets go a while after pas's commit (the scenario, not a wait
+    // for pas: pas has nothing more to do either way).
+    std::thread::sleep(Duration::from_millis(300));
     fs::remove_file(&lock).unwrap();
     // Nothing else happens: pas alone must bring the index in step with its commit.
     crate::fixture::wait_until("git status -- work clean", crate::fixture::WAIT, || {
-        let dirty: Vec<String> = ws
-            .git_status(&["work"])
-            .into_iter()
-            .filter(|l| l != "?? work/.pas-daemon.lock")
-            .collect();
+        let dirty = ws.git_status(&["work"]);
         if dirty.is_empty() {
             Ok(())
         } else {
@@ -358,7 +359,7 @@ fn commit_trees_match_their_messages() {
     let ws = Workspace::new();
     ws.register("quick", &[], 4);
     let mut d = ws.serve_ready();
-    let n = 60;
+    let n = 100;
     // The agent: finishes each card 20-45 ms after it arrives (around the commit window).
     let agent = {
         let dir = ws.work("assigned/quick");
@@ -385,7 +386,7 @@ fn commit_trees_match_their_messages() {
     };
     for i in 0..n {
         ws.drop_card(&format!("q{i:02}"), "title: quick\n");
-        std::thread::sleep(Duration::from_millis(7));
+        std::thread::sleep(Duration::from_millis(5));
     }
     agent.join().unwrap();
     ws.wait_db_count(

@@ -196,8 +196,8 @@ fn json_shapes_of_reading_commands_without_a_daemon() {
     );
 }
 
+/// Regression: the all-comment `pas.yaml` of `pas init` was reported as an empty document.
 #[test]
-#[ignore = "BUG: pas validate on a fresh `pas init` workspace reports its all-comment pas.yaml as an empty document (exit 1)"]
 fn validate_is_clean_on_a_fresh_workspace() {
     let ws = Workspace::bare();
     let out = ws.pas(&["validate"]);

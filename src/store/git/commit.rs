@@ -1,14 +1,19 @@
 //! Writing commits: [`GitStore::commit_paths`] and what it needs.
 //!
-//! A commit holds exactly the paths pas names: each is read from disk (by [`disk`](super::disk),
-//! which never follows a symbolic link), stored as a blob, and applied to HEAD's tree; big
-//! batches are written as one pack instead of thousands of loose objects. Afterwards the real
-//! index is updated for those paths only, so `git status` shows them clean and the user's own
-//! staged work is left alone.
+//! A commit holds exactly the paths pas names, each from a [`Source`]: read from disk (by
+//! [`disk`](super::disk), which never follows a symbolic link), or the text the daemon knew at
+//! the transition, or known to be absent then. Snapshots exist because a card may move on
+//! before the worker commits: reading the disk then would give the commit saying
+//! `q1 inbox -> assigned/a` a tree where q1 is already elsewhere. Each path's blob is applied
+//! to HEAD's tree; big batches are written as one pack instead of thousands of loose objects.
+//! Afterwards the real index is updated for those paths only, so `git status` shows them
+//! clean (or, for a snapshot the disk no longer matches, re-hashes the file and tells the
+//! truth) and the user's own staged work is left alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{Commit, FileMode, IndexEntry, ObjectType, Oid, Repository, Signature, Tree};
@@ -16,11 +21,41 @@ use git2::{Commit, FileMode, IndexEntry, ObjectType, Oid, Repository, Signature,
 use super::{chain, git, GitError, GitStore, EMAIL};
 
 /// Batches touching more paths than this store their objects as one pack, not loose files.
-const PACK_OVER: usize = 256;
+pub(super) const PACK_OVER: usize = 256;
 
-/// Paths to commit as read from disk: (path relative to the work tree, the file's index entry
-/// with its blob id, or `None` when the path is gone).
-pub(super) type Staged = Vec<(String, Option<IndexEntry>)>;
+/// Where the content committed at a path comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Read the file at commit time (added if present, removed if gone).
+    Disk,
+    /// This text, as the sender knew it at the transition; the disk is not read for the tree.
+    Text(Arc<str>),
+    /// The path was absent at the transition: removed from the tree if HEAD has it.
+    Absent,
+}
+
+/// What a commit does with one path.
+pub(super) enum Step {
+    /// Put this blob (`id`, with `mode`) in the tree; the same entry goes to the real index.
+    Put(IndexEntry),
+    /// Remove the path from the tree; from the real index too when `unindex` (when the file
+    /// is back on disk the index entry is left for a later change to fix).
+    Remove {
+        /// Whether the real index drops the path.
+        unindex: bool,
+    },
+}
+
+/// The paths of one commit, relative to the work tree, and what happens to each.
+pub(super) type Staged = Vec<(String, Step)>;
+
+/// An index operation waiting for the real index: add this entry, or remove the path.
+pub(super) type IndexOp = Option<IndexEntry>;
+
+/// Every path read from disk at commit time, as `commit_paths` commits them.
+pub(super) fn disk_sources(paths: &[PathBuf]) -> BTreeMap<PathBuf, Source> {
+    paths.iter().map(|p| (p.clone(), Source::Disk)).collect()
+}
 
 impl GitStore {
     /// Commit exactly `paths` (a path that exists is added from disk, a missing one removed)
@@ -36,49 +71,51 @@ impl GitStore {
         message: &str,
         author: &str,
     ) -> Result<Option<Oid>, GitError> {
+        self.commit_sources(&disk_sources(paths), message, author)
+    }
+
+    /// Like [`commit_paths`](Self::commit_paths), each path taken from its [`Source`]: a
+    /// snapshot's text is committed whatever the disk holds now (so it is fine even where a
+    /// link now stands: nothing is read through it), an absent path is removed.
+    pub(super) fn commit_sources(
+        &mut self,
+        sources: &BTreeMap<PathBuf, Source>,
+        message: &str,
+        author: &str,
+    ) -> Result<Option<Oid>, GitError> {
         let sig = Signature::now(author, EMAIL).map_err(git(|| "making the signature".into()))?;
-        self.commit_as(paths, message, &sig)
+        self.commit_as(sources, message, &sig)
     }
 
     pub(super) fn commit_as(
         &mut self,
-        paths: &[PathBuf],
+        sources: &BTreeMap<PathBuf, Source>,
         message: &str,
         sig: &Signature<'_>,
     ) -> Result<Option<Oid>, GitError> {
-        // Paths committed earlier whose index entries could not be written ride along: their
-        // tree entries are unchanged, but the index gets fixed.
-        let mut all = self.index_backlog.clone();
-        all.extend(paths.iter().cloned());
-        let (oid, staged) = self.write_commit(&all, message, sig)?;
-        match self.sync_index(&staged) {
-            Ok(()) => self.index_backlog.clear(),
-            Err(e) => {
-                tracing::warn!(error = %chain(&e), "git index not updated; retrying with the next commit");
-                self.index_backlog = all;
-            }
-        }
+        let (oid, staged) = self.write_commit(sources, message, sig)?;
+        self.sync_index(staged);
         Ok(oid)
     }
 
     fn write_commit(
         &self,
-        paths: &BTreeSet<PathBuf>,
+        sources: &BTreeMap<PathBuf, Source>,
         message: &str,
         sig: &Signature<'_>,
     ) -> Result<(Option<Oid>, Staged), GitError> {
-        let doing = || format!("committing {} path(s)", paths.len());
+        let doing = || format!("committing {} path(s)", sources.len());
         let head = self.head_commit().map_err(git(doing))?;
         let base = head.as_ref().map(|c| c.tree_id());
         let objects = self.repo.path().join("objects");
-        let (tree, base, staged) = match objects.to_str().filter(|_| paths.len() > PACK_OVER) {
+        let (tree, base, staged) = match objects.to_str().filter(|_| sources.len() > PACK_OVER) {
             // Thousands of loose files are slow to create, and git probes the disk before each
             // write: put the blobs in a memory-only odb, only then let it see the repository's
             // objects (to build the trees), and store what is new as one pack.
             Some(objects) => {
                 let odb = git2::Odb::new().map_err(git(doing))?;
                 odb.add_new_mempack_backend(1000).map_err(git(doing))?;
-                let staged = self.read_paths(paths, |bytes| odb.write(ObjectType::Blob, bytes))?;
+                let staged = self.stage(sources, |bytes| odb.write(ObjectType::Blob, bytes))?;
                 odb.add_disk_alternate(objects).map_err(git(doing))?;
                 let scratch = Repository::from_odb(odb).map_err(git(doing))?;
                 let (tree, base) = build_tree(&scratch, base, &staged).map_err(git(doing))?;
@@ -89,7 +126,7 @@ impl GitStore {
                 (tree, base, staged)
             }
             None => {
-                let staged = self.read_paths(paths, |bytes| self.repo.blob(bytes))?;
+                let staged = self.stage(sources, |bytes| self.repo.blob(bytes))?;
                 let (tree, base) = build_tree(&self.repo, base, &staged).map_err(git(doing))?;
                 (tree, base, staged)
             }
@@ -115,8 +152,10 @@ impl GitStore {
         staged: &Staged,
     ) -> Result<(), git2::Error> {
         let mut pack = scratch.packbuilder()?;
-        for entry in staged.iter().filter_map(|(_, e)| e.as_ref()) {
-            pack.insert_object(entry.id, None)?;
+        for (_, step) in staged {
+            if let Step::Put(entry) = step {
+                pack.insert_object(entry.id, None)?;
+            }
         }
         let (tree, base) = (scratch.find_tree(tree)?, scratch.find_tree(base)?);
         for tree in new_trees(scratch, &tree, Some(&base))? {
@@ -131,14 +170,35 @@ impl GitStore {
         writer.commit().map(|_| ())
     }
 
-    /// Make the real index agree with what we committed, for our paths only.
-    fn sync_index(&self, staged: &Staged) -> Result<(), GitError> {
+    /// Make the real index agree with what we committed, for our paths only. When it cannot
+    /// be written (a user holds index.lock), the operations wait for the next commit: only
+    /// the index gets them then, never the tree, so a later commit holds only its own paths.
+    fn sync_index(&mut self, staged: Staged) {
+        let mut ops = std::mem::take(&mut self.index_backlog);
+        for (rel, step) in staged {
+            match step {
+                Step::Put(entry) => ops.insert(rel, Some(entry)),
+                Step::Remove { unindex: true } => ops.insert(rel, None),
+                // The file is back on disk: an older operation must not touch it either.
+                Step::Remove { unindex: false } => ops.remove(&rel),
+            };
+        }
+        if let Err(e) = self.write_index(&ops) {
+            tracing::warn!(error = %chain(&e), "git index not updated; retrying with the next commit");
+            self.index_backlog = ops;
+        }
+    }
+
+    fn write_index(&self, ops: &BTreeMap<String, IndexOp>) -> Result<(), GitError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let doing = || "updating the git index".to_string();
         let mut index = self.repo.index().map_err(git(doing))?;
         // Pick up what other processes (a user's `git add`) wrote since we last looked.
         index.read(false).map_err(git(doing))?;
-        for (rel, entry) in staged {
-            match entry {
+        for (rel, op) in ops {
+            match op {
                 Some(entry) => index.add(entry),
                 None => index.remove_path(Path::new(rel)),
             }
@@ -181,8 +241,8 @@ fn build_tree(
     };
     let mut update = TreeUpdateBuilder::new();
     let mut folders: HashMap<&str, Option<Tree<'_>>> = HashMap::new();
-    for (rel, entry) in staged {
-        if let Some(entry) = entry {
+    for (rel, step) in staged {
+        if let Step::Put(entry) = step {
             let exec = entry.mode == 0o100755;
             let mode = if exec {
                 FileMode::BlobExecutable

@@ -1,32 +1,36 @@
-//! Reading the paths to commit from disk, never through a symbolic link.
+//! Staging the paths to commit: reading the disk, never through a symbolic link.
 //!
 //! A card that is a link (or sits in a linked folder) is hostile: its target may be anywhere,
 //! outside the tree included. pas moves such cards to `work/rejected/`, and the commit must
 //! neither contain them nor read what they point at, so every path is checked from the
 //! workspace root down before it is opened, and on unix the open itself refuses a link
-//! (`O_NOFOLLOW`). A file read here also yields its index entry, so the real index can be
-//! updated without hashing the file again.
+//! (`O_NOFOLLOW`) and does not wait on a FIFO (`O_NONBLOCK`). A file read here also yields its
+//! index entry, so the real index can be updated without hashing the file again. A snapshot
+//! (the text a card had at its transition) is committed without reading the disk; the file is
+//! read only to tell whether the index may trust its stat data.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use git2::{IndexEntry, IndexTime, Oid};
 
-use super::commit::Staged;
+use super::commit::{Source, Staged, Step};
 use super::{git, io_at, GitError, GitStore};
 
 impl GitStore {
-    /// Read `paths` from disk, storing each file's bytes with `store`.
-    pub(super) fn read_paths(
+    /// What the commit does with each of `sources`, storing blobs with `store`: a `Disk` path
+    /// is read now (skipped when it is or lies under a link), a `Text` snapshot is stored as
+    /// it is, an `Absent` path is removed. Paths outside the workspace are skipped.
+    pub(super) fn stage(
         &self,
-        paths: &BTreeSet<PathBuf>,
+        sources: &BTreeMap<PathBuf, Source>,
         mut store: impl FnMut(&[u8]) -> Result<Oid, git2::Error>,
     ) -> Result<Staged, GitError> {
-        let mut staged = Vec::with_capacity(paths.len());
+        let mut staged = Vec::with_capacity(sources.len());
         let mut real_dirs = HashSet::new();
-        for path in paths {
+        for (path, source) in sources {
             let rel = self
                 .repo_rel(path)
                 .filter(|r| !r.is_empty() && r.split('/').next() != Some(".git"));
@@ -38,19 +42,25 @@ impl GitStore {
                 tracing::warn!(path = %path.display(), "not committing a path outside the workspace");
                 continue;
             };
-            // Read the file where the check looked: under the canonical root.
+            // Look at the file where the check looked: under the canonical root.
             let disk = self.root.join(ws_rel);
-            let file = match first_link(&self.root, ws_rel, &mut real_dirs) {
+            let link = first_link(&self.root, ws_rel, &mut real_dirs);
+            let on_disk = match link {
                 Some(link) => OnDisk::Link(link),
-                None => read_file(&disk, rel)?,
+                None if *source == Source::Absent => OnDisk::Gone,
+                None => match read_file(&disk, rel) {
+                    // A snapshot does not need the file: an unreadable one only differs.
+                    Err(_) if *source != Source::Disk => OnDisk::Gone,
+                    read => read?,
+                },
             };
-            let entry = match file {
-                OnDisk::File(bytes, mut entry) => {
+            let step = match (source, on_disk) {
+                (Source::Disk, OnDisk::File(bytes, mut entry)) => {
                     entry.id = store(&bytes).map_err(git(|| format!("storing {rel}")))?;
-                    Some(entry)
+                    Step::Put(entry)
                 }
-                OnDisk::Gone => None,
-                OnDisk::Link(link) => {
+                (Source::Disk, OnDisk::Gone) => Step::Remove { unindex: true },
+                (Source::Disk, OnDisk::Link(link)) => {
                     tracing::warn!(
                         path = %path.display(),
                         link = %link.display(),
@@ -58,8 +68,24 @@ impl GitStore {
                     );
                     continue;
                 }
+                (Source::Text(text), on_disk) => {
+                    let id = store(text.as_bytes()).map_err(git(|| format!("storing {rel}")))?;
+                    // The index may trust the stat data only of a file holding the snapshot;
+                    // otherwise an entry without any makes `git status` hash the file.
+                    let entry = match on_disk {
+                        OnDisk::File(bytes, entry) if bytes == text.as_bytes() => entry,
+                        _ => bare_entry(rel),
+                    };
+                    Step::Put(IndexEntry { id, ..entry })
+                }
+                (Source::Absent, on_disk) => {
+                    // Something back at the path (a link counts) keeps its index entry.
+                    let back = matches!(on_disk, OnDisk::Link(_))
+                        || disk.symlink_metadata().is_ok_and(|m| !m.is_dir());
+                    Step::Remove { unindex: !back }
+                }
             };
-            staged.push((rel.to_string(), entry));
+            staged.push((rel.to_string(), step));
         }
         Ok(staged)
     }
@@ -69,7 +95,7 @@ impl GitStore {
 enum OnDisk {
     /// A file: its bytes, and its index entry (blob id not yet set).
     File(Vec<u8>, IndexEntry),
-    /// Nothing (or a folder): the path is removed from the tree.
+    /// Nothing (or a folder, a FIFO, a device): the path is removed from the tree.
     Gone,
     /// A symbolic link (this one): skipped, never followed.
     Link(PathBuf),
@@ -99,16 +125,17 @@ fn first_link(root: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> Opti
 }
 
 /// Read a file for committing: its bytes and an index entry carrying its stat data, so the
-/// real index sees it clean without hashing it again. [`OnDisk::Gone`] when it is gone (or a
-/// folder). The caller has checked for links; on unix the open refuses one that appeared
-/// since (`O_NOFOLLOW`), so a link's target is never opened.
+/// real index sees it clean without hashing it again. [`OnDisk::Gone`] when it is gone (or not
+/// a regular file). The caller has checked for links; on unix the open refuses one that
+/// appeared since (`O_NOFOLLOW`), so a link's target is never opened, and does not block on
+/// a FIFO (`O_NONBLOCK`, which regular files ignore).
 fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
     let mut open = fs::OpenOptions::new();
     open.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        open.custom_flags(libc::O_NOFOLLOW);
+        open.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     let mut file = match open.open(path) {
         Ok(f) => f,
@@ -118,7 +145,7 @@ fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
     };
     // Stat the open file before reading it: if it changes after, its mtime tells git.
     let meta = file.metadata().map_err(io_at(path))?;
-    if meta.is_dir() {
+    if !meta.is_file() {
         return Ok(OnDisk::Gone);
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
@@ -141,13 +168,8 @@ fn is_link_refused(_: &io::Error) -> bool {
 /// An index entry with the file's stat data (truncated to 32 bits, as git itself does), so
 /// `git status` trusts it. Elsewhere than unix git re-hashes the file: slower, still clean.
 fn index_entry(meta: &fs::Metadata, rel: &str) -> IndexEntry {
-    let zero = IndexTime::new(0, 0);
-    #[rustfmt::skip]
-    let mut entry = IndexEntry {
-        ctime: zero, mtime: zero, dev: 0, ino: 0, mode: 0o100644, uid: 0, gid: 0,
-        file_size: meta.len() as u32, id: Oid::zero(), flags: 0, flags_extended: 0,
-        path: rel.as_bytes().to_vec(),
-    };
+    let mut entry = bare_entry(rel);
+    entry.file_size = meta.len() as u32;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -159,6 +181,19 @@ fn index_entry(meta: &fs::Metadata, rel: &str) -> IndexEntry {
             entry.mode = 0o100755;
         }
     }
+    entry
+}
+
+/// An index entry for a plain file without stat data (and no blob id yet): git trusts no
+/// stat data of it, a zero size included, so `git status` hashes the file to compare.
+fn bare_entry(rel: &str) -> IndexEntry {
+    let zero = IndexTime::new(0, 0);
+    #[rustfmt::skip]
+    let entry = IndexEntry {
+        ctime: zero, mtime: zero, dev: 0, ino: 0, mode: 0o100644, uid: 0, gid: 0,
+        file_size: 0, id: Oid::zero(), flags: 0, flags_extended: 0,
+        path: rel.as_bytes().to_vec(),
+    };
     entry
 }
 

@@ -9,14 +9,17 @@
 //! This file owns what every part shares: [`GitError`], [`CommitInfo`], and [`GitStore`]
 //! itself (opening a repository and mapping workspace paths to repository paths). The rest of
 //! `GitStore` lives by responsibility:
-//! - `commit.rs`: writing commits (`commit_paths`: building trees, packing big batches,
-//!   syncing the real index);
-//! - `disk.rs`: reading the paths to commit, never through a symbolic link;
+//! - `commit.rs`: writing commits (`commit_paths`, and the worker's per-path sources: a file
+//!   read at commit time, or a snapshot of what it held at the transition; building trees,
+//!   packing big batches, syncing the real index);
+//! - `disk.rs`: staging the paths to commit, reading the disk never through a symbolic link;
 //! - `history.rs`: reading the past (`history_of`, `resolve_rev`, `files_at`,
 //!   `dirty_paths_under`);
 //! - `worker.rs`: [`CommitWorker`], the thread that batches [`Change`]s.
+//!
+//! (`snapshot_tests.rs` tests commits from snapshots across those files.)
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -27,6 +30,8 @@ use git2::{Commit, ErrorCode, Repository};
 mod commit;
 mod disk;
 mod history;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod test_support;
 mod worker;
@@ -121,9 +126,9 @@ pub struct GitStore {
     given_root: PathBuf,
     /// The workspace root relative to the work tree (empty when they are the same).
     prefix: PathBuf,
-    /// Paths committed whose entries in the real index could not be written (index.lock held);
-    /// they are synced again on the next commit so `git status` ends up clean.
-    index_backlog: BTreeSet<PathBuf>,
+    /// Index operations (by repository path) of commits whose real index could not be written
+    /// (index.lock held); the next commit applies them, so `git status` ends up clean.
+    index_backlog: BTreeMap<String, commit::IndexOp>,
 }
 
 impl GitStore {
@@ -145,7 +150,7 @@ impl GitStore {
             .strip_prefix(&workdir)
             .map_err(|_| bare())?
             .to_path_buf();
-        let index_backlog = BTreeSet::new();
+        let index_backlog = BTreeMap::new();
         Ok(Some(GitStore {
             repo,
             root,

@@ -35,7 +35,8 @@ pub(super) fn mv(root: &Path, from: &str, to: &str) -> Vec<PathBuf> {
 /// Commit as pas at a chosen time (seconds since the epoch); the commit must happen.
 pub(super) fn commit_at(store: &mut GitStore, paths: &[PathBuf], msg: &str, time: i64) -> Oid {
     let sig = Signature::new("pas", EMAIL, &Time::new(time, 0)).unwrap();
-    store.commit_as(paths, msg, &sig).unwrap().unwrap()
+    let sources = super::commit::disk_sources(paths);
+    store.commit_as(&sources, msg, &sig).unwrap().unwrap()
 }
 
 /// Every blob path in the commit's tree.

@@ -3,26 +3,38 @@
 //! The daemon sends a [`Change`] per transition and moves on; the worker folds everything that
 //! arrives within a short window into one commit (one message line per transition), retries
 //! with back-off when a commit fails (a held lock), and commits what is pending on shutdown.
+//! A change carries the content of the cards it moved as the daemon knew it (snapshots): a
+//! card may move on before the commit, and each commit's tree must show the cards where its
+//! message says they went. Pending changes are merged in order, the later source of a path
+//! winning, so a batch commits each path as the last change left it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use git2::Oid;
 
+use super::commit::Source;
 use super::{chain, GitStore};
 
 /// Transition lines kept in one commit message body, so a 10,000-card batch stays readable.
 const MAX_BODY_LINES: usize = 2000;
 
 /// One batch of changes to commit: the paths touched and one message line per transition,
-/// e.g. `pas: J-7 inbox -> assigned/director-code`.
+/// e.g. `pas: J-7 inbox -> assigned/director-code`. A path in both lists is taken from
+/// `snapshots`; a later change's entry for a path overrides an earlier one's.
 #[derive(Debug, Clone, Default)]
 pub struct Change {
-    /// Absolute paths under the workspace (present: added; gone: removed).
+    /// Absolute paths under the workspace read from disk at commit time (present: added;
+    /// gone: removed): rejected files, registrations, recovery.
     pub paths: Vec<PathBuf>,
+    /// Absolute paths whose content the sender knows: `Some(text)` is the file's content at
+    /// the transition, `None` that the path was absent then (removed or moved away). The
+    /// commit holds this, whatever the disk holds by then.
+    pub snapshots: Vec<(PathBuf, Option<Arc<str>>)>,
     /// One line per transition, for the commit message.
     pub lines: Vec<String>,
 }
@@ -48,7 +60,7 @@ impl CommitWorker {
             store,
             window,
             author,
-            paths: BTreeSet::new(),
+            pending: BTreeMap::new(),
             lines: Vec::new(),
             last: None,
             failures: 0,
@@ -104,7 +116,8 @@ struct Worker {
     store: GitStore,
     window: Duration,
     author: String,
-    paths: BTreeSet<PathBuf>,
+    /// Each pending path and where its content comes from, as the latest change said.
+    pending: BTreeMap<PathBuf, Source>,
     lines: Vec<String>,
     last: Option<Oid>,
     failures: u32,
@@ -128,8 +141,7 @@ impl Worker {
             };
             match msg {
                 Some(Msg::Change(change)) => {
-                    self.paths.extend(change.paths);
-                    self.lines.extend(change.lines);
+                    self.add(change);
                     let gather = Instant::now() + self.window;
                     deadline = Some(deadline.map_or(gather, |d| d.min(gather)));
                 }
@@ -146,7 +158,7 @@ impl Worker {
                         thread::sleep(Duration::from_millis(100 << attempt));
                     }
                     tracing::error!(
-                        paths = self.paths.len(),
+                        paths = self.pending.len(),
                         "left uncommitted; start-up commits them"
                     );
                     return;
@@ -155,9 +167,22 @@ impl Worker {
         }
     }
 
+    /// Merge a change into what is pending: its disk paths, then its snapshots, each
+    /// replacing what an earlier change said about the same path.
+    fn add(&mut self, change: Change) {
+        for path in change.paths {
+            self.pending.insert(path, Source::Disk);
+        }
+        for (path, text) in change.snapshots {
+            let source = text.map_or(Source::Absent, Source::Text);
+            self.pending.insert(path, source);
+        }
+        self.lines.extend(change.lines);
+    }
+
     /// After a failure, back off (doubling up to 30 s); a new change retries sooner.
     fn retry_at(&self) -> Option<Instant> {
-        if self.paths.is_empty() && self.lines.is_empty() {
+        if self.pending.is_empty() && self.lines.is_empty() {
             return None;
         }
         let base = self.window.max(Duration::from_millis(250));
@@ -169,22 +194,25 @@ impl Worker {
 
     /// Commit everything pending; true when nothing is left.
     fn commit(&mut self) -> bool {
-        if self.paths.is_empty() && self.lines.is_empty() {
+        if self.pending.is_empty() && self.lines.is_empty() {
             return true;
         }
-        let paths: Vec<PathBuf> = self.paths.iter().cloned().collect();
-        let message = batch_message(&self.lines, paths.len());
-        match self.store.commit_paths(&paths, &message, &self.author) {
+        let paths = self.pending.len();
+        let message = batch_message(&self.lines, paths);
+        match self
+            .store
+            .commit_sources(&self.pending, &message, &self.author)
+        {
             Ok(oid) => {
                 self.last = oid.or(self.last);
-                self.paths.clear();
+                self.pending.clear();
                 self.lines.clear();
                 self.failures = 0;
                 true
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
-                tracing::warn!(error = %chain(&e), paths = paths.len(), "git commit failed; will retry");
+                tracing::warn!(error = %chain(&e), paths, "git commit failed; will retry");
                 false
             }
         }
@@ -237,6 +265,7 @@ mod tests {
             worker.send(Change {
                 paths: vec![card.clone(), card],
                 lines,
+                ..Default::default()
             });
         }
         let first = worker.flush().unwrap();
@@ -261,6 +290,7 @@ mod tests {
         worker.send(Change {
             paths: moved,
             lines: vec!["pas: J-0 inbox -> done".into()],
+            ..Default::default()
         });
         assert_eq!(worker.flush(), Some(first), "commit failed while locked");
         fs::remove_file(&lock).unwrap();
@@ -273,6 +303,7 @@ mod tests {
         worker.send(Change {
             paths: vec![card],
             lines: vec!["pas: J-9 new".into()],
+            ..Default::default()
         });
         worker.shutdown();
         let head = repo.head().unwrap().peel_to_commit().unwrap();
