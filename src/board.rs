@@ -235,11 +235,7 @@ impl Board {
                 return Err(format!("pinned to {name}, who is paused"));
             }
             if load(name) >= a.max_concurrent() {
-                return Err(format!(
-                    "pinned to {name}, who is busy ({}/{})",
-                    load(name),
-                    a.max_concurrent()
-                ));
+                return Err(format!("pinned to {name}, who is busy"));
             }
             return Ok(a.name.as_str());
         }
@@ -287,11 +283,13 @@ impl Board {
                     .then(a.name.cmp(&b.name))
             })
             .map(|a| a.name.as_str())
+            // No counts in the reason: it is written into the card only when it changes,
+            // and a count would change for every waiting card whenever an agent comes or goes.
             .ok_or_else(|| {
                 if spec.requires.is_empty() {
-                    format!("all {} registered agents are busy", active.len())
+                    "all registered agents are busy".to_string()
                 } else {
-                    format!("all {} agents with {caps} are busy", active.len())
+                    format!("all agents with {caps} are busy")
                 }
             })
     }
@@ -428,7 +426,7 @@ mod tests {
         assert!(p
             .waiting
             .iter()
-            .all(|(_, r)| r == "all 1 registered agents are busy"));
+            .all(|(_, r)| r == "all registered agents are busy"));
     }
 
     #[test]
@@ -481,7 +479,7 @@ mod tests {
         );
         assert_eq!(
             p.waiting,
-            vec![("4".into(), "all 2 registered agents are busy".into())]
+            vec![("4".into(), "all registered agents are busy".into())]
         );
     }
 

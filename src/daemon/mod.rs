@@ -147,30 +147,34 @@ fn watch_error(e: notify::Error, ws: &Workspace) -> anyhow::Error {
     }
 }
 
-/// SIGINT and SIGTERM become `Input::Shutdown` (on a small thread with its own runtime).
+/// SIGINT and SIGTERM become `Input::Shutdown`. The handlers are registered before this
+/// returns (so no signal in between can kill the daemon unshut); a small thread with its
+/// own runtime waits on them.
 fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal handler")?;
+    let (mut term, mut int) = rt
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     std::thread::Builder::new()
         .name("pas-signals".into())
         .spawn(move || {
             rt.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-                tracing::info!("signal received: shutting down");
-                let _ = tx.send(Input::Shutdown);
-            })
+            });
+            tracing::info!("signal received: shutting down");
+            let _ = tx.send(Input::Shutdown);
         })
         .context("cannot start the signal handler")?;
     Ok(())

@@ -164,7 +164,7 @@ fn max_concurrent_is_respected() {
             .iter()
             .filter(|id| {
                 ws.try_card(id)
-                    .is_some_and(|c| c["pas"]["waiting_for"] == "all 1 registered agents are busy")
+                    .is_some_and(|c| c["pas"]["waiting_for"] == "all registered agents are busy")
             })
             .count();
         if held.len() == 2 && waiting == 3 {

@@ -295,8 +295,10 @@ fn sigterm_during_start_up_exits_cleanly() {
     assert!(dirty.is_empty(), "left uncommitted: {dirty:?}");
 }
 
+/// Regression: when another git process held `.git/index.lock` during a pas commit, pas
+/// retried the index update only at its next commit; until then `git status` showed the
+/// card deleted (staged) and untracked.
 #[test]
-#[ignore = "BUG: when another git process holds .git/index.lock during a pas commit, pas retries the index update only at its next commit; until then git status shows the card deleted (staged) and untracked"]
 fn git_index_catches_up_after_a_concurrent_lock() {
     let ws = Workspace::new();
     ws.register("a", &[], 1);
@@ -353,8 +355,10 @@ fn assert_commits_match_their_messages(ws: &Workspace) {
     }
 }
 
+/// Regression: the git worker read card files when it committed, not when the transition
+/// happened, so a card that moved again during a commit landed in a commit whose message
+/// said otherwise (this race test caught it about 5 runs in 6).
 #[test]
-#[ignore = "BUG: the git worker reads card files when it commits, not when the transition happened, so a card that moves again during a commit lands in a commit whose message says otherwise"]
 fn commit_trees_match_their_messages() {
     let ws = Workspace::new();
     ws.register("quick", &[], 4);

@@ -288,7 +288,8 @@ impl Workspace {
     }
 
     /// Waits until card `id` is in `assigned/<agent>` and that assignment is committed, so
-    /// what the agent does next cannot race the commit (see audit::commit_trees_...).
+    /// what the agent does next does not overlap it (audit::commit_trees_match_their_messages
+    /// is the test of that overlap).
     pub fn wait_assigned(&self, id: &str, agent: &str) -> Value {
         self.wait_state(id, &format!("assigned/{agent}"));
         self.wait_commit_line(&format!("pas: {id} inbox -> assigned/{agent}"));
@@ -313,8 +314,8 @@ impl Workspace {
     /// Makes sure the daemon is past its start-up and in its main loop, leaving the board
     /// as it was. Two probe agents (with no slots) register one after the other: the
     /// second registers after the first was seen, so after the start-up scan, and only
-    /// the main loop can take it in. Then both deregister. Events are the witness (commit
-    /// lines made during start-up can be lost, see crash.rs).
+    /// the main loop can take it in. Then both deregister. Events are the witness: they
+    /// are written the same whether a change meets the start-up or the main loop.
     pub fn wait_main_loop(&self) {
         let event = |kind: &str, name: &str| {
             let sql = format!(

@@ -16,7 +16,7 @@ pub struct Commit {
 impl Workspace {
     /// Runs git in the workspace; asserts success; returns stdout. Reading commands take
     /// no optional locks (`git status` would otherwise lock the index to refresh it and
-    /// race with the daemon's own index update: see audit::git_index_catches_up_...).
+    /// race with the daemon's own index update, see audit::git_index_catches_up_after_a_concurrent_lock).
     pub fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])

@@ -189,6 +189,24 @@ impl GitStore {
         }
     }
 
+    /// Whether index operations wait for a retry (the index was locked).
+    pub(super) fn index_pending(&self) -> bool {
+        !self.index_backlog.is_empty()
+    }
+
+    /// Tries the waiting index operations again, with no commit; true when none is left.
+    pub(super) fn retry_index(&mut self) -> bool {
+        let ops = std::mem::take(&mut self.index_backlog);
+        match self.write_index(&ops) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %chain(&e), "git index still locked");
+                self.index_backlog = ops;
+                false
+            }
+        }
+    }
+
     fn write_index(&self, ops: &BTreeMap<String, IndexOp>) -> Result<(), GitError> {
         if ops.is_empty() {
             return Ok(());

@@ -132,7 +132,11 @@ impl Worker {
                 Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
                     Ok(msg) => Some(msg),
                     Err(RecvTimeoutError::Timeout) => {
-                        self.commit();
+                        if self.commit() && self.store.index_pending() && self.store.retry_index() {
+                            self.failures = 0;
+                        } else if self.store.index_pending() {
+                            self.failures = self.failures.saturating_add(1);
+                        }
                         deadline = self.retry_at();
                         continue;
                     }
@@ -180,9 +184,10 @@ impl Worker {
         self.lines.extend(change.lines);
     }
 
-    /// After a failure, back off (doubling up to 30 s); a new change retries sooner.
+    /// After a failure, back off (doubling up to 30 s); a new change retries sooner. A
+    /// locked index is retried on the same schedule.
     fn retry_at(&self) -> Option<Instant> {
-        if self.pending.is_empty() && self.lines.is_empty() {
+        if self.pending.is_empty() && self.lines.is_empty() && !self.store.index_pending() {
             return None;
         }
         let base = self.window.max(Duration::from_millis(250));
