@@ -23,12 +23,48 @@ pub struct Snapshot {
 /// Reads the live tree. Files are read and parsed on every core: `pas status` must answer
 /// in well under a second at 10,000 cards.
 pub fn load(ws: &Workspace) -> anyhow::Result<Snapshot> {
+    load_with(ws, Depth::Full)
+}
+
+/// How much of each card a reading command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every card parsed (jobs, show, claim).
+    Full,
+    /// Only inbox cards parsed: enough for counts, loads and why cards wait (`pas status`).
+    /// A card elsewhere is known by its folder alone, which is its state.
+    Board,
+}
+
+/// What to parse for one file.
+enum Source {
+    Disk,
+    Bytes(Vec<u8>),
+    /// Known by its place alone (see `Depth::Board`).
+    Skip,
+}
+
+fn source_for(kind: &Kind, depth: Depth, bytes: Option<Vec<u8>>) -> Source {
+    let skip = depth == Depth::Board
+        && matches!(kind, Kind::Card { place, .. } if place.state != crate::card::State::Inbox);
+    match (skip, bytes) {
+        (true, _) => Source::Skip,
+        (false, Some(b)) => Source::Bytes(b),
+        (false, None) => Source::Disk,
+    }
+}
+
+/// Reads the live tree to the given depth.
+pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
-    let items: Vec<(PathBuf, Kind, Option<Vec<u8>>)> = ws
+    let items: Vec<(PathBuf, Kind, Source)> = ws
         .scan()
         .into_iter()
         .filter(|(_, kind)| matches!(kind, Kind::Card { .. } | Kind::Registration { .. }))
-        .map(|(path, kind)| (path, kind, None))
+        .map(|(path, kind)| {
+            let source = source_for(&kind, depth, None);
+            (path, kind, source)
+        })
         .collect();
     let mut snap = build(
         ws,
@@ -44,7 +80,11 @@ pub fn load(ws: &Workspace) -> anyhow::Result<Snapshot> {
 }
 
 /// Reads the tree as it stood at a git commit.
-pub fn load_at(ws: &Workspace, files: Vec<(PathBuf, Vec<u8>)>) -> anyhow::Result<Snapshot> {
+pub fn load_at(
+    ws: &Workspace,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    depth: Depth,
+) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
     let mut rejected = 0;
     let mut texts = Vec::new();
@@ -62,7 +102,8 @@ pub fn load_at(ws: &Workspace, files: Vec<(PathBuf, Vec<u8>)>) -> anyhow::Result
             rejected += 1;
         }
         if matches!(kind, Kind::Card { .. } | Kind::Registration { .. }) {
-            texts.push((path, kind, Some(bytes)));
+            let source = source_for(&kind, depth, Some(bytes));
+            texts.push((path, kind, source));
         }
     }
     let mut snap = build(
@@ -114,10 +155,17 @@ fn count_rejected(dir: &Path) -> usize {
 type Parsed = (PathBuf, Kind, Result<Card, String>);
 
 /// Reads (where no bytes are given) and parses one file.
-fn parse_one((path, kind, bytes): (PathBuf, Kind, Option<Vec<u8>>)) -> (Parsed, Option<String>) {
-    let bytes = match bytes {
-        Some(b) => Ok(b),
-        None => read_limited(&path),
+fn parse_one((path, kind, source): (PathBuf, Kind, Source)) -> (Parsed, Option<String>) {
+    let bytes = match source {
+        Source::Bytes(b) => Ok(b),
+        Source::Disk => read_limited(&path),
+        Source::Skip => {
+            let card = match &kind {
+                Kind::Card { id, .. } => Ok(Card::stub(id)),
+                _ => Err(String::new()),
+            };
+            return ((path, kind, card), None);
+        }
     };
     let text = bytes.and_then(|b| {
         card::check_bytes(&b)
@@ -136,11 +184,7 @@ fn parse_one((path, kind, bytes): (PathBuf, Kind, Option<Vec<u8>>)) -> (Parsed, 
     }
 }
 
-fn build(
-    ws: &Workspace,
-    items: Vec<(PathBuf, Kind, Option<Vec<u8>>)>,
-    defaults: Defaults,
-) -> Snapshot {
+fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults) -> Snapshot {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
@@ -227,18 +271,16 @@ fn build(
 }
 
 fn created_of(card: &Card, path: &Path) -> DateTime<Utc> {
-    card.spec
-        .pas
-        .history
-        .first()
-        .map(|h| h.at)
-        .or_else(|| {
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .map(DateTime::<Utc>::from)
-        })
-        .unwrap_or_else(Utc::now)
+    if let Some(first) = card.spec.pas.history.first() {
+        return first.at;
+    }
+    if card.text().is_empty() {
+        return DateTime::UNIX_EPOCH; // a stub: its age orders nothing
+    }
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now())
 }
 
 fn load_definitions(ws: &Workspace, board: &mut Board) {

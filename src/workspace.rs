@@ -92,9 +92,10 @@ impl Workspace {
     pub fn heartbeats(&self) -> PathBuf {
         self.work().join("heartbeats")
     }
-    /// Private folder for cards between two folders (see `fsops`).
+    /// Private folder for cards between two folders (see `fsops`). It sits outside
+    /// `work/` so that pas's own intermediate renames raise no watch events.
     pub fn staging(&self) -> PathBuf {
-        self.work().join(".staging")
+        self.root.join(".pas").join("staging")
     }
     pub fn agents_dir(&self) -> PathBuf {
         self.root.join("agents")
@@ -344,7 +345,7 @@ pub struct InitReport {
 /// Lines `pas init` makes sure the workspace's `.gitignore` has.
 const GITIGNORE_LINES: &[&str] = &[
     "work/heartbeats/*.jsonl",
-    "work/.staging/",
+    ".pas/",
     "work/.pas-daemon.lock",
     "telemetry/pas.db",
     "telemetry/pas.db-*",

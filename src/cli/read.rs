@@ -98,13 +98,13 @@ pub fn waiting_reasons(board: &Board, now: DateTime<Utc>) -> Vec<(String, String
 
 fn load(ws: &Workspace, at: Option<&str>) -> Result<Snapshot> {
     match at {
-        None => snapshot::load(ws),
+        None => snapshot::load_with(ws, snapshot::Depth::Board),
         Some(rev) => {
             let git = GitStore::open(&ws.root)?
                 .with_context(|| format!("{} is not in a git repository", ws.root.display()))?;
             let oid = git.resolve_rev(rev, Utc::now())?;
             let files = git.files_at(oid, Path::new("work"))?;
-            snapshot::load_at(ws, files)
+            snapshot::load_at(ws, files, snapshot::Depth::Board)
         }
     }
 }

@@ -17,7 +17,8 @@ impl Engine {
         for _ in 0..4 {
             let now = self.now();
             let plan = self.board.plan(now);
-            let moved = !plan.assign.is_empty() || !plan.take_back.is_empty();
+            // Only a take-back can free room for another pass; assignments use it up.
+            let again = !plan.take_back.is_empty();
             for (id, reason) in plan.take_back {
                 self.take_back(&id, &reason, now);
             }
@@ -27,7 +28,7 @@ impl Engine {
             for (id, reason) in plan.waiting {
                 self.note_waiting(&id, reason);
             }
-            if !moved {
+            if !again {
                 break;
             }
         }

@@ -100,13 +100,10 @@ impl Engine {
 
     /// Adds paths and a message line to the commit being gathered.
     pub(super) fn stage(&mut self, paths: &[&Path], line: String) {
-        for p in paths {
-            // A symbolic link is never committed: its target may lie outside the tree.
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
-                continue;
-            }
-            self.change.paths.push(p.to_path_buf());
-        }
+        // The git worker never commits a symbolic link (its target may lie outside).
+        self.change
+            .paths
+            .extend(paths.iter().map(|p| p.to_path_buf()));
         self.change.lines.push(line);
     }
 

@@ -44,7 +44,10 @@ impl Engine {
                 continue;
             }
             let Some(id) = name.strip_suffix(".yaml") else {
-                self.reject(&path, "unexpected file in work/.staging");
+                self.reject(
+                    &path,
+                    "unexpected file in pas's staging folder (.pas/staging)",
+                );
                 continue;
             };
             let card = match read_card(&path, id) {

@@ -108,9 +108,9 @@ fn kill_9_mid_burst_then_restart_keeps_every_card() {
         assert!(n <= 50, "{a} holds {n} cards, over max_concurrent 50");
     }
     assert_eq!(
-        yaml_in(&ws, ".staging"),
+        yaml_in(&ws, "../.pas/staging"),
         Vec::<String>::new(),
-        "cards left in work/.staging"
+        "cards left in .pas/staging"
     );
     assert_eq!(
         yaml_in(&ws, "rejected")
