@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Folder for the scratch workspaces (default: the system's temp folder). They are
+    /// all removed at the end of the run, not between runs: on ext4 without a journal,
+    /// mass deletions slow the inode allocation of whatever runs next.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -118,8 +123,16 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Resu
 }
 
 /// A scratch workspace with `agents` registered, each with room for `slots` cards.
-fn scratch(agents: usize, slots: usize) -> Result<(tempfile::TempDir, Workspace)> {
-    let dir = tempfile::Builder::new().prefix("pas-bench-").tempdir()?;
+fn scratch(
+    parent: Option<&Path>,
+    agents: usize,
+    slots: usize,
+) -> Result<(tempfile::TempDir, Workspace)> {
+    let builder = tempfile::Builder::new().prefix("pas-bench-").clone();
+    let dir = match parent {
+        Some(p) => builder.tempdir_in(p)?,
+        None => builder.tempdir()?,
+    };
     let ws = Workspace::at(dir.path().canonicalize()?);
     let report = crate::workspace::init(&ws.root)?;
     let mut git = crate::store::git::GitStore::init(&ws.root)?;
@@ -205,6 +218,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn lifecycle(args: &BenchArgs) -> Result<i32> {
     let mut results = Vec::new();
+    let mut keep = Vec::new(); // scratch workspaces, removed when the run is over
     let noise = machine_noise();
     eprintln!(
         "machine noise (spin loop of fixed work, 20 runs): median {:.2} ms, min {:.2}, max {:.2}",
@@ -213,7 +227,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
 
     for &n in &args.cards {
         let slots = n.div_ceil(args.agents) + 1;
-        let (_dir, ws) = scratch(args.agents, slots)?;
+        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots)?;
         let daemon = Daemon::start(&ws.root)?;
         let inbox = ws.state_dir(crate::card::State::Inbox);
         let t0 = Instant::now();
@@ -248,6 +262,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
         }
         status_ms.sort_by(f64::total_cmp);
         drop(daemon);
+        keep.push(dir);
         let r = json!({
             "cards": n,
             "agents": args.agents,
@@ -277,6 +292,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
     }
 
     let steady = steady_rate(args)?;
+    drop(keep);
     eprintln!(
         "steady {} cards/s for {} s ({} cards): drop-to-assigned p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; daemon peak RSS {:.1} MiB",
         args.rate,
@@ -297,7 +313,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
 /// Drop-to-assigned latency at a fixed rate, seen through inotify on `assigned/`.
 fn steady_rate(args: &BenchArgs) -> Result<serde_json::Value> {
     let total = (args.rate * args.seconds) as usize;
-    let (_dir, ws) = scratch(args.agents, total.div_ceil(args.agents) + 1)?;
+    let (_dir, ws) = scratch(args.dir.as_deref(), args.agents, total.div_ceil(args.agents) + 1)?;
     let daemon = Daemon::start(&ws.root)?;
     let (tx, rx) = mpsc::channel::<(PathBuf, Instant)>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
