@@ -313,7 +313,11 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
 /// Drop-to-assigned latency at a fixed rate, seen through inotify on `assigned/`.
 fn steady_rate(args: &BenchArgs) -> Result<serde_json::Value> {
     let total = (args.rate * args.seconds) as usize;
-    let (_dir, ws) = scratch(args.dir.as_deref(), args.agents, total.div_ceil(args.agents) + 1)?;
+    let (_dir, ws) = scratch(
+        args.dir.as_deref(),
+        args.agents,
+        total.div_ceil(args.agents) + 1,
+    )?;
     let daemon = Daemon::start(&ws.root)?;
     let (tx, rx) = mpsc::channel::<(PathBuf, Instant)>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
