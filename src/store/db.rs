@@ -257,7 +257,10 @@ impl TelemetryWriter {
         let owned = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("pas-telemetry".into())
-            .spawn(move || writer_loop(conn, &owned, rx))
+            .spawn(move || {
+                crate::store::background_priority();
+                writer_loop(conn, &owned, rx)
+            })
             .map_err(|source| DbError::Spawn {
                 path: path.to_path_buf(),
                 source,

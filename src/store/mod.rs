@@ -3,3 +3,15 @@
 
 pub mod db;
 pub mod git;
+
+/// Lowers the calling thread's scheduling priority (nice 10). The store workers do bulk
+/// work (hashing, packing, inserting) that can wait a few milliseconds; the engine thread,
+/// which moves cards, must not wait behind them on a machine with few cores.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read and set this thread's own nice value.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}

@@ -67,7 +67,10 @@ impl CommitWorker {
         };
         let thread = thread::Builder::new()
             .name("pas-git".into())
-            .spawn(move || worker.run(rx));
+            .spawn(move || {
+                crate::store::background_priority();
+                worker.run(rx)
+            });
         let thread = thread
             .map_err(|e| tracing::error!(error = %e, "cannot start the git worker"))
             .ok();
