@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// mass deletions slow the inode allocation of whatever runs next.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the daemon with `git: {enabled: false}` (to see what the audit trail costs).
+    #[arg(long)]
+    pub no_git: bool,
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -127,6 +130,7 @@ fn scratch(
     parent: Option<&Path>,
     agents: usize,
     slots: usize,
+    git: bool,
 ) -> Result<(tempfile::TempDir, Workspace)> {
     let builder = tempfile::Builder::new().prefix("pas-bench-").clone();
     let dir = match parent {
@@ -134,6 +138,9 @@ fn scratch(
         None => builder.tempdir()?,
     };
     let ws = Workspace::at(dir.path().canonicalize()?);
+    if !git {
+        std::fs::write(ws.config_path(), "git: {enabled: false}\n")?;
+    }
     let report = crate::workspace::init(&ws.root)?;
     let mut git = crate::store::git::GitStore::init(&ws.root)?;
     git.commit_paths(&report.created, "pas: init workspace", "pas")?;
@@ -227,7 +234,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
 
     for &n in &args.cards {
         let slots = n.div_ceil(args.agents) + 1;
-        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots)?;
+        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots, !args.no_git)?;
         let daemon = Daemon::start(&ws.root)?;
         let inbox = ws.state_dir(crate::card::State::Inbox);
         let t0 = Instant::now();
@@ -238,9 +245,11 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
         let limit = Duration::from_secs(120);
         wait_for(limit, "every card assigned", || count_assigned(&ws) >= n)?;
         let assigned = t0.elapsed();
-        wait_for(limit, "every assignment committed", || {
-            committed_assigned(&ws.root) >= n
-        })?;
+        if !args.no_git {
+            wait_for(limit, "every assignment committed", || {
+                committed_assigned(&ws.root) >= n
+            })?;
+        }
         let committed = t0.elapsed();
         let rss = daemon.peak_rss_mb();
 
@@ -317,6 +326,7 @@ fn steady_rate(args: &BenchArgs) -> Result<serde_json::Value> {
         args.dir.as_deref(),
         args.agents,
         total.div_ceil(args.agents) + 1,
+        !args.no_git,
     )?;
     let daemon = Daemon::start(&ws.root)?;
     let (tx, rx) = mpsc::channel::<(PathBuf, Instant)>();
