@@ -258,6 +258,11 @@ impl Card {
             serde_yaml::from_str::<serde_yaml::Value>(text).map_err(yaml_error)?;
         }
         let spec: Spec = serde_yaml::from_str(text).map_err(|e| {
+            // A type error can stop the typed parse before it reaches a syntax error
+            // further on (`title: [unclosed`); the syntax error is what the writer needs.
+            if let Err(syntax) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+                return yaml_error(syntax);
+            }
             let mut err = yaml_error(e);
             // serde's wording for a document that is not a mapping names our struct.
             if err.message.contains("expected struct Spec") {
@@ -553,6 +558,10 @@ mod tests {
         assert_eq!(e.line, Some(2), "{e}");
         let e = Card::parse("a", "title: [unclosed\n").unwrap_err();
         assert!(e.line.is_some(), "{e}");
+        assert!(
+            !e.message.contains("invalid type"),
+            "syntax error first: {e}"
+        );
         let e = Card::parse("a", "description: no title\n").unwrap_err();
         assert!(e.message.contains("title"), "{e}");
         let e = Card::parse("a", "title: \"two\\nlines\"\n").unwrap_err();
