@@ -57,6 +57,9 @@ pub struct BenchArgs {
     /// Run the daemon with `git: {enabled: false}` (to see what the audit trail costs).
     #[arg(long)]
     pub no_git: bool,
+    /// The daemon's `git.commit_window_ms` (default: pas.yaml's default).
+    #[arg(long)]
+    pub commit_window_ms: Option<u64>,
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -130,7 +133,7 @@ fn scratch(
     parent: Option<&Path>,
     agents: usize,
     slots: usize,
-    git: bool,
+    args: &BenchArgs,
 ) -> Result<(tempfile::TempDir, Workspace)> {
     let builder = tempfile::Builder::new().prefix("pas-bench-").clone();
     let dir = match parent {
@@ -138,9 +141,14 @@ fn scratch(
         None => builder.tempdir()?,
     };
     let ws = Workspace::at(dir.path().canonicalize()?);
-    if !git {
-        std::fs::write(ws.config_path(), "git: {enabled: false}\n")?;
-    }
+    let window = args
+        .commit_window_ms
+        .map(|w| format!(", commit_window_ms: {w}"))
+        .unwrap_or_default();
+    std::fs::write(
+        ws.config_path(),
+        format!("git: {{enabled: {}{window}}}\n", !args.no_git),
+    )?;
     let report = crate::workspace::init(&ws.root)?;
     let mut git = crate::store::git::GitStore::init(&ws.root)?;
     git.commit_paths(&report.created, "pas: init workspace", "pas")?;
@@ -234,7 +242,7 @@ fn lifecycle(args: &BenchArgs) -> Result<i32> {
 
     for &n in &args.cards {
         let slots = n.div_ceil(args.agents) + 1;
-        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots, !args.no_git)?;
+        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots, args)?;
         let daemon = Daemon::start(&ws.root)?;
         let inbox = ws.state_dir(crate::card::State::Inbox);
         let t0 = Instant::now();
@@ -326,7 +334,7 @@ fn steady_rate(args: &BenchArgs) -> Result<serde_json::Value> {
         args.dir.as_deref(),
         args.agents,
         total.div_ceil(args.agents) + 1,
-        !args.no_git,
+        args,
     )?;
     let daemon = Daemon::start(&ws.root)?;
     let (tx, rx) = mpsc::channel::<(PathBuf, Instant)>();
