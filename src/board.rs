@@ -264,10 +264,12 @@ impl Board {
         }
         let active: Vec<&Agent> = capable.iter().copied().filter(|a| a.available()).collect();
         if active.is_empty() {
-            return Err(format!(
-                "every agent with {caps} is paused ({})",
-                names(&capable)
-            ));
+            let who = if spec.requires.is_empty() {
+                "every registered agent".to_string()
+            } else {
+                format!("every agent with {caps}")
+            };
+            return Err(format!("{who} is paused ({})", names(&capable)));
         }
         active
             .iter()

@@ -2,6 +2,7 @@
 //! files alone (no daemon) and take `--json`; writing commands make the same atomic file
 //! moves an agent would.
 
+mod agents;
 mod output;
 mod read;
 mod write;
@@ -80,6 +81,20 @@ pub enum Command {
     Register(write::RegisterArgs),
     /// Deregister an agent (removes its registration; its cards are taken back).
     Deregister { name: String },
+    /// Pause an agent: it keeps its cards and gets no new ones.
+    Pause { name: String },
+    /// Resume a paused agent.
+    Resume { name: String },
+    /// Append a heartbeat for AGENT to work/heartbeats/AGENT.jsonl.
+    Heartbeat(agents::BeatArgs),
+    /// Every agent: status, epoch, assigned cards, last beat, context use.
+    Agents {
+        /// Show the hierarchy from `parent` links.
+        #[arg(long)]
+        tree: bool,
+        #[command(flatten)]
+        fmt: Format,
+    },
     /// List cards.
     Jobs {
         /// Only cards in this state (inbox, assigned, done, failed).
@@ -151,6 +166,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Retry { id } => write::retry(&ws, &id, &out),
         Command::Register(args) => write::register(&ws, args, &out),
         Command::Deregister { name } => write::deregister(&ws, &name, &out),
+        Command::Pause { name } => agents::set_paused(&ws, &name, true, &out),
+        Command::Resume { name } => agents::set_paused(&ws, &name, false, &out),
+        Command::Heartbeat(args) => agents::heartbeat(&ws, args, &out),
+        Command::Agents { tree, fmt } => agents::list(&ws, tree, fmt, &out),
         Command::Jobs { state, agent, fmt } => {
             read::jobs(&ws, state.as_deref(), agent.as_deref(), fmt, &out)
         }

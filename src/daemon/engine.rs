@@ -297,6 +297,11 @@ impl Engine {
                 self.emit("agent.deregistered", json!({"agent": name}));
                 self.stage(&[&path], format!("pas: deregister {name}"));
             }
+            (Some(w), Some(n)) if w.paused != n.paused => {
+                let verb = if n.paused { "pause" } else { "resume" };
+                tracing::info!(agent = name, "{verb}d");
+                self.stage(&[&path], format!("pas: {verb} {name}"));
+            }
             _ => self.stage(&[&path], format!("pas: update registration of {name}")),
         }
         self.board

@@ -3,6 +3,7 @@
 //! `fixture.rs` (workspaces), `daemon.rs` (the daemon process) and `records.rs` (git and
 //! the database) are the fixture; the other modules are the tests.
 
+mod agents;
 mod assignment;
 mod audit;
 mod bad_input;

@@ -1,0 +1,255 @@
+//! Agent commands: `pas agents [--tree]`, `pas pause`, `pas resume`, `pas heartbeat`.
+//!
+//! Liveness by heartbeat TTL is the governor's work (SPEC section 4); until it lands, these
+//! commands write and read the same files it will use: `paused` in the registration, and
+//! one JSON line per beat appended to `work/heartbeats/<agent>.jsonl`.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{Format, Out};
+use crate::agent::{Agent, Registration};
+use crate::card::valid_agent_name;
+use crate::snapshot;
+use crate::workspace::Workspace;
+
+/// Sets or clears `paused` in an agent's registration (written atomically; the daemon
+/// commits it). A paused agent keeps its cards but is given no new ones.
+pub fn set_paused(ws: &Workspace, name: &str, paused: bool, out: &Out) -> Result<i32> {
+    let path = ws.registration_path(name);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{name} is not registered (no {})",
+            crate::daemon::rel(ws, &path)
+        )
+    })?;
+    let mut reg = Registration::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", crate::daemon::rel(ws, &path), e.message))?;
+    if reg.paused == paused {
+        out.line(format!(
+            "{name} is already {}",
+            if paused { "paused" } else { "running" }
+        ));
+        return Ok(0);
+    }
+    reg.paused = paused;
+    crate::fsops::write_atomic(&path, reg.to_yaml().as_bytes(), false)?;
+    out.line(format!(
+        "{} {name}",
+        if paused { "paused" } else { "resumed" }
+    ));
+    Ok(0)
+}
+
+/// Flags of `pas heartbeat`.
+#[derive(Debug, Args)]
+pub struct BeatArgs {
+    pub agent: String,
+    /// idle, running, blocked or error.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// The card being worked on.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// 0 to 1.
+    #[arg(long)]
+    pub progress: Option<f64>,
+    /// Tokens in the context window now.
+    #[arg(long)]
+    pub ctx_used: Option<u64>,
+    /// Size of the context window.
+    #[arg(long)]
+    pub ctx_limit: Option<u64>,
+    /// CPU use (cores).
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory use.
+    #[arg(long)]
+    pub mem_mb: Option<f64>,
+    /// A word on what the agent is doing.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// Appends one beat: a single `write` of one line with `O_APPEND`, so concurrent writers
+/// never interleave within a line.
+pub fn heartbeat(ws: &Workspace, a: BeatArgs, out: &Out) -> Result<i32> {
+    if !valid_agent_name(&a.agent) {
+        bail!("{:?} is not a valid agent name", a.agent);
+    }
+    if let Some(s) = &a.status {
+        if !["idle", "running", "blocked", "error"].contains(&s.as_str()) {
+            bail!("unknown status {s:?} (idle, running, blocked, error)");
+        }
+    }
+    if a.progress.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        bail!("progress must be between 0 and 1");
+    }
+    let mut beat = json!({"ts": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+    let fields = [
+        ("status", a.status.map(Value::from)),
+        ("job", a.job.map(Value::from)),
+        ("progress", a.progress.map(Value::from)),
+        ("ctx_used", a.ctx_used.map(Value::from)),
+        ("ctx_limit", a.ctx_limit.map(Value::from)),
+        ("cpu", a.cpu.map(Value::from)),
+        ("mem_mb", a.mem_mb.map(Value::from)),
+        ("note", a.note.map(Value::from)),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            beat[k] = v;
+        }
+    }
+    let mut line = serde_json::to_string(&beat)?;
+    line.push('\n');
+    std::fs::create_dir_all(ws.heartbeats())?;
+    let path = ws.heartbeats().join(format!("{}.jsonl", a.agent));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("cannot append to {}", path.display()))?;
+    out.line(line.trim_end());
+    Ok(0)
+}
+
+/// The last well-formed beat of an agent (reads only the file's tail).
+fn last_beat(ws: &Workspace, name: &str) -> Option<Value> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(ws.heartbeats().join(format!("{name}.jsonl"))).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)))
+        .ok()?;
+    let mut tail = String::new();
+    f.read_to_string(&mut tail).ok()?;
+    tail.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l)
+            .ok()
+            .filter(Value::is_object)
+    })
+}
+
+fn status_of(a: &Agent) -> &'static str {
+    match &a.reg {
+        None => "unregistered",
+        Some(r) if r.paused => "paused",
+        Some(_) => "up",
+    }
+}
+
+/// `pas agents [--tree]`: every agent known from definitions and registrations.
+pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
+    let snap = snapshot::load_with(ws, snapshot::Depth::Board)?;
+    let loads = snap.board.loads();
+    let now = Utc::now();
+    let rows: Vec<Value> = snap
+        .board
+        .agents
+        .values()
+        .map(|a| {
+            let beat = last_beat(ws, &a.name);
+            let ts = beat
+                .as_ref()
+                .and_then(|b| b["ts"].as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            let ratio = beat.as_ref().and_then(|b| {
+                let used = b["ctx_used"].as_f64()?;
+                let limit = b["ctx_limit"].as_f64().filter(|l| *l > 0.0)?;
+                Some(used / limit)
+            });
+            json!({
+                "name": a.name,
+                "status": status_of(a),
+                "parent": a.parent(),
+                "epoch": a.reg.as_ref().map(|r| r.epoch),
+                "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
+                "max_concurrent": a.max_concurrent(),
+                "last_heartbeat": ts.map(|t| t.to_rfc3339()),
+                "beat_age_s": ts.map(|t| (now - t.to_utc()).num_milliseconds() as f64 / 1000.0),
+                "ctx_ratio": ratio,
+                "job": beat.as_ref().and_then(|b| b["job"].as_str().map(str::to_string)),
+            })
+        })
+        .collect();
+    if fmt.json {
+        out.json(&Value::Array(rows));
+        return Ok(0);
+    }
+    let order: Vec<(usize, &Value)> = if tree {
+        tree_order(&rows)
+    } else {
+        rows.iter().map(|r| (0, r)).collect()
+    };
+    let mut t = out.table(&[
+        "AGENT",
+        "STATUS",
+        "EPOCH",
+        "ASSIGNED",
+        "LAST BEAT",
+        "CTX",
+        "JOB",
+    ]);
+    for (depth, r) in order {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        t.add_row(vec![
+            format!("{}{}", "  ".repeat(depth), s("name")),
+            s("status"),
+            r["epoch"].as_u64().map_or("-".into(), |e| e.to_string()),
+            format!("{}/{}", r["assigned"], r["max_concurrent"]),
+            r["beat_age_s"]
+                .as_f64()
+                .map_or("-".into(), |a| format!("{a:.0}s ago")),
+            r["ctx_ratio"]
+                .as_f64()
+                .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+            s("job"),
+        ]);
+    }
+    out.print_table(&t);
+    Ok(0)
+}
+
+/// Depth-first order of the agent tree from `parent` links; agents whose parent is
+/// unknown (or who sit in a cycle) are roots, so every agent is shown once.
+fn tree_order(rows: &[Value]) -> Vec<(usize, &Value)> {
+    let name = |r: &Value| r["name"].as_str().unwrap_or("").to_string();
+    let names: std::collections::HashSet<String> = rows.iter().map(name).collect();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    fn visit<'a>(
+        r: &'a Value,
+        depth: usize,
+        rows: &'a [Value],
+        seen: &mut std::collections::HashSet<String>,
+        out: &mut Vec<(usize, &'a Value)>,
+    ) {
+        let me = r["name"].as_str().unwrap_or("").to_string();
+        if !seen.insert(me.clone()) {
+            return;
+        }
+        out.push((depth, r));
+        for c in rows
+            .iter()
+            .filter(|c| c["parent"].as_str() == Some(me.as_str()))
+        {
+            visit(c, depth + 1, rows, seen, out);
+        }
+    }
+    for r in rows {
+        let root = r["parent"].as_str().is_none_or(|p| !names.contains(p));
+        if root {
+            visit(r, 0, rows, &mut seen, &mut out);
+        }
+    }
+    for r in rows {
+        visit(r, 0, rows, &mut seen, &mut out); // cycles: whatever is left
+    }
+    out
+}
