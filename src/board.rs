@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::agent::Agent;
-use crate::card::{Card, HistoryEntry, PasMeta, Priority, State};
+use crate::card::{Card, HistoryEntry, PasMeta, Priority, Resources, State};
 
 /// Where a card is: its state folder and, for `assigned/`, the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,6 +56,8 @@ pub struct Entry {
 pub struct Defaults {
     pub timeout_s: f64,
     pub max_attempts: u32,
+    /// Machine capacity from `pas.yaml`; unset resources are not managed.
+    pub capacity: crate::config::Capacity,
 }
 
 impl Default for Defaults {
@@ -63,6 +65,7 @@ impl Default for Defaults {
         Defaults {
             timeout_s: 3600.0,
             max_attempts: 3,
+            capacity: crate::config::Capacity::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Plan {
     pub waiting: Vec<(String, String)>,
     /// (card id, reason) for assigned cards to take back.
     pub take_back: Vec<(String, String)>,
+    /// (card id, reason) for inbox cards that can never run here: failed at once.
+    pub fail: Vec<(String, String)>,
 }
 
 impl Board {
@@ -93,6 +98,19 @@ impl Board {
             defaults,
             ..Board::default()
         }
+    }
+
+    /// Resources held by assigned cards (but those in `leaving`, about to be taken back).
+    pub fn resources_used(&self, leaving: &HashSet<&str>) -> Resources {
+        let mut used = Resources::default();
+        for (id, e) in &self.cards {
+            if e.place.state == State::Assigned && !leaving.contains(id.as_str()) {
+                if let Some(r) = &e.card.spec.resources {
+                    crate::resources::reserve(&mut used, r);
+                }
+            }
+        }
+        used
     }
 
     /// Number of cards assigned to each agent.
@@ -173,13 +191,24 @@ impl Board {
                 }
             }
         }
+        let cap = &self.defaults.capacity;
+        let mut used = self.resources_used(&taken);
         for (_, _, id) in inbox {
             let e = &self.cards[id];
+            let need = e.card.spec.resources.clone().unwrap_or_default();
+            if let Some(reason) = crate::resources::never_fits(&need, cap) {
+                plan.fail.push((id.clone(), reason));
+                continue;
+            }
             match self.place_card(e, &loads) {
-                Ok(agent) => {
-                    *loads.entry(agent).or_default() += 1;
-                    plan.assign.push((id.clone(), agent.to_string()));
-                }
+                Ok(agent) => match crate::resources::wait_reason(&need, cap, &used) {
+                    None => {
+                        crate::resources::reserve(&mut used, &need);
+                        *loads.entry(agent).or_default() += 1;
+                        plan.assign.push((id.clone(), agent.to_string()));
+                    }
+                    Some(reason) => plan.waiting.push((id.clone(), reason)),
+                },
                 Err(reason) => plan.waiting.push((id.clone(), reason)),
             }
         }

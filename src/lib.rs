@@ -13,6 +13,7 @@
 //! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
 //! - [`agent`]      agent definitions and registrations (pure).
 //! - [`board`]      in-memory board and the rules of assignment (pure: board + time -> plan).
+//! - [`resources`]  machine capacity against what cards need and hold (pure).
 //! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fsops;
+pub mod resources;
 pub mod snapshot;
 pub mod store;
 pub mod validate;

@@ -31,8 +31,9 @@ pub fn load(ws: &Workspace) -> anyhow::Result<Snapshot> {
 pub enum Depth {
     /// Every card parsed (jobs, show, claim).
     Full,
-    /// Only inbox cards parsed: enough for counts, loads and why cards wait (`pas status`).
-    /// A card elsewhere is known by its folder alone, which is its state.
+    /// Only inbox cards parsed (and assigned ones when resources are managed, for what
+    /// they hold): enough for counts, loads and why cards wait (`pas status`). A card
+    /// elsewhere is known by its folder alone, which is its state.
     Board,
 }
 
@@ -44,9 +45,11 @@ enum Source {
     Skip,
 }
 
-fn source_for(kind: &Kind, depth: Depth, bytes: Option<Vec<u8>>) -> Source {
-    let skip = depth == Depth::Board
-        && matches!(kind, Kind::Card { place, .. } if place.state != crate::card::State::Inbox);
+fn source_for(kind: &Kind, depth: Depth, managed: bool, bytes: Option<Vec<u8>>) -> Source {
+    use crate::card::State;
+    let needed = |s: State| s == State::Inbox || (managed && s == State::Assigned);
+    let skip =
+        depth == Depth::Board && matches!(kind, Kind::Card { place, .. } if !needed(place.state));
     match (skip, bytes) {
         (true, _) => Source::Skip,
         (false, Some(b)) => Source::Bytes(b),
@@ -57,12 +60,13 @@ fn source_for(kind: &Kind, depth: Depth, bytes: Option<Vec<u8>>) -> Source {
 /// Reads the live tree to the given depth.
 pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
+    let managed = cfg.capacity != crate::config::Capacity::default();
     let items: Vec<(PathBuf, Kind, Source)> = ws
         .scan()
         .into_iter()
         .filter(|(_, kind)| matches!(kind, Kind::Card { .. } | Kind::Registration { .. }))
         .map(|(path, kind)| {
-            let source = source_for(&kind, depth, None);
+            let source = source_for(&kind, depth, managed, None);
             (path, kind, source)
         })
         .collect();
@@ -72,6 +76,7 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
         Defaults {
             timeout_s: cfg.default_timeout_s,
             max_attempts: cfg.max_attempts,
+            capacity: cfg.capacity.clone(),
         },
     );
     snap.rejected = count_rejected(&ws.rejected());
@@ -86,6 +91,7 @@ pub fn load_at(
     depth: Depth,
 ) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
+    let managed = cfg.capacity != crate::config::Capacity::default();
     let mut rejected = 0;
     let mut texts = Vec::new();
     for (rel, bytes) in files {
@@ -102,7 +108,7 @@ pub fn load_at(
             rejected += 1;
         }
         if matches!(kind, Kind::Card { .. } | Kind::Registration { .. }) {
-            let source = source_for(&kind, depth, Some(bytes));
+            let source = source_for(&kind, depth, managed, Some(bytes));
             texts.push((path, kind, source));
         }
     }
@@ -112,6 +118,7 @@ pub fn load_at(
         Defaults {
             timeout_s: cfg.default_timeout_s,
             max_attempts: cfg.max_attempts,
+            capacity: cfg.capacity.clone(),
         },
     );
     snap.rejected = rejected;

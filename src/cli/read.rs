@@ -73,7 +73,31 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
         "waiting": waiting.iter().map(|(id, r)| json!({"id": id, "reason": r})).collect::<Vec<_>>(),
         "problems": snap.problems.iter().map(|(p, r)| json!({"path": p, "problem": r})).collect::<Vec<_>>(),
         "cost_usd": {"today": "0", "month": "0", "total": "0"},
+        "capacity": capacity_json(&snap.board),
     })
+}
+
+/// Each managed resource: its capacity and what assigned cards hold.
+fn capacity_json(board: &Board) -> Value {
+    let cap = &board.defaults.capacity;
+    let used = board.resources_used(&Default::default());
+    let mut v = serde_json::Map::new();
+    let rows = [
+        ("cpu", cap.cpu, used.cpu),
+        ("mem_mb", cap.mem_mb.map(|c| c as f64), used.mem_mb as f64),
+        ("gpu", cap.gpu.map(|c| c as f64), used.gpu as f64),
+        (
+            "gpu_mem_mb",
+            cap.gpu_mem_mb.map(|c| c as f64),
+            used.gpu_mem_mb as f64,
+        ),
+    ];
+    for (name, total, used) in rows {
+        if let Some(total) = total {
+            v.insert(name.into(), json!({"total": total, "used": used}));
+        }
+    }
+    Value::Object(v)
 }
 
 /// Why each inbox card waits, from the same rules the daemon runs. A card the rules
@@ -81,6 +105,11 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
 pub fn waiting_reasons(board: &Board, now: DateTime<Utc>) -> Vec<(String, String)> {
     let plan = board.plan(now);
     let mut out: Vec<(String, String)> = plan.waiting;
+    out.extend(
+        plan.fail
+            .into_iter()
+            .map(|(id, reason)| (id, format!("will fail: {reason}"))),
+    );
     out.extend(
         plan.assign
             .into_iter()
@@ -141,6 +170,15 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         counts[&State::Failed],
         snap.rejected
     ));
+    if let Value::Object(cap) = capacity_json(&snap.board) {
+        let parts: Vec<String> = cap
+            .iter()
+            .map(|(k, v)| format!("{k} {}/{}", v["used"], v["total"]))
+            .collect();
+        if !parts.is_empty() {
+            out.line(format!("capacity in use: {}", parts.join(" · ")));
+        }
+    }
     let loads = snap.board.loads();
     let mut t = out.table(&["AGENT", "STATUS", "ASSIGNED", "PARENT", "CAPABILITIES"]);
     for a in snap.board.agents.values() {

@@ -22,6 +22,9 @@ impl Engine {
             for (id, reason) in plan.take_back {
                 self.take_back(&id, &reason, now);
             }
+            for (id, reason) in plan.fail {
+                self.fail(&id, &reason, now);
+            }
             for (id, agent) in plan.assign {
                 self.assign(&id, &agent, now);
             }
@@ -79,6 +82,27 @@ impl Engine {
         self.transfer(id, target, "pas", Some(reason), now, move |m| {
             m.attempts = attempts;
         });
+    }
+
+    /// Fails an inbox card at once (it can never run here), with the reason as `error`.
+    fn fail(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+        let Some(entry) = self.board.cards.get_mut(id) else {
+            return;
+        };
+        if crate::card::key_position(entry.card.text(), "error").is_none() {
+            let error = serde_yaml::Value::String(format!("pas: {reason}"));
+            if let Ok(card) = entry.card.with_key("error", &error) {
+                entry.card = card;
+            }
+        }
+        self.transfer(
+            id,
+            Place::of(State::Failed),
+            "pas",
+            Some(reason.to_string()),
+            now,
+            |_| {},
+        );
     }
 
     /// Puts the reason in `pas.waiting_for` when it changed (written after planning).

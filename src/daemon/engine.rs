@@ -58,6 +58,7 @@ impl Engine {
         let board = Board::new(Defaults {
             timeout_s: cfg.default_timeout_s,
             max_attempts: cfg.max_attempts,
+            capacity: cfg.capacity.clone(),
         });
         Engine {
             ws: ws.clone(),

@@ -69,7 +69,11 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     let cfg = ws.config()?;
     let git_worker = if cfg.git.enabled {
         let store = match git::GitStore::open(&ws.root)? {
-            Some(s) => s,
+            Some(s) => {
+                // We hold the daemon lock: a git lock nobody holds open is a crash's leftover.
+                s.clear_stale_locks();
+                s
+            }
             None => {
                 tracing::info!(root = %ws.root.display(), "no git repository here: running git init");
                 git::GitStore::init(&ws.root)?

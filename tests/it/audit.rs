@@ -306,12 +306,16 @@ fn git_index_catches_up_after_a_concurrent_lock() {
     // What a user's `git status` or `git add` does for a moment, held a little longer.
     let lock = ws.path(".git/index.lock");
     fs::write(&lock, "").unwrap();
+    // Held open, as a live git process holds it (a lock nobody holds is stale and pas
+    // clears it: crash::stale_git_locks_left_by_a_crash_are_cleared).
+    let held = fs::File::open(&lock).unwrap();
     ws.drop_card("locked", "title: l\n");
     ws.wait_state("locked", "assigned/a");
     ws.wait_commit_line("pas: locked inbox -> assigned/a");
     // The other git process lets go a while after pas's commit (the scenario, not a wait
     // for pas: pas has nothing more to do either way).
     std::thread::sleep(Duration::from_millis(300));
+    drop(held);
     fs::remove_file(&lock).unwrap();
     // Nothing else happens: pas alone must bring the index in step with its commit.
     crate::fixture::wait_until("git status -- work clean", crate::fixture::WAIT, || {

@@ -259,3 +259,26 @@ fn transition_during_start_up_is_named_in_git() {
         }
     });
 }
+
+/// Regression: a `kill -9` while git's index (or a ref) was being written leaves
+/// `.git/index.lock` behind, and every later index update failed, so `git status` never
+/// came clean again. A lock no process holds open is removed.
+#[test]
+fn stale_git_locks_left_by_a_crash_are_cleared() {
+    let ws = Workspace::new();
+    ws.register("a", &[], 1);
+    fs::write(ws.path(".git/index.lock"), "").unwrap();
+    let _d = ws.serve();
+    ws.drop_card("after", "title: after a crash\n");
+    ws.wait_state("after", "assigned/a");
+    ws.wait_commit_line("pas: after inbox -> assigned/a");
+    wait_until("git status -- work clean", WAIT, || {
+        let dirty = ws.git_status(&["work"]);
+        if dirty.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{dirty:?}"))
+        }
+    });
+    assert!(!ws.path(".git/index.lock").exists());
+}

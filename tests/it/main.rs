@@ -13,3 +13,4 @@ mod daemon;
 mod fixture;
 mod lifecycle;
 mod records;
+mod resources;

@@ -196,6 +196,7 @@ impl GitStore {
 
     /// Tries the waiting index operations again, with no commit; true when none is left.
     pub(super) fn retry_index(&mut self) -> bool {
+        self.clear_stale_locks();
         let ops = std::mem::take(&mut self.index_backlog);
         match self.write_index(&ops) {
             Ok(()) => true,

@@ -30,6 +30,7 @@ use git2::{Commit, ErrorCode, Repository};
 mod commit;
 mod disk;
 mod history;
+mod locks;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]

@@ -221,6 +221,8 @@ impl Worker {
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
                 tracing::warn!(error = %chain(&e), paths, "git commit failed; will retry");
+                // A lock left by a crashed git process would block every retry.
+                self.store.clear_stale_locks();
                 false
             }
         }
@@ -289,11 +291,13 @@ mod tests {
             "pas: 3 transitions\n\npas: J-0 new\npas: J-1 new\npas: J-2 new\n"
         );
         assert_eq!(tree_paths(&repo, first).len(), 3);
-        // A held branch lock fails the commit; the change is kept and committed later.
+        // A held branch lock (a live process has it open) fails the commit; the change is
+        // kept and committed later. (A lock nobody holds is stale and cleared: locks.rs.)
         let lock = repo
             .path()
             .join(format!("{}.lock", repo.head().unwrap().name().unwrap()));
         fs::write(&lock, "").unwrap();
+        let held = fs::File::open(&lock).unwrap();
         let moved = mv(&root, "work/inbox/J-0.yaml", "work/done/J-0.yaml");
         worker.send(Change {
             paths: moved,
@@ -301,6 +305,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(worker.flush(), Some(first), "commit failed while locked");
+        drop(held);
         fs::remove_file(&lock).unwrap();
         let second = worker.flush().unwrap();
         assert_eq!(
