@@ -177,6 +177,16 @@ impl Agent {
         self.reg.as_ref().is_some_and(|r| !r.paused)
     }
 
+    /// `up`, `paused` or `unregistered`, as `pas status` and `pas agents` show it
+    /// (liveness by heartbeats adds `down` later).
+    pub fn status(&self) -> &'static str {
+        match &self.reg {
+            None => "unregistered",
+            Some(r) if r.paused => "paused",
+            Some(_) => "up",
+        }
+    }
+
     /// Capabilities from the definition and the registration.
     pub fn has_capability(&self, cap: &str) -> bool {
         let in_def = self

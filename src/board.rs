@@ -70,6 +70,16 @@ impl Default for Defaults {
     }
 }
 
+impl From<&crate::config::Config> for Defaults {
+    fn from(cfg: &crate::config::Config) -> Defaults {
+        Defaults {
+            timeout_s: cfg.default_timeout_s,
+            max_attempts: cfg.max_attempts,
+            capacity: cfg.capacity.clone(),
+        }
+    }
+}
+
 /// All cards and agents.
 #[derive(Debug, Clone, Default)]
 pub struct Board {

@@ -70,15 +70,7 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
             (path, kind, source)
         })
         .collect();
-    let mut snap = build(
-        ws,
-        items,
-        Defaults {
-            timeout_s: cfg.default_timeout_s,
-            max_attempts: cfg.max_attempts,
-            capacity: cfg.capacity.clone(),
-        },
-    );
+    let mut snap = build(ws, items, Defaults::from(&cfg));
     snap.rejected = count_rejected(&ws.rejected());
     load_definitions(ws, &mut snap.board);
     Ok(snap)
@@ -112,15 +104,7 @@ pub fn load_at(
             texts.push((path, kind, source));
         }
     }
-    let mut snap = build(
-        ws,
-        texts,
-        Defaults {
-            timeout_s: cfg.default_timeout_s,
-            max_attempts: cfg.max_attempts,
-            capacity: cfg.capacity.clone(),
-        },
-    );
+    let mut snap = build(ws, texts, Defaults::from(&cfg));
     snap.rejected = rejected;
     load_definitions(ws, &mut snap.board);
     Ok(snap)

@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::{Format, Out};
-use crate::agent::{Agent, Registration};
+use crate::agent::Registration;
 use crate::card::valid_agent_name;
 use crate::snapshot;
 use crate::workspace::Workspace;
@@ -136,14 +136,6 @@ fn last_beat(ws: &Workspace, name: &str) -> Option<Value> {
     })
 }
 
-fn status_of(a: &Agent) -> &'static str {
-    match &a.reg {
-        None => "unregistered",
-        Some(r) if r.paused => "paused",
-        Some(_) => "up",
-    }
-}
-
 /// `pas agents [--tree]`: every agent known from definitions and registrations.
 pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
     let snap = snapshot::load_with(ws, snapshot::Depth::Board)?;
@@ -166,7 +158,7 @@ pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
             });
             json!({
                 "name": a.name,
-                "status": status_of(a),
+                "status": a.status(),
                 "parent": a.parent(),
                 "epoch": a.reg.as_ref().map(|r| r.epoch),
                 "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),

@@ -32,14 +32,6 @@ pub fn daemon_pid(ws: &Workspace) -> Option<String> {
     )
 }
 
-fn agent_status(a: &crate::agent::Agent) -> &'static str {
-    match &a.reg {
-        None => "unregistered",
-        Some(r) if r.paused => "paused",
-        Some(_) => "up",
-    }
-}
-
 /// The board as JSON in the SPEC's `pas status --json` shape (and a little more).
 pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
     let counts = snap.board.counts();
@@ -51,7 +43,7 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
         .map(|a| {
             json!({
                 "name": a.name,
-                "status": agent_status(a),
+                "status": a.status(),
                 "last_heartbeat": Value::Null,
                 "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
                 "max_concurrent": a.max_concurrent(),
@@ -187,7 +179,7 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         caps.dedup();
         t.add_row(vec![
             a.name.clone(),
-            agent_status(a).to_string(),
+            a.status().to_string(),
             format!(
                 "{}/{}",
                 loads.get(a.name.as_str()).copied().unwrap_or(0),

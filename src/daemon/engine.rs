@@ -55,11 +55,7 @@ impl Engine {
         seq: u64,
         clock: Clock,
     ) -> Engine {
-        let board = Board::new(Defaults {
-            timeout_s: cfg.default_timeout_s,
-            max_attempts: cfg.max_attempts,
-            capacity: cfg.capacity.clone(),
-        });
+        let board = Board::new(Defaults::from(&cfg));
         Engine {
             ws: ws.clone(),
             cfg,

@@ -318,14 +318,7 @@ fn git_index_catches_up_after_a_concurrent_lock() {
     drop(held);
     fs::remove_file(&lock).unwrap();
     // Nothing else happens: pas alone must bring the index in step with its commit.
-    crate::fixture::wait_until("git status -- work clean", crate::fixture::WAIT, || {
-        let dirty = ws.git_status(&["work"]);
-        if dirty.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{dirty:?}"))
-        }
-    });
+    ws.wait_work_clean("git status -- work clean");
 }
 
 /// For every pas commit, each card that a message line names is, in that commit's tree,

@@ -173,14 +173,7 @@ fn crash_before_commit_git_log_still_names_each_transition() {
     d.kill9();
     fs::write(ws.path("pas.yaml"), FAST).unwrap();
     let mut d = ws.serve();
-    wait_until("work/ committed after the restart", WAIT, || {
-        let dirty = ws.git_status(&["work"]);
-        if dirty.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{dirty:?}"))
-        }
-    });
+    ws.wait_work_clean("work/ committed after the restart");
     d.stop();
     let card = ws.card("c");
     let h = history(&card);
@@ -272,13 +265,6 @@ fn stale_git_locks_left_by_a_crash_are_cleared() {
     ws.drop_card("after", "title: after a crash\n");
     ws.wait_state("after", "assigned/a");
     ws.wait_commit_line("pas: after inbox -> assigned/a");
-    wait_until("git status -- work clean", WAIT, || {
-        let dirty = ws.git_status(&["work"]);
-        if dirty.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{dirty:?}"))
-        }
-    });
+    ws.wait_work_clean("git status -- work clean");
     assert!(!ws.path(".git/index.lock").exists());
 }

@@ -136,4 +136,17 @@ impl Workspace {
         args.extend_from_slice(pathspec);
         self.git(&args).lines().map(str::to_string).collect()
     }
+
+    /// Waits until `git status` of `work/` is clean: pas has committed (and indexed)
+    /// everything it did. `what` says why, for the failure message.
+    pub fn wait_work_clean(&self, what: &str) {
+        wait_until(what, WAIT, || {
+            let dirty = self.git_status(&["work"]);
+            if dirty.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{dirty:?}"))
+            }
+        });
+    }
 }
