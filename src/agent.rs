@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::valid_agent_name;
 use crate::config::TokenBudget;
+use crate::heartbeat::Beat;
+use crate::liveness::{CtxLevel, Live};
 
 /// `tools:` is "Read, Grep" in Claude Code files and a list in ours.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -163,28 +165,104 @@ impl Registration {
     }
 }
 
-/// What the board needs to know about one agent: definition and registration merged.
+/// What the board needs to know about one agent: definition, registration and liveness.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Agent {
     pub name: String,
     pub def: Option<AgentDef>,
     pub reg: Option<Registration>,
+    pub live: Live,
 }
 
+/// Card kind of the governor's save-state cards; they reach an agent over its budget.
+pub const SAVE_STATE: &str = "save-state";
+
 impl Agent {
-    /// Registered and not paused (liveness by heartbeats comes with the governor).
+    /// Registered, not paused, not down and within its context budget.
     pub fn available(&self) -> bool {
-        self.reg.as_ref().is_some_and(|r| !r.paused)
+        self.reg.is_some() && self.unavailable(None).is_none()
     }
 
-    /// `up`, `paused` or `unregistered`, as `pas status` and `pas agents` show it
-    /// (liveness by heartbeats adds `down` later).
+    /// Why a registered agent takes no card of kind `kind` now: `paused`, `down`, or
+    /// `over its context budget` (save-state cards still reach it then).
+    pub fn unavailable(&self, kind: Option<&str>) -> Option<&'static str> {
+        if self.reg.as_ref().is_some_and(|r| r.paused) {
+            Some("paused")
+        } else if self.live.down {
+            Some("down")
+        } else if self.live.ctx == CtxLevel::Breach && kind != Some(SAVE_STATE) {
+            Some("over its context budget")
+        } else {
+            None
+        }
+    }
+
+    /// `up`, `down`, `paused` or `unregistered`, as `pas status` and `pas agents` show it.
     pub fn status(&self) -> &'static str {
         match &self.reg {
             None => "unregistered",
             Some(r) if r.paused => "paused",
+            Some(_) if self.live.down => "down",
             Some(_) => "up",
         }
+    }
+
+    /// Heartbeat interval: registration, else definition, else `default`.
+    pub fn interval_s(&self, default: f64) -> f64 {
+        self.reg
+            .as_ref()
+            .and_then(|r| r.heartbeat_interval_s)
+            .or_else(|| self.def.as_ref().and_then(|d| d.heartbeat_interval_s))
+            .filter(|i| *i > 0.0)
+            .unwrap_or(default)
+    }
+
+    /// Token budget: definition, else `default` (from `pas.yaml`).
+    pub fn token_budget<'a>(&'a self, default: &'a TokenBudget) -> &'a TokenBudget {
+        self.def
+            .as_ref()
+            .and_then(|d| d.token_budget.as_ref())
+            .unwrap_or(default)
+    }
+
+    /// `ctx_used / ctx_limit` from the last beat (the limit from the beat, else the
+    /// definition).
+    pub fn ctx_ratio(&self) -> Option<f64> {
+        let limit = self.def.as_ref().and_then(|d| d.ctx_limit);
+        self.live.beat.as_ref()?.ctx_ratio(limit)
+    }
+
+    /// Sets what is known of liveness from the files: the last beat in the heartbeat file
+    /// (ignored if it names an older epoch) and when the registration was made (its
+    /// `registered_at`, else `reg_mtime`, else `now`). The agent starts up; the caller
+    /// judges its silence.
+    pub fn seed_live(
+        &mut self,
+        last: Option<Beat>,
+        reg_mtime: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        default_budget: &TokenBudget,
+    ) {
+        let Some(reg) = &self.reg else { return };
+        let registered = reg.registered_at.or(reg_mtime).unwrap_or(now);
+        let last = last.filter(|b| b.epoch.is_none_or(|e| e >= reg.epoch));
+        let seen = last
+            .as_ref()
+            .map_or(registered, |b| b.ts.min(now).max(registered));
+        self.live = Live {
+            last_seen: Some(seen),
+            beat: last,
+            down: false,
+            ctx: CtxLevel::Ok,
+        };
+        self.live.ctx = CtxLevel::of(self.ctx_ratio(), self.token_budget(default_budget));
+    }
+
+    /// The last sign of life: newest beat, else registration time.
+    pub fn baseline(&self) -> Option<DateTime<Utc>> {
+        self.live
+            .last_seen
+            .or_else(|| self.reg.as_ref().and_then(|r| r.registered_at))
     }
 
     /// Capabilities from the definition and the registration.
@@ -240,6 +318,7 @@ mod tests {
                 capabilities: vec!["extra".into()],
                 ..Default::default()
             }),
+            live: Live::default(),
         };
         assert!(a.has_capability("plan") && a.has_capability("extra"));
         assert!(!a.has_capability("gpu"));

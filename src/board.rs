@@ -270,10 +270,13 @@ impl Board {
                     lacks.join(", ")
                 ));
             }
-            if !a.available() {
-                return Err(format!("pinned to {name}, who is paused"));
+            if let Some(why) = a.unavailable(spec.kind.as_deref()) {
+                return Err(format!("pinned to {name}, who is {why}"));
             }
-            if load(name) >= a.max_concurrent() {
+            // A save-state card is how a full agent gets room again: no slot needed.
+            let slot_free = load(name) < a.max_concurrent()
+                || spec.kind.as_deref() == Some(crate::agent::SAVE_STATE);
+            if !slot_free {
                 return Err(format!("pinned to {name}, who is busy"));
             }
             return Ok(a.name.as_str());
@@ -301,14 +304,19 @@ impl Board {
                 format!("no registered agent has [{}]", nobody.join(", "))
             });
         }
-        let active: Vec<&Agent> = capable.iter().copied().filter(|a| a.available()).collect();
+        let kind = spec.kind.as_deref();
+        let active: Vec<&Agent> = capable
+            .iter()
+            .copied()
+            .filter(|a| a.unavailable(kind).is_none())
+            .collect();
         if active.is_empty() {
             let who = if spec.requires.is_empty() {
                 "every registered agent".to_string()
             } else {
                 format!("every agent with {caps}")
             };
-            return Err(format!("{who} is paused ({})", names(&capable)));
+            return Err(format!("{who} is {}", unavailable_summary(&capable, kind)));
         }
         active
             .iter()
@@ -336,12 +344,21 @@ impl Board {
     }
 }
 
-fn names(agents: &[&Agent]) -> String {
-    agents
+/// "paused (a, b)" when all share one reason, else "paused or down (a: paused, b: down)".
+fn unavailable_summary(agents: &[&Agent], kind: Option<&str>) -> String {
+    let why: Vec<(&str, &str)> = agents
         .iter()
-        .map(|a| a.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|a| (a.name.as_str(), a.unavailable(kind).unwrap_or("busy")))
+        .collect();
+    let mut reasons: Vec<&str> = why.iter().map(|(_, w)| *w).collect();
+    reasons.sort();
+    reasons.dedup();
+    if let [one] = reasons[..] {
+        let names: Vec<&str> = why.iter().map(|(n, _)| *n).collect();
+        return format!("{one} ({})", names.join(", "));
+    }
+    let each: Vec<String> = why.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+    format!("{} ({})", reasons.join(" or "), each.join(", "))
 }
 
 /// The `pas:` block after a transition from `from` to `to`.
@@ -362,6 +379,7 @@ pub fn transition_meta(
     } else if to.state == State::Inbox {
         m.assigned_to = None;
         m.assigned_at = None;
+        m.epoch = None;
     }
     m.history.push(HistoryEntry {
         at: now,
@@ -412,6 +430,7 @@ mod tests {
                 epoch: 1,
                 ..Default::default()
             }),
+            live: Default::default(),
         }
     }
 

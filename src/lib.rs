@@ -34,6 +34,8 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fsops;
+pub mod heartbeat;
+pub mod liveness;
 pub mod resources;
 pub mod snapshot;
 pub mod store;

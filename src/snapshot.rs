@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Entry, Place};
 use crate::card::{self, Card};
+use crate::heartbeat::Tail;
+use crate::liveness::Health;
 use crate::workspace::{Kind, Workspace};
 
 /// A board read from files, with the files that could not be read.
@@ -73,6 +75,7 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     let mut snap = build(ws, items, Defaults::from(&cfg));
     snap.rejected = count_rejected(&ws.rejected());
     load_definitions(ws, &mut snap.board);
+    read_liveness(ws, &mut snap.board, &cfg, Utc::now());
     Ok(snap)
 }
 
@@ -218,8 +221,8 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
             name.clone(),
             Agent {
                 name,
-                def: None,
                 reg: Some(reg),
+                ..Agent::default()
             },
         );
     }
@@ -274,6 +277,26 @@ fn created_of(card: &Card, path: &Path) -> DateTime<Utc> {
         .unwrap_or_else(|_| Utc::now())
 }
 
+/// Liveness as the files show it, with no daemon: each registered agent's last beat (read
+/// from the end of its heartbeat file), down after two silent intervals, and its context
+/// level. No grace applies: that is the daemon's, before it reaps.
+fn read_liveness(
+    ws: &Workspace,
+    board: &mut Board,
+    cfg: &crate::config::Config,
+    now: DateTime<Utc>,
+) {
+    for a in board.agents.values_mut().filter(|a| a.reg.is_some()) {
+        let (_, last) = Tail::at_end(&ws.heartbeats().join(format!("{}.jsonl", a.name)));
+        let reg_mtime = crate::workspace::mtime(&ws.registration_path(&a.name));
+        a.seed_live(last, reg_mtime, now, &cfg.token_budget);
+        if let Some(seen) = a.live.last_seen {
+            let interval = a.interval_s(cfg.heartbeat_interval_s);
+            a.live.down = crate::liveness::health(seen, interval, now, None) != Health::Up;
+        }
+    }
+}
+
 fn load_definitions(ws: &Workspace, board: &mut Board) {
     for (name, def) in ws.definitions() {
         board
@@ -281,8 +304,7 @@ fn load_definitions(ws: &Workspace, board: &mut Board) {
             .entry(name.clone())
             .or_insert_with(|| Agent {
                 name,
-                def: None,
-                reg: None,
+                ..Agent::default()
             })
             .def = Some(def);
     }

@@ -47,6 +47,12 @@ pub enum Kind {
     Ignored,
 }
 
+/// When a file was last modified, if it can be read.
+pub fn mtime(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = fs::metadata(path).ok()?.modified().ok()?;
+    Some(t.into())
+}
+
 /// Names pas never reads: hidden, temporary and editor files (SPEC section 1).
 pub fn is_ignored_name(name: &str) -> bool {
     name.starts_with('.')
@@ -302,36 +308,54 @@ pub fn ensure_dirs(ws: &Workspace) -> Result<()> {
     for d in [ws.rejected(), ws.registry(), ws.heartbeats(), ws.staging()] {
         fs::create_dir_all(d)?;
     }
-    ensure_gitignore(&ws.root)?;
+    let track = ws.config().is_ok_and(|c| c.git.track_heartbeats);
+    ensure_gitignore(&ws.root, track)?;
     Ok(())
 }
 
-/// Appends the lines pas needs to `<root>/.gitignore` (never removes or rewrites one);
-/// true when the file was created.
-fn ensure_gitignore(root: &Path) -> Result<bool> {
+/// Appends the lines pas needs to `<root>/.gitignore`; true when the file was created.
+/// It removes only pas's own heartbeat line, and only when `git.track_heartbeats` asks
+/// for heartbeat files to be committed.
+fn ensure_gitignore(root: &Path, track_heartbeats: bool) -> Result<bool> {
     let gitignore = root.join(".gitignore");
-    let existing = fs::read_to_string(&gitignore).unwrap_or_default();
+    let mut existing = fs::read_to_string(&gitignore).unwrap_or_default();
+    let created = existing.is_empty();
+    let wanted = |l: &&str| !(track_heartbeats && *l == HEARTBEAT_IGNORE);
     let missing: Vec<&str> = GITIGNORE_LINES
         .iter()
         .copied()
+        .filter(wanted)
         .filter(|l| !existing.lines().any(|e| e.trim() == *l))
         .collect();
-    if missing.is_empty() {
+    let unwanted = track_heartbeats && existing.lines().any(|e| e.trim() == HEARTBEAT_IGNORE);
+    if missing.is_empty() && !unwanted {
         return Ok(false);
+    }
+    if unwanted {
+        existing = existing
+            .lines()
+            .filter(|e| e.trim() != HEARTBEAT_IGNORE)
+            .map(|e| format!("{e}\n"))
+            .collect();
     }
     let mut text = existing.clone();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str("# pas\n");
+    if !missing.is_empty() {
+        text.push_str("# pas\n");
+    }
     for l in missing {
         text.push_str(l);
         text.push('\n');
     }
     crate::fsops::write_atomic(&gitignore, text.as_bytes(), false)
         .with_context(|| format!("cannot write {}", gitignore.display()))?;
-    Ok(existing.is_empty())
+    Ok(created)
 }
+
+/// The `.gitignore` line that keeps heartbeat files out of git.
+const HEARTBEAT_IGNORE: &str = "work/heartbeats/*.jsonl";
 
 /// What `pas init` did.
 #[derive(Debug, Default)]
@@ -344,7 +368,7 @@ pub struct InitReport {
 
 /// Lines `pas init` makes sure the workspace's `.gitignore` has.
 const GITIGNORE_LINES: &[&str] = &[
-    "work/heartbeats/*.jsonl",
+    HEARTBEAT_IGNORE,
     ".pas/",
     "work/.pas-daemon.lock",
     "telemetry/pas.db",
@@ -390,7 +414,7 @@ pub fn init(root: &Path) -> Result<InitReport> {
             add_file(&ws.agents_dir().join(name.as_ref()), &f.data, &mut report)?;
         }
     }
-    if ensure_gitignore(root)? {
+    if ensure_gitignore(root, false)? {
         report.created.push(root.join(".gitignore"));
     }
     Ok(report)

@@ -1,8 +1,8 @@
 //! Agent commands: `pas agents [--tree]`, `pas pause`, `pas resume`, `pas heartbeat`.
 //!
-//! Liveness by heartbeat TTL is the governor's work (SPEC section 4); until it lands, these
-//! commands write and read the same files it will use: `paused` in the registration, and
-//! one JSON line per beat appended to `work/heartbeats/<agent>.jsonl`.
+//! They use the same files as the daemon: `paused` in the registration, and one JSON line
+//! per beat appended to `work/heartbeats/<agent>.jsonl`. `pas agents` judges liveness from
+//! those files as the daemon does, so it needs no daemon.
 
 use std::io::Write;
 
@@ -73,6 +73,9 @@ pub struct BeatArgs {
     /// A word on what the agent is doing.
     #[arg(long)]
     pub note: Option<String>,
+    /// The registration epoch the agent holds (beats from an older one are refused).
+    #[arg(long)]
+    pub epoch: Option<u64>,
 }
 
 /// Appends one beat: a single `write` of one line with `O_APPEND`, so concurrent writers
@@ -99,6 +102,7 @@ pub fn heartbeat(ws: &Workspace, a: BeatArgs, out: &Out) -> Result<i32> {
         ("cpu", a.cpu.map(Value::from)),
         ("mem_mb", a.mem_mb.map(Value::from)),
         ("note", a.note.map(Value::from)),
+        ("epoch", a.epoch.map(Value::from)),
     ];
     for (k, v) in fields {
         if let Some(v) = v {
@@ -120,19 +124,29 @@ pub fn heartbeat(ws: &Workspace, a: BeatArgs, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
-/// The last well-formed beat of an agent (reads only the file's tail).
-fn last_beat(ws: &Workspace, name: &str) -> Option<Value> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(ws.heartbeats().join(format!("{name}.jsonl"))).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)))
-        .ok()?;
-    let mut tail = String::new();
-    f.read_to_string(&mut tail).ok()?;
-    tail.lines().rev().find_map(|l| {
-        serde_json::from_str::<Value>(l)
-            .ok()
-            .filter(Value::is_object)
+/// One agent as `pas agents --json` and `pas status --json` show it.
+pub fn agent_json(
+    a: &crate::agent::Agent,
+    loads: &std::collections::HashMap<&str, u32>,
+    now: chrono::DateTime<Utc>,
+) -> Value {
+    let beat = a.live.beat.as_ref();
+    let seen = a.live.last_seen.filter(|_| a.reg.is_some());
+    json!({
+        "name": a.name,
+        "status": a.status(),
+        "parent": a.parent(),
+        "epoch": a.reg.as_ref().map(|r| r.epoch),
+        "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
+        "max_concurrent": a.max_concurrent(),
+        "last_heartbeat": beat.map(|b| b.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "last_seen": seen.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "beat_age_s": seen.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
+        "ctx_ratio": a.ctx_ratio(),
+        "ctx": a.live.ctx.label(),
+        "job": beat.and_then(|b| b.job.clone()),
+        "beat_status": beat.and_then(|b| b.status).map(|s| serde_json::to_value(s).unwrap_or_default()),
+        "note": beat.and_then(|b| b.note.clone()),
     })
 }
 
@@ -145,30 +159,7 @@ pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
         .board
         .agents
         .values()
-        .map(|a| {
-            let beat = last_beat(ws, &a.name);
-            let ts = beat
-                .as_ref()
-                .and_then(|b| b["ts"].as_str())
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            let ratio = beat.as_ref().and_then(|b| {
-                let used = b["ctx_used"].as_f64()?;
-                let limit = b["ctx_limit"].as_f64().filter(|l| *l > 0.0)?;
-                Some(used / limit)
-            });
-            json!({
-                "name": a.name,
-                "status": a.status(),
-                "parent": a.parent(),
-                "epoch": a.reg.as_ref().map(|r| r.epoch),
-                "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
-                "max_concurrent": a.max_concurrent(),
-                "last_heartbeat": ts.map(|t| t.to_rfc3339()),
-                "beat_age_s": ts.map(|t| (now - t.to_utc()).num_milliseconds() as f64 / 1000.0),
-                "ctx_ratio": ratio,
-                "job": beat.as_ref().and_then(|b| b["job"].as_str().map(str::to_string)),
-            })
-        })
+        .map(|a| agent_json(a, &loads, now))
         .collect();
     if fmt.json {
         out.json(&Value::Array(rows));
@@ -195,17 +186,30 @@ pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
             s("status"),
             r["epoch"].as_u64().map_or("-".into(), |e| e.to_string()),
             format!("{}/{}", r["assigned"], r["max_concurrent"]),
-            r["beat_age_s"]
-                .as_f64()
-                .map_or("-".into(), |a| format!("{a:.0}s ago")),
-            r["ctx_ratio"]
-                .as_f64()
-                .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+            r["beat_age_s"].as_f64().map_or("-".into(), age),
+            r["ctx_ratio"].as_f64().map_or("-".into(), |c| {
+                let flag = match r["ctx"].as_str() {
+                    Some("breach") => " breach",
+                    Some("warning") => " warning",
+                    _ => "",
+                };
+                format!("{:.0}%{flag}", c * 100.0)
+            }),
             s("job"),
         ]);
     }
     out.print_table(&t);
     Ok(0)
+}
+
+/// "0.4s ago", "12s ago", "3m ago", "2h ago".
+fn age(s: f64) -> String {
+    match s {
+        s if s < 10.0 => format!("{s:.1}s ago"),
+        s if s < 120.0 => format!("{s:.0}s ago"),
+        s if s < 7200.0 => format!("{:.0}m ago", s / 60.0),
+        s => format!("{:.0}h ago", s / 3600.0),
+    }
 }
 
 /// Depth-first order of the agent tree from `parent` links; agents whose parent is

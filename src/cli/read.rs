@@ -36,22 +36,12 @@ pub fn daemon_pid(ws: &Workspace) -> Option<String> {
 pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
     let counts = snap.board.counts();
     let loads = snap.board.loads();
+    let now = Utc::now();
     let agents: Vec<Value> = snap
         .board
         .agents
         .values()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "status": a.status(),
-                "last_heartbeat": Value::Null,
-                "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
-                "max_concurrent": a.max_concurrent(),
-                "ctx_ratio": Value::Null,
-                "parent": a.parent(),
-                "epoch": a.reg.as_ref().map(|r| r.epoch),
-            })
-        })
+        .map(|a| super::agents::agent_json(a, &loads, now))
         .collect();
     json!({
         "jobs": {
@@ -224,6 +214,7 @@ fn job_json(id: &str, e: &Entry) -> Value {
         "state": e.place.state,
         "agent": e.place.agent,
         "title": s.title,
+        "kind": s.kind,
         "priority": s.priority,
         "requires": s.requires,
         "assignee": s.assignee,

@@ -214,6 +214,10 @@ pub fn claim(ws: &Workspace, agent: &str, id: Option<&str>, out: &Out) -> Result
     let mut board = snap.board;
     board.agents.retain(|name, _| name == agent);
     // A pull is the agent's own decision: its slots and pause do not limit it.
+    // An agent that pulls is alive, whatever its last beat says.
+    if let Some(a) = board.agents.get_mut(agent) {
+        a.live = Default::default();
+    }
     match board.agents.get_mut(agent).and_then(|a| a.reg.as_mut()) {
         Some(reg) => {
             reg.paused = false;
@@ -365,7 +369,7 @@ pub fn register(ws: &Workspace, args: RegisterArgs, out: &Out) -> Result<i32> {
     };
     let reg = Registration {
         name: Some(args.name.clone()),
-        epoch: previous.as_ref().map_or(1, |p| p.epoch + 1),
+        epoch: next_epoch(ws, &args.name, previous.as_ref()),
         registered_at: Some(Utc::now()),
         url: args.url,
         role,
@@ -379,6 +383,22 @@ pub fn register(ws: &Workspace, args: RegisterArgs, out: &Out) -> Result<i32> {
     fsops::write_atomic(&path, reg.to_yaml().as_bytes(), false)?;
     out.line(format!("registered {} (epoch {})", args.name, reg.epoch));
     Ok(0)
+}
+
+/// One more than any epoch the agent held: in its registration file now, or in the
+/// registration events telemetry keeps (the file is gone after a deregistration).
+fn next_epoch(ws: &Workspace, name: &str, previous: Option<&Registration>) -> u64 {
+    let recorded = crate::store::db::open_read_only(&ws.db_path())
+        .ok()
+        .flatten()
+        .and_then(|conn| crate::store::db::agent_epochs(&conn).ok())
+        .and_then(|m| m.get(name).copied())
+        .unwrap_or_default();
+    previous
+        .map_or(0, |p| p.epoch)
+        .max(recorded.registered)
+        .max(recorded.retired)
+        + 1
 }
 
 /// `pas deregister`.

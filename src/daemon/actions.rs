@@ -14,6 +14,14 @@ impl Engine {
     /// Plans at the current time and carries the plan out; repeats while moves free up
     /// room (a take-back can make a slot for a waiting card).
     pub fn step(&mut self) {
+        self.check_liveness();
+        let due = self.next_timeout.is_some_and(|t| t <= self.now());
+        if !self.replan && !due {
+            self.write_dirty();
+            self.flush_commit();
+            return;
+        }
+        self.replan = false;
         for _ in 0..4 {
             let now = self.now();
             let plan = self.board.plan(now);
@@ -35,6 +43,7 @@ impl Engine {
                 break;
             }
         }
+        self.next_timeout = self.board.next_deadline();
         self.write_dirty();
         self.flush_commit();
     }
@@ -42,10 +51,12 @@ impl Engine {
     /// The next instant the engine must wake: a timeout or a settling file.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let settle = self.settling.values().min().copied();
-        let deadline = self.board.next_deadline().map(|d| {
-            let wait = (d - self.now()).to_std().unwrap_or_default();
-            Instant::now() + wait
-        });
+        let now = self.now();
+        let deadline = [self.next_timeout, self.next_liveness_check()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| Instant::now() + (d - now).to_std().unwrap_or_default());
         match (settle, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -55,12 +66,13 @@ impl Engine {
     /// Moves one card from the inbox to `assigned/<agent>/`.
     fn assign(&mut self, id: &str, agent: &str, now: DateTime<Utc>) {
         let to = Place::assigned(agent);
-        self.transfer(id, to, "pas", None, now, |_| {});
+        let epoch = self.epoch_of(agent);
+        self.transfer(id, to, "pas", None, now, |m| m.epoch = epoch);
     }
 
     /// Takes a card back from its agent: to the inbox, or to `failed/` past max_attempts
     /// (with an `error` saying why, unless the card already has one).
-    fn take_back(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+    pub(super) fn take_back(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
         let max_default = self.board.defaults.max_attempts;
         let Some(entry) = self.board.cards.get_mut(id) else {
             return;

@@ -43,6 +43,12 @@ pub struct Engine {
     pub(super) db: Option<TelemetryWriter>,
     pub(super) seq: u64,
     pub(super) clock: Clock,
+    /// Liveness and governor state (see `liveness.rs`).
+    pub(super) live: super::liveness::LiveState,
+    /// Something on the board changed since the last plan.
+    pub(super) replan: bool,
+    /// The earliest card timeout as of the last plan (every change since sets `replan`).
+    pub(super) next_timeout: Option<DateTime<Utc>>,
 }
 
 impl Engine {
@@ -69,7 +75,16 @@ impl Engine {
             db,
             seq,
             clock,
+            live: Default::default(),
+            replan: true,
+            next_timeout: None,
         }
+    }
+
+    /// The epochs each agent held before (from telemetry), so re-registrations rise.
+    pub fn with_epochs(mut self, epochs: HashMap<String, crate::store::db::Epochs>) -> Engine {
+        self.live.epochs = epochs;
+        self
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {
@@ -145,13 +160,14 @@ impl Engine {
                 Agent {
                     name,
                     def: Some(def),
-                    reg: None,
+                    ..Agent::default()
                 },
             );
         }
         self.board
             .agents
             .retain(|_, a| a.def.is_some() || a.reg.is_some());
+        self.replan = true;
     }
 
     /// Takes in a change to one path under `agents/` or `work/`.
@@ -162,8 +178,11 @@ impl Engine {
             }
             return;
         }
-        if self.ws.classify(path) == Kind::Ignored {
-            return;
+        match self.ws.classify(path) {
+            Kind::Ignored => return,
+            // Beats are read as they are appended: a torn last line waits in the tail.
+            Kind::Heartbeat { name } => return self.read_heartbeats(&name, path),
+            _ => {}
         }
         if readiness == crate::watch::Readiness::Writing {
             self.settling
@@ -221,12 +240,14 @@ impl Engine {
     pub fn rescan(&mut self) {
         let mut by_id: HashMap<String, Vec<PathBuf>> = HashMap::new();
         let mut registrations = Vec::new();
+        let mut heartbeats = Vec::new();
         for (path, kind) in self.ws.scan() {
             match kind {
                 Kind::Card { id, .. } => by_id.entry(id).or_default().push(path),
                 Kind::Registration { name } => registrations.push(name),
                 Kind::Misplaced(reason) => self.reject(&path, &reason),
-                Kind::Heartbeat { .. } | Kind::Ignored => {}
+                Kind::Heartbeat { name } => heartbeats.push((name, path)),
+                Kind::Ignored => {}
             }
         }
         let known_regs: Vec<String> = self
@@ -238,6 +259,9 @@ impl Engine {
             .collect();
         for name in known_regs.iter().chain(registrations.iter()) {
             self.reconcile_registration(name);
+        }
+        for (name, path) in heartbeats {
+            self.read_heartbeats(&name, &path);
         }
         let known: Vec<String> = self.board.cards.keys().cloned().collect();
         for id in known {
@@ -254,7 +278,7 @@ impl Engine {
     pub fn reconcile_registration(&mut self, name: &str) {
         let path = self.ws.registration_path(name);
         let was = self.board.agents.get(name).and_then(|a| a.reg.clone());
-        let now_reg = match std::fs::read_to_string(&path) {
+        let mut now_reg = match std::fs::read_to_string(&path) {
             Ok(text) => match Registration::parse(&text) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -271,6 +295,31 @@ impl Engine {
         if was == now_reg {
             return;
         }
+        if let Some(r) = now_reg.as_mut() {
+            self.raise_epoch(name, r, was.as_ref().map(|w| w.epoch));
+        }
+        self.replan = true;
+        let new_incarnation = match (&was, &now_reg) {
+            (None, Some(_)) => true,
+            (Some(w), Some(n)) => n.epoch > w.epoch,
+            _ => false,
+        };
+        if new_incarnation {
+            if let Some(w) = &was {
+                let e = self.live.epochs.entry(name.to_string()).or_default();
+                e.retired = e.retired.max(w.epoch);
+            }
+        }
+        if now_reg.is_none() {
+            let epoch = self.retire(name);
+            tracing::info!(agent = name, "deregistered");
+            self.emit(
+                "agent.deregistered",
+                json!({"agent": name, "epoch": epoch, "reason": "registration removed"}),
+            );
+            self.stage(&[&path], format!("pas: deregister {name}"));
+            return;
+        }
         let agent = self
             .board
             .agents
@@ -280,30 +329,33 @@ impl Engine {
                 ..Agent::default()
             });
         agent.reg = now_reg.clone();
-        match (&was, &now_reg) {
-            (None, Some(r)) => {
-                tracing::info!(agent = name, epoch = r.epoch, "registered");
-                self.emit("agent.registered", json!({"agent": name, "epoch": r.epoch}));
-                self.stage(
-                    &[&path],
-                    format!("pas: register {name} (epoch {})", r.epoch),
-                );
-            }
-            (Some(_), None) => {
-                tracing::info!(agent = name, "deregistered");
-                self.emit("agent.deregistered", json!({"agent": name}));
-                self.stage(&[&path], format!("pas: deregister {name}"));
-            }
-            (Some(w), Some(n)) if w.paused != n.paused => {
+        let Some(n) = now_reg else { return };
+        if new_incarnation {
+            self.seed_agent(name);
+            tracing::info!(agent = name, epoch = n.epoch, "registered");
+            self.emit("agent.registered", json!({"agent": name, "epoch": n.epoch}));
+            self.stage(
+                &[&path],
+                format!("pas: register {name} (epoch {})", n.epoch),
+            );
+            return;
+        }
+        match &was {
+            Some(w) if w.paused != n.paused => {
                 let verb = if n.paused { "pause" } else { "resume" };
                 tracing::info!(agent = name, "{verb}d");
+                self.emit(
+                    if n.paused {
+                        "agent.paused"
+                    } else {
+                        "agent.resumed"
+                    },
+                    json!({"agent": name, "epoch": n.epoch}),
+                );
                 self.stage(&[&path], format!("pas: {verb} {name}"));
             }
             _ => self.stage(&[&path], format!("pas: update registration of {name}")),
         }
-        self.board
-            .agents
-            .retain(|_, a| a.def.is_some() || a.reg.is_some());
     }
 
     /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
@@ -369,6 +421,7 @@ impl Engine {
                 self.files.remove(id);
                 self.board.cards.remove(id);
                 self.dirty.remove(id);
+                self.replan = true;
                 self.stage(&[&old], format!("pas: {id} removed outside pas"));
             }
             return;
@@ -384,18 +437,22 @@ impl Engine {
                     .unwrap_or(0)
             });
         let (path, place, card, stamp) = good.swap_remove(keep);
-        for (other, ..) in good {
+        for (other, other_place, other_card, _) in good {
             let at = rel(&self.ws, &path);
-            self.reject(
-                &other,
-                &format!("duplicate id {id}: it already exists at {at}"),
-            );
+            let why = self
+                .stale_completion(id, &other_place, &other_card)
+                .unwrap_or_else(|| format!("duplicate id {id}: it already exists at {at}"));
+            self.reject(&other, &why);
         }
         self.take_card(id, path, place, card, stamp);
     }
 
     /// Records what a readable card file at `path` means for the board.
     fn take_card(&mut self, id: &str, path: PathBuf, place: Place, card: Card, stamp: Stamp) {
+        if let Some(why) = self.stale_completion(id, &place, &card) {
+            return self.fence(id, &path, &why);
+        }
+        self.replan = true;
         let now = self.now();
         let prev: Option<Place> = self
             .board
@@ -460,6 +517,10 @@ impl Engine {
                     let mut m = transition_meta(meta, &from_place, &place, &by, None, now);
                     if let Some(h) = m.history.last_mut() {
                         h.from = from_label.clone();
+                    }
+                    if let Some(a) = &place.agent {
+                        // A pull claim: the card belongs to the agent's current epoch.
+                        m.epoch = self.epoch_of(a).or(m.epoch);
                     }
                     card = card.with_meta(&m);
                     self.dirty.insert(id.to_string());

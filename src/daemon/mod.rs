@@ -9,6 +9,7 @@
 
 mod actions;
 mod engine;
+mod liveness;
 mod recover;
 
 use std::fs::File;
@@ -89,18 +90,11 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     };
     let db_path = ws.db_path();
     let writer = db::TelemetryWriter::spawn(&db_path)?;
-    let seq = match db::open_read_only(&db_path)? {
-        Some(conn) => db::max_seq(&conn)?,
-        None => 0,
+    let (seq, epochs) = match db::open_read_only(&db_path)? {
+        Some(conn) => (db::max_seq(&conn)?, db::agent_epochs(&conn)?),
+        None => (0, Default::default()),
     };
-    Ok(Engine::new(
-        ws.clone(),
-        cfg,
-        git_worker,
-        Some(writer),
-        seq,
-        clock,
-    ))
+    Ok(Engine::new(ws.clone(), cfg, git_worker, Some(writer), seq, clock).with_epochs(epochs))
 }
 
 /// Runs the daemon until SIGINT/SIGTERM (or once, with `opts.once`).

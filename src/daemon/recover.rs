@@ -17,6 +17,7 @@ impl Engine {
         self.recover_staging();
         self.load_definitions();
         self.rescan();
+        self.start_liveness();
         self.step();
         self.commit_leftovers();
         self.backfill_transitions();

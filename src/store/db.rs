@@ -7,7 +7,7 @@
 //! WAL mode lets CLI reading commands ([`open_read_only`]) read while the daemon writes.
 //!
 //! Schema changes are numbered migrations in [`MIGRATIONS`]; [`SCHEMA_VERSION`] follows the
-//! last one. To add a table (e.g. LLM cost receipts), append `(2, include_str!(...))` with a
+//! last one. To add a table (e.g. LLM cost receipts), append `(N, include_str!(...))` with a
 //! new SQL file; never edit a migration that has been released.
 
 use std::collections::HashMap;
@@ -22,7 +22,13 @@ use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
 
 /// Numbered schema migrations, applied in order, each in its own transaction. Versions must
 /// run 1, 2, 3, ... without gaps (a test checks this).
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../telemetry/schema.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../../telemetry/schema.sql")),
+    (
+        2,
+        include_str!("../../telemetry/migrations/002_events_kind.sql"),
+    ),
+];
 
 /// The schema version this binary writes: the last migration's. A database with a higher
 /// version was written by a newer pas and is refused rather than misread.
@@ -464,6 +470,45 @@ pub fn events_since(conn: &Connection, since: u64, limit: usize) -> Result<Vec<E
             })?,
         })
     })
+}
+
+/// The epochs an agent has held, from its registration events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Epochs {
+    /// The highest epoch it registered with.
+    pub registered: u64,
+    /// The highest epoch that was deregistered; a new registration must rise above it.
+    pub retired: u64,
+}
+
+/// agent -> the epochs it held. Read at start-up, so beats and completions of an old
+/// incarnation stay fenced even after its registration file is gone.
+pub fn agent_epochs(conn: &Connection) -> Result<HashMap<String, Epochs>, DbError> {
+    let sql = "SELECT json_extract(data, '$.agent'), kind,
+                      MAX(CAST(json_extract(data, '$.epoch') AS INTEGER))
+               FROM events WHERE kind IN ('agent.registered', 'agent.deregistered')
+               AND json_extract(data, '$.epoch') IS NOT NULL
+               GROUP BY 1, 2";
+    let rows = query(conn, sql, [], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out: HashMap<String, Epochs> = HashMap::new();
+    for (agent, kind, epoch) in rows {
+        let (Some(agent), Ok(epoch)) = (agent, u64::try_from(epoch)) else {
+            continue;
+        };
+        let e = out.entry(agent).or_default();
+        if kind == "agent.registered" {
+            e.registered = e.registered.max(epoch);
+        } else {
+            e.retired = e.retired.max(epoch);
+        }
+    }
+    Ok(out)
 }
 
 /// job_id -> number of stored transitions. At start-up the daemon compares this with each

@@ -317,19 +317,29 @@ impl Workspace {
     /// the main loop can take it in. Then both deregister. Events are the witness: they
     /// are written the same whether a change meets the start-up or the main loop.
     pub fn wait_main_loop(&self) {
-        let event = |kind: &str, name: &str| {
+        // A daemon started before left its own probe events: wait for one more.
+        let count = |kind: &str, name: &str| {
             let sql = format!(
                 "SELECT count(*) FROM events WHERE kind = '{kind}' AND data LIKE '%\"{name}\"%'"
             );
-            self.wait_db_count(&sql, 1);
+            move |ws: &Workspace| ws.try_db_count(&sql).unwrap_or(0)
+        };
+        let step = |kind: &str, name: &str, act: &dyn Fn()| {
+            let n = count(kind, name);
+            let before = n(self);
+            act();
+            wait_until(&format!("{kind} of {name}"), WAIT, || match n(self) {
+                c if c > before => Ok(()),
+                c => Err(c.to_string()),
+            });
         };
         for p in ["probe-1", "probe-2"] {
-            self.register(p, &[], 0);
-            event("agent.registered", p);
+            step("agent.registered", p, &|| self.register(p, &[], 0));
         }
         for p in ["probe-1", "probe-2"] {
-            self.pas_ok(&["deregister", p]);
-            event("agent.deregistered", p);
+            step("agent.deregistered", p, &|| {
+                self.pas_ok(&["deregister", p]);
+            });
         }
     }
 

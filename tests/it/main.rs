@@ -11,6 +11,8 @@ mod cli_json;
 mod crash;
 mod daemon;
 mod fixture;
+mod governor;
 mod lifecycle;
+mod liveness;
 mod records;
 mod resources;
