@@ -152,7 +152,7 @@ impl Tail {
 
     /// Reads the complete lines appended since the last call.
     pub fn read_new(&mut self, path: &Path) -> std::io::Result<Vec<Line>> {
-        let mut f = File::open(path)?;
+        let f = open_noatime(path)?;
         let meta = f.metadata()?;
         if meta.ino() != self.ino || meta.len() < self.offset {
             // Replaced or truncated (rotated): read it from the start.
@@ -162,10 +162,11 @@ impl Tail {
         if meta.len() == self.offset {
             return Ok(Vec::new());
         }
-        f.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        f.take((meta.len() - self.offset).min(MAX_READ))
-            .read_to_end(&mut buf)?;
+        // One read of exactly what was appended (read_to_end would probe for more).
+        let want = (meta.len() - self.offset).min(MAX_READ) as usize;
+        let mut buf = vec![0u8; want];
+        let got = std::os::unix::fs::FileExt::read_at(&f, &mut buf, self.offset)?;
+        buf.truncate(got);
         let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
             return Ok(Vec::new()); // one line, still being written
         };
@@ -183,6 +184,21 @@ impl Tail {
         }
         self.offset += last_nl as u64 + 1;
         Ok(lines)
+    }
+}
+
+/// Opens for reading without updating the access time (a write to the inode per read,
+/// a thousand times a second with a thousand agents); falls back to a plain open where
+/// `O_NOATIME` is not allowed (files of another user).
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
     }
 }
 

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
+/// How often heartbeat changes are handed to the daemon at most.
+pub const BEAT_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Whether a changed file can be read now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
@@ -42,6 +45,7 @@ pub fn start(
 ) -> notify::Result<(RecommendedWatcher, Arc<AtomicBool>)> {
     let overflowed = Arc::new(AtomicBool::new(false));
     let flag = overflowed.clone();
+    let tx_beats = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let send = |input: Input| match tx.try_send(input) {
             Ok(()) => {}
@@ -62,6 +66,14 @@ pub fn start(
         }
     })?;
     watcher.watch(work, RecursiveMode::Recursive)?;
+    // Heartbeats have a watcher of their own that reads in ticks (see `start_beats`).
+    let beats = work.join("heartbeats");
+    match start_beats(&beats, tx_beats, BEAT_TICK) {
+        Ok(()) => {
+            let _ = watcher.unwatch(&beats);
+        }
+        Err(e) => tracing::warn!(error = %e, "heartbeats are watched one event at a time"),
+    }
     if agents.is_dir() {
         watcher.watch(agents, RecursiveMode::NonRecursive)?;
     }
@@ -80,4 +92,72 @@ fn readiness(kind: &EventKind) -> Option<Readiness> {
         EventKind::Modify(ModifyKind::Metadata(_)) => None,
         _ => Some(Readiness::Ready),
     }
+}
+
+/// Watches `work/heartbeats/` on its own inotify instance and hands the changed files on
+/// at most once per `tick`.
+///
+/// A thousand agents beating every second would otherwise wake the notify thread and the
+/// engine a thousand times a second each; read in ticks, the cost is a few wakeups per
+/// tick whatever the rate, and a beat is taken in within one tick (liveness works in
+/// intervals, not milliseconds). An idle swarm costs nothing: the first event is awaited
+/// with a blocking read.
+pub fn start_beats(
+    dir: &Path,
+    tx: SyncSender<Input>,
+    tick: std::time::Duration,
+) -> std::io::Result<()> {
+    use inotify::{EventMask, Inotify, WatchMask};
+    let mut ino = Inotify::init()?;
+    ino.watches().add(
+        dir,
+        WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE,
+    )?;
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("pas-heartbeats".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut names: std::collections::BTreeSet<std::ffi::OsString> = Default::default();
+            // Returns whether the kernel's queue overflowed (events were lost).
+            let take =
+                |events: inotify::Events<'_>,
+                 names: &mut std::collections::BTreeSet<std::ffi::OsString>| {
+                    let mut overflow = false;
+                    for e in events {
+                        if e.mask.contains(EventMask::Q_OVERFLOW) {
+                            overflow = true;
+                        } else if let Some(n) = e.name {
+                            names.insert(n.to_os_string());
+                        }
+                    }
+                    overflow
+                };
+            loop {
+                let mut overflow = false;
+                match ino.read_events_blocking(&mut buf) {
+                    Ok(events) => overflow |= take(events, &mut names),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read heartbeat events");
+                        return;
+                    }
+                }
+                std::thread::sleep(tick);
+                // Drain what came during the tick (WouldBlock ends it).
+                while let Ok(events) = ino.read_events(&mut buf) {
+                    overflow |= take(events, &mut names);
+                }
+                if overflow {
+                    if let Ok(rd) = std::fs::read_dir(&dir) {
+                        names.extend(rd.flatten().map(|e| e.file_name()));
+                    }
+                }
+                for n in std::mem::take(&mut names) {
+                    if tx.send(Input::Path(dir.join(n), Readiness::Ready)).is_err() {
+                        return; // the daemon is gone
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }

@@ -137,15 +137,10 @@ impl Engine {
         let ts = beat.ts.min(now);
         let seen = agent.live.last_seen.map_or(ts, |s| s.max(ts));
         agent.live.last_seen = Some(seen);
+        // Only what an agent is doing makes an event; gauges (progress, context, CPU)
+        // change with nearly every beat and are read from the agent's state instead.
         let changed = agent.live.beat.as_ref().is_none_or(|old| {
-            (&old.status, &old.job, old.progress, &old.note, old.ctx_used)
-                != (
-                    &beat.status,
-                    &beat.job,
-                    beat.progress,
-                    &beat.note,
-                    beat.ctx_used,
-                )
+            (&old.status, &old.job, &old.note) != (&beat.status, &beat.job, &beat.note)
         });
         let was_down = agent.live.down;
         let before = agent.live.ctx;

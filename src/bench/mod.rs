@@ -5,16 +5,19 @@
 //! watches the files and git to time what happens: burst throughput to assigned and to
 //! committed, drop-to-assigned latency at a steady rate, `pas status` time, and the
 //! daemon's peak RSS.
+//!
+//! `pas bench agents` registers a thousand agents that beat every second, and measures
+//! what liveness costs the daemon and how quickly it reacts.
+
+mod agents;
+mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use notify::Watcher;
-use serde_json::json;
 
 use crate::workspace::Workspace;
 
@@ -23,6 +26,9 @@ use crate::workspace::Workspace;
 pub enum Which {
     /// Card lifecycle: drop -> assigned -> committed, status time, daemon RSS.
     Lifecycle,
+    /// Liveness at scale: agents beating, the daemon's CPU and RSS, beat-to-state lag,
+    /// and the time from the third missed interval to the cards back in the inbox.
+    Agents,
 }
 
 /// Flags of `pas bench`.
@@ -34,13 +40,16 @@ pub struct BenchArgs {
     /// Burst sizes (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub cards: Vec<usize>,
-    /// Registered agents.
-    #[arg(long, default_value_t = 10)]
-    pub agents: usize,
+    /// Registered agents (lifecycle default 10; `agents` default 1000).
+    #[arg(long)]
+    pub agents: Option<usize>,
+    /// Heartbeat interval of the agents in `pas bench agents`, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
     /// Steady rate for the latency run, cards per second.
     #[arg(long, default_value_t = 500)]
     pub rate: u32,
-    /// Length of the steady-rate run, seconds.
+    /// Length of the steady-rate run (or of the measured window of `agents`), seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
     /// Runs of `pas status` to time.
@@ -65,7 +74,8 @@ pub struct BenchArgs {
 /// Runs the chosen benchmark and prints its figures.
 pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
     match args.which {
-        Which::Lifecycle => lifecycle(&args),
+        Which::Lifecycle => lifecycle::lifecycle(&args),
+        Which::Agents => agents::agents(&args),
     }
 }
 
@@ -76,11 +86,20 @@ struct Daemon {
 
 impl Daemon {
     fn start(root: &Path) -> Result<Daemon> {
+        Daemon::start_logging(root, "warn")
+    }
+
+    /// A daemon that logs errors only (the agents bench makes agents go down on purpose).
+    fn start_quiet(root: &Path) -> Result<Daemon> {
+        Daemon::start_logging(root, "error")
+    }
+
+    fn start_logging(root: &Path, level: &str) -> Result<Daemon> {
         let exe = std::env::current_exe().context("cannot find the pas binary")?;
         let child = Command::new(exe)
             .args(["serve", "--root"])
             .arg(root)
-            .env("PAS_LOG", "warn")
+            .env("PAS_LOG", level)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -229,179 +248,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-fn lifecycle(args: &BenchArgs) -> Result<i32> {
-    let mut results = Vec::new();
-    let mut keep = Vec::new(); // scratch workspaces, removed when the run is over
-    let noise = machine_noise();
-    eprintln!(
-        "machine noise (spin loop of fixed work, 20 runs): median {:.2} ms, min {:.2}, max {:.2}",
-        noise.1, noise.0, noise.2
-    );
-
-    for &n in &args.cards {
-        let slots = n.div_ceil(args.agents) + 1;
-        let (dir, ws) = scratch(args.dir.as_deref(), args.agents, slots, args)?;
-        let daemon = Daemon::start(&ws.root)?;
-        let inbox = ws.state_dir(crate::card::State::Inbox);
-        let t0 = Instant::now();
-        for i in 0..n {
-            drop_card(&inbox, &format!("B{i:06}"))?;
-        }
-        let dropped = t0.elapsed();
-        let limit = Duration::from_secs(120);
-        wait_for(limit, "every card assigned", || count_assigned(&ws) >= n)?;
-        let assigned = t0.elapsed();
-        if !args.no_git {
-            wait_for(limit, "every assignment committed", || {
-                committed_assigned(&ws.root) >= n
-            })?;
-        }
-        let committed = t0.elapsed();
-        let rss = daemon.peak_rss_mb();
-
-        let mut status_ms: Vec<f64> = Vec::new();
-        let exe = std::env::current_exe()?;
-        for _ in 0..args.status_runs {
-            let s = Instant::now();
-            let out = Command::new(&exe)
-                .args(["status", "--json", "--root"])
-                .arg(&ws.root)
-                .output()?;
-            status_ms.push(s.elapsed().as_secs_f64() * 1000.0);
-            if !out.status.success() {
-                bail!(
-                    "pas status failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-        status_ms.sort_by(f64::total_cmp);
-        drop(daemon);
-        keep.push(dir);
-        let r = json!({
-            "cards": n,
-            "agents": args.agents,
-            "drop_s": dropped.as_secs_f64(),
-            "to_assigned_s": assigned.as_secs_f64(),
-            "to_committed_s": committed.as_secs_f64(),
-            "assigned_per_s": n as f64 / assigned.as_secs_f64(),
-            "committed_per_s": n as f64 / committed.as_secs_f64(),
-            "status_ms_median": percentile(&status_ms, 0.5),
-            "status_ms_min": status_ms.first(),
-            "status_ms_max": status_ms.last(),
-            "daemon_peak_rss_mb": rss,
-        });
-        eprintln!(
-            "burst {n:>6} cards, {} agents: assigned in {:.3} s ({:.0}/s), committed in {:.3} s ({:.0}/s); pas status median {:.1} ms (min {:.1}, max {:.1}); daemon peak RSS {:.1} MiB",
-            args.agents,
-            assigned.as_secs_f64(),
-            n as f64 / assigned.as_secs_f64(),
-            committed.as_secs_f64(),
-            n as f64 / committed.as_secs_f64(),
-            percentile(&status_ms, 0.5),
-            status_ms.first().copied().unwrap_or(f64::NAN),
-            status_ms.last().copied().unwrap_or(f64::NAN),
-            rss.unwrap_or(f64::NAN)
-        );
-        results.push(r);
-    }
-
-    let steady = steady_rate(args)?;
-    drop(keep);
-    eprintln!(
-        "steady {} cards/s for {} s ({} cards): drop-to-assigned p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; daemon peak RSS {:.1} MiB",
-        args.rate,
-        args.seconds,
-        steady["cards"],
-        steady["p50_ms"].as_f64().unwrap_or(f64::NAN),
-        steady["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        steady["max_ms"].as_f64().unwrap_or(f64::NAN),
-        steady["daemon_peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-    );
-    if args.json {
-        let v = json!({"bench": "lifecycle", "noise_ms": {"min": noise.0, "median": noise.1, "max": noise.2}, "bursts": results, "steady": steady});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    }
-    Ok(0)
-}
-
-/// Drop-to-assigned latency at a fixed rate, seen through inotify on `assigned/`.
-fn steady_rate(args: &BenchArgs) -> Result<serde_json::Value> {
-    let total = (args.rate * args.seconds) as usize;
-    let (_dir, ws) = scratch(
-        args.dir.as_deref(),
-        args.agents,
-        total.div_ceil(args.agents) + 1,
-        args,
-    )?;
-    let daemon = Daemon::start(&ws.root)?;
-    let (tx, rx) = mpsc::channel::<(PathBuf, Instant)>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let now = Instant::now();
-            for p in ev.paths {
-                let _ = tx.send((p, now));
-            }
-        }
-    })?;
-    watcher.watch(
-        &ws.state_dir(crate::card::State::Assigned),
-        notify::RecursiveMode::Recursive,
-    )?;
-    let inbox = ws.state_dir(crate::card::State::Inbox);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
-    let start = Instant::now();
-    let mut dropped_at: Vec<Instant> = Vec::with_capacity(total);
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        drop_card(&inbox, &format!("S{i:06}"))?;
-        dropped_at.push(Instant::now());
-    }
-    let mut seen: Vec<Option<Instant>> = vec![None; total];
-    let mut count = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count < total && Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((p, t)) => {
-                let Some(i) = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix('S'))
-                    .and_then(|n| n.strip_suffix(".yaml"))
-                    .and_then(|n| n.parse::<usize>().ok())
-                else {
-                    continue;
-                };
-                if i < total && seen[i].is_none() {
-                    seen[i] = Some(t);
-                    count += 1;
-                }
-            }
-            Err(_) => continue,
-        }
-    }
-    let rss = daemon.peak_rss_mb();
-    drop(daemon);
-    let mut lat: Vec<f64> = seen
-        .iter()
-        .zip(&dropped_at)
-        .filter_map(|(s, d)| s.map(|s| s.saturating_duration_since(*d).as_secs_f64() * 1000.0))
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    Ok(json!({
-        "rate_per_s": args.rate,
-        "cards": total,
-        "seen_assigned": lat.len(),
-        "p50_ms": percentile(&lat, 0.5),
-        "p99_ms": percentile(&lat, 0.99),
-        "max_ms": lat.last(),
-        "daemon_peak_rss_mb": rss,
-    }))
 }
 
 /// Time of a fixed CPU workload, 20 runs: (min, median, max) in ms. A wide spread means
