@@ -2,7 +2,10 @@
 //! as a child process, and a small simulated swarm that follows the file protocol exactly
 //! as real agents would: register by writing a file, receive pushed cards or pull-claim
 //! with one rename, add `result:` and move the card to `done/` (sometimes `failed/`), and
-//! now and then walk away from a card so that its timeout takes it back.
+//! now and then walk away from a card so that its timeout takes it back. They beat, their
+//! context fills as they work (so the governor sends them save-state cards, which they
+//! answer with a summary under `docs/runs/`), and one of them now and then falls silent
+//! long enough to be taken for dead, then registers again.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,7 +80,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     if !config.exists() {
         fsops::write_atomic(
             &config,
-            b"# pas demo: short timeouts so take-backs show within seconds\ndefault_timeout_s: 6\nmax_attempts: 2\ngit: {commit_window_ms: 200}\n",
+            b"# pas demo: short timeouts and intervals so take-backs show within seconds\ndefault_timeout_s: 6\nmax_attempts: 2\nheartbeat_interval_s: 2\ngit: {commit_window_ms: 200}\n",
             false,
         )?;
     }
@@ -124,14 +127,23 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         }
         if let Ok(snap) = crate::snapshot::load(&ws) {
             let c = snap.board.counts();
+            let status = |s: &str| {
+                snap.board
+                    .agents
+                    .values()
+                    .filter(|a| a.status() == s)
+                    .count()
+            };
             println!(
-                "[{:>4}s] inbox {:>3} · assigned {:>3} · done {:>4} · failed {:>3} · rejected {}",
+                "[{:>4}s] inbox {:>3} · assigned {:>3} · done {:>4} · failed {:>3} · rejected {} | agents up {} · down {}",
                 started.elapsed().as_secs(),
                 c[&State::Inbox],
                 c[&State::Assigned],
                 c[&State::Done],
                 c[&State::Failed],
-                snap.rejected
+                snap.rejected,
+                status("up"),
+                status("down"),
             );
         }
     }
@@ -206,39 +218,121 @@ fn producer(ws: &Workspace, stop: &AtomicBool) {
     }
 }
 
-/// One simulated agent: register, then work the cards in `assigned/<name>/`.
+/// Context window of the simulated agents, in tokens.
+const CTX_LIMIT: u64 = 200_000;
+
+/// One simulated agent: register, then beat and work the cards in `assigned/<name>/`.
 fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicBool) {
     let mut dice = Dice(seed);
     let reg = ws.registration_path(name);
-    let text = format!("name: {name}\nepoch: 1\nmax_concurrent: 2\n");
+    // Written without an epoch: pas raises it past any this name held before.
+    let text = format!("name: {name}\nmax_concurrent: 2\nheartbeat_interval_s: 2\n");
     if fsops::write_atomic(&reg, text.as_bytes(), false).is_err() {
         return;
     }
     let mine = ws.state_dir(State::Assigned).join(name);
     let _ = std::fs::create_dir_all(&mine);
+    let mut ctx_used: u64 = 10_000;
+    let mut round: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(300 + dice.below(1500)));
+        round += 1;
+        if name == "coder-2" && round % 60 == 15 {
+            // Falls silent past its deregistration (3 intervals), then comes back.
+            std::thread::sleep(Duration::from_secs(8));
+            let _ = fsops::write_atomic(&reg, text.as_bytes(), false);
+            continue;
+        }
+        let cards: Vec<PathBuf> = std::fs::read_dir(&mine)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let save_state = cards
+            .iter()
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("kind: save-state")));
+        let job = cards
+            .first()
+            .and_then(|p| p.file_stem())
+            .map(|s| s.to_string_lossy().to_string());
+        beat(ws, name, ctx_used, job.as_deref());
+        if let Some(card) = save_state {
+            save_summary(ws, name, card);
+            ctx_used = 5_000; // cleared, the summary read back
+            finish(
+                ws,
+                card,
+                State::Done,
+                "result: summary written, context cleared\n",
+            );
+            continue;
+        }
         if pulls {
             pull_one(ws, &mine);
         }
-        let Some(card) = std::fs::read_dir(&mine).ok().and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "yaml"))
-        }) else {
+        let Some(card) = cards.first() else {
             continue;
         };
         match dice.below(20) {
             0 => {} // walks away: the card's timeout will take it back
             1 | 2 => finish(
                 ws,
-                &card,
+                card,
                 State::Failed,
                 "error: the simulated agent hit an error\n",
             ),
-            _ => finish(ws, &card, State::Done, &format!("result: done by {name}\n")),
+            _ => {
+                ctx_used = (ctx_used + 15_000 + dice.below(25_000)).min(CTX_LIMIT);
+                finish(ws, card, State::Done, &format!("result: done by {name}\n"));
+            }
         }
     }
+}
+
+/// One heartbeat line, appended with a single write.
+fn beat(ws: &Workspace, name: &str, ctx_used: u64, job: Option<&str>) {
+    use std::io::Write;
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (status, job) = match job {
+        Some(j) => ("running", format!(",\"job\":\"{j}\"")),
+        None => ("idle", String::new()),
+    };
+    let line = format!(
+        "{{\"ts\":\"{ts}\",\"status\":\"{status}\"{job},\"ctx_used\":{ctx_used},\"ctx_limit\":{CTX_LIMIT}}}\n"
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ws.heartbeats().join(format!("{name}.jsonl")))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Writes the summary a save-state card asks for, at its `summary_path`.
+fn save_summary(ws: &Workspace, name: &str, card: &Path) {
+    let text = std::fs::read_to_string(card).unwrap_or_default();
+    let Some(rel) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary_path: "))
+        .map(|p| p.trim().trim_matches(['\'', '"']).to_string())
+        .filter(|p| p.starts_with("docs/runs/") && !p.contains(".."))
+    else {
+        return;
+    };
+    let path = ws.root.join(rel);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = fsops::write_atomic(
+        &path,
+        format!("# {name}: state before clearing the context\n\nWork so far: simulated.\n")
+            .as_bytes(),
+        false,
+    );
 }
 
 /// A pull claim: one rename from the inbox; losing the race just means trying later.
