@@ -165,6 +165,15 @@ impl Registration {
     }
 }
 
+/// Longest heartbeat interval pas accepts: a year. Beyond it (or not a positive number)
+/// the next one in line (definition, then `pas.yaml`) counts, and `pas validate` says why.
+pub const MAX_INTERVAL_S: f64 = 365.0 * 86_400.0;
+
+/// A positive, finite interval of at most [`MAX_INTERVAL_S`].
+pub fn valid_interval(i: f64) -> bool {
+    i.is_finite() && i > 0.0 && i <= MAX_INTERVAL_S
+}
+
 /// What the board needs to know about one agent: definition, registration and liveness.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Agent {
@@ -213,7 +222,7 @@ impl Agent {
             .as_ref()
             .and_then(|r| r.heartbeat_interval_s)
             .or_else(|| self.def.as_ref().and_then(|d| d.heartbeat_interval_s))
-            .filter(|i| *i > 0.0)
+            .filter(|i| valid_interval(*i))
             .unwrap_or(default)
     }
 

@@ -190,7 +190,7 @@ impl Config {
                 message,
             })
         };
-        if !(self.heartbeat_interval_s > 0.0 && self.heartbeat_interval_s.is_finite()) {
+        if !crate::agent::valid_interval(self.heartbeat_interval_s) {
             return bad(format!(
                 "heartbeat_interval_s must be a positive number, got {}",
                 self.heartbeat_interval_s

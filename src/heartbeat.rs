@@ -168,6 +168,15 @@ impl Tail {
         let got = std::os::unix::fs::FileExt::read_at(&f, &mut buf, self.offset)?;
         buf.truncate(got);
         let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
+            if buf.len() as u64 == MAX_READ {
+                // No newline in 4 MiB: not a beat being written but garbage; skip it.
+                let offset = self.offset;
+                self.offset += MAX_READ;
+                return Ok(vec![Line::Bad {
+                    offset,
+                    reason: format!("no end of line in {MAX_READ} bytes"),
+                }]);
+            }
             return Ok(Vec::new()); // one line, still being written
         };
         let mut lines = Vec::new();

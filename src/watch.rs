@@ -137,9 +137,10 @@ pub fn start_beats(
                 let mut overflow = false;
                 match ino.read_events_blocking(&mut buf) {
                     Ok(events) => overflow |= take(events, &mut names),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot read heartbeat events");
-                        return;
+                        tracing::error!(error = %e, "cannot read heartbeat events: polling the folder every second instead");
+                        return poll_beats(&dir, &tx);
                     }
                 }
                 std::thread::sleep(tick);
@@ -160,4 +161,20 @@ pub fn start_beats(
             }
         })?;
     Ok(())
+}
+
+/// The fallback when the heartbeat watch fails: every file of the folder, once a second
+/// (each look reads only what was appended, so liveness keeps working).
+fn poll_beats(dir: &Path, tx: &SyncSender<Input>) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if tx.send(Input::Path(e.path(), Readiness::Ready)).is_err() {
+                return;
+            }
+        }
+    }
 }

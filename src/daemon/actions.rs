@@ -22,11 +22,12 @@ impl Engine {
             return;
         }
         self.replan = false;
+        let mut again = false;
         for _ in 0..4 {
             let now = self.now();
             let plan = self.board.plan(now);
             // Only a take-back can free room for another pass; assignments use it up.
-            let again = !plan.take_back.is_empty();
+            again = !plan.take_back.is_empty();
             for (id, reason) in plan.take_back {
                 self.take_back(&id, &reason, now);
             }
@@ -43,6 +44,8 @@ impl Engine {
                 break;
             }
         }
+        // Room freed by a last pass's take-backs is used at the next wakeup (at once).
+        self.replan |= again;
         self.next_timeout = self.board.next_deadline();
         self.write_dirty();
         self.flush_commit();
@@ -50,6 +53,9 @@ impl Engine {
 
     /// The next instant the engine must wake: a timeout or a settling file.
     pub fn next_wakeup(&self) -> Option<Instant> {
+        if self.replan {
+            return Some(Instant::now());
+        }
         let settle = self.settling.values().min().copied();
         let now = self.now();
         let deadline = [self.next_timeout, self.next_liveness_check()]
@@ -91,8 +97,10 @@ impl Engine {
                 }
             }
         }
+        // The epoch goes with the agent: a completion naming it is stale from now on.
         self.transfer(id, target, "pas", Some(reason), now, move |m| {
             m.attempts = attempts;
+            m.epoch = None;
         });
     }
 

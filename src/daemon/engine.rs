@@ -168,6 +168,8 @@ impl Engine {
             .agents
             .retain(|_, a| a.def.is_some() || a.reg.is_some());
         self.replan = true;
+        // Intervals may have changed: judge every agent again now.
+        self.live.next_check = Some(self.now());
     }
 
     /// Takes in a change to one path under `agents/` or `work/`.
@@ -299,6 +301,7 @@ impl Engine {
             self.raise_epoch(name, r, was.as_ref().map(|w| w.epoch));
         }
         self.replan = true;
+        self.live.next_check = Some(self.now()); // its interval may have changed
         let new_incarnation = match (&was, &now_reg) {
             (None, Some(_)) => true,
             (Some(w), Some(n)) => n.epoch > w.epoch,

@@ -193,7 +193,11 @@ impl Engine {
             }
             return;
         }
-        if level <= before {
+        let rising = level > before;
+        // A breach pas has not answered yet (say it began while pas was down) is answered
+        // on its next beat, even though the level did not rise.
+        let unanswered = level == CtxLevel::Breach && !self.live.disarmed.contains(name);
+        if !rising && !unanswered {
             return;
         }
         let data = json!({
@@ -202,7 +206,7 @@ impl Engine {
             "target": budget.target,
             "hard_max": budget.hard_max,
         });
-        if level == CtxLevel::Warning || before < CtxLevel::Warning {
+        if rising && (level == CtxLevel::Warning || before < CtxLevel::Warning) {
             tracing::info!(agent = name, ratio, "context at or over target");
             self.emit("token.warning", data.clone());
         }
@@ -261,11 +265,17 @@ impl Engine {
         let mut next: Option<DateTime<Utc>> = None;
         let mut expired = Vec::new();
         let mut went_down = Vec::new();
+        let mut came_up = Vec::new();
         for a in self.board.agents.values_mut().filter(|a| a.reg.is_some()) {
             let Some(seen) = a.baseline() else { continue };
             let interval = a.interval_s(default);
             match liveness::health(seen, interval, now, started) {
-                Health::Up => a.live.down = false,
+                Health::Up if a.live.down => {
+                    // Its interval grew (a new definition or registration).
+                    a.live.down = false;
+                    came_up.push((a.name.clone(), seen));
+                }
+                Health::Up => {}
                 Health::Down if !a.live.down => {
                     a.live.down = true;
                     went_down.push((a.name.clone(), seen, interval));
@@ -280,6 +290,10 @@ impl Engine {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         self.live.next_check = next;
+        for (name, seen) in came_up {
+            self.replan = true;
+            self.emit("agent.up", json!({"agent": name, "last_seen": stamp(seen)}));
+        }
         for (name, seen, interval) in went_down {
             self.replan = true;
             let note = self.last_note(&name);
@@ -346,8 +360,8 @@ impl Engine {
                 return;
             }
         }
-        let epoch = self.retire(name);
         let note = self.last_note(name);
+        let epoch = self.retire(name);
         tracing::warn!(agent = name, cards = ?cards, "ALERT: {reason}");
         self.stage(
             &[&path],
@@ -438,6 +452,12 @@ impl Engine {
             return None;
         };
         let known = self.board.cards.get(id)?;
+        // The file pas knew is gone: this file is the card, moved on (a hand move between
+        // folders may not have been re-stamped yet). Only a copy can be stale.
+        let (known_path, _) = self.files.get(id)?;
+        if std::fs::symlink_metadata(known_path).is_err() {
+            return None;
+        }
         let k = &known.card.spec.pas;
         let holds = known.place.state != State::Inbox
             && k.assigned_to.as_deref() == Some(agent.as_str())

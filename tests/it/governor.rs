@@ -126,3 +126,17 @@ fn thresholds_come_from_the_definition_and_survive_a_restart() {
     let agents = ws.pas_json(&["agents", "--json"]);
     assert_eq!(agents[0]["ctx"], "breach", "{agents}");
 }
+
+#[test]
+fn a_breach_that_began_while_pas_was_down_is_answered_on_the_next_beat() {
+    // Regression: the level read at start-up was already "breach", and only a rising
+    // level opened a card, so this breach never got one.
+    let ws = Workspace::with_config(&format!("{FAST}heartbeat_interval_s: 30\n"));
+    ws.register("a", &[], 1);
+    ctx(&ws, 900);
+    let _d = ws.serve_ready();
+    ctx(&ws, 910);
+    let (_, breach) = wait_event(&ws, "token.breach", "a", 1);
+    let id = breach["card"].as_str().expect("a card for the breach");
+    ws.wait_assigned(id, "a");
+}

@@ -398,3 +398,48 @@ fn heartbeat_files_are_committed_when_configured() {
         }
     });
 }
+
+#[test]
+fn a_card_failed_by_a_take_back_cannot_be_completed_by_the_old_agent() {
+    // Regression: a take-back into failed/ kept the agent's epoch, so its stale copy
+    // counted as a completion.
+    let ws = Workspace::with_config(&format!(
+        "{FAST}heartbeat_interval_s: 0.3\nmax_attempts: 1\n"
+    ));
+    ws.register("a", &[], 1);
+    let beats = Beater::start(&ws, "a", Duration::from_millis(80));
+    let _d = ws.serve_ready();
+    ws.drop_card("job", "title: job\n");
+    ws.wait_assigned("job", "a");
+    let copy = fs::read_to_string(ws.work("assigned/a/job.yaml")).unwrap();
+    beats.stop();
+    let failed = ws.wait_state("job", "failed");
+    assert!(failed["pas"].get("epoch").is_none(), "{failed:?}");
+    let stale = copy.replace("title: job\n", "title: job\nresult: late\n");
+    ws.drop_file("done/job.yaml", stale.as_bytes());
+    wait_until("the late completion rejected", WAIT, || {
+        fs::read_to_string(ws.work("rejected/job.yaml.reason.txt"))
+            .map_err(|e| e.to_string())
+            .and_then(|r| match r.contains("stale completion") {
+                true => Ok(()),
+                false => Err(r),
+            })
+    });
+    assert_eq!(ws.state_of("job").as_deref(), Some("failed"));
+}
+
+#[test]
+fn an_absurd_interval_is_ignored_not_a_crash() {
+    // Regression: an interval of 1e300 s overflowed the date arithmetic and panicked.
+    let ws = Workspace::with_config(&format!("{FAST}heartbeat_interval_s: 30\n"));
+    ws.drop_file(
+        "registry/a.yaml",
+        b"name: a\nepoch: 1\nheartbeat_interval_s: 1.0e300\n",
+    );
+    let mut d = ws.serve_ready();
+    beat(&ws, "a", r#""note":"fine""#);
+    wait_event(&ws, "agent.heartbeat", "a", 1);
+    d.assert_running();
+    let agents = ws.pas_json(&["agents", "--json"]);
+    assert_eq!(agents[0]["status"], "up", "{agents}");
+}
