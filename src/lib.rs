@@ -36,6 +36,7 @@ pub mod demo;
 pub mod fsops;
 pub mod heartbeat;
 pub mod liveness;
+pub mod llm;
 pub mod resources;
 pub mod snapshot;
 pub mod store;

@@ -1,0 +1,202 @@
+//! Providers, models and prices from `pas.yaml` (`providers:`, `budgets:`, `routing:`).
+//!
+//! `pas.yaml` keeps these sections as loose YAML so the rest of the file parses on its own;
+//! this module gives them their types and says exactly which provider and key is wrong.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenAI chat completions (and every compatible server: Ollama, vLLM, llama.cpp, ...).
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+/// USD per million tokens. Strings in YAML ("0.15") so no float ever touches money.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub output: Decimal,
+    /// Cached input tokens; when absent they cost the input price.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cached_input: Option<Decimal>,
+}
+
+/// One model a provider serves.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub id: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Context window in tokens; unknown means "assume it fits".
+    #[serde(default)]
+    pub ctx_limit: Option<u64>,
+    /// Most output tokens a call may produce; bounds a paid call's worst-case cost.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Absent: the cost of its calls is unknown (null, with a warning), never $0.
+    #[serde(default)]
+    pub price_per_mtok: Option<Price>,
+}
+
+fn default_timeout() -> f64 {
+    120.0
+}
+
+fn default_first_token() -> f64 {
+    30.0
+}
+
+/// One provider in `pas.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub name: String,
+    pub protocol: Protocol,
+    /// e.g. `http://127.0.0.1:11434/v1` (openai) or `https://api.anthropic.com` (anthropic).
+    pub base_url: String,
+    /// The environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Runs on this machine (the `local` policy prefers it).
+    #[serde(default)]
+    pub local: bool,
+    /// Whole-call timeout.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Time to the first streamed byte.
+    #[serde(default = "default_first_token")]
+    pub first_token_timeout_s: f64,
+    #[serde(default)]
+    pub models: Vec<Model>,
+}
+
+impl Provider {
+    /// The API key from the environment; `Err` names the variable when it is unset.
+    pub fn api_key(&self) -> Result<Option<String>, String> {
+        match &self.api_key_env {
+            None => Ok(None),
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.is_empty() => Ok(Some(k)),
+                _ => Err(format!(
+                    "provider {}: the environment variable {var} (its API key) is not set",
+                    self.name
+                )),
+            },
+        }
+    }
+}
+
+/// Parses and checks `providers:`; errors name the provider (by name or position) and key.
+pub fn providers(raw: &[serde_yaml::Value]) -> Result<Vec<Provider>, String> {
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        let label = v
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map_or(format!("providers[{i}]"), |n| format!("provider {n}"));
+        let p: Provider = serde_yaml::from_value(v.clone()).map_err(|e| format!("{label}: {e}"))?;
+        if out.iter().any(|o| o.name == p.name) {
+            return Err(format!("{label}: the name is used twice"));
+        }
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            return Err(format!(
+                "{label}: base_url must start with http:// or https://"
+            ));
+        }
+        for (what, t) in [
+            ("timeout_s", p.timeout_s),
+            ("first_token_timeout_s", p.first_token_timeout_s),
+        ] {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(format!(
+                    "{label}: {what} must be a positive number of seconds"
+                ));
+            }
+        }
+        for m in &p.models {
+            if let Some(price) = &m.price_per_mtok {
+                let all = [Some(price.input), Some(price.output), price.cached_input];
+                if all.iter().flatten().any(|d| d.is_sign_negative()) {
+                    return Err(format!(
+                        "{label}: model {}: a price cannot be negative",
+                        m.id
+                    ));
+                }
+            }
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Vec<Provider>, String> {
+        let v: Vec<serde_yaml::Value> = serde_yaml::from_str(yaml).unwrap();
+        providers(&v)
+    }
+
+    #[test]
+    fn spec_example_parses_with_exact_prices() {
+        let p = parse(
+            r#"
+- name: local
+  protocol: openai
+  base_url: http://127.0.0.1:11434/v1
+  local: true
+  models:
+    - id: llama3.1:8b
+      capabilities: [classify, summarize, plan]
+      ctx_limit: 131072
+      price_per_mtok: {input: "0", output: "0"}
+- name: anthropic
+  protocol: anthropic
+  base_url: https://api.anthropic.com
+  api_key_env: ANTHROPIC_API_KEY
+  models:
+    - id: claude-sonnet-4-5
+      capabilities: [plan, code, review, summarize]
+      price_per_mtok: {input: "3.00", output: "15.00", cached_input: "0.30"}
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[0].local);
+        let price = p[1].models[0].price_per_mtok.clone().unwrap();
+        assert_eq!(price.cached_input, Some(Decimal::new(30, 2)));
+        assert_eq!(p[1].protocol, Protocol::Anthropic);
+    }
+
+    #[test]
+    fn errors_name_the_provider_and_key() {
+        let e = parse("- name: x\n  protocol: grpc\n  base_url: http://a\n").unwrap_err();
+        assert!(e.starts_with("provider x: unknown variant `grpc`"), "{e}");
+        let e = parse("- protocol: openai\n  base_url: http://a\n").unwrap_err();
+        assert!(e.starts_with("providers[0]: missing field `name`"), "{e}");
+        let e = parse("- name: x\n  protocol: openai\n  base_url: ftp://a\n").unwrap_err();
+        assert!(e.contains("base_url"), "{e}");
+        let e = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  models: [{id: m, price_per_mtok: {input: \"-1\", output: \"0\"}}]\n").unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        let e = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  colour: red\n")
+            .unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_key_names_its_variable() {
+        let p = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  api_key_env: PAS_TEST_SURELY_UNSET_KEY\n").unwrap();
+        let e = p[0].api_key().unwrap_err();
+        assert!(e.contains("PAS_TEST_SURELY_UNSET_KEY"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! LLM routing (SPEC section 7): providers from `pas.yaml`, the two wire protocols, route
+//! policies, costs in exact decimals, and receipts.
+//!
+//! - `config`: providers, models and prices as `pas.yaml` declares them (validated).
+//! - `cost`: token usage and what it costs (`rust_decimal`, never a float).
+//! - `route`: which models can serve a request, in which order, and why.
+//! - `wire`: the `openai` and `anthropic` protocols over reqwest, plain and streaming.
+
+pub mod config;
+pub mod cost;
+pub mod route;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! The two wire protocols (filled in by the wire work).
