@@ -3,6 +3,7 @@
 //! moves an agent would.
 
 mod agents;
+mod llm;
 mod output;
 mod read;
 mod write;
@@ -123,6 +124,18 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
+    /// Which models would serve a request, in order, and why (`--explain`).
+    Route {
+        #[command(flatten)]
+        args: llm::RouteArgs,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// What LLM calls cost: today, this month, in all; by provider, model, agent, job, day.
+    Costs {
+        #[command(flatten)]
+        fmt: Format,
+    },
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -177,5 +190,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Log { id, fmt } => read::log(&ws, &id, fmt, &out),
         Command::Validate { fmt } => read::validate(&ws, fmt, &out),
         Command::Bench(args) => crate::bench::run(&ws, args),
+        Command::Route { args, fmt } => llm::route(&ws, args, fmt, &out),
+        Command::Costs { fmt } => llm::costs(&ws, fmt, &out),
     }
 }

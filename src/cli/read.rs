@@ -127,6 +127,9 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
     if fmt.json {
         let mut v = status_json(&snap, &waiting);
         v["root"] = json!(ws.root.display().to_string());
+        if at.is_none() {
+            v["cost_usd"] = super::llm::cost_totals(ws);
+        }
         v["daemon"] = json!(daemon_pid(ws).map(|p| json!({"pid": p})));
         if let Some(rev) = at {
             v["at"] = json!(rev);

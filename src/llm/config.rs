@@ -200,3 +200,69 @@ mod tests {
         assert!(e.contains("PAS_TEST_SURELY_UNSET_KEY"), "{e}");
     }
 }
+
+/// `budgets:` in `pas.yaml`: USD as decimal strings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub daily_usd: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub monthly_usd: Option<Decimal>,
+    /// Per agent, per day (optional).
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub agent_daily_usd: Option<Decimal>,
+    /// Shares of a budget at which one alert is raised per period.
+    #[serde(default = "default_alert_at")]
+    pub alert_at: Vec<Decimal>,
+}
+
+fn default_alert_at() -> Vec<Decimal> {
+    vec![Decimal::new(75, 2), Decimal::new(90, 2), Decimal::ONE]
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            daily_usd: None,
+            monthly_usd: None,
+            agent_daily_usd: None,
+            alert_at: default_alert_at(),
+        }
+    }
+}
+
+/// Parses `budgets:` (absent: no budget).
+pub fn budgets(raw: Option<&serde_yaml::Value>) -> Result<Budgets, String> {
+    let Some(v) = raw else {
+        return Ok(Budgets::default());
+    };
+    let b: Budgets = serde_yaml::from_value(v.clone()).map_err(|e| format!("budgets: {e}"))?;
+    let amounts = [b.daily_usd, b.monthly_usd, b.agent_daily_usd];
+    if amounts.iter().flatten().any(|d| d.is_sign_negative()) {
+        return Err("budgets: an amount cannot be negative".into());
+    }
+    if b.alert_at
+        .iter()
+        .any(|a| *a <= Decimal::ZERO || *a > Decimal::ONE)
+    {
+        return Err("budgets: alert_at shares must be above 0 and at most 1".into());
+    }
+    Ok(b)
+}
+
+/// `routing:` in `pas.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    #[serde(default)]
+    pub policy: super::route::Policy,
+}
+
+/// Parses `routing:` (absent: the `local` policy).
+pub fn routing(raw: Option<&serde_yaml::Value>) -> Result<Routing, String> {
+    match raw {
+        None => Ok(Routing::default()),
+        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| format!("routing: {e}")),
+    }
+}

@@ -1,1 +1,414 @@
-//! Which models can serve a request, in which order, and why (filled in below).
+//! Which models can serve a request, in which order, and why.
+//!
+//! Candidates are the models with every required capability and a large enough context
+//! window (or the models with a named id). A policy orders them; providers that are
+//! cooling down after repeated failures go last, so they are tried only when nothing
+//! else answers. Every place in the order carries its reason, for `pas route --explain`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::config::{Model, Provider};
+
+/// How candidates are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Local models first (cheapest among them), then the cheapest remote ones.
+    #[default]
+    Local,
+    /// Lowest price per token first.
+    Cheapest,
+    /// Lowest observed latency first (EWMA); models never measured come after measured ones.
+    Fastest,
+    /// The best sum of the cheapest and fastest ranks.
+    Balanced,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Default)]
+pub struct Need {
+    /// Every one is required.
+    pub capabilities: Vec<String>,
+    /// Tokens the context window must hold (input estimate plus the output allowed).
+    pub ctx_tokens: u64,
+    /// A named model: only models with this id are candidates.
+    pub model: Option<String>,
+}
+
+/// A model in the order, with why it is where it is.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub provider: &'a Provider,
+    pub model: &'a Model,
+    pub why: String,
+}
+
+/// The outcome of routing: the order, and the models left out with their reasons.
+#[derive(Debug, Clone, Default)]
+pub struct Routed<'a> {
+    pub order: Vec<Candidate<'a>>,
+    pub excluded: Vec<(String, String)>,
+}
+
+/// Input plus output price per million tokens, the figure policies compare; `None` when
+/// the model has no price (it sorts after every priced model).
+pub fn blended_price(m: &Model) -> Option<Decimal> {
+    m.price_per_mtok.as_ref().map(|p| p.input + p.output)
+}
+
+/// Health of each provider and observed latency of each model, shared by the gateway's
+/// requests. Circuit breaker: after `FAILS_TO_OPEN` failures in a row a provider cools
+/// down; when the cool-down ends one request may probe it (half-open); success closes it,
+/// failure doubles the cool-down (up to `MAX_COOLDOWN`).
+#[derive(Debug, Default)]
+pub struct Health {
+    providers: HashMap<String, Breaker>,
+    /// EWMA of latency in ms per `provider/model`.
+    latency: HashMap<String, f64>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Breaker {
+    fails: u32,
+    open_until: Option<Instant>,
+    cooldown: Duration,
+    probing: bool,
+}
+
+const FAILS_TO_OPEN: u32 = 3;
+const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
+const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+/// Weight of the newest latency sample in the EWMA.
+const ALPHA: f64 = 0.3;
+
+/// A provider's state as routing sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Closed,
+    /// Cooling down for this long yet.
+    Open(Duration),
+    /// The cool-down is over: one probe may go.
+    HalfOpen,
+}
+
+impl Health {
+    /// The gate of `provider` at `now`.
+    pub fn gate(&self, provider: &str, now: Instant) -> Gate {
+        let Some(b) = self.providers.get(provider) else {
+            return Gate::Closed;
+        };
+        match b.open_until {
+            None => Gate::Closed,
+            Some(t) if t > now => Gate::Open(t - now),
+            Some(_) if b.probing => Gate::Open(Duration::ZERO),
+            Some(_) => Gate::HalfOpen,
+        }
+    }
+
+    /// Takes the probe of a half-open provider; false when another request has it.
+    pub fn begin_probe(&mut self, provider: &str, now: Instant) -> bool {
+        if self.gate(provider, now) != Gate::HalfOpen {
+            return self.gate(provider, now) == Gate::Closed;
+        }
+        if let Some(b) = self.providers.get_mut(provider) {
+            b.probing = true;
+        }
+        true
+    }
+
+    /// Records a success: closes the breaker and feeds the latency average.
+    pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64) {
+        self.providers
+            .insert(provider.to_string(), Breaker::default());
+        let key = format!("{provider}/{model}");
+        let avg = self.latency.entry(key).or_insert(latency_ms);
+        *avg = ALPHA * latency_ms + (1.0 - ALPHA) * *avg;
+    }
+
+    /// Records a failure that the provider is to blame for; returns the cool-down when it
+    /// opened (or reopened) the breaker.
+    pub fn failure(&mut self, provider: &str, now: Instant) -> Option<Duration> {
+        let b = self.providers.entry(provider.to_string()).or_default();
+        b.fails += 1;
+        let was_probe = b.probing;
+        b.probing = false;
+        if was_probe || b.fails >= FAILS_TO_OPEN {
+            b.cooldown = if was_probe {
+                (b.cooldown * 2).min(MAX_COOLDOWN)
+            } else {
+                FIRST_COOLDOWN
+            };
+            b.open_until = Some(now + b.cooldown);
+            return Some(b.cooldown);
+        }
+        None
+    }
+
+    /// Observed latency of a model (EWMA, ms).
+    pub fn latency_ms(&self, provider: &str, model: &str) -> Option<f64> {
+        self.latency.get(&format!("{provider}/{model}")).copied()
+    }
+
+    /// Seeds a latency average (from past receipts, for `pas route`).
+    pub fn seed_latency(&mut self, provider: &str, model: &str, ms: f64) {
+        self.latency.insert(format!("{provider}/{model}"), ms);
+    }
+}
+
+/// The candidates for `need` in `policy` order.
+pub fn route<'a>(
+    providers: &'a [Provider],
+    need: &Need,
+    policy: Policy,
+    health: &Health,
+    now: Instant,
+) -> Routed<'a> {
+    let mut routed = Routed::default();
+    let mut fit: Vec<(&Provider, &Model)> = Vec::new();
+    for p in providers {
+        for m in &p.models {
+            let label = format!("{}/{}", p.name, m.id);
+            if let Some(id) = &need.model {
+                if &m.id != id {
+                    continue;
+                }
+            }
+            let lacks: Vec<&str> = need
+                .capabilities
+                .iter()
+                .filter(|c| !m.capabilities.contains(c))
+                .map(String::as_str)
+                .collect();
+            if need.model.is_none() && !lacks.is_empty() {
+                routed
+                    .excluded
+                    .push((label, format!("lacks [{}]", lacks.join(", "))));
+                continue;
+            }
+            if let Some(limit) = m.ctx_limit.filter(|l| *l < need.ctx_tokens) {
+                routed.excluded.push((
+                    label,
+                    format!("context {limit} < {} needed", need.ctx_tokens),
+                ));
+                continue;
+            }
+            fit.push((p, m));
+        }
+    }
+    let price_key = |m: &Model| blended_price(m).map_or((1, Decimal::ZERO), |d| (0, d));
+    let latency = |p: &Provider, m: &Model| health.latency_ms(&p.name, &m.id);
+    let lat_key = |p: &Provider, m: &Model| match latency(p, m) {
+        Some(l) => (0, (l * 1000.0) as u64),
+        None => (1, 0),
+    };
+    let by_price = {
+        let mut v = fit.clone();
+        v.sort_by(|a, b| {
+            price_key(a.1)
+                .cmp(&price_key(b.1))
+                .then(b.0.local.cmp(&a.0.local))
+                .then(a.0.name.cmp(&b.0.name))
+        });
+        v
+    };
+    let by_latency = {
+        let mut v = fit.clone();
+        v.sort_by(|a, b| {
+            lat_key(a.0, a.1)
+                .cmp(&lat_key(b.0, b.1))
+                .then(price_key(a.1).cmp(&price_key(b.1)))
+        });
+        v
+    };
+    let rank = |list: &[(&Provider, &Model)], p: &Provider, m: &Model| {
+        list.iter()
+            .position(|(q, n)| q.name == p.name && n.id == m.id)
+            .unwrap_or(usize::MAX)
+    };
+    let mut ordered: Vec<(&Provider, &Model)> = match policy {
+        Policy::Cheapest => by_price.clone(),
+        Policy::Fastest => by_latency.clone(),
+        Policy::Local => {
+            let mut v = by_price.clone();
+            v.sort_by_key(|(p, _)| !p.local); // stable: cheapest within each group
+            v
+        }
+        Policy::Balanced => {
+            let mut v = by_price.clone();
+            v.sort_by_key(|(p, m)| rank(&by_price, p, m) + rank(&by_latency, p, m));
+            v
+        }
+    };
+    // Cooling providers go last (stable), still there for when nothing else answers.
+    ordered.sort_by_key(|(p, _)| matches!(health.gate(&p.name, now), Gate::Open(_)));
+    for (p, m) in ordered {
+        let price = match &m.price_per_mtok {
+            Some(pr) => format!("${}/${} per Mtok in/out", pr.input, pr.output),
+            None => "no price".into(),
+        };
+        let lat = latency(p, m).map_or("latency unknown".into(), |l| format!("{l:.0} ms"));
+        let mut why = match policy {
+            Policy::Local if p.local => format!("local, {price}"),
+            Policy::Local => format!("remote, {price}"),
+            Policy::Cheapest => price,
+            Policy::Fastest => lat,
+            Policy::Balanced => format!(
+                "price rank {} + latency rank {} ({price}, {lat})",
+                rank(&by_price, p, m) + 1,
+                rank(&by_latency, p, m) + 1
+            ),
+        };
+        match health.gate(&p.name, now) {
+            Gate::Open(left) => why.push_str(&format!(
+                "; cooling down for {:.1} s after repeated failures",
+                left.as_secs_f64()
+            )),
+            Gate::HalfOpen => why.push_str("; cool-down over, next call probes it"),
+            Gate::Closed => {}
+        }
+        routed.order.push(Candidate {
+            provider: p,
+            model: m,
+            why,
+        });
+    }
+    if need.model.is_some() && routed.order.is_empty() && routed.excluded.is_empty() {
+        routed.excluded.push((
+            need.model.clone().unwrap_or_default(),
+            "no provider serves this model".into(),
+        ));
+    }
+    routed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::config::providers;
+
+    fn fleet() -> Vec<Provider> {
+        let yaml = r#"
+- name: local
+  protocol: openai
+  base_url: http://127.0.0.1:1/v1
+  local: true
+  models:
+    - {id: small, capabilities: [summarize], ctx_limit: 8000, price_per_mtok: {input: "0", output: "0"}}
+- name: cloud
+  protocol: openai
+  base_url: http://127.0.0.1:2/v1
+  models:
+    - {id: cheap, capabilities: [summarize, code], price_per_mtok: {input: "0.15", output: "0.60"}}
+    - {id: smart, capabilities: [summarize, code, plan], price_per_mtok: {input: "3", output: "15"}}
+    - {id: mystery, capabilities: [summarize]}
+"#;
+        providers(&serde_yaml::from_str::<Vec<serde_yaml::Value>>(yaml).unwrap()).unwrap()
+    }
+
+    fn ids(r: &Routed<'_>) -> Vec<String> {
+        r.order.iter().map(|c| c.model.id.clone()).collect()
+    }
+
+    fn need(caps: &[&str], ctx: u64) -> Need {
+        Need {
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            ctx_tokens: ctx,
+            model: None,
+        }
+    }
+
+    #[test]
+    fn policies_order_the_candidates() {
+        let f = fleet();
+        let mut h = Health::default();
+        let now = Instant::now();
+        let n = need(&["summarize"], 100);
+        assert_eq!(
+            ids(&route(&f, &n, Policy::Local, &h, now)),
+            ["small", "cheap", "smart", "mystery"]
+        );
+        assert_eq!(
+            ids(&route(&f, &n, Policy::Cheapest, &h, now)),
+            ["small", "cheap", "smart", "mystery"]
+        );
+        h.seed_latency("cloud", "smart", 80.0);
+        h.seed_latency("cloud", "cheap", 900.0);
+        h.seed_latency("local", "small", 400.0);
+        assert_eq!(
+            ids(&route(&f, &n, Policy::Fastest, &h, now)),
+            ["smart", "small", "cheap", "mystery"]
+        );
+        // small: price 1 + latency 2 = 3; smart: 3 + 1 = 4; cheap: 2 + 3 = 5; mystery last.
+        assert_eq!(
+            ids(&route(&f, &n, Policy::Balanced, &h, now)),
+            ["small", "smart", "cheap", "mystery"]
+        );
+    }
+
+    #[test]
+    fn capabilities_context_and_named_models_filter_with_reasons() {
+        let f = fleet();
+        let h = Health::default();
+        let now = Instant::now();
+        let r = route(&f, &need(&["code"], 100), Policy::Local, &h, now);
+        assert_eq!(ids(&r), ["cheap", "smart"]);
+        assert!(r
+            .excluded
+            .iter()
+            .any(|(m, why)| m == "local/small" && why == "lacks [code]"));
+        let r = route(&f, &need(&["summarize"], 10_000), Policy::Local, &h, now);
+        assert!(r
+            .excluded
+            .iter()
+            .any(|(_, why)| why == "context 8000 < 10000 needed"));
+        let named = Need {
+            model: Some("smart".into()),
+            ..need(&["nothing-matters"], 0)
+        };
+        assert_eq!(
+            ids(&route(&f, &named, Policy::Cheapest, &h, now)),
+            ["smart"]
+        );
+        let unknown = Need {
+            model: Some("gpt-9".into()),
+            ..Need::default()
+        };
+        let r = route(&f, &unknown, Policy::Cheapest, &h, now);
+        assert!(r.order.is_empty() && r.excluded[0].1.contains("no provider"));
+    }
+
+    #[test]
+    fn breaker_opens_after_three_failures_probes_once_and_backs_off() {
+        let mut h = Health::default();
+        let t0 = Instant::now();
+        assert_eq!(h.failure("cloud", t0), None);
+        assert_eq!(h.failure("cloud", t0), None);
+        assert_eq!(h.failure("cloud", t0), Some(FIRST_COOLDOWN));
+        assert!(matches!(h.gate("cloud", t0), Gate::Open(_)));
+        let f = fleet();
+        h.seed_latency("cloud", "smart", 10.0);
+        h.seed_latency("local", "small", 500.0);
+        let r = route(&f, &need(&["summarize"], 1), Policy::Fastest, &h, t0);
+        assert_eq!(
+            ids(&r),
+            ["small", "smart", "cheap", "mystery"],
+            "cooling providers go last"
+        );
+        assert!(r.order[1].why.contains("cooling down"));
+        let later = t0 + FIRST_COOLDOWN;
+        assert_eq!(h.gate("cloud", later), Gate::HalfOpen);
+        assert!(h.begin_probe("cloud", later));
+        assert!(!h.begin_probe("cloud", later), "one probe at a time");
+        assert_eq!(h.failure("cloud", later), Some(FIRST_COOLDOWN * 2));
+        let again = later + FIRST_COOLDOWN * 2;
+        assert!(h.begin_probe("cloud", again));
+        h.success("cloud", "cheap", 100.0);
+        assert_eq!(h.gate("cloud", again), Gate::Closed);
+        h.success("cloud", "cheap", 200.0);
+        assert_eq!(h.latency_ms("cloud", "cheap"), Some(130.0));
+    }
+}

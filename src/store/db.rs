@@ -28,6 +28,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         2,
         include_str!("../../telemetry/migrations/002_events_kind.sql"),
     ),
+    (
+        3,
+        include_str!("../../telemetry/migrations/003_receipts.sql"),
+    ),
 ];
 
 /// The schema version this binary writes: the last migration's. A database with a higher
@@ -82,6 +86,8 @@ pub enum Record {
     Transition(TransitionRow),
     /// A stream event.
     Event(EventRow),
+    /// An LLM call attempt.
+    Receipt(Box<super::receipts::ReceiptRow>),
 }
 
 /// What can go wrong with the telemetry database; every message names the file.
@@ -386,6 +392,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                 Record::Event(e) => {
                     event.execute(params![e.seq, ts_text(&e.ts), e.kind, e.data.to_string()])?;
                 }
+                Record::Receipt(r) => super::receipts::insert(&tx, r)?,
             }
         }
     }
@@ -393,7 +400,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
 }
 
 /// RFC 3339, UTC, milliseconds, `Z`: fixed width, so text order is time order.
-fn ts_text(ts: &DateTime<Utc>) -> String {
+pub(crate) fn ts_text(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod git;
+pub mod receipts;
 
 /// Lowers the calling thread's scheduling priority (nice 10). The store workers do bulk
 /// work (hashing, packing, inserting) that can wait a few milliseconds; the engine thread,

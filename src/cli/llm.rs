@@ -1,0 +1,307 @@
+//! LLM commands: `pas route` (which model would serve, and why) and `pas costs` (what
+//! calls cost, from the receipts). Both read files only; no daemon needed.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::{Datelike, Utc};
+use clap::Args;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::{Format, Out};
+use crate::llm::config;
+use crate::llm::route::{self, Health, Need, Policy};
+use crate::store::receipts::{self, ReceiptRow};
+use crate::workspace::Workspace;
+
+/// Flags of `pas route`.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// Capabilities the model must have (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub caps: Vec<String>,
+    /// A model id: skips the choice.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// local, cheapest, fastest or balanced (default: routing.policy in pas.yaml).
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// Tokens the context window must hold.
+    #[arg(long, default_value_t = 0)]
+    pub ctx: u64,
+    /// Say why each model is where it is, and why others are left out.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// Latency per `provider/model` from the last receipts (what `fastest` has seen).
+fn seeded_health(ws: &Workspace) -> Health {
+    let mut h = Health::default();
+    let Ok(Some(conn)) = crate::store::db::open_read_only(&ws.db_path()) else {
+        return h;
+    };
+    let since = Utc::now() - chrono::Duration::days(7);
+    let mut sums: BTreeMap<(String, String), (f64, u32)> = BTreeMap::new();
+    for r in receipts::since(&conn, Some(since)).unwrap_or_default() {
+        if r.status == "ok" {
+            let e = sums.entry((r.provider, r.model)).or_default();
+            e.0 += r.latency_ms;
+            e.1 += 1;
+        }
+    }
+    for ((p, m), (total, n)) in sums {
+        h.seed_latency(&p, &m, total / f64::from(n));
+    }
+    h
+}
+
+/// `pas route`.
+pub fn route(ws: &Workspace, a: RouteArgs, fmt: Format, out: &Out) -> Result<i32> {
+    let cfg = ws.config()?;
+    let all = config::providers(&cfg.providers).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+    let policy = match a.policy {
+        Some(p) => p,
+        None => {
+            config::routing(cfg.routing.as_ref())
+                .map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?
+                .policy
+        }
+    };
+    // A provider whose key is missing is out, with the variable named.
+    let mut keyless = Vec::new();
+    let usable: Vec<config::Provider> = all
+        .into_iter()
+        .filter(|p| match p.api_key() {
+            Ok(_) => true,
+            Err(e) => {
+                for m in &p.models {
+                    keyless.push((format!("{}/{}", p.name, m.id), e.clone()));
+                }
+                false
+            }
+        })
+        .collect();
+    let need = Need {
+        capabilities: a.caps.clone(),
+        ctx_tokens: a.ctx,
+        model: a.model.clone(),
+    };
+    let health = seeded_health(ws);
+    let routed = route::route(&usable, &need, policy, &health, Instant::now());
+    let mut excluded = routed.excluded.clone();
+    excluded.extend(keyless);
+    if fmt.json {
+        out.json(&json!({
+            "policy": policy,
+            "order": routed.order.iter().map(|c| json!({
+                "provider": c.provider.name,
+                "model": c.model.id,
+                "local": c.provider.local,
+                "price_per_mtok": c.model.price_per_mtok,
+                "why": c.why,
+            })).collect::<Vec<_>>(),
+            "excluded": excluded.iter().map(|(m, why)| json!({"model": m, "why": why})).collect::<Vec<_>>(),
+        }));
+        return Ok(if routed.order.is_empty() { 1 } else { 0 });
+    }
+    if routed.order.is_empty() {
+        out.line(format!(
+            "no model can serve this (policy {policy:?}); {} left out",
+            excluded.len()
+        ));
+    } else {
+        let mut t = out.table(&["#", "PROVIDER", "MODEL", "WHY"]);
+        for (i, c) in routed.order.iter().enumerate() {
+            t.add_row(vec![
+                (i + 1).to_string(),
+                c.provider.name.clone(),
+                c.model.id.clone(),
+                if a.explain {
+                    c.why.clone()
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+        out.print_table(&t);
+    }
+    if a.explain && !excluded.is_empty() {
+        out.line("");
+        let mut t = out.table(&["LEFT OUT", "WHY"]);
+        for (m, why) in &excluded {
+            t.add_row(vec![m.clone(), why.clone()]);
+        }
+        out.print_table(&t);
+    }
+    Ok(if routed.order.is_empty() { 1 } else { 0 })
+}
+
+/// Sums of cost (exact), calls, tokens, and calls without a price.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    cost: Decimal,
+    calls: u64,
+    unpriced: u64,
+    input: u64,
+    output: u64,
+}
+
+impl Tally {
+    fn add(&mut self, r: &ReceiptRow) {
+        self.calls += 1;
+        self.input += r.usage.input;
+        self.output += r.usage.output;
+        match r.cost_usd {
+            Some(c) => self.cost += c,
+            None => self.unpriced += 1,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "cost_usd": self.cost.normalize().to_string(),
+            "calls": self.calls,
+            "unpriced_calls": self.unpriced,
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+        })
+    }
+}
+
+/// `{"today", "month", "total"}` spent, as exact decimal strings (for `pas status --json`).
+pub fn cost_totals(ws: &Workspace) -> Value {
+    let rows = crate::store::db::open_read_only(&ws.db_path())
+        .ok()
+        .flatten()
+        .and_then(|conn| receipts::since(&conn, None).ok())
+        .unwrap_or_default();
+    let now = Utc::now();
+    let (mut today, mut month, mut total) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for r in rows {
+        let c = r.cost_usd.unwrap_or_default();
+        total += c;
+        if (r.ts.year(), r.ts.month()) == (now.year(), now.month()) {
+            month += c;
+        }
+        if r.ts.date_naive() == now.date_naive() {
+            today += c;
+        }
+    }
+    json!({
+        "today": today.normalize().to_string(),
+        "month": month.normalize().to_string(),
+        "total": total.normalize().to_string(),
+    })
+}
+
+/// `pas costs`.
+pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
+    let cfg = ws.config()?;
+    let budgets =
+        config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+    let rows = match crate::store::db::open_read_only(&ws.db_path())? {
+        Some(conn) => receipts::since(&conn, None).context("cannot read the receipts")?,
+        None => Vec::new(),
+    };
+    let now = Utc::now();
+    let (today, month) = (now.date_naive(), (now.year(), now.month()));
+    let (mut t_today, mut t_month, mut t_all) =
+        (Tally::default(), Tally::default(), Tally::default());
+    let mut by: BTreeMap<&str, BTreeMap<String, Tally>> = BTreeMap::new();
+    for r in &rows {
+        t_all.add(r);
+        if (r.ts.year(), r.ts.month()) == month {
+            t_month.add(r);
+        }
+        if r.ts.date_naive() == today {
+            t_today.add(r);
+        }
+        let keys = [
+            ("provider", r.provider.clone()),
+            ("model", format!("{}/{}", r.provider, r.model)),
+            ("agent", r.agent.clone().unwrap_or_else(|| "-".into())),
+            ("job", r.job_id.clone().unwrap_or_else(|| "-".into())),
+            ("day", r.ts.date_naive().to_string()),
+        ];
+        for (dim, key) in keys {
+            by.entry(dim).or_default().entry(key).or_default().add(r);
+        }
+    }
+    let gauge = |spent: &Tally, limit: Option<Decimal>| {
+        limit.map(|l| {
+            json!({
+                "limit_usd": l.to_string(),
+                "spent_usd": spent.cost.normalize().to_string(),
+                "share": if l.is_zero() { Value::Null } else { Value::String((spent.cost / l).round_dp(4).normalize().to_string()) },
+            })
+        })
+    };
+    if fmt.json {
+        let mut v = json!({
+            "today": t_today.json(),
+            "month": t_month.json(),
+            "total": t_all.json(),
+            "budgets": {
+                "daily": gauge(&t_today, budgets.daily_usd),
+                "monthly": gauge(&t_month, budgets.monthly_usd),
+            },
+        });
+        for (dim, tallies) in &by {
+            v[format!("by_{dim}")] = tallies
+                .iter()
+                .map(|(k, t)| {
+                    let mut j = t.json();
+                    j["key"] = json!(k);
+                    j
+                })
+                .collect::<Vec<_>>()
+                .into();
+        }
+        out.json(&v);
+        return Ok(0);
+    }
+    let line = |label: &str, t: &Tally, limit: Option<Decimal>| {
+        let budget = limit.map_or(String::new(), |l| format!(" of ${l}"));
+        let unpriced = if t.unpriced > 0 {
+            format!(" (+{} calls without a price)", t.unpriced)
+        } else {
+            String::new()
+        };
+        format!(
+            "{label:<6} ${}{budget} · {} calls · {} in / {} out tokens{unpriced}",
+            t.cost.normalize(),
+            t.calls,
+            t.input,
+            t.output
+        )
+    };
+    out.line(line("today", &t_today, budgets.daily_usd));
+    out.line(line("month", &t_month, budgets.monthly_usd));
+    out.line(line("total", &t_all, None));
+    for (dim, tallies) in &by {
+        out.line("");
+        let header = dim.to_uppercase();
+        let mut t = out.table(&[
+            header.as_str(),
+            "COST USD",
+            "CALLS",
+            "NO PRICE",
+            "IN",
+            "OUT",
+        ]);
+        for (k, x) in tallies {
+            t.add_row(vec![
+                k.clone(),
+                x.cost.normalize().to_string(),
+                x.calls.to_string(),
+                x.unpriced.to_string(),
+                x.input.to_string(),
+                x.output.to_string(),
+            ]);
+        }
+        out.print_table(&t);
+    }
+    Ok(0)
+}
