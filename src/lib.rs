@@ -17,6 +17,10 @@
 //! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
+//! - [`events`]     the numbered event stream: ring buffer, live channel, database.
+//! - [`server`]     the dashboard and gateway listeners (one tokio runtime), token guard.
+//! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
+//! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
 //!   the loop and an orderly shutdown.
 //! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry
@@ -32,12 +36,16 @@ pub mod card;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
+pub mod events;
 pub mod fsops;
+pub mod gateway;
 pub mod heartbeat;
 pub mod liveness;
 pub mod llm;
 pub mod resources;
+pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod validate;

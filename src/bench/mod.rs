@@ -100,6 +100,8 @@ impl Daemon {
             .args(["serve", "--root"])
             .arg(root)
             .env("PAS_LOG", level)
+            .env("PAS_DASHBOARD_BIND", "127.0.0.1:0")
+            .env("PAS_GATEWAY_BIND", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -45,6 +45,15 @@ pub enum Command {
         /// Reconcile once (recover, scan, assign, commit) and exit.
         #[arg(long)]
         once: bool,
+        /// Dashboard address (default: `dashboard.bind` of pas.yaml, 127.0.0.1:6101).
+        #[arg(long, env = "PAS_DASHBOARD_BIND", value_name = "ADDR")]
+        dashboard_bind: Option<String>,
+        /// Gateway address (default: `gateway.bind` of pas.yaml, 127.0.0.1:6120).
+        #[arg(long, env = "PAS_GATEWAY_BIND", value_name = "ADDR")]
+        gateway_bind: Option<String>,
+        /// Token every HTTP request must carry; required for a non-loopback bind.
+        #[arg(long, env = "PAS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// The board: counts, agents, and why waiting cards wait.
     Status {
@@ -167,8 +176,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let ws = Workspace::discover(cli.root.as_deref())?;
     match cli.command {
         Command::Init { .. } | Command::Demo(_) => unreachable!("handled above"),
-        Command::Serve { once } => {
-            crate::daemon::serve(&ws, &crate::daemon::ServeOptions { once })?;
+        Command::Serve {
+            once,
+            dashboard_bind,
+            gateway_bind,
+            token,
+        } => {
+            let opts = crate::daemon::ServeOptions {
+                once,
+                dashboard_bind,
+                gateway_bind,
+                token: token.filter(|t| !t.is_empty()),
+            };
+            crate::daemon::serve(&ws, &opts)?;
             Ok(0)
         }
         Command::Status { at, fmt } => read::status(&ws, at.as_deref(), fmt, &out),

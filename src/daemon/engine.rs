@@ -17,8 +17,9 @@ use crate::agent::{Agent, Registration};
 use crate::board::{transition_meta, Board, Defaults, Entry, Place};
 use crate::card::{Card, HistoryEntry, State};
 use crate::config::Config;
+use crate::events::Hub;
 use crate::fsops::{self, Moved, Stamp};
-use crate::store::db::{EventRow, Record, TelemetryWriter, TransitionRow};
+use crate::store::db::{Record, TelemetryWriter, TransitionRow};
 use crate::store::git::{Change, CommitWorker};
 use crate::workspace::{read_card, Kind, Workspace};
 
@@ -41,7 +42,8 @@ pub struct Engine {
     pub(super) spares: fsops::Spares,
     pub(super) git: Option<CommitWorker>,
     pub(super) db: Option<TelemetryWriter>,
-    pub(super) seq: u64,
+    /// The event stream this engine publishes to (shared with the servers).
+    pub hub: Arc<Hub>,
     pub(super) clock: Clock,
     /// Liveness and governor state (see `liveness.rs`).
     pub(super) live: super::liveness::LiveState,
@@ -61,6 +63,7 @@ impl Engine {
         seq: u64,
         clock: Clock,
     ) -> Engine {
+        let hub = Arc::new(Hub::new(seq, db.as_ref().map(|d| d.sink())));
         let board = Board::new(Defaults::from(&cfg));
         Engine {
             ws: ws.clone(),
@@ -73,7 +76,7 @@ impl Engine {
             spares: fsops::Spares::open(&ws.staging()),
             git,
             db,
-            seq,
+            hub,
             clock,
             live: Default::default(),
             replan: true,
@@ -95,19 +98,9 @@ impl Engine {
         Duration::from_millis(self.cfg.settle_ms)
     }
 
-    /// Publishes one event: a telemetry row now, the stream when the dashboard lands.
+    /// Publishes one event to the stream (and through it, the telemetry database).
     pub(super) fn emit(&mut self, kind: &str, data: serde_json::Value) {
-        self.seq += 1;
-        let row = EventRow {
-            seq: self.seq,
-            ts: self.now(),
-            kind: kind.to_string(),
-            data,
-        };
-        tracing::debug!(seq = row.seq, kind, data = %row.data, "event");
-        if let Some(db) = &self.db {
-            db.send(Record::Event(row));
-        }
+        self.hub.emit(self.now(), kind, data);
     }
 
     /// Adds paths and a message line to the commit being gathered.

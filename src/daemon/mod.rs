@@ -31,6 +31,11 @@ use crate::workspace::Workspace;
 pub struct ServeOptions {
     /// Reconcile once (recovery, scan, plan, commit) and exit.
     pub once: bool,
+    /// Overrides of `dashboard.bind` / `gateway.bind`.
+    pub dashboard_bind: Option<String>,
+    pub gateway_bind: Option<String>,
+    /// Required of every HTTP request (and for non-loopback binds).
+    pub token: Option<String>,
 }
 
 /// Holds the workspace's daemon lock; one daemon per workspace.
@@ -113,6 +118,21 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     install_signal_handler(tx.clone())?;
     crate::workspace::ensure_dirs(ws).context("cannot prepare the workspace folders")?;
     let clock: Clock = Arc::new(chrono::Utc::now);
+    let cfg = ws.config()?;
+    let binds = crate::server::Binds {
+        dashboard: opts
+            .dashboard_bind
+            .clone()
+            .unwrap_or_else(|| cfg.dashboard.bind.clone()),
+        gateway: opts
+            .gateway_bind
+            .clone()
+            .unwrap_or_else(|| cfg.gateway.bind.clone()),
+        token: opts.token.clone(),
+    };
+    if !opts.once {
+        crate::server::check(&binds)?;
+    }
     let mut engine = build(ws, clock)?;
 
     // Watch before the first scan, so nothing that lands during the scan is missed.
@@ -129,13 +149,26 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     );
     if opts.once {
         drop(watcher);
-        finish(engine);
+        finish(engine, None);
         return Ok(());
     }
+    let shared = crate::server::Shared {
+        ws: ws.clone(),
+        hub: engine.hub.clone(),
+        db: engine.db.as_ref().map(|d| d.sink()),
+    };
+    let servers = match crate::server::start(shared, &binds) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(watcher);
+            finish(engine, None);
+            return Err(e);
+        }
+    };
     drop(tx);
     run_loop(&mut engine, &rx, &overflowed);
     drop(watcher);
-    finish(engine);
+    finish(engine, Some(servers));
     Ok(())
 }
 
@@ -260,8 +293,12 @@ pub fn run_loop(
     }
 }
 
-/// Stops the store workers in order, committing and writing what is pending.
-pub fn finish(mut engine: Engine) {
+/// Stops the servers (in-flight requests finish and hand over their receipts), then the
+/// store workers in order, committing and writing what is pending.
+pub fn finish(mut engine: Engine, servers: Option<crate::server::Servers>) {
+    if let Some(s) = servers {
+        s.shutdown();
+    }
     engine.flush_commit();
     if let Some(g) = engine.git.take() {
         g.shutdown();

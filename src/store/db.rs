@@ -243,6 +243,32 @@ enum Msg {
     Record(Record),
     /// Answer on this once everything sent before it is committed.
     Flush(mpsc::SyncSender<()>),
+    /// Write what is pending and stop, even while [`Sink`]s are still held elsewhere.
+    Close,
+}
+
+/// A clonable handle that queues records for the writer, for the parts of the daemon that
+/// are not the engine (the gateway's receipts, the event hub). Records sent after the
+/// writer shut down are logged and dropped.
+#[derive(Clone)]
+pub struct Sink {
+    tx: Sender<Msg>,
+}
+
+impl Sink {
+    /// Queues a record; never blocks.
+    pub fn send(&self, record: Record) {
+        queue(&self.tx, record);
+    }
+}
+
+fn queue(tx: &Sender<Msg>, record: Record) {
+    if matches!(&record, Record::Event(e) if i64::try_from(e.seq).is_err()) {
+        // Refused here, not in the batch, where it would fail its neighbours too.
+        tracing::error!(?record, "event seq beyond SQLite's integer range; dropped");
+    } else if tx.send(Msg::Record(record)).is_err() {
+        tracing::error!("telemetry writer is gone; record dropped");
+    }
 }
 
 /// The writer: its own thread fed by a channel, batching whatever arrived together into one
@@ -282,12 +308,13 @@ impl TelemetryWriter {
 
     /// Queues a record; never blocks (the channel is unbounded).
     pub fn send(&self, record: Record) {
-        if matches!(&record, Record::Event(e) if i64::try_from(e.seq).is_err()) {
-            // Refused here, not in the batch, where it would fail its neighbours too.
-            tracing::error!(?record, "event seq beyond SQLite's integer range; dropped");
-        } else if self.tx.send(Msg::Record(record)).is_err() {
-            // Only if the thread has died, which it is written never to do.
-            tracing::error!("telemetry writer is gone; record dropped");
+        queue(&self.tx, record);
+    }
+
+    /// A handle for other threads to queue records on.
+    pub fn sink(&self) -> Sink {
+        Sink {
+            tx: self.tx.clone(),
         }
     }
 
@@ -303,7 +330,9 @@ impl TelemetryWriter {
     /// Writes what is pending and joins the thread.
     pub fn shutdown(self) {
         let TelemetryWriter { tx, thread } = self;
-        drop(tx); // the thread drains the queue, sees the channel closed and returns
+        // The thread drains the queue up to Close and returns; sinks may still be alive.
+        let _ = tx.send(Msg::Close);
+        drop(tx);
         if thread.join().is_err() {
             tracing::error!("telemetry writer thread panicked");
         }
@@ -322,6 +351,7 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>) {
             match msg {
                 Msg::Record(record) => batch.push(record),
                 Msg::Flush(ack) => acks.push(ack),
+                Msg::Close => closed = true,
             }
             if batch.len() < MAX_BATCH {
                 match rx.try_recv() {

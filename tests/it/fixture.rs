@@ -131,8 +131,31 @@ impl Workspace {
         c.arg("--root").arg(&self.root).args(args);
         c.current_dir(&self.root)
             .env_remove("PAS_ROOT")
-            .env_remove("PAS_LOG");
+            .env_remove("PAS_LOG")
+            .env_remove("PAS_TOKEN")
+            // Tests run side by side: every daemon takes free ports (see `addresses`).
+            .env("PAS_DASHBOARD_BIND", "127.0.0.1:0")
+            .env("PAS_GATEWAY_BIND", "127.0.0.1:0");
         c
+    }
+
+    /// The dashboard and gateway addresses of the running daemon (`.pas/serve.json`),
+    /// waiting for them to be written.
+    pub fn addresses(&self) -> (String, String) {
+        let path = self.root.join(".pas").join("serve.json");
+        wait_until(
+            "the daemon's listening addresses",
+            Duration::from_secs(20),
+            || {
+                let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                match (v["dashboard"].as_str(), v["gateway"].as_str()) {
+                    (Some(d), Some(g)) => Ok((d.to_string(), g.to_string())),
+                    _ => Err(text),
+                }
+            },
+        )
     }
 
     /// Runs `pas args` and returns its output, whatever the exit status.

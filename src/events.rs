@@ -1,0 +1,172 @@
+//! The event stream (SPEC section 11): one numbered sequence of everything that happens,
+//! shared by the engine (jobs, agents, tokens) and the gateway (receipts, budget alerts).
+//!
+//! Each event gets the next `seq` under one lock, so the order in the ring buffer, on the
+//! live channel and in the database is the same. The ring keeps the recent past for
+//! clients that reconnect with `?since=N`; the database keeps all of it. Each event is
+//! serialised to its wire JSON once, here, rather than once per listening client.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::store::db::{self, EventRow, Record};
+
+/// How many recent events the hub keeps for reconnecting clients.
+pub const RING: usize = 10_000;
+
+/// One published event and its wire form.
+#[derive(Debug)]
+pub struct Published {
+    pub row: EventRow,
+    /// `{"seq": n, "ts": "...", "type": "...", "data": {...}}`.
+    pub json: String,
+}
+
+/// What `since` found.
+#[derive(Debug)]
+pub enum Since {
+    /// Every event after the asked-for seq, in order (maybe none).
+    Events(Vec<Arc<Published>>),
+    /// The buffer no longer reaches back that far: take a fresh snapshot.
+    TooOld,
+}
+
+struct State {
+    seq: u64,
+    ring: VecDeque<Arc<Published>>,
+}
+
+/// The hub; shared as `Arc<Hub>` by the engine thread and the servers.
+pub struct Hub {
+    state: Mutex<State>,
+    live: broadcast::Sender<Arc<Published>>,
+    db: Option<db::Sink>,
+    capacity: usize,
+}
+
+impl Hub {
+    /// A hub continuing after `seq` (the last one stored), writing events to `db`.
+    pub fn new(seq: u64, db: Option<db::Sink>) -> Hub {
+        Hub::with_capacity(seq, db, RING)
+    }
+
+    /// As [`Hub::new`] with a ring of `capacity` events (tests use small ones).
+    pub fn with_capacity(seq: u64, db: Option<db::Sink>, capacity: usize) -> Hub {
+        let (live, _) = broadcast::channel(4096);
+        Hub {
+            state: Mutex::new(State {
+                seq,
+                ring: VecDeque::with_capacity(capacity.min(1024)),
+            }),
+            live,
+            db,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Publishes one event and returns its seq.
+    pub fn emit(&self, ts: DateTime<Utc>, kind: &str, data: serde_json::Value) -> u64 {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.seq += 1;
+        let row = EventRow {
+            seq: st.seq,
+            ts,
+            kind: kind.to_string(),
+            data,
+        };
+        tracing::debug!(seq = row.seq, kind, data = %row.data, "event");
+        let json = wire_json(&row);
+        if let Some(db) = &self.db {
+            db.send(Record::Event(row.clone()));
+        }
+        let event = Arc::new(Published { row, json });
+        if st.ring.len() == self.capacity {
+            st.ring.pop_front();
+        }
+        st.ring.push_back(event.clone());
+        // No receiver is fine: nobody is watching.
+        let _ = self.live.send(event);
+        st.seq
+    }
+
+    /// The seq of the last event published.
+    pub fn seq(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).seq
+    }
+
+    /// The events after `since`, if the ring still holds them all.
+    pub fn since(&self, since: u64) -> Since {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if since >= st.seq {
+            return Since::Events(Vec::new());
+        }
+        let oldest = st.ring.front().map_or(st.seq + 1, |e| e.row.seq);
+        if since + 1 < oldest {
+            return Since::TooOld;
+        }
+        let skip = (since + 1 - oldest) as usize;
+        Since::Events(st.ring.iter().skip(skip).cloned().collect())
+    }
+
+    /// Live events from now on, with the seq they follow: nothing between the two is
+    /// missed, because both are taken under the lock `emit` holds.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<Published>>) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.seq, self.live.subscribe())
+    }
+}
+
+/// The SPEC's wire shape of an event.
+pub fn wire_json(row: &EventRow) -> String {
+    serde_json::json!({
+        "seq": row.seq,
+        "ts": row.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "type": row.kind,
+        "data": row.data,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seqs(s: Since) -> Vec<u64> {
+        match s {
+            Since::Events(v) => v.iter().map(|e| e.row.seq).collect(),
+            Since::TooOld => panic!("too old"),
+        }
+    }
+
+    #[test]
+    fn seq_continues_and_since_reads_the_ring() {
+        let hub = Hub::with_capacity(41, None, 3);
+        for i in 0..5 {
+            assert_eq!(hub.emit(Utc::now(), "job.created", json!({"i": i})), 42 + i);
+        }
+        assert_eq!(hub.seq(), 46);
+        assert_eq!(seqs(hub.since(44)), vec![45, 46]);
+        assert_eq!(seqs(hub.since(43)), vec![44, 45, 46]);
+        assert!(matches!(hub.since(42), Since::TooOld));
+        assert!(seqs(hub.since(46)).is_empty());
+        assert!(seqs(hub.since(99)).is_empty());
+    }
+
+    #[test]
+    fn wire_shape_has_seq_ts_type_data() {
+        let hub = Hub::new(0, None);
+        let (at, mut rx) = hub.subscribe();
+        assert_eq!(at, 0);
+        hub.emit(Utc::now(), "agent.down", json!({"agent": "a"}));
+        let e = rx.try_recv().expect("live event");
+        let v: serde_json::Value = serde_json::from_str(&e.json).unwrap();
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["type"], "agent.down");
+        assert_eq!(v["data"]["agent"], "a");
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,163 @@
+//! The two HTTP listeners of `pas serve`: the dashboard (SPEC section 11, default
+//! 127.0.0.1:6101) and the LLM gateway (section 7, default 127.0.0.1:6120).
+//!
+//! Both run on one small tokio runtime on threads of their own, beside the engine's
+//! blocking thread. Addresses are bound before `start` returns, so a port in use is an
+//! error at start that names the address. A listener on anything but loopback needs a
+//! token (`--token` or `PAS_TOKEN`): pas refuses to start without one, because the
+//! gateway spends money and the dashboard shows everything. The bound addresses are
+//! written to `.pas/serve.json` (port 0 binds a free port, which tests and benchmarks use).
+
+pub mod auth;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::sync::watch;
+
+use crate::events::Hub;
+use crate::store::db;
+use crate::workspace::Workspace;
+
+/// Where the listeners bind and with which token.
+#[derive(Debug, Clone)]
+pub struct Binds {
+    pub dashboard: String,
+    pub gateway: String,
+    /// Required of every request when set; required to be set for non-loopback binds.
+    pub token: Option<String>,
+}
+
+/// What the servers share with the rest of the daemon.
+#[derive(Clone)]
+pub struct Shared {
+    pub ws: Workspace,
+    pub hub: Arc<Hub>,
+    /// Receipts and events go to the telemetry writer through this.
+    pub db: Option<db::Sink>,
+}
+
+/// The running servers; [`Servers::shutdown`] stops them after in-flight requests finish.
+pub struct Servers {
+    pub dashboard: SocketAddr,
+    pub gateway: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Work the gateway must finish before the database closes (LLM job cards, receipts).
+    pub gateway_state: Arc<crate::gateway::Gateway>,
+}
+
+/// How long a shutdown waits for in-flight requests.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Refuses a non-loopback bind without a token (checked before anything starts).
+pub fn check(binds: &Binds) -> Result<()> {
+    for (what, addr) in [("dashboard", &binds.dashboard), ("gateway", &binds.gateway)] {
+        if binds.token.is_none() && !auth::is_loopback(addr) {
+            bail!(
+                "the {what} would listen on {addr}, which is not loopback, and no token is \
+                 set: pass --token or set PAS_TOKEN (or bind to 127.0.0.1)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Binds both listeners and serves them until [`Servers::shutdown`].
+pub fn start(shared: Shared, binds: &Binds) -> Result<Servers> {
+    check(binds)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pas-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let bind = |what: &str, addr: &str| {
+        let addr = addr.to_string();
+        let what = what.to_string();
+        rt.block_on(async move {
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the {what}"))
+        })
+    };
+    let dash_listener = bind("dashboard", &binds.dashboard)?;
+    let gw_listener = bind("gateway", &binds.gateway)?;
+    let dashboard = dash_listener.local_addr()?;
+    let gateway = gw_listener.local_addr()?;
+
+    let gateway_state =
+        Arc::new(crate::gateway::Gateway::new(shared.clone()).context("cannot start the gateway")?);
+    let token = binds.token.clone().map(Arc::<str>::from);
+    let dash_app = auth::guard(crate::dashboard::router(shared.clone()), token.clone());
+    let gw_app = auth::guard(crate::gateway::router(gateway_state.clone()), token);
+
+    let (stop, stopped) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("pas-http".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let until = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let d = axum::serve(dash_listener, dash_app)
+                    .with_graceful_shutdown(until(stopped.clone()));
+                let g = axum::serve(gw_listener, gw_app).with_graceful_shutdown(until(stopped));
+                let (d, g) = tokio::join!(d, g);
+                if let Err(e) = d.and(g) {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+            rt.shutdown_timeout(DRAIN);
+        })
+        .context("cannot start the HTTP thread")?;
+    write_addresses(&shared.ws, dashboard, gateway);
+    tracing::info!(%dashboard, %gateway, "dashboard and gateway listening");
+    Ok(Servers {
+        dashboard,
+        gateway,
+        stop,
+        thread: Some(thread),
+        gateway_state,
+    })
+}
+
+impl Servers {
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns when the
+    /// servers are down: every receipt they produced has been handed to the writer.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("HTTP thread panicked");
+            }
+        }
+        let _ = std::fs::remove_file(addresses_path(&self.gateway_state.shared.ws));
+    }
+}
+
+/// `.pas/serve.json`: the addresses the servers are listening on.
+pub fn addresses_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.root.join(".pas").join("serve.json")
+}
+
+fn write_addresses(ws: &Workspace, dashboard: SocketAddr, gateway: SocketAddr) {
+    let path = addresses_path(ws);
+    let text = serde_json::json!({
+        "dashboard": dashboard.to_string(),
+        "gateway": gateway.to_string(),
+        "pid": std::process::id(),
+    })
+    .to_string();
+    let tmp = path.with_extension("json.tmp");
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::write(&tmp, text))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the listening addresses");
+    }
+}
