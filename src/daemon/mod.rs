@@ -156,6 +156,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
         ws: ws.clone(),
         hub: engine.hub.clone(),
         db: engine.db.as_ref().map(|d| d.sink()),
+        gateway_metrics: Default::default(),
     };
     let servers = match crate::server::start(shared, &binds) {
         Ok(s) => s,

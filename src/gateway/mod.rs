@@ -7,6 +7,8 @@ use axum::Router;
 
 use crate::server::Shared;
 
+pub mod metrics;
+
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
     pub shared: Shared,

@@ -37,6 +37,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Receipts and events go to the telemetry writer through this.
     pub db: Option<db::Sink>,
+    /// The gateway's counters and overhead histogram (rendered by `/metrics`).
+    pub gateway_metrics: Arc<crate::gateway::metrics::Metrics>,
 }
 
 /// The running servers; [`Servers::shutdown`] stops them after in-flight requests finish.
