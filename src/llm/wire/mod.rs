@@ -1,1 +1,274 @@
-//! The two wire protocols (filled in by the wire work).
+//! The two wire protocols, `openai` and `anthropic`, over one shared `reqwest::Client`.
+//!
+//! Both speak OpenAI to the caller: a plain call returns a `chat.completion`, a stream
+//! yields `chat.completion.chunk` SSE frames ready to write, so the gateway never cares
+//! which protocol served it. Failures are typed ([`CallError`]) so the gateway can tell a
+//! retryable provider fault from the request's own fault, and a stream only starts once
+//! its first content has arrived: anything that fails before the caller saw a byte is an
+//! `Err` the gateway can fall back from invisibly.
+//!
+//! Timeouts are per provider (`timeout_s`, `first_token_timeout_s`) with
+//! `tokio::time`, since one client serves every provider.
+//!
+//! - `openai`: requests, replies and stream frames of chat completions.
+//! - `anthropic`: translation to and from the Messages API.
+//! - `sse`: an incremental server-sent-events parser.
+//! - `streaming`: a streamed call, from its first token to `[DONE]` or its cut.
+
+mod anthropic;
+mod openai;
+pub mod sse;
+mod streaming;
+
+pub use streaming::{stream, Stream};
+use streaming::{Tally, Upstream};
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::config::{Model, Protocol, Provider};
+use super::cost::{estimate_tokens, Usage, UsageSource};
+
+/// Where a call goes: a provider, one of its models, and its key (if it needs one).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub provider: &'a Provider,
+    pub model: &'a Model,
+    pub api_key: Option<&'a str>,
+}
+
+/// Why a call failed, in the terms fallback decides by.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Could not connect, send, or read the answer: retryable.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The whole call (or, for a stream, the wait for its first token) took too long.
+    #[error("{} after {after:?}", if *first_token { "no first token" } else { "timed out" })]
+    Timeout { first_token: bool, after: Duration },
+    /// The provider answered with an HTTP error.
+    #[error("HTTP {code}: {message}")]
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// The provider's answer is not the protocol: its fault, so retryable.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The stream broke after its first bytes reached the caller: too late to retry.
+    #[error("stream cut: {message}")]
+    Cut { usage: Usage, message: String },
+}
+
+impl CallError {
+    /// Whether another attempt (here or at the next candidate) may succeed: the provider's
+    /// faults are, the request's own faults (other 4xx) are not, and a cut stream is not
+    /// because the caller already has part of an answer.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallError::Connect(_) | CallError::Timeout { .. } | CallError::Malformed(_) => true,
+            CallError::Status { code, .. } => matches!(code, 408 | 429 | 500..=599),
+            CallError::Cut { .. } => false,
+        }
+    }
+
+    /// A short status for receipts: `connect_error`, `timeout`, `first_token_timeout`,
+    /// `http_<code>`, `malformed`, `cut`.
+    pub fn status(&self) -> String {
+        match self {
+            CallError::Connect(_) => "connect_error".into(),
+            CallError::Timeout {
+                first_token: true, ..
+            } => "first_token_timeout".into(),
+            CallError::Timeout { .. } => "timeout".into(),
+            CallError::Status { code, .. } => format!("http_{code}"),
+            CallError::Malformed(_) => "malformed".into(),
+            CallError::Cut { .. } => "cut".into(),
+        }
+    }
+
+    /// How long the provider asked us to wait (`Retry-After` of a 429 or 503).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A finished non-streamed call.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// OpenAI `chat.completion` JSON (translated for anthropic); `model` is the target's id.
+    pub body: serde_json::Value,
+    /// The assistant text.
+    pub text: String,
+    /// The provider's counts; estimated only when it reported none.
+    pub usage: Usage,
+}
+
+/// A plain (non-streamed) call. `body` is the caller's OpenAI chat request; its `model` is
+/// replaced by the target's id and `stream` is dropped.
+pub async fn complete(
+    client: &reqwest::Client,
+    t: &Target<'_>,
+    body: &serde_json::Value,
+) -> Result<Reply, CallError> {
+    let total = seconds(t.provider.timeout_s);
+    let call = async {
+        let resp = send(client, t, body, false).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CallError::Connect(format!("reading the answer: {}", chain(&e))))?;
+        let plain = match t.provider.protocol {
+            Protocol::Openai => openai::reply(&bytes, &t.model.id),
+            Protocol::Anthropic => anthropic::reply(&bytes, &t.model.id),
+        }
+        .map_err(CallError::Malformed)?;
+        let usage = plain.usage.unwrap_or_else(|| Usage {
+            input: estimate_input(body),
+            output: estimate_tokens(plain.text.len() + plain.other_output_bytes),
+            source: UsageSource::Estimated,
+            ..Usage::default()
+        });
+        Ok(Reply {
+            body: plain.body,
+            text: plain.text,
+            usage,
+        })
+    };
+    tokio::time::timeout(total, call)
+        .await
+        .unwrap_or(Err(CallError::Timeout {
+            first_token: false,
+            after: total,
+        }))
+}
+
+/// A plain reply decoded by a protocol module.
+struct Plain {
+    body: serde_json::Value,
+    text: String,
+    usage: Option<Usage>,
+    /// Output that is not text (tool-call arguments), for the estimate.
+    other_output_bytes: usize,
+}
+
+/// Sends the request and turns an HTTP error into `CallError::Status`.
+async fn send(
+    client: &reqwest::Client,
+    t: &Target<'_>,
+    body: &serde_json::Value,
+    stream: bool,
+) -> Result<reqwest::Response, CallError> {
+    let base = t.provider.base_url.trim_end_matches('/');
+    let req = match t.provider.protocol {
+        Protocol::Openai => {
+            let req = client.post(format!("{base}/chat/completions"));
+            let req = match t.api_key {
+                Some(key) => req.bearer_auth(key),
+                None => req,
+            };
+            req.body(openai::request(body, &t.model.id, stream))
+        }
+        Protocol::Anthropic => {
+            let req = client
+                .post(format!("{base}/v1/messages"))
+                .header("anthropic-version", "2023-06-01");
+            let req = match t.api_key {
+                Some(key) => req.header("x-api-key", key),
+                None => req,
+            };
+            req.body(anthropic::request(body, t.model, stream))
+        }
+    };
+    let resp = req
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .send()
+        .await
+        .map_err(|e| CallError::Connect(chain(&e)))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let text = resp.bytes().await.unwrap_or_default();
+    Err(CallError::Status {
+        code: status.as_u16(),
+        retry_after,
+        message: error_message(&text),
+    })
+}
+
+/// The `error.message` of an OpenAI or Anthropic error body, else the start of the body.
+fn error_message(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = parsed.as_ref().and_then(|v| match &v["error"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        e => e["message"].as_str().map(str::to_owned),
+    });
+    field.unwrap_or_else(|| excerpt(body))
+}
+
+/// The start of a body, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
+/// `Retry-After`: delay seconds, or an HTTP date (the time left until it).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<f64>() {
+        return Duration::try_from_secs_f64(s).ok();
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let left = at.signed_duration_since(chrono::Utc::now());
+    Some(left.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The input tokens estimated from the caller's messages: the same for a plain and a
+/// streamed call, and for either protocol, so their costs agree.
+fn estimate_input(body: &serde_json::Value) -> u64 {
+    let bytes = serde_json::to_vec(&body["messages"]).map_or(0, |b| b.len());
+    estimate_tokens(bytes)
+}
+
+/// A configured number of seconds; validated positive by config, clamped against nonsense
+/// from code-built providers (a day is "never" for an LLM call).
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.clamp(0.0, 86_400.0)).unwrap_or(Duration::from_secs(86_400))
+}
+
+/// An error with its sources, which is where reqwest says what actually went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// `data: <json>\n\n`.
+fn frame(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The last frame of every stream.
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,397 @@
+//! A fake LLM upstream: a real HTTP server on `127.0.0.1:0` that speaks both wire
+//! protocols, plain and streaming, with deterministic text and usage, and fails on demand.
+//!
+//! Tests drive the real client against it, and `pas bench gateway` measures the gateway's
+//! own overhead against it, so the `Ok` path answers from bodies rendered once at start.
+//! It runs on its own thread and runtime, so sync code (the bench, the CLI) can use it, and
+//! stopping it drops that runtime: every connection, hanging ones included, is closed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::config::Protocol;
+
+mod render;
+use render::Rendered;
+
+/// What the fake answers with when it answers well.
+#[derive(Debug, Clone)]
+pub struct FakeOptions {
+    /// The assistant text; streams send one chunk per word.
+    pub text: String,
+    /// All input tokens, cached ones included (OpenAI's way of counting).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    /// Pause before each streamed frame.
+    pub chunk_delay: Duration,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            text: "hello from the fake upstream".into(),
+            input_tokens: 12,
+            output_tokens: 5,
+            cached_tokens: 0,
+            chunk_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// How the fake behaves for the requests that follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A correct answer with usage.
+    Ok,
+    /// An HTTP error in the protocol's error shape, with `Retry-After` (seconds) if given.
+    Status { code: u16, retry_after: Option<u64> },
+    /// Accepts the request and never answers.
+    Hang,
+    /// Sends the response headers, then nothing.
+    HangStream,
+    /// Streams: drops the connection after this many content chunks; plain: mid-body.
+    Cut { after_chunks: usize },
+    /// 200 with a body that is not the protocol.
+    Malformed,
+    /// A correct answer without any usage.
+    NoUsage,
+    /// A correct answer after this long.
+    Delay(Duration),
+}
+
+/// A running fake upstream; dropping it stops it.
+pub struct Fake {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Starts a fake upstream and returns once it listens. Panics only if no port on
+/// 127.0.0.1 can be bound (see [`try_start`]).
+pub fn start(opts: FakeOptions) -> Fake {
+    match try_start(opts) {
+        Ok(f) => f,
+        Err(e) => panic!("the fake upstream could not start: {e}"),
+    }
+}
+
+/// Starts a fake upstream on its own thread and runtime.
+pub fn try_start(opts: FakeOptions) -> std::io::Result<Fake> {
+    let shared = Arc::new(Shared::new(opts));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(shared.clone());
+    let thread = std::thread::Builder::new()
+        .name("pas-fake-upstream".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready_tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => return drop(ready_tx.send(Err(e))),
+                };
+                let _ = ready_tx.send(listener.local_addr());
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stop_rx => {}
+                }
+            });
+            // Dropping the runtime here aborts every connection task, hanging ones too.
+        })?;
+    let addr = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the fake upstream thread ended"))??;
+    Ok(Fake {
+        addr,
+        shared,
+        stop: Mutex::new(Some(stop_tx)),
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+impl Fake {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `base_url` a provider of `protocol` would have in `pas.yaml`.
+    pub fn base_url(&self, protocol: Protocol) -> String {
+        match protocol {
+            Protocol::Openai => format!("http://{}/v1", self.addr),
+            Protocol::Anthropic => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Changes how the following requests are answered.
+    pub fn set_mode(&self, mode: Mode) {
+        *lock(&self.shared.mode) = mode;
+    }
+
+    /// Requests received so far, on either endpoint.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// The headers (lowercase names) and JSON body of the latest request (`Null` if the
+    /// body was not JSON).
+    pub fn last_request(&self) -> Option<(Vec<(String, String)>, Value)> {
+        let (headers, body) = lock(&self.shared.last).clone()?;
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
+            .collect();
+        Some((
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Stops the server: the port refuses connections once this returns. Idempotent.
+    pub fn stop(&self) {
+        if let Some(tx) = lock(&self.stop).take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A std lock never held across an await; a panic elsewhere cannot corrupt plain values.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Shared {
+    mode: Mutex<Mode>,
+    requests: AtomicU64,
+    /// Kept raw; parsed only when a test asks, so the benchmark path stays cheap.
+    last: Mutex<Option<(HeaderMap, Bytes)>>,
+    chunk_delay: Duration,
+    usage: Rendered,
+    no_usage: Rendered,
+}
+
+impl Shared {
+    fn new(o: FakeOptions) -> Self {
+        Shared {
+            mode: Mutex::new(Mode::Ok),
+            requests: AtomicU64::new(0),
+            last: Mutex::new(None),
+            chunk_delay: o.chunk_delay,
+            usage: Rendered::new(&o, true),
+            no_usage: Rendered::new(&o, false),
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|State(s), h, b| answer(s, Protocol::Openai, h, b)),
+        )
+        .route(
+            "/v1/messages",
+            post(|State(s), h, b| answer(s, Protocol::Anthropic, h, b)),
+        )
+        .with_state(shared)
+}
+
+/// The request fields the fake looks at.
+#[derive(Debug, Default, Deserialize)]
+struct Req {
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+async fn answer(s: Arc<Shared>, proto: Protocol, headers: HeaderMap, body: Bytes) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let req: Req = serde_json::from_slice(&body).unwrap_or_default();
+    *lock(&s.last) = Some((headers, body));
+    let mode = lock(&s.mode).clone();
+    let rendered = if mode == Mode::NoUsage {
+        &s.no_usage
+    } else {
+        &s.usage
+    };
+    let (plain, frames) = match proto {
+        Protocol::Openai => (&rendered.openai_plain, &rendered.openai),
+        Protocol::Anthropic => (&rendered.anthropic_plain, &rendered.anthropic),
+    };
+    // Anthropic has no opt-in usage chunk; its usage rides in message_start/message_delta.
+    let with_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let json = "application/json";
+    let sse = "text/event-stream";
+    match mode {
+        Mode::Hang => std::future::pending().await,
+        Mode::Status { code, retry_after } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = format!("fake upstream: HTTP {code}");
+            let body = match proto {
+                Protocol::Openai => json!({"error": {"message": message, "type": "fake_error",
+                    "param": null, "code": null}}),
+                Protocol::Anthropic => json!({"type": "error",
+                    "error": {"type": "api_error", "message": message}}),
+            };
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(json));
+            if let Some(secs) = retry_after {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            (status, h, body.to_string()).into_response()
+        }
+        Mode::HangStream => {
+            let kind = if req.stream { sse } else { json };
+            let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            reply(kind, Body::from_stream(never))
+        }
+        Mode::Malformed if req.stream => {
+            let garbage = match proto {
+                Protocol::Openai => "data: {\"choices\": [garbage\n\n",
+                Protocol::Anthropic => "event: content_block_delta\ndata: {garbage\n\n",
+            };
+            reply(sse, Body::from(garbage))
+        }
+        Mode::Malformed => reply(json, Body::from("{\"choices\": [ this is not json")),
+        Mode::Cut { after_chunks } if req.stream => {
+            let n = after_chunks.min(frames.words.len());
+            let sent: Vec<Bytes> = frames
+                .head
+                .iter()
+                .chain(&frames.words[..n])
+                .cloned()
+                .collect();
+            reply(sse, stream_body(sent, s.chunk_delay, true))
+        }
+        Mode::Cut { .. } => {
+            let half = plain.slice(..plain.len() / 2);
+            reply(json, stream_body(vec![half], Duration::ZERO, true))
+        }
+        Mode::Ok | Mode::NoUsage | Mode::Delay(_) => {
+            if let Mode::Delay(d) = mode {
+                tokio::time::sleep(d).await;
+            }
+            if !req.stream {
+                return reply(json, Body::from(plain.clone()));
+            }
+            let end = if with_usage {
+                &frames.end_usage
+            } else {
+                &frames.end
+            };
+            if s.chunk_delay.is_zero() {
+                let full = if with_usage {
+                    &frames.full_usage
+                } else {
+                    &frames.full
+                };
+                return reply(sse, Body::from(full.clone()));
+            }
+            let all = frames.head.iter().chain(&frames.words).chain(end);
+            reply(
+                sse,
+                stream_body(all.cloned().collect(), s.chunk_delay, false),
+            )
+        }
+    }
+}
+
+fn reply(content_type: &'static str, body: Body) -> Response {
+    let h = [(header::CONTENT_TYPE, content_type)];
+    (StatusCode::OK, h, body).into_response()
+}
+
+/// Frames sent one by one after `delay` each; `cut` then breaks the connection.
+fn stream_body(frames: Vec<Bytes>, delay: Duration, cut: bool) -> Body {
+    let frames = futures_util::stream::iter(frames).then(move |f| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(f)
+    });
+    // The pause lets hyper flush what was sent; an error while frames still sit in its
+    // write buffer would drop them unsent, and the cut would come before any byte.
+    let tail = futures_util::stream::iter(cut.then_some(())).then(|()| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Err(std::io::Error::other("cut"))
+    });
+    Body::from_stream(frames.chain(tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_and_kept_and_stop_closes_the_port() {
+        let f = start(FakeOptions::default());
+        assert_eq!(
+            f.base_url(Protocol::Openai),
+            format!("http://{}/v1", f.addr())
+        );
+        assert!(f.last_request().is_none());
+        f.set_mode(Mode::Hang);
+        // A raw request: the fake records it even though it never answers.
+        let mut conn = std::net::TcpStream::connect(f.addr()).unwrap();
+        let body = r#"{"model":"m","messages":[]}"#;
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: k1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while f.requests() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(f.requests(), 1);
+        let (headers, sent) = f.last_request().unwrap();
+        assert!(headers.contains(&("x-api-key".into(), "k1".into())));
+        assert_eq!(sent["model"], "m");
+        let addr = f.addr();
+        f.stop(); // does not wait for the hanging request
+        assert!(std::net::TcpStream::connect(addr).is_err());
+        drop(f); // a second stop is harmless
+    }
+}

@@ -1,0 +1,150 @@
+//! The fake's answers, rendered once at start so the `Ok` path only clones `Bytes`.
+
+use axum::body::Bytes;
+use serde_json::{json, Value};
+
+use super::FakeOptions;
+
+/// Every answer body, rendered once.
+pub(super) struct Rendered {
+    pub(super) openai_plain: Bytes,
+    pub(super) anthropic_plain: Bytes,
+    pub(super) openai: Frames,
+    pub(super) anthropic: Frames,
+}
+
+/// A stream as frames: what precedes the content, one frame per word, and the end.
+pub(super) struct Frames {
+    pub(super) head: Vec<Bytes>,
+    pub(super) words: Vec<Bytes>,
+    /// The end when the caller asked for a usage chunk, and when it did not.
+    pub(super) end_usage: Vec<Bytes>,
+    pub(super) end: Vec<Bytes>,
+    /// The whole body, with and without the usage chunk (the zero-delay fast path).
+    pub(super) full_usage: Bytes,
+    pub(super) full: Bytes,
+}
+
+impl Frames {
+    fn new(head: Vec<Bytes>, words: Vec<Bytes>, end_usage: Vec<Bytes>, end: Vec<Bytes>) -> Self {
+        let join = |end: &[Bytes]| {
+            let all = head.iter().chain(&words).chain(end);
+            Bytes::from(all.flat_map(|b| b.iter().copied()).collect::<Vec<u8>>())
+        };
+        Frames {
+            full_usage: join(&end_usage),
+            full: join(&end),
+            head,
+            words,
+            end_usage,
+            end,
+        }
+    }
+}
+
+fn data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+fn event(v: &Value) -> Bytes {
+    Bytes::from(format!(
+        "event: {}\ndata: {v}\n\n",
+        v["type"].as_str().unwrap_or("")
+    ))
+}
+
+impl Rendered {
+    pub(super) fn new(o: &FakeOptions, with_usage: bool) -> Self {
+        let (i, out, c) = (o.input_tokens, o.output_tokens, o.cached_tokens);
+        let words: Vec<&str> = o.text.split_inclusive(' ').collect();
+        let usage = json!({"prompt_tokens": i, "completion_tokens": out, "total_tokens": i + out,
+            "prompt_tokens_details": {"cached_tokens": c},
+            "completion_tokens_details": {"reasoning_tokens": 0}});
+        let a_usage = json!({"input_tokens": i.saturating_sub(c), "output_tokens": out,
+            "cache_read_input_tokens": c, "cache_creation_input_tokens": 0});
+
+        let mut plain = json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+            "model": "fake-model", "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": o.text}, "finish_reason": "stop"}]});
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                "model": "fake-model", "choices": [{"index": 0, "delta": delta,
+                "finish_reason": finish}]})
+        };
+        let o_words = words.iter().enumerate().map(|(n, w)| match n {
+            0 => data(&chunk(
+                json!({"role": "assistant", "content": w}),
+                Value::Null,
+            )),
+            _ => data(&chunk(json!({"content": w}), Value::Null)),
+        });
+        let finish = data(&chunk(json!({}), "stop".into()));
+        let done = Bytes::from_static(b"data: [DONE]\n\n");
+        let mut o_end_usage = vec![finish.clone()];
+        if with_usage {
+            plain["usage"] = usage.clone();
+            let mut u = chunk(json!({}), Value::Null);
+            u["choices"] = json!([]);
+            u["usage"] = usage;
+            o_end_usage.push(data(&u));
+        }
+        o_end_usage.push(done.clone());
+        let openai = Frames::new(vec![], o_words.collect(), o_end_usage, vec![finish, done]);
+
+        let mut a_plain = json!({"id": "msg_fake", "type": "message", "role": "assistant",
+            "model": "fake-model", "content": [{"type": "text", "text": o.text}],
+            "stop_reason": "end_turn", "stop_sequence": null});
+        let mut start = json!({"type": "message_start", "message": {"id": "msg_fake",
+            "type": "message", "role": "assistant", "model": "fake-model", "content": [],
+            "stop_reason": null, "stop_sequence": null}});
+        let mut delta = json!({"type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+        if with_usage {
+            a_plain["usage"] = a_usage.clone();
+            let mut first = a_usage;
+            first["output_tokens"] = 1.into(); // as Anthropic does: a placeholder
+            start["message"]["usage"] = first;
+            delta["usage"] = json!({"output_tokens": out});
+        }
+        let head = vec![
+            event(&start),
+            event(&json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}})),
+            event(&json!({"type": "ping"})),
+        ];
+        let a_words = words.iter().map(|w| {
+            event(&json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": w}}))
+        });
+        let end = vec![
+            event(&json!({"type": "content_block_stop", "index": 0})),
+            event(&delta),
+            event(&json!({"type": "message_stop"})),
+        ];
+        Rendered {
+            openai_plain: Bytes::from(plain.to_string()),
+            anthropic_plain: Bytes::from(a_plain.to_string()),
+            openai,
+            anthropic: Frames::new(head, a_words.collect(), end.clone(), end),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_so_they_join_back_to_the_text() {
+        let r = Rendered::new(&FakeOptions::default(), true);
+        assert_eq!(r.openai.words.len(), 5);
+        assert_eq!(r.anthropic.words.len(), 5);
+        let full = String::from_utf8(r.openai.full_usage.to_vec()).unwrap();
+        assert!(full.starts_with("data: {") && full.ends_with("data: [DONE]\n\n"));
+        assert!(full.contains("\"role\":\"assistant\""));
+        assert_eq!(full.matches("\"usage\"").count(), 1);
+        assert!(!String::from_utf8(r.openai.full.to_vec())
+            .unwrap()
+            .contains("usage"));
+    }
+}
