@@ -99,6 +99,13 @@ pub struct Plan {
     pub take_back: Vec<(String, String)>,
     /// (card id, reason) for inbox cards that can never run here: failed at once.
     pub fail: Vec<(String, String)>,
+    /// LLM job cards ready for pas itself to run (no agent needed).
+    pub llm: Vec<String>,
+}
+
+/// Whether pas runs this card itself: it has an `llm` section and asks for no agent.
+pub fn is_llm_card(spec: &crate::card::Spec) -> bool {
+    spec.llm.is_some() && spec.requires.is_empty() && spec.assignee.is_none()
 }
 
 impl Board {
@@ -210,6 +217,13 @@ impl Board {
                 plan.fail.push((id.clone(), reason));
                 continue;
             }
+            if is_llm_card(&e.card.spec) {
+                match self.pending_dependencies(&e.card.spec) {
+                    Some(reason) => plan.waiting.push((id.clone(), reason)),
+                    None => plan.llm.push(id.clone()),
+                }
+                continue;
+            }
             match self.place_card(e, &loads) {
                 Ok(agent) => match crate::resources::wait_reason(&need, cap, &used) {
                     None => {
@@ -225,9 +239,8 @@ impl Board {
         plan
     }
 
-    /// The agent an inbox card should go to, or why it must wait.
-    fn place_card<'a>(&'a self, e: &Entry, loads: &HashMap<&str, u32>) -> Result<&'a str, String> {
-        let spec = &e.card.spec;
+    /// Why a card must wait for its dependencies, if it must.
+    fn pending_dependencies(&self, spec: &crate::card::Spec) -> Option<String> {
         let pending: Vec<&str> = spec
             .depends_on
             .iter()
@@ -238,16 +251,25 @@ impl Board {
             })
             .map(String::as_str)
             .collect();
-        if !pending.is_empty() {
-            let described: Vec<String> = pending
-                .iter()
-                .map(|d| match self.cards.get(*d) {
-                    None => format!("{d} (unknown job)"),
-                    Some(x) if x.place.state == State::Failed => format!("{d} (failed)"),
-                    Some(_) => d.to_string(),
-                })
-                .collect();
-            return Err(format!("waiting for {}", described.join(", ")));
+        if pending.is_empty() {
+            return None;
+        }
+        let described: Vec<String> = pending
+            .iter()
+            .map(|d| match self.cards.get(*d) {
+                None => format!("{d} (unknown job)"),
+                Some(x) if x.place.state == State::Failed => format!("{d} (failed)"),
+                Some(_) => d.to_string(),
+            })
+            .collect();
+        Some(format!("waiting for {}", described.join(", ")))
+    }
+
+    /// The agent an inbox card should go to, or why it must wait.
+    fn place_card<'a>(&'a self, e: &Entry, loads: &HashMap<&str, u32>) -> Result<&'a str, String> {
+        let spec = &e.card.spec;
+        if let Some(reason) = self.pending_dependencies(spec) {
+            return Err(reason);
         }
         let load = |name: &str| loads.get(name).copied().unwrap_or(0);
         let missing = |a: &Agent| -> Vec<&str> {

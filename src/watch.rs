@@ -33,6 +33,11 @@ pub enum Input {
     Path(PathBuf, Readiness),
     Rescan(String),
     Shutdown,
+    /// An LLM job card's call ended: its `result` mapping, or why it failed.
+    LlmDone {
+        id: String,
+        result: Result<serde_yaml::Value, String>,
+    },
 }
 
 /// Starts watching `work/` (recursively) and `agents/`. The flag it returns is set when

@@ -6,10 +6,14 @@
 //! committed, drop-to-assigned latency at a steady rate, `pas status` time, and the
 //! daemon's peak RSS.
 //!
+//! `pas bench gateway` times the LLM gateway against a fast fake upstream (see
+//! `gateway.rs`).
+//!
 //! `pas bench agents` registers a thousand agents that beat every second, and measures
 //! what liveness costs the daemon and how quickly it reacts.
 
 mod agents;
+mod gateway;
 mod lifecycle;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +33,9 @@ pub enum Which {
     /// Liveness at scale: agents beating, the daemon's CPU and RSS, beat-to-state lag,
     /// and the time from the third missed interval to the cards back in the inbox.
     Agents,
+    /// LLM gateway overhead: latency through pas less latency direct to a fast upstream,
+    /// at fixed rates and at the most the machine holds, receipts on.
+    Gateway,
 }
 
 /// Flags of `pas bench`.
@@ -46,6 +53,9 @@ pub struct BenchArgs {
     /// Heartbeat interval of the agents in `pas bench agents`, seconds.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
+    /// Request rates of `pas bench gateway` (comma-separated, requests per second).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub rates: Vec<u32>,
     /// Steady rate for the latency run, cards per second.
     #[arg(long, default_value_t = 500)]
     pub rate: u32,
@@ -76,6 +86,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
     match args.which {
         Which::Lifecycle => lifecycle::lifecycle(&args),
         Which::Agents => agents::agents(&args),
+        Which::Gateway => gateway::gateway(&args),
     }
 }
 

@@ -40,6 +40,9 @@ impl Engine {
             for (id, reason) in plan.waiting {
                 self.note_waiting(&id, reason);
             }
+            for id in plan.llm {
+                self.start_llm(&id);
+            }
             if !again {
                 break;
             }
@@ -123,6 +126,67 @@ impl Engine {
             now,
             |_| {},
         );
+    }
+
+    /// Hands an LLM job card to the gateway's executor (once; it stays in the inbox while
+    /// its call runs), or says it waits for one.
+    fn start_llm(&mut self, id: &str) {
+        if self.llm_running.contains(id) {
+            return;
+        }
+        let Some(jobs) = &self.llm_jobs else {
+            self.note_waiting(id, "waits for pas serve to run its LLM call".into());
+            return;
+        };
+        let Some(entry) = self.board.cards.get(id) else {
+            return;
+        };
+        let job = crate::gateway::cards::LlmJob {
+            id: id.to_string(),
+            llm: entry.card.spec.llm.clone().unwrap_or_default(),
+            budget_usd: entry.card.spec.budget_usd.clone(),
+        };
+        if jobs.send(job).is_err() {
+            tracing::error!(job = id, "the LLM executor is gone; the card waits");
+            return;
+        }
+        self.llm_running.insert(id.to_string());
+        self.note_waiting(id, "pas is running its LLM call".into());
+    }
+
+    /// An LLM job card's call ended: `result` (or `error`) into the card, and the card to
+    /// `done/` (or `failed/`). A card moved meanwhile (by a person) is left where it is.
+    pub fn finish_llm(&mut self, id: &str, result: Result<serde_yaml::Value, String>) {
+        self.llm_running.remove(id);
+        self.replan = true;
+        let now = self.now();
+        let Some(entry) = self.board.cards.get_mut(id) else {
+            tracing::warn!(
+                job = id,
+                "LLM call ended for a card that is gone; result dropped"
+            );
+            return;
+        };
+        if entry.place.state != State::Inbox {
+            tracing::warn!(job = id, place = ?entry.place, "LLM call ended after the card moved on; result dropped");
+            return;
+        }
+        let (key, value, to, reason) = match result {
+            Ok(v) => ("result", v, State::Done, None),
+            Err(e) => (
+                "error",
+                serde_yaml::Value::String(format!("pas: {e}")),
+                State::Failed,
+                Some(e),
+            ),
+        };
+        match entry.card.with_key(key, &value) {
+            Ok(card) => entry.card = card,
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "cannot write the LLM outcome into the card")
+            }
+        }
+        self.transfer(id, Place::of(to), "pas", reason, now, |_| {});
     }
 
     /// Puts the reason in `pas.waiting_for` when it changed (written after planning).

@@ -51,6 +51,10 @@ pub struct Engine {
     pub(super) replan: bool,
     /// The earliest card timeout as of the last plan (every change since sets `replan`).
     pub(super) next_timeout: Option<DateTime<Utc>>,
+    /// Where LLM job cards go to be run (the gateway's executor), once it is up.
+    pub(super) llm_jobs: Option<tokio::sync::mpsc::UnboundedSender<crate::gateway::cards::LlmJob>>,
+    /// LLM job cards whose call is under way.
+    pub(super) llm_running: HashSet<String>,
 }
 
 impl Engine {
@@ -81,6 +85,8 @@ impl Engine {
             live: Default::default(),
             replan: true,
             next_timeout: None,
+            llm_jobs: None,
+            llm_running: HashSet::new(),
         }
     }
 
@@ -88,6 +94,15 @@ impl Engine {
     pub fn with_epochs(mut self, epochs: HashMap<String, crate::store::db::Epochs>) -> Engine {
         self.live.epochs = epochs;
         self
+    }
+
+    /// From now on, LLM job cards go to `jobs` to be run.
+    pub fn run_llm_cards(
+        &mut self,
+        jobs: tokio::sync::mpsc::UnboundedSender<crate::gateway::cards::LlmJob>,
+    ) {
+        self.llm_jobs = Some(jobs);
+        self.replan = true;
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {

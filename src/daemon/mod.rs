@@ -158,8 +158,11 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
         db: engine.db.as_ref().map(|d| d.sink()),
         gateway_metrics: Default::default(),
     };
-    let servers = match crate::server::start(shared, &binds) {
-        Ok(s) => s,
+    let servers = match crate::server::start(shared, &binds, tx.clone()) {
+        Ok(s) => {
+            engine.run_llm_cards(s.llm_jobs.clone());
+            s
+        }
         Err(e) => {
             drop(watcher);
             finish(engine, None);
@@ -246,6 +249,7 @@ pub fn run_loop(
         let mut rescan = overflowed.swap(false, std::sync::atomic::Ordering::SeqCst);
         let mut shutdown = false;
         let mut paths = Vec::new();
+        let mut llm = Vec::new();
         for input in batch {
             match input {
                 Input::Path(p, r) => paths.push((p, r)),
@@ -254,6 +258,7 @@ pub fn run_loop(
                     rescan = true;
                 }
                 Input::Shutdown => shutdown = true,
+                Input::LlmDone { id, result } => llm.push((id, result)),
             }
         }
         // Coalesce: one look per path, with the most ready of its readinesses.
@@ -279,6 +284,9 @@ pub fn run_loop(
         }
         for p in engine.due_settled() {
             engine.handle_path(&p, Readiness::Ready);
+        }
+        for (id, result) in llm {
+            engine.finish_llm(&id, result);
         }
         let looked = started.elapsed();
         engine.step();

@@ -1,28 +1,163 @@
-//! The OpenAI-compatible LLM gateway (SPEC section 7).
+//! The OpenAI-compatible LLM gateway (SPEC section 7), served by `pas serve`.
+//!
+//! - `call`: one call through the candidates, with fallback, budget holds and receipts.
+//! - `http`: `POST /v1/chat/completions` (plain and streaming) and `GET /v1/models`.
+//! - `budget`: the books of every budget; reservation on admission, settlement after.
+//! - `metrics`: counters and the overhead histogram for `/metrics`.
+//!
+//! The same [`Gateway`] runs LLM job cards, so a card's call is routed, budgeted and
+//! receipted exactly like a request from an agent.
 
-use std::sync::Arc;
+pub mod budget;
+pub mod call;
+pub mod cards;
+pub mod http;
+pub mod metrics;
 
-use anyhow::Result;
-use axum::Router;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
+use chrono::Utc;
+
+use crate::llm::config::{self, Budgets, Provider};
+use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
 
-pub mod metrics;
+pub use http::router;
 
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
     pub shared: Shared,
+    pub providers: Vec<Provider>,
+    /// Each provider's key; `Err` says which variable is unset (that provider only fails).
+    keys: HashMap<String, Result<Option<String>, String>>,
+    pub policy: Policy,
+    health: Mutex<Health>,
+    pub ledger: budget::Ledger,
+    pub client: reqwest::Client,
+    pub metrics: Arc<metrics::Metrics>,
+    warned: Mutex<HashSet<String>>,
 }
 
 impl Gateway {
-    /// The gateway over the workspace's providers.
+    /// The gateway over the workspace's providers and budgets. A provider whose key is
+    /// missing is logged as an error now and skipped by every call, naming the variable.
     pub fn new(shared: Shared) -> Result<Gateway> {
-        Ok(Gateway { shared })
+        let cfg = shared.ws.config()?;
+        let providers =
+            config::providers(&cfg.providers).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+        let budgets: Budgets =
+            config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+        let routing =
+            config::routing(cfg.routing.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+        let policy = routing.policy;
+        let cooldown = Duration::from_secs_f64(routing.cooldown_s.unwrap_or(0.0));
+        let mut keys = HashMap::new();
+        for p in &providers {
+            let key = p.api_key();
+            if let Err(e) = &key {
+                tracing::error!("{e}: its models are skipped until pas serve restarts with it set");
+            }
+            keys.insert(p.name.clone(), key);
+        }
+        let now = Utc::now();
+        let past = past_receipts(&shared, now)?;
+        let ledger = budget::Ledger::new(budgets, &past, now);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let metrics = shared.gateway_metrics.clone();
+        Ok(Gateway {
+            shared,
+            providers,
+            keys,
+            policy,
+            health: Mutex::new(Health::with_cooldown(cooldown)),
+            ledger,
+            client,
+            metrics,
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn lock_health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The candidates for `need`, as (provider, model) indices in order; an error that
+    /// says why nothing fits.
+    fn candidates(
+        &self,
+        need: &Need,
+        policy: Policy,
+    ) -> Result<Vec<(usize, usize)>, call::Failure> {
+        let health = self.lock_health();
+        let routed = route::route(&self.providers, need, policy, &health, Instant::now());
+        if routed.order.is_empty() {
+            let what = match &need.model {
+                Some(m) => format!("no provider serves the model {m:?}"),
+                None => format!("no model has [{}]", need.capabilities.join(", ")),
+            };
+            let why: Vec<String> = routed
+                .excluded
+                .iter()
+                .map(|(m, r)| format!("{m}: {r}"))
+                .collect();
+            let message = if why.is_empty() {
+                format!("{what} (no providers are configured in pas.yaml)")
+            } else {
+                format!("{what} ({})", why.join("; "))
+            };
+            return Err(call::Failure::NoCandidate(message));
+        }
+        Ok(routed
+            .order
+            .iter()
+            .map(|c| {
+                let pi = self
+                    .providers
+                    .iter()
+                    .position(|p| std::ptr::eq(p, c.provider))
+                    .unwrap_or_default();
+                let mi = self.providers[pi]
+                    .models
+                    .iter()
+                    .position(|m| std::ptr::eq(m, c.model))
+                    .unwrap_or_default();
+                (pi, mi)
+            })
+            .collect())
+    }
+
+    /// Warns once per model per run that its calls have no known cost.
+    fn warn_unpriced(&self, provider: &str, model: &str) {
+        let key = format!("{provider}/{model}");
+        let mut w = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if w.insert(key.clone()) {
+            tracing::warn!(model = %key,
+                "model has no price_per_mtok in pas.yaml: its receipts record cost null (unknown), not $0");
+        }
     }
 }
 
-/// The gateway's routes.
-pub fn router(gw: Arc<Gateway>) -> Router {
-    let _ = gw;
-    Router::new()
+/// The receipts the budgets must count: this month's, and every one with a job.
+fn past_receipts(
+    shared: &Shared,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<crate::store::receipts::ReceiptRow>> {
+    let Some(conn) = crate::store::db::open_read_only(&shared.ws.db_path())? else {
+        return Ok(Vec::new());
+    };
+    let rows = crate::store::receipts::since(&conn, None).context("cannot read the receipts")?;
+    let month = now.format("%Y-%m").to_string();
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.job_id.is_some() || r.ts.format("%Y-%m").to_string() == month)
+        .collect())
 }

@@ -257,12 +257,22 @@ pub fn budgets(raw: Option<&serde_yaml::Value>) -> Result<Budgets, String> {
 pub struct Routing {
     #[serde(default)]
     pub policy: super::route::Policy,
+    /// First cool-down of a failing provider, in seconds (default 5; doubles up to 300).
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
 }
 
 /// Parses `routing:` (absent: the `local` policy).
 pub fn routing(raw: Option<&serde_yaml::Value>) -> Result<Routing, String> {
     match raw {
         None => Ok(Routing::default()),
-        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| format!("routing: {e}")),
+        Some(v) => {
+            let r: Routing =
+                serde_yaml::from_value(v.clone()).map_err(|e| format!("routing: {e}"))?;
+            if r.cooldown_s.is_some_and(|c| !(c > 0.0 && c <= 300.0)) {
+                return Err("routing: cooldown_s must be above 0 and at most 300".into());
+            }
+            Ok(r)
+        }
     }
 }

@@ -66,6 +66,8 @@ pub fn blended_price(m: &Model) -> Option<Decimal> {
 /// failure doubles the cool-down (up to `MAX_COOLDOWN`).
 #[derive(Debug, Default)]
 pub struct Health {
+    /// The first cool-down (`routing.cooldown_s`); zero means the default, 5 s.
+    first_cooldown: Duration,
     providers: HashMap<String, Breaker>,
     /// EWMA of latency in ms per `provider/model`.
     latency: HashMap<String, f64>,
@@ -96,6 +98,22 @@ pub enum Gate {
 }
 
 impl Health {
+    /// Health whose first cool-down lasts `first` (it doubles from there, up to 300 s).
+    pub fn with_cooldown(first: Duration) -> Health {
+        Health {
+            first_cooldown: first,
+            ..Health::default()
+        }
+    }
+
+    fn first(&self) -> Duration {
+        if self.first_cooldown.is_zero() {
+            FIRST_COOLDOWN
+        } else {
+            self.first_cooldown
+        }
+    }
+
     /// The gate of `provider` at `now`.
     pub fn gate(&self, provider: &str, now: Instant) -> Gate {
         let Some(b) = self.providers.get(provider) else {
@@ -132,6 +150,7 @@ impl Health {
     /// Records a failure that the provider is to blame for; returns the cool-down when it
     /// opened (or reopened) the breaker.
     pub fn failure(&mut self, provider: &str, now: Instant) -> Option<Duration> {
+        let first = self.first();
         let b = self.providers.entry(provider.to_string()).or_default();
         b.fails += 1;
         let was_probe = b.probing;
@@ -140,12 +159,24 @@ impl Health {
             b.cooldown = if was_probe {
                 (b.cooldown * 2).min(MAX_COOLDOWN)
             } else {
-                FIRST_COOLDOWN
+                first
             };
             b.open_until = Some(now + b.cooldown);
             return Some(b.cooldown);
         }
         None
+    }
+
+    /// Keeps requests away from `provider` for `wait` (a 429's `Retry-After`), without
+    /// counting it as broken: after the wait it is closed again, no probe needed.
+    pub fn hold_off(&mut self, provider: &str, wait: Duration, now: Instant) {
+        let first = self.first();
+        let b = self.providers.entry(provider.to_string()).or_default();
+        let until = now + wait.min(MAX_COOLDOWN);
+        if b.open_until.is_none_or(|t| t < until) {
+            b.open_until = Some(until);
+            b.cooldown = b.cooldown.max(first);
+        }
     }
 
     /// Observed latency of a model (EWMA, ms).

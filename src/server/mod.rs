@@ -47,8 +47,10 @@ pub struct Servers {
     pub gateway: SocketAddr,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Work the gateway must finish before the database closes (LLM job cards, receipts).
+    /// The gateway (its ledger and health), shared with the LLM job card executor.
     pub gateway_state: Arc<crate::gateway::Gateway>,
+    /// Where the engine sends LLM job cards to be run.
+    pub llm_jobs: tokio::sync::mpsc::UnboundedSender<crate::gateway::cards::LlmJob>,
 }
 
 /// How long a shutdown waits for in-flight requests.
@@ -67,8 +69,13 @@ pub fn check(binds: &Binds) -> Result<()> {
     Ok(())
 }
 
-/// Binds both listeners and serves them until [`Servers::shutdown`].
-pub fn start(shared: Shared, binds: &Binds) -> Result<Servers> {
+/// Binds both listeners and serves them until [`Servers::shutdown`]. LLM job cards sent
+/// to [`Servers::llm_jobs`] are run, and their outcomes go to `engine`.
+pub fn start(
+    shared: Shared,
+    binds: &Binds,
+    engine: std::sync::mpsc::SyncSender<crate::watch::Input>,
+) -> Result<Servers> {
     check(binds)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,6 +103,12 @@ pub fn start(shared: Shared, binds: &Binds) -> Result<Servers> {
     let dash_app = auth::guard(crate::dashboard::router(shared.clone()), token.clone());
     let gw_app = auth::guard(crate::gateway::router(gateway_state.clone()), token);
 
+    let (llm_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
+    rt.spawn(crate::gateway::cards::executor(
+        gateway_state.clone(),
+        jobs,
+        engine,
+    ));
     let (stop, stopped) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("pas-http".into())
@@ -123,6 +136,7 @@ pub fn start(shared: Shared, binds: &Binds) -> Result<Servers> {
         stop,
         thread: Some(thread),
         gateway_state,
+        llm_jobs,
     })
 }
 

@@ -213,11 +213,19 @@ impl Workspace {
 
     /// Starts `pas serve` with `PAS_LOG=debug`, its log in a file beside the workspace.
     pub fn serve(&self) -> Daemon {
+        self.serve_with(&[])
+    }
+
+    /// [`serve`](Self::serve) with more environment variables.
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Daemon {
         let n = self.daemons.fetch_add(1, Ordering::SeqCst);
         let log = self.logs.join(format!("daemon-{n}.log"));
         let file = fs::File::create(&log).unwrap();
-        let child = self
-            .cmd(&["serve"])
+        let mut cmd = self.cmd(&["serve"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .env("PAS_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())

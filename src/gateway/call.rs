@@ -1,0 +1,557 @@
+//! One LLM call through the gateway: route, then try each candidate in order until one
+//! answers, with a budget hold and a receipt for every attempt.
+//!
+//! Connect errors, timeouts, 429 (its `Retry-After` honoured) and 5xx move to the next
+//! candidate; a 4xx that is the request's fault goes straight back to the caller, since
+//! another provider would refuse it too. A stream counts as answered once its first chunk
+//! has arrived, so a failure before that is invisible to the caller. Receipts go to the
+//! telemetry writer's queue (batched off the request path) and onto the event stream.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::budget::{Alert, Hold, Refusal};
+use super::Gateway;
+use crate::llm::config::{Model, Provider};
+use crate::llm::cost::{self, Usage};
+use crate::llm::route::{Gate, Need, Policy};
+use crate::llm::wire::{self, CallError};
+use crate::store::db::Record;
+use crate::store::receipts::ReceiptRow;
+
+/// What the caller asked for, resolved.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    /// OpenAI-shaped chat request.
+    pub body: Value,
+    pub stream: bool,
+    pub agent: Option<String>,
+    pub job: Option<String>,
+    /// The job card's `budget_usd`.
+    pub job_budget: Option<Decimal>,
+    pub need: Need,
+    pub policy: Policy,
+    /// Most output tokens the call may produce (for the worst case), if the request says.
+    pub max_output: Option<u64>,
+    /// Upper bound of the input tokens: the request's bytes (a token is at least a byte).
+    pub input_bound: u64,
+}
+
+impl Request {
+    /// A request for the OpenAI-shaped `body` (`len` bytes long): `model` is a model id
+    /// or `cap:<capability>[,<capability>...]`; `policy` overrides the configured one.
+    /// Attribution (agent, job) is the caller's to fill in.
+    pub fn build(
+        gw: &Gateway,
+        body: Value,
+        len: usize,
+        policy: Option<Policy>,
+    ) -> Result<Request, String> {
+        if !body.is_object() {
+            return Err("the request body must be a JSON object".into());
+        }
+        let Some(model) = body.get("model").and_then(Value::as_str) else {
+            return Err("`model` is required: a model id, or cap:<capability>".into());
+        };
+        if !body.get("messages").is_some_and(Value::is_array) {
+            return Err("`messages` must be a list of chat messages".into());
+        }
+        let max_output = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        let mut need = Need {
+            ctx_tokens: cost::estimate_tokens(len) + max_output.unwrap_or(0),
+            ..Need::default()
+        };
+        match model.strip_prefix("cap:") {
+            Some(caps) => {
+                need.capabilities = caps
+                    .split([',', '+'])
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if need.capabilities.is_empty() {
+                    return Err("`cap:` needs at least one capability, e.g. cap:summarize".into());
+                }
+            }
+            None => need.model = Some(model.to_string()),
+        }
+        Ok(Request {
+            id: ulid::Ulid::new().to_string(),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            body,
+            agent: None,
+            job: None,
+            job_budget: None,
+            need,
+            policy: policy.unwrap_or(gw.policy),
+            max_output,
+            input_bound: len as u64,
+        })
+    }
+}
+
+/// Why a call did not succeed, as the caller sees it (OpenAI error shape).
+#[derive(Debug)]
+pub enum Failure {
+    /// No model can serve the request.
+    NoCandidate(String),
+    /// Every paid candidate would break a budget, and no free one was left.
+    Budget(Refusal),
+    /// The upstream refused the request itself (a 4xx): its status and message.
+    Rejected { code: u16, message: String },
+    /// Every candidate failed or is cooling down.
+    Exhausted {
+        attempts: Vec<String>,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Failure {
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::NoCandidate(_) => 404,
+            Failure::Budget(_) => 429,
+            Failure::Rejected { code, .. } => *code,
+            Failure::Exhausted {
+                retry_after: Some(_),
+                ..
+            } => 503,
+            Failure::Exhausted { .. } => 502,
+        }
+    }
+
+    /// The OpenAI error body.
+    pub fn body(&self) -> Value {
+        let (message, kind, code) = match self {
+            Failure::NoCandidate(m) => (m.clone(), "invalid_request_error", "model_not_found"),
+            Failure::Budget(r) => (r.to_string(), "insufficient_quota", "budget_exceeded"),
+            Failure::Rejected { message, .. } => (
+                message.clone(),
+                "invalid_request_error",
+                "upstream_rejected",
+            ),
+            Failure::Exhausted { attempts, .. } => (
+                format!("no provider answered: {}", attempts.join("; ")),
+                "api_error",
+                "upstream_unavailable",
+            ),
+        };
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+    }
+
+    /// Seconds the caller should wait, when every candidate is cooling down.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Exhausted { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Who answered, and at what cost.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub provider: String,
+    pub model: String,
+    pub receipt_id: String,
+    pub cost: Option<Decimal>,
+    /// Time spent waiting on upstreams, all attempts together.
+    pub upstream: Duration,
+    /// Streamed: the cost is in the receipt written at the end, not known yet.
+    pub streamed: bool,
+}
+
+/// A successful attempt's payload.
+pub enum Answer {
+    Plain(wire::Reply),
+    Stream(Box<Relay>),
+}
+
+/// Runs `req` through the candidates. For a stream, the receipt of the answering
+/// attempt is written when the [`Relay`] finishes (or is dropped).
+pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
+    let order = gw.candidates(&req.need, req.policy)?;
+    let mut attempts: Vec<String> = Vec::new();
+    let mut refusal: Option<Refusal> = None;
+    let mut upstream = Duration::ZERO;
+    let mut soonest: Option<Duration> = None;
+    let mut n = 0u32;
+    for (pi, mi) in order {
+        let provider = &gw.providers[pi];
+        let model = &provider.models[mi];
+        let label = format!("{}/{}", provider.name, model.id);
+        let key = match gw.keys.get(&provider.name) {
+            Some(Ok(k)) => k.as_deref(),
+            Some(Err(e)) => {
+                attempts.push(format!("{label}: {e}"));
+                continue;
+            }
+            None => None,
+        };
+        let now = Instant::now();
+        {
+            let mut health = gw.lock_health();
+            match health.gate(&provider.name, now) {
+                Gate::Open(left) => {
+                    soonest = Some(soonest.map_or(left, |s| s.min(left)));
+                    attempts.push(format!(
+                        "{label}: cooling down for {:.1} s",
+                        left.as_secs_f64()
+                    ));
+                    continue;
+                }
+                Gate::HalfOpen if !health.begin_probe(&provider.name, now) => {
+                    attempts.push(format!("{label}: another request is probing it"));
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let price = model.price_per_mtok.as_ref();
+        let max_out = req
+            .max_output
+            .or(model.max_output_tokens)
+            .unwrap_or(DEFAULT_MAX_OUTPUT);
+        let worst = cost::worst_case(price, req.input_bound, max_out).unwrap_or_default();
+        let hold = match gw.ledger.admit(
+            worst,
+            req.agent.as_deref(),
+            req.job.as_deref(),
+            req.job_budget,
+            Utc::now(),
+        ) {
+            Ok(h) => h,
+            Err(r) => {
+                let now = Utc::now();
+                if let Some(al) = gw.ledger.refused(&r, now) {
+                    gw.alert(al, now);
+                }
+                attempts.push(format!("{label}: {r}"));
+                refusal.get_or_insert(r);
+                continue;
+            }
+        };
+        n += 1;
+        if n > 1 {
+            gw.metrics.fallback();
+        }
+        let mut body = req.body.clone();
+        if req.max_output.is_none()
+            && worst > Decimal::ZERO
+            && (gw.ledger.limited() || req.job_budget.is_some())
+        {
+            // The worst case assumed this bound; hold the provider to it.
+            body["max_tokens"] = json!(max_out);
+        }
+        let target = wire::Target {
+            provider,
+            model,
+            api_key: key,
+        };
+        let started = Instant::now();
+        let got = if req.stream {
+            wire::stream(&gw.client, &target, &body)
+                .await
+                .map(|s| Got::Stream(Box::new(s)))
+        } else {
+            wire::complete(&gw.client, &target, &body)
+                .await
+                .map(Got::Plain)
+        };
+        let took = started.elapsed();
+        upstream += took;
+        let base = Attempt {
+            request: req,
+            attempt: n,
+            provider,
+            model,
+        };
+        match got {
+            Ok(Got::Plain(reply)) => {
+                gw.lock_health()
+                    .success(&provider.name, &model.id, took.as_secs_f64() * 1000.0);
+                let c = cost::cost(price, &reply.usage);
+                let receipt_id = gw.record(&base, reply.usage, c, took, None, "ok", None, hold);
+                let served = served(provider, model, receipt_id, c, upstream);
+                return Ok((Answer::Plain(reply), served));
+            }
+            Ok(Got::Stream(stream)) => {
+                let ttft = stream.ttft();
+                gw.lock_health()
+                    .success(&provider.name, &model.id, ttft.as_secs_f64() * 1000.0);
+                let receipt_id = ulid::Ulid::new().to_string();
+                let relay = Relay {
+                    stream: *stream,
+                    open: Some(Open {
+                        gw: gw.clone(),
+                        request: req.clone(),
+                        attempt: n,
+                        provider: pi,
+                        model: mi,
+                        receipt_id: receipt_id.clone(),
+                        started,
+                        hold,
+                    }),
+                };
+                let mut served = served(provider, model, receipt_id, None, upstream);
+                served.streamed = true;
+                return Ok((Answer::Stream(Box::new(relay)), served));
+            }
+            Err(e) => {
+                let usage = Usage::default();
+                let c = cost::cost(price, &usage);
+                gw.record(
+                    &base,
+                    usage,
+                    c,
+                    took,
+                    None,
+                    "error",
+                    Some(e.to_string()),
+                    hold,
+                );
+                attempts.push(format!("{label}: {e}"));
+                if !e.retryable() {
+                    let code = match &e {
+                        CallError::Status { code, .. } => *code,
+                        _ => 502,
+                    };
+                    return Err(Failure::Rejected {
+                        code,
+                        message: format!("{label}: {e}"),
+                    });
+                }
+                let now = Instant::now();
+                let mut health = gw.lock_health();
+                match e.retry_after() {
+                    Some(wait) => health.hold_off(&provider.name, wait, now),
+                    None => {
+                        if let Some(cool) = health.failure(&provider.name, now) {
+                            tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
+                                "provider keeps failing: cooling down");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(r), true) = (refusal, n == 0) {
+        return Err(Failure::Budget(r));
+    }
+    Err(Failure::Exhausted {
+        attempts,
+        retry_after: soonest.filter(|_| n == 0),
+    })
+}
+
+/// Output tokens assumed when neither the request nor the model bounds them.
+pub const DEFAULT_MAX_OUTPUT: u64 = 4096;
+
+enum Got {
+    Plain(wire::Reply),
+    Stream(Box<wire::Stream>),
+}
+
+fn served(
+    p: &Provider,
+    m: &Model,
+    receipt_id: String,
+    cost: Option<Decimal>,
+    up: Duration,
+) -> Served {
+    Served {
+        provider: p.name.clone(),
+        model: m.id.clone(),
+        receipt_id,
+        cost,
+        upstream: up,
+        streamed: false,
+    }
+}
+
+/// Who made an attempt, for its receipt.
+pub(super) struct Attempt<'a> {
+    pub request: &'a Request,
+    pub attempt: u32,
+    pub provider: &'a Provider,
+    pub model: &'a Model,
+}
+
+impl Gateway {
+    /// Settles `hold`, writes the receipt of one attempt (and its event, and any budget
+    /// alerts it crossed); returns the receipt id.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
+        &self,
+        a: &Attempt<'_>,
+        usage: Usage,
+        cost: Option<Decimal>,
+        took: Duration,
+        ttft: Option<Duration>,
+        status: &str,
+        error: Option<String>,
+        hold: Hold,
+    ) -> String {
+        self.record_with_id(
+            a,
+            ulid::Ulid::new().to_string(),
+            usage,
+            cost,
+            took,
+            ttft,
+            status,
+            error,
+            hold,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_with_id(
+        &self,
+        a: &Attempt<'_>,
+        id: String,
+        usage: Usage,
+        cost: Option<Decimal>,
+        took: Duration,
+        ttft: Option<Duration>,
+        status: &str,
+        error: Option<String>,
+        hold: Hold,
+    ) -> String {
+        let now = Utc::now();
+        if cost.is_none() && status == "ok" {
+            self.warn_unpriced(&a.provider.name, &a.model.id);
+        }
+        let alerts = self.ledger.settle(hold, cost, a.request.job_budget, now);
+        let row = ReceiptRow {
+            id: id.clone(),
+            request_id: a.request.id.clone(),
+            attempt: a.attempt,
+            ts: now,
+            job_id: a.request.job.clone(),
+            agent: a.request.agent.clone(),
+            provider: a.provider.name.clone(),
+            model: a.model.id.clone(),
+            usage,
+            cost_usd: cost,
+            latency_ms: took.as_secs_f64() * 1000.0,
+            ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+            stream: a.request.stream,
+            status: status.to_string(),
+            error,
+        };
+        self.shared
+            .hub
+            .emit(now, "cost.receipt", receipt_event(&row));
+        if let Some(db) = &self.shared.db {
+            db.send(Record::Receipt(Box::new(row)));
+        }
+        for al in alerts {
+            self.alert(al, now);
+        }
+        id
+    }
+
+    /// Logs one budget alert and puts it on the event stream.
+    pub(super) fn alert(&self, al: Alert, now: chrono::DateTime<Utc>) {
+        tracing::warn!(scope = %al.scope, period = %al.period, threshold = %al.threshold,
+            spent_usd = %al.spent, limit_usd = %al.limit, "budget alert");
+        self.shared.hub.emit(
+            now,
+            "budget.alert",
+            json!({
+                "scope": al.scope,
+                "period": al.period,
+                "threshold": al.threshold.normalize().to_string(),
+                "spent_usd": al.spent.normalize().to_string(),
+                "limit_usd": al.limit.normalize().to_string(),
+            }),
+        );
+    }
+}
+
+fn receipt_event(r: &ReceiptRow) -> Value {
+    json!({
+        "id": r.id,
+        "request_id": r.request_id,
+        "attempt": r.attempt,
+        "job": r.job_id,
+        "agent": r.agent,
+        "provider": r.provider,
+        "model": r.model,
+        "input_tokens": r.usage.input,
+        "output_tokens": r.usage.output,
+        "cached_tokens": r.usage.cached,
+        "reasoning_tokens": r.usage.reasoning,
+        "usage_source": r.usage.source,
+        "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
+        "latency_ms": (r.latency_ms * 1000.0).round() / 1000.0,
+        "stream": r.stream,
+        "status": r.status,
+        "error": r.error,
+    })
+}
+
+/// The answering stream of a call; its receipt is written when it ends, breaks off, or
+/// is dropped because the caller went away.
+pub struct Relay {
+    pub stream: wire::Stream,
+    open: Option<Open>,
+}
+
+struct Open {
+    gw: Arc<Gateway>,
+    request: Request,
+    attempt: u32,
+    provider: usize,
+    model: usize,
+    receipt_id: String,
+    started: Instant,
+    hold: Hold,
+}
+
+impl Relay {
+    /// Writes the receipt: `ok`, or `cut` with why.
+    pub fn finish(&mut self, status: &str, error: Option<String>) {
+        let Some(o) = self.open.take() else {
+            return;
+        };
+        let provider = &o.gw.providers[o.provider];
+        let model = &provider.models[o.model];
+        let usage = self.stream.usage();
+        let c = cost::cost(model.price_per_mtok.as_ref(), &usage);
+        let a = Attempt {
+            request: &o.request,
+            attempt: o.attempt,
+            provider,
+            model,
+        };
+        o.gw.record_with_id(
+            &a,
+            o.receipt_id.clone(),
+            usage,
+            c,
+            o.started.elapsed(),
+            Some(self.stream.ttft()),
+            status,
+            error,
+            o.hold,
+        );
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.finish(
+            "cut",
+            Some("the caller closed the connection mid-stream".into()),
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! LLM job cards: a card with an `llm` section and no agent requirement is run by pas
+//! itself, through the same route, fallback, budget and receipt path as a gateway call.
+//!
+//! The engine hands such a card over when it is ready (its dependencies done) and keeps
+//! it in `inbox/` with `waiting_for: pas is running its LLM call`; the outcome comes back
+//! as an input to the engine, which writes `result` (or `error`) and moves the card to
+//! `done/` (or `failed/`). A card whose call was cut short by a restart is simply run
+//! again, since it is still in `inbox/`.
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::call::{self, Answer, Request};
+use super::Gateway;
+use crate::llm::route::Policy;
+use crate::watch::Input;
+
+/// A card for pas to run.
+#[derive(Debug, Clone)]
+pub struct LlmJob {
+    pub id: String,
+    /// The card's `llm:` section.
+    pub llm: serde_yaml::Value,
+    /// The card's `budget_usd`.
+    pub budget_usd: Option<String>,
+}
+
+/// The `llm:` section (SPEC section 2).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default)]
+    require_caps: Vec<String>,
+    #[serde(default)]
+    policy: Option<Policy>,
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<Message>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+/// Runs the cards the engine sends, each on its own task; outcomes go back to the engine.
+pub async fn executor(
+    gw: Arc<Gateway>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<LlmJob>,
+    engine: SyncSender<Input>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let gw = gw.clone();
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let result = run(&gw, &job).await;
+            // The engine's queue is bounded; never block a runtime thread on it.
+            let _ = tokio::task::spawn_blocking(move || {
+                engine.send(Input::LlmDone { id: job.id, result })
+            })
+            .await;
+        });
+    }
+}
+
+/// The card's call: `Ok(result mapping)` or `Err(reason)`.
+pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, String> {
+    let section: Section = serde_yaml::from_value(job.llm.clone())
+        .map_err(|e| format!("the llm section is not valid: {e}"))?;
+    if section.messages.is_empty() {
+        return Err("llm.messages is empty: give at least one {role, content}".into());
+    }
+    let model = match (&section.model, section.require_caps.is_empty()) {
+        (Some(m), _) => m.clone(),
+        (None, false) => format!("cap:{}", section.require_caps.join(",")),
+        (None, true) => {
+            return Err("the llm section needs a model or require_caps to route by".into())
+        }
+    };
+    let mut body = json!({"model": model, "messages": section.messages});
+    if let Some(m) = section.max_tokens {
+        body["max_tokens"] = json!(m);
+    }
+    if let Some(t) = section.temperature {
+        body["temperature"] = json!(t);
+    }
+    let len = body.to_string().len();
+    let mut req = Request::build(gw, body, len, section.policy)?;
+    req.job = Some(job.id.clone());
+    req.job_budget = match &job.budget_usd {
+        None => None,
+        Some(b) => Some(
+            b.parse::<Decimal>()
+                .map_err(|e| format!("budget_usd {b:?}: {e}"))?,
+        ),
+    };
+    let (answer, served) = call::run(gw, &req).await.map_err(|f| {
+        f.body()["error"]["message"]
+            .as_str()
+            .unwrap_or("the call failed")
+            .to_string()
+    })?;
+    let Answer::Plain(reply) = answer else {
+        return Err("a card's call is never streamed".into());
+    };
+    let u = reply.usage;
+    let result = json!({
+        "text": reply.text,
+        "provider": served.provider,
+        "model": served.model,
+        "tokens": {
+            "input": u.input,
+            "output": u.output,
+            "cached": u.cached,
+            "reasoning": u.reasoning,
+            "source": u.source,
+        },
+        "cost_usd": served.cost.map(|c| c.normalize().to_string()),
+        "receipt_id": served.receipt_id,
+        "request_id": req.id,
+    });
+    serde_yaml::to_value(result).map_err(|e| format!("cannot write the result: {e}"))
+}

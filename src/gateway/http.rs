@@ -1,0 +1,256 @@
+//! The gateway's HTTP surface: what an OpenAI client library expects, plus pas's headers.
+//!
+//! Every response carries `x-pas-overhead-ms` (total time less time waiting on upstreams)
+//! and, when a model answered, `x-pas-provider`, `x-pas-model`, `x-pas-receipt` and
+//! `x-pas-cost-usd` (`unknown` for a model without a price). Errors use the OpenAI shape.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::call::{self, Answer, Failure, Request, Served};
+use super::metrics::Outcome;
+use super::Gateway;
+use crate::llm::route::Policy;
+
+/// The gateway's routes (with and without the `/v1` prefix, as clients differ).
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .with_state(gw)
+}
+
+/// An OpenAI-shaped error response.
+fn error(status: u16, message: String, kind: &str, code: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        body.to_string(),
+    )
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Reads the caller's request into a [`Request`], or says what is wrong with it.
+fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, String> {
+    let bad = |m: String| m;
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        bad(format!(
+            "the request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let policy = match header(headers, "x-pas-policy") {
+        None => None,
+        Some(p) => Some(
+            <Policy as clap::ValueEnum>::from_str(&p, true).map_err(|_| {
+                bad(format!(
+                    "x-pas-policy {p:?} is not one of local, cheapest, fastest, balanced"
+                ))
+            })?,
+        ),
+    };
+    let job = header(headers, "x-pas-job");
+    let job_budget = match &job {
+        Some(j) => job_budget(gw, j).map_err(bad)?,
+        None => None,
+    };
+    let mut req = Request::build(gw, body, bytes.len(), policy).map_err(bad)?;
+    if let Some(id) = header(headers, "x-request-id") {
+        req.id = id;
+    }
+    req.agent = header(headers, "x-pas-agent");
+    req.job = job;
+    req.job_budget = job_budget;
+    Ok(req)
+}
+
+/// The `budget_usd` of card `id`, wherever it is (none when there is no such card).
+pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, String> {
+    if !crate::card::valid_id(id) {
+        return Err(format!("x-pas-job {id:?} is not a valid job id"));
+    }
+    for path in gw.shared.ws.card_candidates(id) {
+        if let Ok(card) = crate::workspace::read_card(&path, id) {
+            return match card.spec.budget_usd {
+                None => Ok(None),
+                Some(b) => b
+                    .parse::<Decimal>()
+                    .map(Some)
+                    .map_err(|e| format!("job {id}: budget_usd {b:?}: {e}")),
+            };
+        }
+    }
+    Ok(None)
+}
+
+async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let t0 = Instant::now();
+    let req = match parse(&gw, &headers, &bytes) {
+        Ok(r) => r,
+        Err(m) => {
+            let resp = error(400, m, "invalid_request_error", "invalid_request");
+            return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
+        }
+    };
+    match call::run(&gw, &req).await {
+        Ok((Answer::Plain(reply), served)) => {
+            let body = serde_json::to_string(&reply.body).unwrap_or_default();
+            let resp = json_response(StatusCode::OK, body);
+            let up = served.upstream;
+            finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
+        }
+        Ok((Answer::Stream(relay), served)) => {
+            let body = Body::from_stream(frames(relay));
+            let mut resp = (StatusCode::OK, body).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert("cache-control", HeaderValue::from_static("no-cache"));
+            let up = served.upstream;
+            finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
+        }
+        Err(f) => {
+            let outcome = match f {
+                Failure::Budget(_) => Outcome::RefusedBudget,
+                _ => Outcome::Failed,
+            };
+            let mut resp = json_response(
+                StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_GATEWAY),
+                f.body().to_string(),
+            );
+            if let Some(wait) = f.retry_after() {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+            }
+            finish(&gw, resp, t0, Duration::ZERO, None, outcome)
+        }
+    }
+}
+
+/// Adds pas's headers and records the request in the metrics.
+fn finish(
+    gw: &Gateway,
+    mut resp: Response,
+    t0: Instant,
+    upstream: Duration,
+    served: Option<&Served>,
+    outcome: Outcome,
+) -> Response {
+    let overhead = t0.elapsed().saturating_sub(upstream);
+    gw.metrics.record(overhead.as_micros() as u64, outcome);
+    let h = resp.headers_mut();
+    let ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&ms) {
+        h.insert("x-pas-overhead-ms", v);
+    }
+    if let Some(s) = served {
+        let cost = s
+            .cost
+            .map_or("unknown".to_string(), |c| c.normalize().to_string());
+        for (k, v) in [
+            ("x-pas-provider", s.provider.as_str()),
+            ("x-pas-model", s.model.as_str()),
+            ("x-pas-receipt", s.receipt_id.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(k, v);
+            }
+        }
+        // A stream's cost is known only at its end (in its receipt), not in the headers.
+        if !s.streamed {
+            if let Ok(v) = HeaderValue::from_str(&cost) {
+                h.insert("x-pas-cost-usd", v);
+            }
+        }
+    }
+    resp
+}
+
+/// The relay as a body: upstream frames as they come; a break-off becomes an OpenAI
+/// error frame (the client libraries raise it) and the receipt says `cut`.
+fn frames(
+    relay: Box<call::Relay>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold(Some(relay), |state| async move {
+        let mut relay = state?;
+        match relay.stream.next().await {
+            Some(Ok(frame)) => Some((Ok(frame), Some(relay))),
+            Some(Err(e)) => {
+                let msg = e.to_string();
+                relay.finish("cut", Some(msg.clone()));
+                let body = json!({"error": {"message": format!("the upstream stream broke off: {msg}"),
+                    "type": "api_error", "param": null, "code": "upstream_cut"}});
+                Some((Ok(Bytes::from(format!("data: {body}\n\n"))), None))
+            }
+            None => {
+                relay.finish("ok", None);
+                None
+            }
+        }
+    })
+}
+
+/// `GET /v1/models`: every model with its provider, capabilities, context and price, and
+/// a `cap:<capability>` entry per capability.
+async fn models(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut data = Vec::new();
+    let mut caps = std::collections::BTreeSet::new();
+    for p in &gw.providers {
+        for m in &p.models {
+            caps.extend(m.capabilities.iter().cloned());
+            data.push(json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": p.name,
+                "pas": {
+                    "provider": p.name,
+                    "local": p.local,
+                    "capabilities": m.capabilities,
+                    "ctx_limit": m.ctx_limit,
+                    "max_output_tokens": m.max_output_tokens,
+                    "price_per_mtok": m.price_per_mtok,
+                    "available": gw.keys.get(&p.name).is_none_or(|k| k.is_ok()),
+                },
+            }));
+        }
+    }
+    for c in caps {
+        data.push(
+            json!({"id": format!("cap:{c}"), "object": "model", "created": 0, "owned_by": "pas"}),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}).to_string(),
+    )
+}

@@ -1,0 +1,321 @@
+//! Gateway fallback and health: each failure a provider can show moves the call to the
+//! next candidate (invisibly, before the first streamed byte); a request's own 4xx does
+//! not; a provider that keeps failing cools down and is probed back.
+
+use std::time::Duration;
+
+use pas::llm::config::Protocol;
+use pas::llm::fake::{self, Fake, FakeOptions, Mode};
+
+use crate::gateway::{ask, model, provider, sse_text, Gw};
+
+/// `bad` (cheaper, tried first under `cheapest`) and `good`, both serving capability `x`.
+fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
+    Gw::start(
+        &[
+            provider(
+                "bad",
+                bad,
+                Protocol::Openai,
+                "",
+                &model("m-bad", &["x"], Some(("0.10", "0.10"))),
+            ),
+            provider(
+                "good",
+                good,
+                Protocol::Anthropic,
+                "",
+                &model("m-good", &["x"], Some(("1", "1"))),
+            ),
+        ],
+        &format!("routing: {{policy: cheapest{more}}}\n"),
+        &[],
+    )
+}
+
+/// One failure mode of `bad`: a plain and a streamed call both end at `good`, each with
+/// two receipts (the failed attempt, then the answer) under one request id.
+fn falls_back(what: &str, mode: Option<Mode>) {
+    let bad = fake::start(FakeOptions::default());
+    let good = fake::start(FakeOptions::default());
+    let gw = pair(&bad, &good, "");
+    match mode {
+        Some(m) => bad.set_mode(m),
+        None => bad.stop(), // connections refused
+    }
+    for stream in [false, true] {
+        let r = gw.chat(&ask("cap:x", stream), &[]);
+        assert_eq!(r.status, 200, "{what} stream={stream}: {}", r.body);
+        assert_eq!(
+            r.header("x-pas-provider").as_deref(),
+            Some("good"),
+            "{what}"
+        );
+        if stream {
+            let (text, done, _) = sse_text(&r.body);
+            assert_eq!(text, "hello from the fake upstream", "{what}");
+            assert!(done, "{what}");
+        }
+    }
+    let rows = gw.receipts(4);
+    assert_eq!(rows.len(), 4, "{what}: {rows:?}");
+    for pair in rows.chunks(2) {
+        assert_eq!(pair[0]["provider"], "bad", "{what}");
+        assert_eq!(pair[0]["status"], "error", "{what}");
+        assert_eq!(pair[0]["attempt"], 1);
+        assert_eq!(pair[1]["provider"], "good");
+        assert_eq!(pair[1]["attempt"], 2);
+        assert_eq!(pair[1]["status"], "ok");
+        assert_eq!(pair[0]["request_id"], pair[1]["request_id"]);
+    }
+}
+
+#[test]
+fn a_5xx_falls_back() {
+    falls_back(
+        "500",
+        Some(Mode::Status {
+            code: 500,
+            retry_after: None,
+        }),
+    );
+}
+
+#[test]
+fn a_429_falls_back() {
+    falls_back(
+        "429",
+        Some(Mode::Status {
+            code: 429,
+            retry_after: Some(0),
+        }),
+    );
+}
+
+#[test]
+fn malformed_json_falls_back() {
+    falls_back("malformed", Some(Mode::Malformed));
+}
+
+#[test]
+fn a_refused_connection_falls_back() {
+    falls_back("refused", None);
+}
+
+#[test]
+fn a_hung_upstream_times_out_and_falls_back() {
+    falls_back("hang", Some(Mode::Hang));
+}
+
+#[test]
+fn a_stream_without_a_first_token_falls_back() {
+    let bad = fake::start(FakeOptions::default());
+    let good = fake::start(FakeOptions::default());
+    let gw = pair(&bad, &good, "");
+    bad.set_mode(Mode::HangStream);
+    let r = gw.chat(&ask("cap:x", true), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("good"));
+    let rows = gw.receipts(2);
+    assert!(
+        rows[0]["error"].as_str().unwrap().contains("first"),
+        "{:?}",
+        rows[0]
+    );
+}
+
+#[test]
+fn a_request_fault_is_not_retried() {
+    let bad = fake::start(FakeOptions::default());
+    let good = fake::start(FakeOptions::default());
+    let gw = pair(&bad, &good, "");
+    bad.set_mode(Mode::Status {
+        code: 400,
+        retry_after: None,
+    });
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "upstream_rejected");
+    assert_eq!(good.requests(), 0, "another provider would refuse it too");
+    // A bad request body never leaves pas.
+    let r = gw.chat(&serde_json::json!({"model": "cap:x"}), &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("messages"));
+    let r = gw.chat(&ask("cap:nothing-has-this", false), &[]);
+    assert_eq!(r.status, 404);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("no model has [nothing-has-this]") && msg.contains("lacks"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_stream_cut_midway_reaches_the_caller_and_gets_its_receipt() {
+    let only = fake::start(FakeOptions {
+        chunk_delay: Duration::from_millis(20),
+        ..FakeOptions::default()
+    });
+    let gw = Gw::start(
+        &[provider(
+            "only",
+            &only,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("1", "2"))),
+        )],
+        "",
+        &[],
+    );
+    only.set_mode(Mode::Cut { after_chunks: 2 });
+    let r = gw.chat(&ask("m", true), &[]);
+    assert_eq!(r.status, 200);
+    let (text, done, frames) = sse_text(&r.body);
+    let full = "hello from the fake upstream";
+    assert!(
+        !text.is_empty() && text.len() < full.len() && full.starts_with(&text),
+        "the caller sees the part that came: {text:?}"
+    );
+    assert!(!done, "a cut stream must not look complete");
+    assert_eq!(frames.last().unwrap()["error"]["code"], "upstream_cut");
+    let rows = gw.receipts(1);
+    assert_eq!(rows[0]["status"], "cut");
+    assert_eq!(
+        rows[0]["source"], "estimated",
+        "no usage came before the cut"
+    );
+    assert!(rows[0]["output"].as_i64().unwrap() > 0, "{:?}", rows[0]);
+    assert!(
+        rows[0]["cost"].as_str().is_some(),
+        "a cut stream still costs"
+    );
+}
+
+#[test]
+fn a_failing_only_provider_cools_down_then_a_probe_brings_it_back() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "only",
+            &only,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("1", "1"))),
+        )],
+        "routing: {cooldown_s: 0.5}\n",
+        &[],
+    );
+    only.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(r.status, 502, "{}", r.body);
+    }
+    assert_eq!(only.requests(), 3);
+    // Open: refused at once, with Retry-After, without troubling the provider.
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cooling down"));
+    assert_eq!(only.requests(), 3);
+    // Still failing at the probe: open again, for twice as long.
+    std::thread::sleep(Duration::from_millis(600));
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 502);
+    assert_eq!(only.requests(), 4, "exactly one probe");
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503);
+    // Recovered: the next probe succeeds and closes the breaker.
+    only.set_mode(Mode::Ok);
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..3 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(only.requests(), 7);
+}
+
+#[test]
+fn retry_after_keeps_calls_away_for_that_long() {
+    let bad = fake::start(FakeOptions::default());
+    let good = fake::start(FakeOptions::default());
+    let gw = pair(&bad, &good, "");
+    bad.set_mode(Mode::Status {
+        code: 429,
+        retry_after: Some(1),
+    });
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("good"));
+    bad.set_mode(Mode::Ok);
+    for _ in 0..3 {
+        let r = gw.chat(&ask("cap:x", false), &[]);
+        assert_eq!(r.header("x-pas-provider").as_deref(), Some("good"));
+    }
+    assert_eq!(
+        bad.requests(),
+        1,
+        "within Retry-After, bad is not asked again"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("bad"));
+}
+
+#[test]
+fn policies_order_candidates() {
+    let local = fake::start(FakeOptions::default());
+    let cheap = fake::start(FakeOptions::default());
+    let fast = fake::start(FakeOptions::default());
+    local.set_mode(Mode::Delay(Duration::from_millis(150)));
+    cheap.set_mode(Mode::Delay(Duration::from_millis(80)));
+    let gw = Gw::start(
+        &[
+            provider(
+                "local",
+                &local,
+                Protocol::Openai,
+                "    local: true\n",
+                &model("l", &["x"], Some(("0.5", "0.5"))),
+            ),
+            provider(
+                "cheap",
+                &cheap,
+                Protocol::Openai,
+                "",
+                &model("c", &["x"], Some(("0.1", "0.1"))),
+            ),
+            provider(
+                "fast",
+                &fast,
+                Protocol::Anthropic,
+                "",
+                &model("f", &["x"], Some(("2", "2"))),
+            ),
+        ],
+        "",
+        &[],
+    );
+    let via = |policy: &str| {
+        let r = gw.chat(&ask("cap:x", false), &[("x-pas-policy", policy)]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.header("x-pas-provider").unwrap()
+    };
+    assert_eq!(via("local"), "local");
+    assert_eq!(via("cheapest"), "cheap");
+    // `fastest` tries what it has not measured after what it has; measure all three.
+    let _ = gw.chat(&ask("f", false), &[]);
+    assert_eq!(via("fastest"), "fast");
+    // A named model skips the choice.
+    let r = gw.chat(&ask("l", false), &[("x-pas-policy", "cheapest")]);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("local"));
+    let r = gw.chat(&ask("cap:x", false), &[("x-pas-policy", "nope")]);
+    assert_eq!(r.status, 400);
+}

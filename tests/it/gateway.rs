@@ -1,0 +1,269 @@
+//! The LLM gateway end to end: the real daemon, real HTTP to fake upstreams started here
+//! (both protocols, plain and streaming, with injected failures), receipts read back from
+//! the real database.
+
+use std::time::Duration;
+
+use pas::llm::config::Protocol;
+use pas::llm::fake::{self, Fake, FakeOptions};
+use serde_json::{json, Value};
+
+use crate::daemon::Daemon;
+use crate::fixture::{wait_until, Workspace};
+use crate::http::{self, Reply};
+
+/// A workspace whose daemon routes to the given providers (YAML list items).
+pub struct Gw {
+    pub ws: Workspace,
+    /// Stopped when the test ends.
+    pub _daemon: Daemon,
+    pub url: String,
+}
+
+/// One provider entry for `pas.yaml`.
+pub fn provider(name: &str, f: &Fake, protocol: Protocol, extra: &str, models: &str) -> String {
+    let proto = match protocol {
+        Protocol::Openai => "openai",
+        Protocol::Anthropic => "anthropic",
+    };
+    format!(
+        "  - name: {name}\n    protocol: {proto}\n    base_url: {}\n    timeout_s: 2\n    first_token_timeout_s: 1\n{extra}    models:\n{models}",
+        f.base_url(protocol)
+    )
+}
+
+/// One model entry: `id`, capabilities, and prices (`None`: no price).
+pub fn model(id: &str, caps: &[&str], price: Option<(&str, &str)>) -> String {
+    let price = price.map_or(String::new(), |(i, o)| {
+        format!("        price_per_mtok: {{input: \"{i}\", output: \"{o}\"}}\n")
+    });
+    format!(
+        "      - id: {id}\n        capabilities: [{}]\n{price}",
+        caps.join(", ")
+    )
+}
+
+impl Gw {
+    /// Starts the daemon with `providers` (and any more `pas.yaml` text) and `env`.
+    pub fn start(providers: &[String], more: &str, env: &[(&str, &str)]) -> Gw {
+        let config = format!("providers:\n{}{more}", providers.concat());
+        let ws = Workspace::with_config(&config);
+        let daemon = ws.serve_with(env);
+        let (_, gw) = ws.addresses();
+        Gw {
+            ws,
+            _daemon: daemon,
+            url: format!("http://{gw}"),
+        }
+    }
+
+    /// `POST /v1/chat/completions` with `body` and extra headers.
+    pub fn chat(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        http::send(
+            "POST",
+            &format!("{}/v1/chat/completions", self.url),
+            headers,
+            Some(body),
+        )
+    }
+
+    /// The receipts in the database, oldest first, once there are at least `n`.
+    pub fn receipts(&self, n: usize) -> Vec<Value> {
+        wait_until(&format!("{n} receipts"), Duration::from_secs(10), || {
+            let rows = read_receipts(&self.ws);
+            if rows.len() >= n {
+                Ok(rows)
+            } else {
+                Err(format!("{} receipts", rows.len()))
+            }
+        })
+    }
+}
+
+fn read_receipts(ws: &Workspace) -> Vec<Value> {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(
+        ws.path("telemetry/pas.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT id, request_id, attempt, job_id, agent, provider, model, input_tokens,
+                output_tokens, usage_source, cost_usd, stream, status, error, ttft_ms
+         FROM receipts ORDER BY ts, attempt",
+    ) else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| {
+        Ok(json!({
+            "id": r.get::<_, String>(0)?,
+            "request_id": r.get::<_, String>(1)?,
+            "attempt": r.get::<_, i64>(2)?,
+            "job": r.get::<_, Option<String>>(3)?,
+            "agent": r.get::<_, Option<String>>(4)?,
+            "provider": r.get::<_, String>(5)?,
+            "model": r.get::<_, String>(6)?,
+            "input": r.get::<_, i64>(7)?,
+            "output": r.get::<_, i64>(8)?,
+            "source": r.get::<_, String>(9)?,
+            "cost": r.get::<_, Option<String>>(10)?,
+            "stream": r.get::<_, bool>(11)?,
+            "status": r.get::<_, String>(12)?,
+            "error": r.get::<_, Option<String>>(13)?,
+            "ttft_ms": r.get::<_, Option<f64>>(14)?,
+        }))
+    })
+    .map(|rows| rows.filter_map(Result::ok).collect())
+    .unwrap_or_default()
+}
+
+/// A chat request body.
+pub fn ask(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"}],
+        "stream": stream,
+        "max_tokens": 50,
+    })
+}
+
+/// The content of an SSE response, and whether it ended with `[DONE]`.
+pub fn sse_text(body: &str) -> (String, bool, Vec<Value>) {
+    let mut text = String::new();
+    let mut done = false;
+    let mut frames = Vec::new();
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(c);
+        }
+        frames.push(v);
+    }
+    (text, done, frames)
+}
+
+const TEXT: &str = "hello from the fake upstream";
+
+#[test]
+fn both_protocols_plain_and_streamed_cost_the_same_exactly() {
+    let oa = fake::start(FakeOptions::default());
+    let an = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[
+            provider(
+                "oa",
+                &oa,
+                Protocol::Openai,
+                "",
+                &model("gpt-x", &["chat"], Some(("0.15", "0.60"))),
+            ),
+            provider(
+                "an",
+                &an,
+                Protocol::Anthropic,
+                "    api_key_env: PAS_TEST_ANTHROPIC_KEY\n",
+                &model("claude-x", &["chat", "plan"], Some(("3.00", "15.00"))),
+            ),
+        ],
+        "",
+        &[("PAS_TEST_ANTHROPIC_KEY", "sk-ant-test-key-1")],
+    );
+    // OpenAI, plain.
+    let r = gw.chat(&ask("gpt-x", false), &[("x-pas-agent", "coder-1")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], TEXT);
+    assert_eq!(v["usage"]["prompt_tokens"], 12);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
+    // (12 × 0.15 + 5 × 0.60) / 1e6
+    assert_eq!(r.header("x-pas-cost-usd").as_deref(), Some("0.0000048"));
+    let overhead: f64 = r.header("x-pas-overhead-ms").unwrap().parse().unwrap();
+    assert!((0.0..1000.0).contains(&overhead), "{overhead}");
+    // OpenAI, streamed, usage asked for.
+    let mut body = ask("gpt-x", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = gw.chat(&body, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-pas-overhead-ms").is_some());
+    let (text, done, frames) = sse_text(&r.body);
+    assert_eq!(text, TEXT);
+    assert!(done, "no [DONE]: {}", r.body);
+    assert!(frames.iter().any(|f| f["usage"]["completion_tokens"] == 5));
+    // Anthropic, plain and streamed (by capability), with its key sent upstream.
+    let r = gw.chat(&ask("claude-x", false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["choices"][0]["message"]["content"], TEXT);
+    let (headers, sent) = an.last_request().unwrap();
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-api-key" && v == "sk-ant-test-key-1"));
+    assert_eq!(sent["system"], "be brief");
+    let r = gw.chat(&ask("cap:plan", true), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (text, done, frames) = sse_text(&r.body);
+    assert_eq!((text.as_str(), done), (TEXT, true));
+    assert!(
+        frames.iter().all(|f| f["usage"].is_null()),
+        "usage not asked for"
+    );
+
+    let rows = gw.receipts(4);
+    let cost = |i: usize| rows[i]["cost"].as_str().unwrap().to_string();
+    assert_eq!(cost(0), "0.0000048");
+    assert_eq!(cost(0), cost(1), "streamed and plain cost the same");
+    // (12 × 3 + 5 × 15) / 1e6
+    assert_eq!(cost(2), "0.000111");
+    assert_eq!(cost(2), cost(3));
+    assert_eq!(rows[0]["agent"], "coder-1");
+    assert!(rows
+        .iter()
+        .all(|r| r["status"] == "ok" && r["source"] == "provider"));
+    assert!(rows[1]["stream"].as_bool().unwrap() && rows[1]["ttft_ms"].is_number());
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    assert_eq!(costs["total"]["cost_usd"], "0.0002316");
+    assert_eq!(costs["total"]["calls"], 4);
+}
+
+#[test]
+fn models_lists_capabilities_prices_and_cap_entries() {
+    let oa = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "oa",
+            &oa,
+            Protocol::Openai,
+            "    local: true\n",
+            &format!(
+                "{}{}",
+                model("small", &["summarize"], Some(("0", "0"))),
+                model("big", &["code", "summarize"], None)
+            ),
+        )],
+        "",
+        &[],
+    );
+    let r = http::get(&format!("{}/v1/models", gw.url));
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["small", "big", "cap:code", "cap:summarize"]);
+    assert_eq!(v["data"][0]["pas"]["price_per_mtok"]["input"], "0");
+    assert!(v["data"][1]["pas"]["price_per_mtok"].is_null());
+    assert_eq!(
+        v["data"][1]["pas"]["capabilities"],
+        json!(["code", "summarize"])
+    );
+}

@@ -1,0 +1,338 @@
+//! Money through the gateway: budgets under concurrency, alerts, job budgets, models
+//! without a price, exact decimal sums, LLM job cards, and secrets kept out of every file.
+
+use std::time::Duration;
+
+use pas::llm::config::Protocol;
+use pas::llm::fake::{self, FakeOptions, Mode};
+use serde_json::Value;
+
+use crate::fixture::wait_until;
+use crate::gateway::{ask, model, provider, Gw};
+
+fn events(gw: &Gw, kind: &str) -> Vec<Value> {
+    let conn = rusqlite::Connection::open_with_flags(
+        gw.ws.path("telemetry/pas.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT data FROM events WHERE kind = ?1 ORDER BY seq")
+        .unwrap();
+    stmt.query_map([kind], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
+        .collect()
+}
+
+/// Sum of the receipts' costs, exactly.
+fn spent(rows: &[Value]) -> rust_decimal::Decimal {
+    rows.iter()
+        .filter_map(|r| r["cost"].as_str())
+        .map(|c| c.parse::<rust_decimal::Decimal>().unwrap())
+        .sum()
+}
+
+#[test]
+fn fifty_concurrent_calls_never_overshoot_the_budget_and_alert_once_per_threshold() {
+    let paid = fake::start(FakeOptions {
+        output_tokens: 50,
+        ..FakeOptions::default()
+    });
+    paid.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let free = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[
+            provider(
+                "paid",
+                &paid,
+                Protocol::Openai,
+                "",
+                &model("m", &["x"], Some(("1", "10"))),
+            ),
+            provider(
+                "free",
+                &free,
+                Protocol::Openai,
+                "    local: true\n",
+                &model("l", &["x"], Some(("0", "0"))),
+            ),
+        ],
+        "budgets: {daily_usd: \"0.005\"}\n",
+        &[],
+    );
+    let limit: rust_decimal::Decimal = "0.005".parse().unwrap();
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = gw.chat(&ask("m", false), &[]);
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<&Value> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, v)| v)
+        .collect();
+    assert!(ok >= 1, "{statuses:?}");
+    assert_eq!(ok + refused.len(), 50, "{statuses:?}");
+    assert!(
+        !refused.is_empty(),
+        "50 calls of up to $0.00065 each cannot all fit in $0.005"
+    );
+    assert_eq!(refused[0]["error"]["code"], "budget_exceeded");
+    assert!(refused[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("daily budget"));
+    let rows = gw.receipts(ok);
+    assert!(
+        spent(&rows) <= limit,
+        "overshot: {} > {limit}",
+        spent(&rows)
+    );
+    // Go on one by one until refused: each threshold alerts once, then no more.
+    paid.set_mode(Mode::Ok);
+    let mut more = 0;
+    for _ in 0..12 {
+        if gw.chat(&ask("m", false), &[]).status == 200 {
+            more += 1;
+        }
+    }
+    let rows = gw.receipts(ok + more);
+    assert!(
+        spent(&rows) <= limit,
+        "overshot: {} > {limit}",
+        spent(&rows)
+    );
+    // Free local models still run at 100 %.
+    let r = gw.chat(&ask("l", false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.receipts(ok + more + 1);
+    let alerts = wait_until("three alerts", Duration::from_secs(5), || {
+        let a = events(&gw, "budget.alert");
+        if a.len() >= 3 {
+            Ok(a)
+        } else {
+            Err(format!("{a:?}"))
+        }
+    });
+    let thresholds: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["threshold"].as_str().unwrap())
+        .collect();
+    assert_eq!(thresholds, vec!["0.75", "0.9", "1"], "{alerts:?}");
+    assert!(alerts
+        .iter()
+        .all(|a| a["scope"] == "daily" && a["limit_usd"] == "0.005"));
+}
+
+#[test]
+fn a_job_budget_caps_that_job_only() {
+    let up = fake::start(FakeOptions {
+        output_tokens: 50,
+        ..FakeOptions::default()
+    });
+    let gw = Gw::start(
+        &[provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("1", "10"))),
+        )],
+        "",
+        &[],
+    );
+    // A card no agent can take, so it stays put while calls are made for it.
+    gw.ws.drop_card(
+        "J-capped",
+        "title: capped\nrequires: [nobody-has-this]\nbudget_usd: \"0.001\"\n",
+    );
+    let job = [("x-pas-job", "J-capped"), ("x-pas-agent", "a1")];
+    assert_eq!(gw.chat(&ask("m", false), &job).status, 200);
+    let r = gw.chat(&ask("m", false), &job);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("job J-capped budget"));
+    // Other jobs are not held back.
+    assert_eq!(
+        gw.chat(&ask("m", false), &[("x-pas-job", "J-other")])
+            .status,
+        200
+    );
+    let rows = gw.receipts(2);
+    assert_eq!(rows[0]["job"], "J-capped");
+    assert_eq!(rows[0]["agent"], "a1");
+}
+
+#[test]
+fn a_model_without_a_price_costs_null_with_a_warning_never_zero() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "",
+            &model("unpriced", &["x"], None),
+        )],
+        "",
+        &[],
+    );
+    let r = gw.chat(&ask("unpriced", false), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-pas-cost-usd").as_deref(), Some("unknown"));
+    let rows = gw.receipts(1);
+    assert!(rows[0]["cost"].is_null(), "{:?}", rows[0]);
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    assert_eq!(costs["total"]["unpriced_calls"], 1);
+    wait_until("the warning", Duration::from_secs(5), || {
+        let log = gw._daemon.log_text();
+        if log.contains("p/unpriced") && log.contains("no price_per_mtok") {
+            Ok(())
+        } else {
+            Err("no warning yet".to_string())
+        }
+    });
+}
+
+#[test]
+fn a_price_of_fifteen_cents_sums_exactly_over_many_calls() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("0.15", "0"))),
+        )],
+        "",
+        &[],
+    );
+    for i in 0..100 {
+        let r = gw.chat(&ask("m", i % 2 == 1), &[]);
+        assert_eq!(r.status, 200);
+    }
+    gw.receipts(100);
+    // 100 × 12 tokens × $0.15 / 1e6, with no float anywhere to round it.
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    assert_eq!(costs["total"]["cost_usd"], "0.00018");
+    assert_eq!(costs["total"]["calls"], 100);
+}
+
+#[test]
+fn llm_job_cards_are_run_by_pas_into_done_or_failed() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "p",
+            &up,
+            Protocol::Anthropic,
+            "",
+            &model("m", &["summarize"], Some(("1", "1"))),
+        )],
+        "",
+        &[],
+    );
+    gw.ws.drop_card(
+        "J-sum",
+        "title: summarize\nllm:\n  require_caps: [summarize]\n  messages:\n    - {role: user, content: \"sum it up\"}\n  max_tokens: 40\n",
+    );
+    gw.ws.drop_card(
+        "J-nope",
+        "title: impossible\nllm:\n  model: no-such-model\n  messages:\n    - {role: user, content: hi}\n",
+    );
+    let done = gw.ws.wait_state("J-sum", "done");
+    let result = &done["result"];
+    assert_eq!(
+        result["text"].as_str(),
+        Some("hello from the fake upstream")
+    );
+    assert_eq!(result["model"].as_str(), Some("m"));
+    assert_eq!(result["tokens"]["input"].as_u64(), Some(12));
+    assert_eq!(result["cost_usd"].as_str(), Some("0.000017"));
+    let receipt = result["receipt_id"].as_str().unwrap().to_string();
+    let rows = gw.receipts(1);
+    assert_eq!(rows[0]["id"], receipt.as_str());
+    assert_eq!(rows[0]["job"], "J-sum");
+    let (_, sent) = up.last_request().unwrap();
+    assert_eq!(sent["max_tokens"], 40);
+    let failed = gw.ws.wait_state("J-nope", "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("no-such-model"), "{error}");
+}
+
+#[test]
+fn a_missing_key_disables_only_its_provider_and_secrets_are_never_written() {
+    let keyed = fake::start(FakeOptions::default());
+    let unkeyed = fake::start(FakeOptions::default());
+    let secret = "sk-live-TOPSECRET-4242";
+    let gw = Gw::start(
+        &[
+            provider(
+                "nokey",
+                &unkeyed,
+                Protocol::Openai,
+                "    api_key_env: PAS_TEST_SURELY_UNSET\n",
+                &model("cheap", &["x"], Some(("0.1", "0.1"))),
+            ),
+            provider(
+                "keyed",
+                &keyed,
+                Protocol::Openai,
+                "    api_key_env: PAS_TEST_SECRET_KEY\n",
+                &model("dear", &["x"], Some(("1", "1"))),
+            ),
+        ],
+        "routing: {policy: cheapest}\n",
+        &[("PAS_TEST_SECRET_KEY", secret)],
+    );
+    for stream in [false, true] {
+        let r = gw.chat(&ask("cap:x", stream), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-pas-provider").as_deref(), Some("keyed"));
+    }
+    assert_eq!(unkeyed.requests(), 0);
+    let (headers, _) = keyed.last_request().unwrap();
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == &format!("Bearer {secret}")));
+    let r = gw.chat(&ask("cheap", false), &[]);
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("PAS_TEST_SURELY_UNSET"), "{}", r.body);
+    keyed.set_mode(Mode::Status {
+        code: 401,
+        retry_after: None,
+    });
+    let _ = gw.chat(&ask("dear", false), &[]);
+    gw.receipts(3);
+    let log_path = gw._daemon.log.clone();
+    drop(gw._daemon); // stopped: everything it would write is written
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains("PAS_TEST_SURELY_UNSET"),
+        "the missing key is named at start"
+    );
+    assert!(!log.contains(secret), "the daemon log holds the key");
+    let history = gw.ws.git(&["log", "-p", "--all"]);
+    assert!(!history.contains(secret), "a commit holds the key");
+    let mut seen = Vec::new();
+    for entry in walkdir::WalkDir::new(&gw.ws.root).into_iter().flatten() {
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                seen.push(entry.path().display().to_string());
+            }
+        }
+    }
+    assert!(seen.is_empty(), "the key was written to {seen:?}");
+}
