@@ -196,6 +196,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             None => None,
         };
         let now = Instant::now();
+        let mut probing = false;
         {
             let mut health = gw.lock_health();
             match health.gate(&provider.name, now) {
@@ -207,11 +208,14 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     ));
                     continue;
                 }
-                Gate::HalfOpen if !health.begin_probe(&provider.name, now) => {
-                    attempts.push(format!("{label}: another request is probing it"));
-                    continue;
+                Gate::HalfOpen => {
+                    if !health.begin_probe(&provider.name, now) {
+                        attempts.push(format!("{label}: another request is probing it"));
+                        continue;
+                    }
+                    probing = true;
                 }
-                _ => {}
+                Gate::Closed => {}
             }
         }
         let price = model.price_per_mtok.as_ref();
@@ -229,6 +233,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         ) {
             Ok(h) => h,
             Err(r) => {
+                if probing {
+                    gw.lock_health().end_probe(&provider.name);
+                }
                 let now = Utc::now();
                 if let Some(al) = gw.ledger.refused(&r, now) {
                     gw.alert(al, now);

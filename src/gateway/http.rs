@@ -118,7 +118,26 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) 
             return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
         }
     };
-    match call::run(&gw, &req).await {
+    // The call runs as its own task: a caller that hangs up mid-call does not cancel it,
+    // so its receipt is still written and its budget hold still settled.
+    let task = {
+        let gw = gw.clone();
+        tokio::spawn(async move { call::run(&gw, &req).await })
+    };
+    let outcome = match task.await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway call task failed");
+            let resp = error(
+                500,
+                "the gateway call failed inside pas".into(),
+                "api_error",
+                "internal",
+            );
+            return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
+        }
+    };
+    match outcome {
         Ok((Answer::Plain(reply), served)) => {
             let body = serde_json::to_string(&reply.body).unwrap_or_default();
             let resp = json_response(StatusCode::OK, body);

@@ -138,6 +138,13 @@ impl Health {
         true
     }
 
+    /// Gives back a probe that was taken but not sent (e.g. the budget refused the call).
+    pub fn end_probe(&mut self, provider: &str) {
+        if let Some(b) = self.providers.get_mut(provider) {
+            b.probing = false;
+        }
+    }
+
     /// Records a success: closes the breaker and feeds the latency average.
     pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64) {
         self.providers

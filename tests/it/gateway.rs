@@ -70,7 +70,7 @@ impl Gw {
     /// The receipts in the database, oldest first, once there are at least `n`.
     pub fn receipts(&self, n: usize) -> Vec<Value> {
         wait_until(&format!("{n} receipts"), Duration::from_secs(10), || {
-            let rows = read_receipts(&self.ws);
+            let rows = read_all_receipts(&self.ws);
             if rows.len() >= n {
                 Ok(rows)
             } else {
@@ -80,7 +80,8 @@ impl Gw {
     }
 }
 
-fn read_receipts(ws: &Workspace) -> Vec<Value> {
+/// Every receipt in the database now (no waiting).
+pub fn read_all_receipts(ws: &Workspace) -> Vec<Value> {
     let Ok(conn) = rusqlite::Connection::open_with_flags(
         ws.path("telemetry/pas.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -266,4 +267,74 @@ fn models_lists_capabilities_prices_and_cap_entries() {
         v["data"][1]["pas"]["capabilities"],
         json!(["code", "summarize"])
     );
+}
+
+/// A Python with the official `openai` package: the system's, or one installed with pip
+/// into `target/pysdk` on first use (the test command needs the package registry once).
+fn python_with_openai() -> Option<std::path::PathBuf> {
+    let has = |pythonpath: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new("python3");
+        c.args(["-c", "import openai"]);
+        if let Some(p) = pythonpath {
+            c.env("PYTHONPATH", p);
+        }
+        c.output().is_ok_and(|o| o.status.success())
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysdk");
+    if has(Some(&dir)) {
+        return Some(dir);
+    }
+    let _ = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg("openai")
+        .status();
+    has(Some(&dir)).then_some(dir)
+}
+
+#[test]
+fn the_official_openai_python_client_works_unchanged() {
+    let pythonpath = python_with_openai().expect(
+        "python3 with the openai package (pip install --target target/pysdk openai failed)",
+    );
+    let oa = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[provider(
+            "oa",
+            &oa,
+            Protocol::Openai,
+            "",
+            &model("gpt-x", &["chat"], Some(("0.15", "0.60"))),
+        )],
+        "",
+        &[],
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", gw.url))
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["plain_text"], TEXT);
+    assert_eq!(seen["plain_usage"], 12);
+    assert!(seen["overhead_header"].is_string());
+    assert_eq!(seen["stream_text"], TEXT);
+    assert_eq!(seen["stream_usage"], 5);
+    assert_eq!(seen["models"], json!(["cap:chat", "gpt-x"]));
+    assert_eq!(seen["missing"], "model_not_found");
+    let rows = gw.receipts(2);
+    assert_eq!(rows[0]["agent"], "sdk-agent");
+    assert_eq!(rows[0]["job"], "J-sdk");
 }

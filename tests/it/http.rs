@@ -41,6 +41,16 @@ pub fn send(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> Reply {
+    try_send(method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// As [`send`], with a failed exchange (refused, reset) as an `Err`.
+pub fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Result<Reply, reqwest::Error> {
     block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -53,15 +63,12 @@ pub fn send(
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        Reply {
+        let resp = req.send().await?;
+        Ok(Reply {
             status: resp.status().as_u16(),
             headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
+            body: resp.text().await?,
+        })
     })
 }
 

@@ -336,3 +336,50 @@ fn a_missing_key_disables_only_its_provider_and_secrets_are_never_written() {
     }
     assert!(seen.is_empty(), "the key was written to {seen:?}");
 }
+
+#[test]
+fn sigterm_mid_traffic_loses_no_receipt() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let mut gw = Gw::start(
+        &[provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("1", "1"))),
+        )],
+        "",
+        &[],
+    );
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let answered = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..30)
+            .map(|i| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let body = ask("m", i % 2 == 0);
+                    crate::http::try_send("POST", &url, &[], Some(&body))
+                        .is_ok_and(|r| r.status == 200 && !r.body.contains("upstream_cut"))
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150));
+        let status = gw._daemon.stop();
+        assert!(status.success(), "{status}");
+        calls
+            .into_iter()
+            .filter_map(|c| c.join().unwrap().then_some(()))
+            .count()
+    });
+    assert!(
+        answered > 0,
+        "in-flight calls finish before the daemon exits"
+    );
+    let rows = super::gateway::read_all_receipts(&gw.ws);
+    let ok = rows.iter().filter(|r| r["status"] == "ok").count();
+    assert_eq!(
+        ok, answered,
+        "every answered call has its receipt: {rows:?}"
+    );
+}
