@@ -230,6 +230,21 @@ fn both_protocols_plain_and_streamed_cost_the_same_exactly() {
     let costs = gw.ws.pas_json(&["costs", "--json"]);
     assert_eq!(costs["total"]["cost_usd"], "0.0002316");
     assert_eq!(costs["total"]["calls"], 4);
+    assert_eq!(costs["today"]["cost_usd"], "0.0002316");
+    let by = |dim: &str, key: &str| {
+        costs[format!("by_{dim}")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .map(|t| t["cost_usd"].as_str().unwrap().to_string())
+    };
+    assert_eq!(by("agent", "coder-1").as_deref(), Some("0.0000048"));
+    assert_eq!(by("provider", "an").as_deref(), Some("0.000222"));
+    assert_eq!(by("model", "oa/gpt-x").as_deref(), Some("0.0000096"));
+    assert!(costs["by_day"].as_array().unwrap().len() == 1);
+    let text = gw.ws.pas_ok(&["costs"]);
+    assert!(text.contains("total  $0.0002316"), "{text}");
 }
 
 #[test]
@@ -337,4 +352,38 @@ fn the_official_openai_python_client_works_unchanged() {
     let rows = gw.receipts(2);
     assert_eq!(rows[0]["agent"], "sdk-agent");
     assert_eq!(rows[0]["job"], "J-sdk");
+}
+
+#[test]
+fn cached_input_is_priced_at_its_own_rate_streamed_or_not() {
+    let opts = FakeOptions {
+        cached_tokens: 8,
+        ..FakeOptions::default()
+    };
+    let oa = fake::start(opts.clone());
+    let an = fake::start(opts);
+    let priced = |id: &str| {
+        format!(
+            "      - id: {id}\n        capabilities: [chat]\n        price_per_mtok: {{input: \"3\", output: \"15\", cached_input: \"0.30\"}}\n"
+        )
+    };
+    let gw = Gw::start(
+        &[
+            provider("oa", &oa, Protocol::Openai, "", &priced("o")),
+            provider("an", &an, Protocol::Anthropic, "", &priced("a")),
+        ],
+        "",
+        &[],
+    );
+    for m in ["o", "a"] {
+        for stream in [false, true] {
+            let r = gw.chat(&ask(m, stream), &[]);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let rows = gw.receipts(4);
+    // The same 12 input tokens, 8 of them from the cache (OpenAI counts them inside
+    // prompt_tokens, Anthropic beside input_tokens): 4 × 3 + 8 × 0.30 + 5 × 15, per million.
+    let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
+    assert_eq!(costs, vec!["0.0000894"; 4], "{rows:?}");
 }
