@@ -27,6 +27,7 @@
 //!   (`store::db`). Each runs on its own thread.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
+//! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats, SSE).
 //! - [`bench`]      `pas bench`: measurements on this machine.
 
 pub mod agent;
@@ -40,6 +41,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod events;
 pub mod fsops;
+pub mod fuzzing;
 pub mod gateway;
 pub mod heartbeat;
 pub mod liveness;
