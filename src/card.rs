@@ -244,6 +244,68 @@ pub fn check_bytes(bytes: &[u8]) -> Result<&str, CardError> {
     })
 }
 
+/// Flow nesting beyond this is refused before any YAML parser sees it.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// What a cheap scan says about a text's nesting.
+#[derive(Debug, Default)]
+struct Depth {
+    /// Deep enough that serde_yaml's recursion limit should judge it (a Value parse).
+    maybe: bool,
+    /// Flow brackets nested beyond [`MAX_FLOW_DEPTH`], first on this line (1-based).
+    too_deep: Option<usize>,
+}
+
+/// Scans `text` for deep nesting: flow brackets opened more than 32 deep, or lines
+/// indented more than 128 columns. Linear, so the common card pays nothing; quoted text
+/// and comments are skipped roughly (a false alarm only costs one more parse).
+fn looks_deep(text: &str) -> Depth {
+    let mut out = Depth::default();
+    let mut line = 1usize;
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut at_line_start = true;
+    let mut indent = 0usize;
+    let mut comment = false;
+    for &b in text.as_bytes() {
+        if b == b'\n' {
+            at_line_start = true;
+            indent = 0;
+            comment = false;
+            line += 1;
+            continue;
+        }
+        if at_line_start {
+            if b == b' ' {
+                indent += 1;
+                out.maybe |= indent > 128;
+                continue;
+            }
+            at_line_start = false;
+        }
+        if comment {
+            continue;
+        }
+        match (quote, b) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'#') => comment = true,
+            (None, b'[' | b'{') => {
+                depth += 1;
+                out.maybe |= depth > 32;
+                if depth > MAX_FLOW_DEPTH {
+                    out.too_deep = Some(line);
+                    return out;
+                }
+            }
+            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Card {
     /// Parses and validates a card's text; `id` comes from the file name.
     pub fn parse(id: &str, text: &str) -> Result<Card, CardError> {
@@ -252,9 +314,21 @@ impl Card {
                 "bad id {id:?}: ids are 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
             )));
         }
-        if text.contains('&') && text.contains('*') {
+        let deep = looks_deep(text);
+        if let Some(line) = deep.too_deep {
+            // serde_yaml reads the whole event stream before its recursion limit applies,
+            // and that read is quadratic in the depth: minutes for a 1 MiB bracket tower.
+            return Err(CardError {
+                message: format!("YAML nested more than {MAX_FLOW_DEPTH} levels deep"),
+                line: Some(line),
+                column: None,
+            });
+        }
+        if (text.contains('&') && text.contains('*')) || deep.maybe {
             // Anchors and aliases: expand once, so a document that expands without bound
             // (a "billion laughs") is refused by serde_yaml's limit, not carried along.
+            // Deep nesting likewise: the typed parse skips unknown keys without serde_yaml's
+            // recursion limit, and a value nested thousands deep takes it minutes.
             serde_yaml::from_str::<serde_yaml::Value>(text).map_err(yaml_error)?;
         }
         let spec: Spec = serde_yaml::from_str(text).map_err(|e| {
@@ -615,6 +689,36 @@ mod tests {
         }
         t.push_str("title: boom\n");
         assert!(Card::parse("x", &t).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let start = std::time::Instant::now();
+        let nest = |d: usize| format!("title: deep\nextra: {}1{}\n", "[".repeat(d), "]".repeat(d));
+        assert!(
+            Card::parse("a", &nest(40)).is_ok(),
+            "within serde_yaml's limit of 128"
+        );
+        let e = Card::parse("a", &nest(129)).unwrap_err();
+        assert!(e.message.contains("nested more than 128"), "{e}");
+        assert!(Card::parse("a", &nest(100)).is_ok());
+        for depth in [300, 100_000] {
+            let e = Card::parse("a", &nest(depth)).unwrap_err();
+            assert!(e.message.contains("nested more than 128"), "{depth}: {e}");
+            assert_eq!(e.line, Some(2));
+        }
+        let mut block = String::from("title: deep\nx:\n");
+        for i in 1..200 {
+            block.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
+        }
+        assert!(Card::parse("a", &block).is_err());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        // Ordinary nesting is fine.
+        assert!(Card::parse("a", "title: t\nx: [[1, [2]], {a: [b]}]\n").is_ok());
     }
 
     #[test]

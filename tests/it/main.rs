@@ -14,6 +14,7 @@ mod fallback;
 mod fixture;
 mod gateway;
 mod governor;
+mod hostile;
 mod http;
 mod lifecycle;
 mod liveness;
