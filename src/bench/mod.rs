@@ -13,6 +13,7 @@
 //! what liveness costs the daemon and how quickly it reacts.
 
 mod agents;
+mod crash;
 mod gateway;
 mod lifecycle;
 
@@ -33,6 +34,9 @@ pub enum Which {
     /// Liveness at scale: agents beating, the daemon's CPU and RSS, beat-to-state lag,
     /// and the time from the third missed interval to the cards back in the inbox.
     Agents,
+    /// Kill -9 at random instants while cards flow; after each restart, check that no
+    /// card is lost or duplicated and git and the database agree with the files.
+    Crash,
     /// LLM gateway overhead: latency through pas less latency direct to a fast upstream,
     /// at fixed rates and at the most the machine holds, receipts on.
     Gateway,
@@ -53,6 +57,12 @@ pub struct BenchArgs {
     /// Heartbeat interval of the agents in `pas bench agents`, seconds.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
+    /// Rounds of `pas bench crash` (its cards per round: the first of `--cards`).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Seed of `pas bench crash`'s kill instants (the same seed kills at the same times).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Request rates of `pas bench gateway` (comma-separated, requests per second).
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     pub rates: Vec<u32>,
@@ -87,6 +97,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Lifecycle => lifecycle::lifecycle(&args),
         Which::Agents => agents::agents(&args),
         Which::Gateway => gateway::gateway(&args),
+        Which::Crash => crash::crash(&args),
     }
 }
 
@@ -139,13 +150,24 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// SIGKILL, and reaps it: a crash at whatever instant this is.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child process by pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        // Not once it has been reaped: its pid may belong to someone else by now.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let _ = self.child.wait();
         }
-        let _ = self.child.wait();
     }
 }
 

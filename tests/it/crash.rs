@@ -268,3 +268,25 @@ fn stale_git_locks_left_by_a_crash_are_cleared() {
     ws.wait_work_clean("git status -- work clean");
     assert!(!ws.path(".git/index.lock").exists());
 }
+
+/// `pas bench crash` in small: kill -9 at random instants mid-flow, restart, and every
+/// check (one place per card, git clean and fsck, SQLite integrity, history = database).
+#[test]
+fn bench_crash_rounds_pass_their_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::fixture::pas_bin())
+        .args([
+            "bench", "crash", "--rounds", "2", "--cards", "300", "--seed", "7", "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("PAS_LOG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("every check passed").count(), 2, "{text}");
+}
