@@ -285,7 +285,15 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 gw.lock_health()
                     .success(&provider.name, &model.id, took.as_secs_f64() * 1000.0);
                 let c = cost::cost(price, &reply.usage);
-                let receipt_id = gw.record(&base, reply.usage, c, took, None, "ok", None, hold);
+                let end = Ending {
+                    usage: reply.usage,
+                    cost: c,
+                    took,
+                    ttft: None,
+                    status: "ok",
+                    error: None,
+                };
+                let receipt_id = gw.record(&base, None, end, hold);
                 let served = served(provider, model, receipt_id, c, upstream);
                 return Ok((Answer::Plain(reply), served));
             }
@@ -314,16 +322,15 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             Err(e) => {
                 let usage = Usage::default();
                 let c = cost::cost(price, &usage);
-                gw.record(
-                    &base,
+                let end = Ending {
                     usage,
-                    c,
+                    cost: c,
                     took,
-                    None,
-                    "error",
-                    Some(e.to_string()),
-                    hold,
-                );
+                    ttft: None,
+                    status: "error",
+                    error: Some(e.to_string()),
+                };
+                gw.record(&base, None, end, hold);
                 attempts.push(format!("{label}: {e}"));
                 if !e.retryable() {
                     let code = match &e {
@@ -383,6 +390,17 @@ fn served(
     }
 }
 
+/// How an attempt ended, for its receipt.
+pub(super) struct Ending {
+    pub usage: Usage,
+    pub cost: Option<Decimal>,
+    pub took: Duration,
+    pub ttft: Option<Duration>,
+    /// `ok`, `error` or `cut`.
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
 /// Who made an attempt, for its receipt.
 pub(super) struct Attempt<'a> {
     pub request: &'a Request,
@@ -393,45 +411,23 @@ pub(super) struct Attempt<'a> {
 
 impl Gateway {
     /// Settles `hold`, writes the receipt of one attempt (and its event, and any budget
-    /// alerts it crossed); returns the receipt id.
-    #[allow(clippy::too_many_arguments)]
+    /// alerts it crossed) under `id` (a new one when `None`); returns the receipt id.
     pub(super) fn record(
         &self,
         a: &Attempt<'_>,
-        usage: Usage,
-        cost: Option<Decimal>,
-        took: Duration,
-        ttft: Option<Duration>,
-        status: &str,
-        error: Option<String>,
+        id: Option<String>,
+        end: Ending,
         hold: Hold,
     ) -> String {
-        self.record_with_id(
-            a,
-            ulid::Ulid::new().to_string(),
+        let id = id.unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let Ending {
             usage,
             cost,
             took,
             ttft,
             status,
             error,
-            hold,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn record_with_id(
-        &self,
-        a: &Attempt<'_>,
-        id: String,
-        usage: Usage,
-        cost: Option<Decimal>,
-        took: Duration,
-        ttft: Option<Duration>,
-        status: &str,
-        error: Option<String>,
-        hold: Hold,
-    ) -> String {
+        } = end;
         let now = Utc::now();
         if cost.is_none() && status == "ok" {
             self.warn_unpriced(&a.provider.name, &a.model.id);
@@ -526,7 +522,7 @@ struct Open {
 
 impl Relay {
     /// Writes the receipt: `ok`, or `cut` with why.
-    pub fn finish(&mut self, status: &str, error: Option<String>) {
+    pub fn finish(&mut self, status: &'static str, error: Option<String>) {
         let Some(o) = self.open.take() else {
             return;
         };
@@ -540,17 +536,15 @@ impl Relay {
             provider,
             model,
         };
-        o.gw.record_with_id(
-            &a,
-            o.receipt_id.clone(),
+        let end = Ending {
             usage,
-            c,
-            o.started.elapsed(),
-            Some(self.stream.ttft()),
+            cost: c,
+            took: o.started.elapsed(),
+            ttft: Some(self.stream.ttft()),
             status,
             error,
-            o.hold,
-        );
+        };
+        o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
     }
 }
 

@@ -159,17 +159,7 @@ fn a_stream_cut_midway_reaches_the_caller_and_gets_its_receipt() {
         chunk_delay: Duration::from_millis(20),
         ..FakeOptions::default()
     });
-    let gw = Gw::start(
-        &[provider(
-            "only",
-            &only,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "2"))),
-        )],
-        "",
-        &[],
-    );
+    let gw = Gw::one(&only, Protocol::Openai, "m", Some(("1", "2")), "");
     only.set_mode(Mode::Cut { after_chunks: 2 });
     let r = gw.chat(&ask("m", true), &[]);
     assert_eq!(r.status, 200);
@@ -197,16 +187,12 @@ fn a_stream_cut_midway_reaches_the_caller_and_gets_its_receipt() {
 #[test]
 fn a_failing_only_provider_cools_down_then_a_probe_brings_it_back() {
     let only = fake::start(FakeOptions::default());
-    let gw = Gw::start(
-        &[provider(
-            "only",
-            &only,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "1"))),
-        )],
+    let gw = Gw::one(
+        &only,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
         "routing: {cooldown_s: 0.5}\n",
-        &[],
     );
     only.set_mode(Mode::Status {
         code: 503,

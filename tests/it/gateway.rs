@@ -57,6 +57,22 @@ impl Gw {
         }
     }
 
+    /// One provider `p` on `up` serving model `id` (capability `x`) at `price`, plus
+    /// `more` of `pas.yaml`.
+    pub fn one(
+        up: &Fake,
+        protocol: Protocol,
+        id: &str,
+        price: Option<(&str, &str)>,
+        more: &str,
+    ) -> Gw {
+        Gw::start(
+            &[provider("p", up, protocol, "", &model(id, &["x"], price))],
+            more,
+            &[],
+        )
+    }
+
     /// `POST /v1/chat/completions` with `body` and extra headers.
     pub fn chat(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
         http::send(

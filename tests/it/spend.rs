@@ -138,17 +138,7 @@ fn a_job_budget_caps_that_job_only() {
         output_tokens: 50,
         ..FakeOptions::default()
     });
-    let gw = Gw::start(
-        &[provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "10"))),
-        )],
-        "",
-        &[],
-    );
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "10")), "");
     // A card no agent can take, so it stays put while calls are made for it.
     gw.ws.drop_card(
         "J-capped",
@@ -176,17 +166,7 @@ fn a_job_budget_caps_that_job_only() {
 #[test]
 fn a_model_without_a_price_costs_null_with_a_warning_never_zero() {
     let up = fake::start(FakeOptions::default());
-    let gw = Gw::start(
-        &[provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("unpriced", &["x"], None),
-        )],
-        "",
-        &[],
-    );
+    let gw = Gw::one(&up, Protocol::Openai, "unpriced", None, "");
     let r = gw.chat(&ask("unpriced", false), &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-pas-cost-usd").as_deref(), Some("unknown"));
@@ -207,17 +187,7 @@ fn a_model_without_a_price_costs_null_with_a_warning_never_zero() {
 #[test]
 fn a_price_of_fifteen_cents_sums_exactly_over_many_calls() {
     let up = fake::start(FakeOptions::default());
-    let gw = Gw::start(
-        &[provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("0.15", "0"))),
-        )],
-        "",
-        &[],
-    );
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("0.15", "0")), "");
     for i in 0..100 {
         let r = gw.chat(&ask("m", i % 2 == 1), &[]);
         assert_eq!(r.status, 200);
@@ -341,17 +311,7 @@ fn a_missing_key_disables_only_its_provider_and_secrets_are_never_written() {
 fn sigterm_mid_traffic_loses_no_receipt() {
     let up = fake::start(FakeOptions::default());
     up.set_mode(Mode::Delay(Duration::from_millis(300)));
-    let mut gw = Gw::start(
-        &[provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "1"))),
-        )],
-        "",
-        &[],
-    );
+    let mut gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
     let url = format!("{}/v1/chat/completions", gw.url);
     let answered = std::thread::scope(|s| {
         let calls: Vec<_> = (0..30)
