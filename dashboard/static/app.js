@@ -131,7 +131,7 @@
   }
 
   // Cards an event named are fetched (in batches) for the fields events do not carry.
-  const wanted = new Set(); let wantTimer = null;
+  const wanted = new Set(); const retries = new Map(); let wantTimer = null;
   function want(id) {
     wanted.add(id);
     if (!wantTimer) wantTimer = setTimeout(fetchWanted, 200);
@@ -143,6 +143,12 @@
     try {
       const r = await fetch('/api/jobs?ids=' + ids.map(encodeURIComponent).join(','));
       const j = await r.json();
+      const got = new Set((j.jobs || []).map((c) => c.id));
+      for (const id of ids) {
+        // Not in the server's view yet (it is at most 250 ms old): ask again, a few times.
+        const n = (retries.get(id) || 0) + 1;
+        if (!got.has(id) && S.cards.has(id) && n <= 5) { retries.set(id, n); want(id); } else retries.delete(id);
+      }
       for (const c of j.jobs || []) {
         const mine = S.cards.get(c.id);
         if (!mine) continue;

@@ -8,8 +8,12 @@
 //!
 //! `pas bench agents` registers a thousand agents that beat every second, and measures
 //! what liveness costs the daemon and how quickly it reacts.
+//!
+//! `pas bench dashboard` connects a thousand WebSocket clients to the dashboard and times
+//! each card from its rename into the inbox to its event at every client.
 
 mod agents;
+mod dashboard;
 mod lifecycle;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +33,9 @@ pub enum Which {
     /// Liveness at scale: agents beating, the daemon's CPU and RSS, beat-to-state lag,
     /// and the time from the third missed interval to the cards back in the inbox.
     Agents,
+    /// Dashboard fan-out: WebSocket clients on `/ws` while cards arrive at a steady rate;
+    /// rename-to-client latency, messages lost, daemon RSS.
+    Dashboard,
 }
 
 /// Flags of `pas bench`.
@@ -55,6 +62,12 @@ pub struct BenchArgs {
     /// Runs of `pas status` to time.
     #[arg(long, default_value_t = 10)]
     pub status_runs: usize,
+    /// WebSocket clients of `pas bench dashboard`.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Cards (so `job.created` events) per second in `pas bench dashboard`.
+    #[arg(long, default_value_t = 1000)]
+    pub events_per_s: u32,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -76,6 +89,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
     match args.which {
         Which::Lifecycle => lifecycle::lifecycle(&args),
         Which::Agents => agents::agents(&args),
+        Which::Dashboard => dashboard::dashboard(&args),
     }
 }
 

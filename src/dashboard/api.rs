@@ -77,7 +77,11 @@ pub(crate) fn matches(c: &Value, f: &JobsQuery) -> bool {
         .to_lowercase();
         q.to_lowercase().split_whitespace().all(|w| hay.contains(w))
     });
-    is("state", &f.state) && is("agent", &f.agent) && is("priority", &f.priority) && cap_ok && text_ok
+    is("state", &f.state)
+        && is("agent", &f.agent)
+        && is("priority", &f.priority)
+        && cap_ok
+        && text_ok
 }
 
 /// `GET /api/jobs`: `{total, offset, jobs}` in board order, filtered and paged
@@ -131,7 +135,12 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     let (text, commits, receipts) = blocking(move || Ok(read_detail(&ws, &owned))).await?;
     let cost = receipts
         .iter()
-        .filter_map(|r| r["cost_usd"].as_str()?.parse::<rust_decimal::Decimal>().ok())
+        .filter_map(|r| {
+            r["cost_usd"]
+                .as_str()?
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+        })
         .sum::<rust_decimal::Decimal>();
     let doc: Value = text
         .as_deref()

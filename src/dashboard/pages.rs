@@ -164,7 +164,10 @@ mod tests {
     #[test]
     fn script_json_cannot_close_the_script() {
         let s = script_json(&json!({"title": "</script><script>alert(1)</script>&"}));
-        assert!(!s.contains('<') && !s.contains('>') && !s.contains('&'), "{s}");
+        assert!(
+            !s.contains('<') && !s.contains('>') && !s.contains('&'),
+            "{s}"
+        );
         let back: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back["title"], "</script><script>alert(1)</script>&");
     }

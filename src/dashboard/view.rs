@@ -344,7 +344,11 @@ impl Cache {
     }
 
     fn fresh(&self) -> Option<Arc<View>> {
-        let cur = self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let cur = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
         let age = cur.made.elapsed();
         let quiet = cur.seq == self.hub.seq();
         (age < BUSY_MAX_AGE || (quiet && age < IDLE_MAX_AGE)).then_some(cur)

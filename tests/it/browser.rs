@@ -30,7 +30,11 @@ pub fn chromium() -> Option<PathBuf> {
         .iter()
         .flat_map(|n| {
             std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join(n)).collect::<Vec<_>>())
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(n))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
         .find(|p| p.is_file())
@@ -146,7 +150,10 @@ impl Browser {
             if self.eval(js) == json!(true) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what} ({js})");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} ({js})"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -178,7 +185,10 @@ fn wait_port(profile: &Path) -> u16 {
                 return p;
             }
         }
-        assert!(Instant::now() < deadline, "chromium wrote no DevToolsActivePort");
+        assert!(
+            Instant::now() < deadline,
+            "chromium wrote no DevToolsActivePort"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -192,7 +202,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
         b'+' => 62,
         _ => 63,
     };
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
         let mut n = 0u32;

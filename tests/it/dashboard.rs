@@ -45,7 +45,12 @@ fn every_route_answers_and_none_writes() {
     let app = pas::dashboard::router(shared(&ws, Arc::new(pas::events::Hub::new(0, None))));
     http::block_on(async {
         for uri in [
-            "/", "/tree", "/costs", "/alerts", "/activity", "/jobs/XSS-1",
+            "/",
+            "/tree",
+            "/costs",
+            "/alerts",
+            "/activity",
+            "/jobs/XSS-1",
         ] {
             let (s, body) = get(&app, uri).await;
             assert_eq!(s, StatusCode::OK, "{uri}: {body}");
@@ -80,7 +85,10 @@ fn every_route_answers_and_none_writes() {
         assert_eq!(v["parent"]["id"], "XSS-1");
 
         assert_eq!(get(&app, "/api/jobs/NOPE").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(get(&app, "/api/jobs/..%2Fx").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            get(&app, "/api/jobs/..%2Fx").await.0,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(get(&app, "/jobs/NOPE").await.0, StatusCode::NOT_FOUND);
         for uri in [
             "/api/agents",
@@ -97,7 +105,10 @@ fn every_route_answers_and_none_writes() {
         }
         let (s, metrics) = get(&app, "/metrics").await;
         assert_eq!(s, StatusCode::OK);
-        assert!(metrics.contains("pas_cards{state=\"inbox\"} 2"), "{metrics}");
+        assert!(
+            metrics.contains("pas_cards{state=\"inbox\"} 2"),
+            "{metrics}"
+        );
         assert!(metrics.contains("pas_gateway_"), "gateway metrics missing");
         for line in metrics.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("pas_"), "{line}");
@@ -174,16 +185,17 @@ fn stream_sends_a_snapshot_then_every_event_and_replays_since() {
         until(&mut c, &mut last, |v| v["data"]["id"] == "WS-3").await;
 
         // Ping/pong for browsers, which cannot send ping frames.
-        c.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
+        c.send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .unwrap();
         let pong = next_json(&mut c).await;
         assert_eq!(pong["type"], "pong", "{pong}");
         drop(c);
 
         // Reconnecting with ?since replays exactly what came after, no snapshot.
-        let (mut c, _) =
-            tokio_tungstenite::connect_async(format!("ws://{dash}/ws?since={before}"))
-                .await
-                .unwrap();
+        let (mut c, _) = tokio_tungstenite::connect_async(format!("ws://{dash}/ws?since={before}"))
+            .await
+            .unwrap();
         let mut seq = before;
         let first = next_json(&mut c).await;
         assert_ne!(first["type"], "snapshot", "{first}");
@@ -247,7 +259,11 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
             let hub = hub.clone();
             tokio::task::spawn_blocking(move || {
                 for i in 0..total {
-                    hub.emit(chrono::Utc::now(), "job.created", json!({"id": format!("L-{i}"), "pad": pad}));
+                    hub.emit(
+                        chrono::Utc::now(),
+                        "job.created",
+                        json!({"id": format!("L-{i}"), "pad": pad}),
+                    );
                 }
             })
         };
@@ -268,7 +284,10 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
             assert_eq!(seq, last + 1, "a silent gap after {last}");
             last = seq;
         }
-        assert!(resyncs >= 1, "the client never fell behind; the test proves nothing");
+        assert!(
+            resyncs >= 1,
+            "the client never fell behind; the test proves nothing"
+        );
     });
 }
 
