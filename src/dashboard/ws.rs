@@ -9,7 +9,7 @@
 //! `{"type":"ping"}` is answered with `{"type":"pong","seq":...}`; the server also pings.
 //!
 //! Events already waiting are written together and flushed once, and a busy stream is
-//! flushed at most once per 10 ms window, so it costs one system call per batch, not per
+//! flushed at most once per 25 ms window, so it costs one system call per batch, not per
 //! event; a quiet stream is sent at once.
 
 use std::sync::Arc;
@@ -31,7 +31,7 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const BATCH: usize = 4096;
 /// A client's socket is flushed at most once per this window while events stream in
 /// (1,000 clients x 1,000 events/s would otherwise be a million writes a second).
-const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct WsQuery {
