@@ -97,6 +97,10 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     install_ctrl_c(stop.clone())?;
     let mut daemon = start_daemon(&dir)?;
     println!("pas demo: workspace {}", dir.display());
+    match dashboard_url(&dir) {
+        Some(url) => println!("pas demo: dashboard {url}   (open it in a browser)"),
+        None => println!("pas demo: the dashboard did not start (see the daemon's output)"),
+    }
     println!(
         "          watch it with: pas status --root {}   |   git -C {} log --oneline",
         dir.display(),
@@ -162,9 +166,18 @@ pub fn run(args: DemoArgs) -> Result<i32> {
 
 fn start_daemon(dir: &Path) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the pas binary")?;
-    let child = Command::new(exe)
-        .args(["serve", "--root"])
-        .arg(dir)
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--root"]).arg(dir);
+    // The usual ports when free (a stable URL), else any free port: the demo must start.
+    for (var, default) in [
+        ("PAS_DASHBOARD_BIND", "127.0.0.1:6101"),
+        ("PAS_GATEWAY_BIND", "127.0.0.1:6120"),
+    ] {
+        if std::env::var_os(var).is_none() && std::net::TcpListener::bind(default).is_err() {
+            cmd.env(var, "127.0.0.1:0");
+        }
+    }
+    let child = cmd
         .env(
             "PAS_LOG",
             std::env::var("PAS_LOG").unwrap_or_else(|_| "warn".into()),
@@ -178,6 +191,23 @@ fn start_daemon(dir: &Path) -> Result<Child> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(child)
+}
+
+/// The dashboard's URL, from the addresses `pas serve` records once it listens.
+fn dashboard_url(dir: &Path) -> Option<String> {
+    let path = crate::server::addresses_path(&Workspace::at(dir));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let addr = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["dashboard"].as_str().map(str::to_string));
+        if let Some(a) = addr {
+            return Some(format!("http://{a}/"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 fn install_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {

@@ -42,15 +42,25 @@ impl Dice {
     }
 }
 
-/// Agent threads: each moves every card in its folder to `done/`, as `mv` would.
+/// Agent threads: each moves every card in its folder to `done/`, as `mv` would, and
+/// beats every second (an agent that stops beating is deregistered, crash or no crash).
 fn agents(ws: &Workspace, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     (0..AGENTS)
         .map(|i| {
             let mine = ws.state_dir(State::Assigned).join(format!("agent-{i}"));
             let done = ws.state_dir(State::Done);
+            let beats = ws
+                .work()
+                .join("heartbeats")
+                .join(format!("agent-{i}.jsonl"));
             let stop = stop.clone();
             std::thread::spawn(move || {
+                let mut last_beat: Option<Instant> = None;
                 while !stop.load(Ordering::SeqCst) {
+                    if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        beat(&beats);
+                        last_beat = Some(Instant::now());
+                    }
                     for e in std::fs::read_dir(&mine).into_iter().flatten().flatten() {
                         let name = e.file_name();
                         if name.to_string_lossy().ends_with(".yaml") {
@@ -63,6 +73,20 @@ fn agents(ws: &Workspace, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<
             })
         })
         .collect()
+}
+
+/// Appends one heartbeat line, as an agent would (one `O_APPEND` write).
+fn beat(path: &Path) {
+    use std::io::Write;
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let line = format!("{{\"ts\":\"{ts}\",\"status\":\"running\"}}\n");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 /// Where each card is: id -> the state folders it was found in.

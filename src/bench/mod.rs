@@ -11,9 +11,13 @@
 //!
 //! `pas bench agents` registers a thousand agents that beat every second, and measures
 //! what liveness costs the daemon and how quickly it reacts.
+//!
+//! `pas bench dashboard` connects a thousand WebSocket clients to the dashboard and times
+//! each card from its rename into the inbox to its event at every client.
 
 mod agents;
 mod crash;
+mod dashboard;
 mod gateway;
 mod lifecycle;
 
@@ -40,6 +44,9 @@ pub enum Which {
     /// LLM gateway overhead: latency through pas less latency direct to a fast upstream,
     /// at fixed rates and at the most the machine holds, receipts on.
     Gateway,
+    /// Dashboard fan-out: WebSocket clients on `/ws` while cards arrive at a steady rate;
+    /// rename-to-client latency, messages lost, daemon RSS.
+    Dashboard,
 }
 
 /// Flags of `pas bench`.
@@ -75,6 +82,12 @@ pub struct BenchArgs {
     /// Runs of `pas status` to time.
     #[arg(long, default_value_t = 10)]
     pub status_runs: usize,
+    /// WebSocket clients of `pas bench dashboard`.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Cards (so `job.created` events) per second in `pas bench dashboard`.
+    #[arg(long, default_value_t = 1000)]
+    pub events_per_s: u32,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +111,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Agents => agents::agents(&args),
         Which::Gateway => gateway::gateway(&args),
         Which::Crash => crash::crash(&args),
+        Which::Dashboard => dashboard::dashboard(&args),
     }
 }
 

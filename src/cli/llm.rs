@@ -196,8 +196,17 @@ pub fn cost_totals(ws: &Workspace) -> Value {
     })
 }
 
-/// `pas costs`.
-pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
+/// Receipts summed: today, this month, all time, and by provider, model, agent, job and day.
+pub struct Costs {
+    budgets: crate::llm::config::Budgets,
+    t_today: Tally,
+    t_month: Tally,
+    t_all: Tally,
+    by: BTreeMap<&'static str, BTreeMap<String, Tally>>,
+}
+
+/// Sums the receipts of the workspace's database (none when there is no database yet).
+pub fn cost_tally(ws: &Workspace) -> Result<Costs> {
     let cfg = ws.config()?;
     let budgets =
         config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
@@ -205,12 +214,19 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
         Some(conn) => receipts::since(&conn, None).context("cannot read the receipts")?,
         None => Vec::new(),
     };
-    let now = Utc::now();
+    Ok(tally_rows(budgets, &rows, Utc::now()))
+}
+
+fn tally_rows(
+    budgets: crate::llm::config::Budgets,
+    rows: &[ReceiptRow],
+    now: chrono::DateTime<Utc>,
+) -> Costs {
     let (today, month) = (now.date_naive(), (now.year(), now.month()));
     let (mut t_today, mut t_month, mut t_all) =
         (Tally::default(), Tally::default(), Tally::default());
-    let mut by: BTreeMap<&str, BTreeMap<String, Tally>> = BTreeMap::new();
-    for r in &rows {
+    let mut by: BTreeMap<&'static str, BTreeMap<String, Tally>> = BTreeMap::new();
+    for r in rows {
         t_all.add(r);
         if (r.ts.year(), r.ts.month()) == month {
             t_month.add(r);
@@ -229,26 +245,39 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
             by.entry(dim).or_default().entry(key).or_default().add(r);
         }
     }
-    let gauge = |spent: &Tally, limit: Option<Decimal>| {
-        limit.map(|l| {
-            json!({
-                "limit_usd": l.to_string(),
-                "spent_usd": spent.cost.normalize().to_string(),
-                "share": if l.is_zero() { Value::Null } else { Value::String((spent.cost / l).round_dp(4).normalize().to_string()) },
-            })
+    Costs {
+        budgets,
+        t_today,
+        t_month,
+        t_all,
+        by,
+    }
+}
+
+fn gauge(spent: &Tally, limit: Option<Decimal>) -> Option<Value> {
+    limit.map(|l| {
+        json!({
+            "limit_usd": l.to_string(),
+            "spent_usd": spent.cost.normalize().to_string(),
+            "remaining_usd": (l - spent.cost).max(Decimal::ZERO).normalize().to_string(),
+            "share": if l.is_zero() { Value::Null } else { Value::String((spent.cost / l).round_dp(4).normalize().to_string()) },
         })
-    };
-    if fmt.json {
+    })
+}
+
+impl Costs {
+    /// The `pas costs --json` document (the dashboard's `/api/costs` adds the latest receipts).
+    pub fn json(&self) -> Value {
         let mut v = json!({
-            "today": t_today.json(),
-            "month": t_month.json(),
-            "total": t_all.json(),
+            "today": self.t_today.json(),
+            "month": self.t_month.json(),
+            "total": self.t_all.json(),
             "budgets": {
-                "daily": gauge(&t_today, budgets.daily_usd),
-                "monthly": gauge(&t_month, budgets.monthly_usd),
+                "daily": gauge(&self.t_today, self.budgets.daily_usd),
+                "monthly": gauge(&self.t_month, self.budgets.monthly_usd),
             },
         });
-        for (dim, tallies) in &by {
+        for (dim, tallies) in &self.by {
             v[format!("by_{dim}")] = tallies
                 .iter()
                 .map(|(k, t)| {
@@ -259,7 +288,22 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
                 .collect::<Vec<_>>()
                 .into();
         }
-        out.json(&v);
+        v
+    }
+}
+
+/// `pas costs`.
+pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
+    let c = cost_tally(ws)?;
+    let Costs {
+        budgets,
+        t_today,
+        t_month,
+        t_all,
+        by,
+    } = &c;
+    if fmt.json {
+        out.json(&c.json());
         return Ok(0);
     }
     let line = |label: &str, t: &Tally, limit: Option<Decimal>| {
@@ -277,10 +321,10 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
             t.output
         )
     };
-    out.line(line("today", &t_today, budgets.daily_usd));
-    out.line(line("month", &t_month, budgets.monthly_usd));
-    out.line(line("total", &t_all, None));
-    for (dim, tallies) in &by {
+    out.line(line("today", t_today, budgets.daily_usd));
+    out.line(line("month", t_month, budgets.monthly_usd));
+    out.line(line("total", t_all, None));
+    for (dim, tallies) in by {
         out.line("");
         let header = dim.to_uppercase();
         let mut t = out.table(&[

@@ -2,10 +2,10 @@
 //! files alone (no daemon) and take `--json`; writing commands make the same atomic file
 //! moves an agent would.
 
-mod agents;
-mod llm;
+pub(crate) mod agents;
+pub(crate) mod llm;
 mod output;
-mod read;
+pub(crate) mod read;
 mod write;
 
 use std::path::PathBuf;

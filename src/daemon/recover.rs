@@ -220,8 +220,15 @@ impl Engine {
         };
         let mut sent = 0usize;
         for (id, e) in &self.board.cards {
+            let history = &e.card.spec.pas.history;
             let have = counts.get(id).copied().unwrap_or(0) as usize;
-            for (n, h) in e.card.spec.pas.history.iter().enumerate().skip(have) {
+            if have >= history.len() {
+                continue;
+            }
+            // Fewer rows than entries: send them all. The gap need not be at the end (a
+            // transition found during this start-up's scan is written before this runs),
+            // and rows are keyed by (job, index), so the ones already there are ignored.
+            for (n, h) in history.iter().enumerate() {
                 writer.send(Record::Transition(transition_row(id, n, h)));
                 sent += 1;
             }

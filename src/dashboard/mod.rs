@@ -1,11 +1,172 @@
 //! The read-only dashboard (SPEC section 11): pages, `/ws`, `/api/*` and `/metrics`.
+//!
+//! # Layout
+//! - `view.rs`    the board as the dashboard shows it, computed from the files and the
+//!   database (the same sources as the CLI) and cached per event seq, so a thousand
+//!   clients do not each re-read ten thousand files.
+//! - `ws.rs`      `GET /ws`: snapshot on connect, then one message per event, `?since=N`
+//!   replay, resync of a client that fell behind, ping/pong.
+//! - `api.rs`     the JSON twins of the pages.
+//! - `pages.rs`   server-rendered HTML (minijinja templates from `dashboard/templates`).
+//! - `metrics.rs` `GET /metrics` in Prometheus text.
+//!
+//! No route changes state: every handler is a `GET` that reads. Assets and templates are
+//! compiled into the binary; `PAS_DASHBOARD_DEV=<folder holding templates/ and static/>`
+//! serves them from disk instead, re-read on every request, for work on the design.
 
+mod api;
+mod metrics;
+mod pages;
+mod view;
+mod ws;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 
 use crate::server::Shared;
 
+/// Templates compiled into the binary.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "dashboard/templates/"]
+struct Templates;
+
+/// CSS, JS and the licence files of anything vendored.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "dashboard/static/"]
+struct Static;
+
+/// What every handler shares: the server's handles and the view cache.
+#[derive(Clone)]
+pub(crate) struct Dash {
+    pub shared: Shared,
+    pub views: Arc<view::Cache>,
+    /// `PAS_DASHBOARD_DEV`: read templates and assets from this folder.
+    pub dev: Option<Arc<PathBuf>>,
+}
+
 /// The dashboard's routes.
 pub fn router(shared: Shared) -> Router {
-    let _ = shared;
+    let dev = std::env::var_os("PAS_DASHBOARD_DEV")
+        .filter(|d| !d.is_empty())
+        .map(|d| Arc::new(PathBuf::from(d)));
+    let dash = Dash {
+        views: Arc::new(view::Cache::new(shared.ws.clone(), shared.hub.clone())),
+        shared,
+        dev,
+    };
     Router::new()
+        .route("/", get(pages::kanban))
+        .route("/tree", get(pages::tree))
+        .route("/costs", get(pages::costs))
+        .route("/alerts", get(pages::alerts))
+        .route("/activity", get(pages::activity))
+        .route("/jobs/{id}", get(pages::job))
+        .route("/ws", get(ws::upgrade))
+        .route("/api/status", get(api::status))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/agents", get(api::agents))
+        .route("/api/tree", get(api::tree))
+        .route("/api/costs", get(api::costs))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/events", get(api::events))
+        .route("/api/commits", get(api::commits))
+        .route("/metrics", get(metrics::metrics))
+        .route("/static/{*path}", get(asset))
+        .with_state(dash)
+}
+
+/// The one error type of the dashboard: a status and a message that names what failed.
+#[derive(Debug)]
+pub(crate) struct WebError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl WebError {
+    pub fn not_found(what: impl Into<String>) -> WebError {
+        WebError {
+            status: StatusCode::NOT_FOUND,
+            message: what.into(),
+        }
+    }
+    pub fn bad_request(what: impl Into<String>) -> WebError {
+        WebError {
+            status: StatusCode::BAD_REQUEST,
+            message: what.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(e: anyhow::Error) -> WebError {
+        WebError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(error = %self.message, "dashboard request failed");
+        }
+        let body = serde_json::json!({"error": {"message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Runs blocking file and database reads off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("dashboard worker failed: {e}"))?
+        .map_err(WebError::from)
+}
+
+/// `GET /static/{path}`: an embedded asset (or, in dev mode, the file on disk).
+async fn asset(
+    axum::extract::State(dash): axum::extract::State<Dash>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    let bytes: Option<Vec<u8>> = match &dash.dev {
+        Some(dir) if !path.split('/').any(|p| p == ".." || p.is_empty()) => {
+            std::fs::read(dir.join("static").join(&path)).ok()
+        }
+        Some(_) => None,
+        None => Static::get(&path).map(|f| f.data.into_owned()),
+    };
+    let Some(bytes) = bytes else {
+        return WebError::not_found(format!("no asset {path}")).into_response();
+    };
+    let mime = match path.rsplit('.').next().unwrap_or("") {
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        _ => "text/plain; charset=utf-8",
+    };
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// A template's text, embedded or (dev mode) from disk.
+pub(crate) fn template_source(dev: Option<&PathBuf>, name: &str) -> Option<String> {
+    match dev {
+        Some(dir) => std::fs::read_to_string(dir.join("templates").join(name)).ok(),
+        None => Templates::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned()),
+    }
 }

@@ -155,6 +155,32 @@ impl GitStore {
         Ok(out)
     }
 
+    /// The newest `limit` commits on HEAD's first-parent line (newest first), for the
+    /// dashboard's time slider: each is a board the slider can show.
+    pub fn recent(&self, limit: usize) -> Result<Vec<CommitInfo>, GitError> {
+        let read = || -> Result<Vec<CommitInfo>, git2::Error> {
+            let mut out = Vec::new();
+            let mut commit = self.head_commit()?;
+            while let Some(c) = commit {
+                if out.len() >= limit {
+                    break;
+                }
+                let oid = c.id().to_string();
+                out.push(CommitInfo {
+                    short: oid[..7].to_string(),
+                    oid,
+                    author: c.author().name().unwrap_or_default().to_string(),
+                    time: DateTime::from_timestamp(c.time().seconds(), 0).unwrap_or_default(),
+                    lines: vec![c.summary().unwrap_or_default().to_string()],
+                    paths: Vec::new(),
+                });
+                commit = c.parent(0).ok();
+            }
+            Ok(out)
+        };
+        read().map_err(git(|| "reading the recent commits".to_string()))
+    }
+
     /// Resolve what `pas status --at` was given: a git revision (`HEAD~2`, a short sha, a
     /// branch or tag), a relative time (`2h ago`, `3 days ago`) or a time (RFC 3339,
     /// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM`, local time), which means the newest commit on

@@ -1,0 +1,362 @@
+//! The JSON twins of the pages: `/api/status`, `/api/jobs`, `/api/jobs/{id}`, `/api/agents`,
+//! `/api/tree`, `/api/costs`, `/api/alerts`, `/api/events?since=N`, and `/api/commits` (the
+//! time slider's stops). Each reads; none writes.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, Dash, WebError};
+use crate::workspace::Workspace;
+
+/// Event types the alerts page lists.
+pub(crate) const ALERT_KINDS: &[&str] = &[
+    "agent.down",
+    "agent.deregistered",
+    "token.warning",
+    "token.breach",
+    "budget.alert",
+    "job.rejected",
+    "job.failed",
+];
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AtQuery {
+    pub at: Option<String>,
+}
+
+/// `GET /api/status[?at=REV]`: `pas status --json`, and the seq it reflects.
+pub(crate) async fn status(
+    State(dash): State<Dash>,
+    Query(q): Query<AtQuery>,
+) -> Result<Json<Value>, WebError> {
+    let v = dash.views.view(q.at.as_deref()).await?;
+    let mut s = v.status.clone();
+    s["seq"] = json!(v.seq);
+    s["at"] = json!(v.at);
+    Ok(Json(s))
+}
+
+/// Filters of `/api/jobs`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct JobsQuery {
+    pub at: Option<String>,
+    pub state: Option<String>,
+    pub agent: Option<String>,
+    pub capability: Option<String>,
+    pub priority: Option<String>,
+    /// Words that must all occur in the id or title (case-insensitive).
+    pub q: Option<String>,
+    /// Comma-separated ids (the browser fetches the cards an event named).
+    pub ids: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// Whether a compact card passes the filters.
+pub(crate) fn matches(c: &Value, f: &JobsQuery) -> bool {
+    let is = |key: &str, want: &Option<String>| {
+        want.as_deref()
+            .filter(|w| !w.is_empty())
+            .is_none_or(|w| c[key].as_str() == Some(w))
+    };
+    let cap = f.capability.as_deref().filter(|w| !w.is_empty());
+    let cap_ok = cap.is_none_or(|w| {
+        c["requires"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x.as_str() == Some(w)))
+    });
+    let text_ok = f.q.as_deref().is_none_or(|q| {
+        let hay = format!(
+            "{} {}",
+            c["id"].as_str().unwrap_or(""),
+            c["title"].as_str().unwrap_or("")
+        )
+        .to_lowercase();
+        q.to_lowercase().split_whitespace().all(|w| hay.contains(w))
+    });
+    is("state", &f.state)
+        && is("agent", &f.agent)
+        && is("priority", &f.priority)
+        && cap_ok
+        && text_ok
+}
+
+/// `GET /api/jobs`: `{total, offset, jobs}` in board order, filtered and paged
+/// (default 500 a page).
+pub(crate) async fn jobs(
+    State(dash): State<Dash>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, WebError> {
+    let v = dash.views.view(q.at.as_deref()).await?;
+    if let Some(ids) = &q.ids {
+        let jobs: Vec<&Value> = ids.split(',').filter_map(|id| v.card(id)).collect();
+        return Ok(Json(
+            json!({"seq": v.seq, "total": jobs.len(), "offset": 0, "jobs": jobs}),
+        ));
+    }
+    let limit = q.limit.unwrap_or(500).min(10_000);
+    let all: Vec<&Value> = v.cards.iter().filter(|c| matches(c, &q)).collect();
+    let page: Vec<&Value> = all.iter().skip(q.offset).take(limit).copied().collect();
+    Ok(Json(
+        json!({"seq": v.seq, "total": all.len(), "offset": q.offset, "jobs": page}),
+    ))
+}
+
+/// `GET /api/jobs/{id}`: the card, its history from git, its receipts, parent and children.
+pub(crate) async fn job(
+    State(dash): State<Dash>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    Ok(Json(job_detail(&dash, &id).await?))
+}
+
+/// The job view's data (shared by the page and its twin).
+pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError> {
+    if !crate::card::valid_id(id) {
+        return Err(WebError::bad_request(format!("{id:?} is not a card id")));
+    }
+    let v = dash.views.live().await?;
+    let Some(card) = v.card(id).cloned() else {
+        return Err(WebError::not_found(format!(
+            "no card {id} in work/ (inbox, assigned, done, failed)"
+        )));
+    };
+    let children: Vec<&Value> = v
+        .cards
+        .iter()
+        .filter(|c| c["parent"].as_str() == Some(id))
+        .collect();
+    let parent = card["parent"].as_str().and_then(|p| v.card(p)).cloned();
+    let ws = dash.shared.ws.clone();
+    let owned = id.to_string();
+    let (text, commits, receipts) = blocking(move || Ok(read_detail(&ws, &owned))).await?;
+    let cost = receipts
+        .iter()
+        .filter_map(|r| {
+            r["cost_usd"]
+                .as_str()?
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+        })
+        .sum::<rust_decimal::Decimal>();
+    let doc: Value = text
+        .as_deref()
+        .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(t).ok())
+        .and_then(|y| serde_json::to_value(y).ok())
+        .unwrap_or(Value::Null);
+    let history = doc["pas"]["history"].clone();
+    Ok(json!({
+        "job": card,
+        "text": text,
+        "card": doc,
+        "history": history,
+        "commits": commits,
+        "receipts": receipts,
+        "cost_usd": cost.normalize().to_string(),
+        "parent": parent,
+        "children": children,
+    }))
+}
+
+/// The card's text, its commits (empty without git) and its receipts.
+fn read_detail(ws: &Workspace, id: &str) -> (Option<String>, Value, Vec<Value>) {
+    let text = ws
+        .card_candidates(id)
+        .into_iter()
+        .find_map(|p| std::fs::read_to_string(p).ok());
+    let commits = crate::store::git::GitStore::open(&ws.root)
+        .ok()
+        .flatten()
+        .and_then(|g| g.history_of(id).ok())
+        .and_then(|c| serde_json::to_value(c).ok())
+        .unwrap_or_else(|| json!([]));
+    let receipts = receipts_where(ws, |r| r.job_id.as_deref() == Some(id), usize::MAX);
+    (text, commits, receipts)
+}
+
+/// Receipts (newest last) that pass `keep`, at most the last `limit`.
+fn receipts_where(
+    ws: &Workspace,
+    keep: impl Fn(&crate::store::receipts::ReceiptRow) -> bool,
+    limit: usize,
+) -> Vec<Value> {
+    let rows = crate::store::db::open_read_only(&ws.db_path())
+        .ok()
+        .flatten()
+        .and_then(|c| crate::store::receipts::since(&c, None).ok())
+        .unwrap_or_default();
+    let kept: Vec<_> = rows.into_iter().filter(|r| keep(r)).collect();
+    let skip = kept.len().saturating_sub(limit);
+    kept.into_iter()
+        .skip(skip)
+        .map(|r| {
+            json!({
+                "id": r.id, "request_id": r.request_id, "attempt": r.attempt,
+                "ts": super::view::stamp(r.ts), "job": r.job_id, "agent": r.agent,
+                "provider": r.provider, "model": r.model,
+                "tokens": {"input": r.usage.input, "output": r.usage.output,
+                           "cached": r.usage.cached, "reasoning": r.usage.reasoning},
+                "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
+                "latency_ms": r.latency_ms, "status": r.status, "error": r.error,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/agents`: every agent, as `pas agents --json` with capabilities and thresholds.
+pub(crate) async fn agents(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
+    let v = dash.views.live().await?;
+    Ok(Json(Value::Array(v.agents.clone())))
+}
+
+/// `GET /api/tree`: the agent hierarchy with rolled-up cost, tokens and jobs.
+pub(crate) async fn tree(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
+    let v = dash.views.live().await?;
+    Ok(Json(json!({"seq": v.seq, "roots": v.tree()})))
+}
+
+/// `GET /api/costs`: `pas costs --json` and the latest 50 receipts.
+pub(crate) async fn costs(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
+    Ok(Json(costs_json(&dash).await?))
+}
+
+pub(crate) async fn costs_json(dash: &Dash) -> Result<Value, WebError> {
+    let ws = dash.shared.ws.clone();
+    blocking(move || {
+        let mut v = crate::cli::llm::cost_tally(&ws)?.json();
+        v["receipts"] = json!(receipts_where(&ws, |_| true, 50));
+        Ok(v)
+    })
+    .await
+}
+
+/// `GET /api/alerts`: the latest alert events (newest first) and the rejected files.
+pub(crate) async fn alerts(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
+    Ok(Json(alerts_json(&dash).await?))
+}
+
+pub(crate) async fn alerts_json(dash: &Dash) -> Result<Value, WebError> {
+    let ws = dash.shared.ws.clone();
+    blocking(move || Ok(read_alerts(&ws, 300))).await
+}
+
+fn read_alerts(ws: &Workspace, limit: usize) -> Value {
+    let mut events = Vec::new();
+    if let Ok(Some(conn)) = crate::store::db::open_read_only(&ws.db_path()) {
+        let marks = vec!["?"; ALERT_KINDS.len()].join(",");
+        let sql = format!(
+            "SELECT seq, ts, kind, data FROM events WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT {limit}"
+        );
+        let rows = conn.prepare(&sql).and_then(|mut st| {
+            st.query_map(rusqlite::params_from_iter(ALERT_KINDS), |r| {
+                let data: String = r.get(3)?;
+                Ok(json!({
+                    "seq": r.get::<_, i64>(0)?,
+                    "ts": r.get::<_, String>(1)?,
+                    "type": r.get::<_, String>(2)?,
+                    "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null),
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<Value>>>()
+        });
+        events = rows.unwrap_or_default();
+    }
+    let mut rejected = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(ws.rejected()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.ends_with(".reason.txt") {
+                continue;
+            }
+            let reason = std::fs::read_to_string(ws.rejected().join(format!("{name}.reason.txt")))
+                .unwrap_or_default();
+            let reason: String = reason.chars().take(2000).collect();
+            let at = crate::workspace::mtime(&e.path()).map(super::view::stamp);
+            rejected.push(json!({"file": name, "reason": reason, "at": at}));
+        }
+    }
+    rejected.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
+    json!({"events": events, "rejected": rejected})
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /api/events?since=N[&limit=]`: events after N, oldest first, from the database
+/// (all of history), or from the hub's ring when there is no database.
+pub(crate) async fn events(
+    State(dash): State<Dash>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, WebError> {
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let hub = dash.shared.hub.clone();
+    let ws = dash.shared.ws.clone();
+    let since = q.since;
+    let (events, too_old) = blocking(move || {
+        if let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? {
+            let rows = crate::store::db::events_since(&conn, since, limit)?;
+            let evs: Vec<Value> = rows
+                .iter()
+                .filter_map(|r| serde_json::from_str(&crate::events::wire_json(r)).ok())
+                .collect();
+            // The writer batches: the newest events may not be stored yet; the ring has them.
+            if evs.len() < limit {
+                let after = evs.last().and_then(|e| e["seq"].as_u64()).unwrap_or(since);
+                if let crate::events::Since::Events(more) = hub.since(after) {
+                    let mut evs = evs;
+                    evs.extend(
+                        more.iter()
+                            .take(limit - evs.len())
+                            .filter_map(|e| serde_json::from_str(&e.json).ok()),
+                    );
+                    return Ok((evs, false));
+                }
+            }
+            return Ok((evs, false));
+        }
+        Ok(match hub.since(since) {
+            crate::events::Since::Events(v) => (
+                v.iter()
+                    .take(limit)
+                    .filter_map(|e| serde_json::from_str(&e.json).ok())
+                    .collect(),
+                false,
+            ),
+            crate::events::Since::TooOld => (Vec::new(), true),
+        })
+    })
+    .await?;
+    let next = events
+        .last()
+        .and_then(|e: &Value| e["seq"].as_u64())
+        .unwrap_or(since);
+    Ok(Json(
+        json!({"seq": dash.shared.hub.seq(), "next": next, "too_old": too_old, "events": events}),
+    ))
+}
+
+/// `GET /api/commits`: the newest commits, the stops of the time slider.
+pub(crate) async fn commits(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
+    Ok(Json(recent_commits(&dash).await))
+}
+
+pub(crate) async fn recent_commits(dash: &Dash) -> Value {
+    let ws = dash.shared.ws.clone();
+    blocking(move || {
+        Ok(crate::store::git::GitStore::open(&ws.root)
+            .ok()
+            .flatten()
+            .and_then(|g| g.recent(300).ok())
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or_else(|| json!([])))
+    })
+    .await
+    .unwrap_or_else(|_| json!([]))
+}

@@ -1,0 +1,106 @@
+//! `GET /metrics`: Prometheus text format; every name starts with `pas_`. Money is written
+//! from the exact decimal strings (Prometheus itself only has floats).
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+use super::{Dash, WebError};
+
+pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoResponse, WebError> {
+    let v = dash.views.live().await?;
+    let mut out = String::new();
+    let jobs = &v.status["jobs"];
+    head(&mut out, "pas_cards", "gauge", "Cards per state folder.");
+    for s in ["inbox", "assigned", "done", "failed", "rejected"] {
+        let _ = writeln!(
+            out,
+            "pas_cards{{state=\"{s}\"}} {}",
+            jobs[s].as_u64().unwrap_or(0)
+        );
+    }
+    head(&mut out, "pas_agents", "gauge", "Known agents per status.");
+    for s in ["up", "down", "paused", "unregistered"] {
+        let n = v.agents.iter().filter(|a| a["status"] == s).count();
+        let _ = writeln!(out, "pas_agents{{status=\"{s}\"}} {n}");
+    }
+    head(
+        &mut out,
+        "pas_waiting_cards",
+        "gauge",
+        "Inbox cards that cannot be placed now.",
+    );
+    let waiting = v.status["waiting"].as_array().map_or(0, Vec::len);
+    let _ = writeln!(out, "pas_waiting_cards {waiting}");
+    head(
+        &mut out,
+        "pas_events_total",
+        "counter",
+        "Events published (the last seq).",
+    );
+    let _ = writeln!(out, "pas_events_total {}", dash.shared.hub.seq());
+    head(
+        &mut out,
+        "pas_receipts_total",
+        "counter",
+        "LLM call attempts with a receipt.",
+    );
+    let calls = v.costs["total"]["calls"].as_u64().unwrap_or(0);
+    let _ = writeln!(out, "pas_receipts_total {calls}");
+    head(
+        &mut out,
+        "pas_spend_usd",
+        "gauge",
+        "LLM spend in USD by period.",
+    );
+    for p in ["today", "month", "total"] {
+        let c = num(&v.costs[p]["cost_usd"]);
+        let _ = writeln!(out, "pas_spend_usd{{period=\"{p}\"}} {c}");
+    }
+    head(
+        &mut out,
+        "pas_budget_remaining_usd",
+        "gauge",
+        "What is left of each budget, USD.",
+    );
+    for (name, period) in [("daily", "day"), ("monthly", "month")] {
+        let g = &v.costs["budgets"][name];
+        if g.is_object() {
+            let _ = writeln!(
+                out,
+                "pas_budget_remaining_usd{{period=\"{period}\"}} {}",
+                num(&g["remaining_usd"])
+            );
+        }
+    }
+    head(
+        &mut out,
+        "pas_dashboard_view_seq",
+        "gauge",
+        "The event seq of the cached board view.",
+    );
+    let _ = writeln!(out, "pas_dashboard_view_seq {}", v.seq);
+    dash.shared.gateway_metrics.render(&mut out);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    ))
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A decimal string as Prometheus wants it ("0" when absent).
+fn num(v: &Value) -> String {
+    v.as_str()
+        .filter(|s| s.parse::<rust_decimal::Decimal>().is_ok())
+        .unwrap_or("0")
+        .to_string()
+}
