@@ -8,7 +8,14 @@
 //! also what pas itself reports in `x-pas-overhead-ms`. Receipts are on (they always are);
 //! after the run every answered request must have its receipt in the database.
 //! Last, a closed loop finds the most requests per second the machine holds.
+//!
+//! With `--peer URL` another OpenAI-compatible proxy (LiteLLM, in `bench/vs-litellm.sh`)
+//! is measured the same way against the same fake upstream, and the report gives each
+//! proxy's overhead and their ratio. With `--runs N` every rate is measured N times,
+//! the targets taking turns, and each figure is the median of the runs with its min and
+//! max: one run of a few seconds on a shared two-core machine is not a figure.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,10 +170,73 @@ fn receipts(ws: &Workspace) -> Result<u64> {
     )?)
 }
 
+/// Median, min and max of a figure over the runs.
+fn spread(mut v: Vec<f64>) -> Value {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    if v.is_empty() {
+        return Value::Null;
+    }
+    json!({"median": r(percentile(&v, 0.5)), "min": r(v[0]), "max": r(v[v.len() - 1])})
+}
+
+/// One proxy or the upstream itself, and what each run through it saw.
+struct Target {
+    name: String,
+    url: String,
+    runs: Vec<Run>,
+}
+
+/// The figures of one rate: per target, and each proxy's overhead over direct.
+fn rate_report(rate: u32, targets: &[Target]) -> Value {
+    let direct = &targets[0];
+    let mut out = json!({"rate": rate});
+    for t in targets {
+        let q = |q: f64| t.runs.iter().map(|r| percentile(&r.latency, q)).collect();
+        let mut j = json!({
+            "p50_ms": spread(q(0.5)),
+            "p99_ms": spread(q(0.99)),
+            "errors": t.runs.iter().map(|r| r.errors).sum::<u64>(),
+            "runs": t.runs.iter().map(Run::json).collect::<Vec<_>>(),
+        });
+        if t.name != direct.name {
+            // Overhead within each run (same minute, same machine state), then spread.
+            let over = |q: f64| {
+                t.runs
+                    .iter()
+                    .zip(&direct.runs)
+                    .map(|(p, d)| percentile(&p.latency, q) - percentile(&d.latency, q))
+                    .collect()
+            };
+            j["overhead_p50_ms"] = spread(over(0.5));
+            j["overhead_p99_ms"] = spread(over(0.99));
+        }
+        out[t.name.as_str()] = j;
+    }
+    if let Some(peer) = targets.get(2) {
+        for k in ["overhead_p50_ms", "overhead_p99_ms"] {
+            let a = out[peer.name.as_str()][k]["median"].as_f64();
+            let b = out["pas"][k]["median"].as_f64();
+            if let (Some(a), Some(b)) = (a, b) {
+                let ratio = if b > 0.0 {
+                    ((a / b) * 10.0).round() / 10.0
+                } else {
+                    f64::NAN
+                };
+                out[format!("ratio_{}_to_pas_{k}", peer.name)] = json!(ratio);
+            }
+        }
+    }
+    out
+}
+
 /// Runs the gateway benchmark and prints its figures.
 pub fn gateway(args: &BenchArgs) -> Result<i32> {
-    let upstream =
-        fake::try_start(FakeOptions::default()).context("cannot start the fake upstream")?;
+    let at = SocketAddr::from(([127, 0, 0, 1], args.upstream_port.unwrap_or(0)));
+    let upstream = fake::try_start_at(FakeOptions::default(), at)
+        .with_context(|| format!("cannot start the fake upstream on {at}"))?;
+    eprintln!("fake upstream: {}", upstream.base_url(Protocol::Openai));
     let dir = tempfile::Builder::new()
         .prefix("pas-bench-gw-")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
@@ -189,8 +259,22 @@ pub fn gateway(args: &BenchArgs) -> Result<i32> {
     let Some(gw) = addrs["gateway"].as_str() else {
         bail!("serve.json has no gateway address: {addrs}");
     };
-    let via = format!("http://{gw}/v1/chat/completions");
-    let direct = format!("{}/chat/completions", upstream.base_url(Protocol::Openai));
+    let target = |name: &str, url: String| Target {
+        name: name.into(),
+        url,
+        runs: Vec::new(),
+    };
+    let mut targets = vec![
+        target(
+            "direct",
+            format!("{}/chat/completions", upstream.base_url(Protocol::Openai)),
+        ),
+        target("pas", format!("http://{gw}/v1/chat/completions")),
+    ];
+    if let Some(peer) = &args.peer {
+        let url = format!("{}/chat/completions", peer.trim_end_matches('/'));
+        targets.push(target(&args.peer_name, url));
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -198,38 +282,62 @@ pub fn gateway(args: &BenchArgs) -> Result<i32> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
         .build()?;
-    let rates: Vec<u32> = args.rates.clone();
-    let seconds = args.seconds;
+    let (seconds, runs) = (args.seconds, args.runs.max(1));
     let mut results = Vec::new();
     let mut answered = 0u64;
     rt.block_on(async {
-        // Warm both paths (connections, the daemon's caches).
-        let _ = open_loop(&client, &direct, 200, 1).await;
-        let w = open_loop(&client, &via, 200, 1).await;
-        answered += w.latency.len() as u64;
-        for rate in &rates {
-            let d = open_loop(&client, &direct, *rate, seconds).await;
-            let p = open_loop(&client, &via, *rate, seconds).await;
-            answered += p.latency.len() as u64;
-            results.push(json!({
-                "rate": rate,
-                "direct": d.json(),
-                "through_pas": p.json(),
-                "overhead_p50_ms": ((percentile(&p.latency, 0.5) - percentile(&d.latency, 0.5)) * 1000.0).round() / 1000.0,
-                "overhead_p99_ms": ((percentile(&p.latency, 0.99) - percentile(&d.latency, 0.99)) * 1000.0).round() / 1000.0,
-            }));
+        // Warm every path (connections, the daemon's caches, a Python proxy's imports).
+        for t in &targets {
+            let w = open_loop(&client, &t.url, 100, 2).await;
+            if t.name == "pas" {
+                answered += w.latency.len() as u64;
+            }
+            if w.latency.is_empty() {
+                eprintln!("warning: no answer from {} at {}", t.name, t.url);
+            }
         }
-        let d = closed_loop(&client, &direct, 32, seconds).await;
-        let p = closed_loop(&client, &via, 32, seconds).await;
-        answered += p.latency.len() as u64;
-        results.push(json!({"rate": "max (32 connections, closed loop)", "direct": d.json(), "through_pas": p.json()}));
+        for &rate in &args.rates {
+            for t in targets.iter_mut() {
+                t.runs.clear();
+            }
+            for run in 0..runs {
+                for t in targets.iter_mut() {
+                    let r = open_loop(&client, &t.url, rate, seconds).await;
+                    eprintln!(
+                        "rate {rate}, run {}/{runs}, {:<8} {}",
+                        run + 1,
+                        t.name,
+                        r.json()
+                    );
+                    if t.name == "pas" {
+                        answered += r.latency.len() as u64;
+                    }
+                    t.runs.push(r);
+                }
+            }
+            results.push(rate_report(rate, &targets));
+        }
+        if !args.no_max {
+            let mut max = json!({"rate": "max (32 connections, closed loop)"});
+            for t in &targets {
+                let r = closed_loop(&client, &t.url, 32, seconds).await;
+                if t.name == "pas" {
+                    answered += r.latency.len() as u64;
+                }
+                max[t.name.as_str()] = r.json();
+            }
+            results.push(max);
+        }
     });
     let rss = daemon.peak_rss_mb();
     drop(daemon); // SIGTERM: the daemon writes every pending receipt before it exits
     let written = receipts(&ws)?;
     let report = json!({
-        "runs": results,
+        "runs_per_rate": runs,
+        "seconds_per_run": seconds,
+        "results": results,
         "daemon_peak_rss_mb": rss,
         "answered_through_pas": answered,
         "receipts_written": written,
@@ -239,30 +347,64 @@ pub fn gateway(args: &BenchArgs) -> Result<i32> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "pas bench gateway: fake upstream {}, receipts on",
-            upstream.addr()
-        );
-        for r in &report["runs"].as_array().cloned().unwrap_or_default() {
-            println!("  rate {}:", r["rate"]);
-            println!("    direct       {}", r["direct"]);
-            println!("    through pas  {}", r["through_pas"]);
-            if r.get("overhead_p50_ms").is_some() {
-                println!(
-                    "    overhead     p50 {} ms, p99 {} ms (client side)",
-                    r["overhead_p50_ms"], r["overhead_p99_ms"]
-                );
-            }
-        }
-        println!("  daemon peak RSS {:?} MiB", rss);
-        println!(
-            "  receipts: {answered} answered, {written} written, {} lost",
-            answered.saturating_sub(written)
-        );
-        println!(
-            "  machine noise: a fixed CPU loop took {:.2} / {:.2} / {:.2} ms (min / median / max)",
-            noise.0, noise.1, noise.2
-        );
+        print_report(&report, &targets, upstream.addr());
     }
     Ok(if answered == written { 0 } else { 1 })
+}
+
+fn print_report(report: &Value, targets: &[Target], upstream: SocketAddr) {
+    let m = |v: &Value| format!("{} ms ({}–{})", v["median"], v["min"], v["max"]);
+    println!(
+        "pas bench gateway: fake upstream {upstream}, receipts on; median (min–max) of {} runs",
+        report["runs_per_rate"]
+    );
+    for r in report["results"].as_array().into_iter().flatten() {
+        println!("  rate {}:", r["rate"]);
+        for t in targets {
+            let v = &r[t.name.as_str()];
+            if v.get("p50_ms").and_then(|p| p.get("median")).is_none() {
+                println!("    {:<8} {v}", t.name);
+                continue;
+            }
+            print!(
+                "    {:<8} p50 {}, p99 {}",
+                t.name,
+                m(&v["p50_ms"]),
+                m(&v["p99_ms"])
+            );
+            if v.get("overhead_p50_ms").is_some() {
+                print!(
+                    "; overhead p50 {}, p99 {}",
+                    m(&v["overhead_p50_ms"]),
+                    m(&v["overhead_p99_ms"])
+                );
+            }
+            println!("; errors {}", v["errors"]);
+        }
+        if let Some(p) = targets.get(2) {
+            let k = |q: &str| r[format!("ratio_{}_to_pas_overhead_{q}_ms", p.name)].clone();
+            println!(
+                "    ratio {} / pas overhead: p50 {}x, p99 {}x",
+                p.name,
+                k("p50"),
+                k("p99")
+            );
+        }
+    }
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  daemon peak RSS {:.1} MiB",
+        f(&report["daemon_peak_rss_mb"])
+    );
+    println!(
+        "  receipts: {} answered through pas, {} written, {} lost",
+        report["answered_through_pas"], report["receipts_written"], report["receipts_lost"]
+    );
+    let n = &report["noise_cpu_loop_ms"];
+    println!(
+        "  machine noise: a fixed CPU loop took {:.2} / {:.2} / {:.2} ms (min / median / max)",
+        f(&n["min"]),
+        f(&n["median"]),
+        f(&n["max"])
+    );
 }

@@ -1,5 +1,6 @@
-//! `pas bench lifecycle`: burst throughput to assigned and to committed, drop-to-assigned
-//! latency at a steady rate, `pas status` time, and the daemon's peak RSS.
+//! `pas bench lifecycle`: burst throughput to assigned and to committed, the same to done
+//! with simulated agents finishing the cards (`done.rs`), drop-to-assigned latency at a
+//! steady rate, `pas status` time, and the daemon's peak RSS.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -93,6 +94,11 @@ pub fn lifecycle(args: &BenchArgs) -> Result<i32> {
         results.push(r);
     }
 
+    let mut done = Vec::new();
+    for &n in &args.cards {
+        done.push(super::done::done_burst(n, args, &mut keep)?);
+    }
+
     let steady = steady_rate(args)?;
     drop(keep);
     eprintln!(
@@ -106,7 +112,7 @@ pub fn lifecycle(args: &BenchArgs) -> Result<i32> {
         steady["daemon_peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
     );
     if args.json {
-        let v = json!({"bench": "lifecycle", "noise_ms": {"min": noise.0, "median": noise.1, "max": noise.2}, "bursts": results, "steady": steady});
+        let v = json!({"bench": "lifecycle", "noise_ms": {"min": noise.0, "median": noise.1, "max": noise.2}, "git": !args.no_git, "fsync": args.fsync, "bursts": results, "done_bursts": done, "steady": steady});
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(0)

@@ -3,8 +3,9 @@
 //! `pas bench lifecycle` starts `pas serve` as a child process on a scratch workspace,
 //! registers agents, drops cards the way an agent would (temp file + rename), and
 //! watches the files and git to time what happens: burst throughput to assigned and to
-//! committed, drop-to-assigned latency at a steady rate, `pas status` time, and the
-//! daemon's peak RSS.
+//! committed, drop to done with simulated agents finishing the cards, drop-to-assigned
+//! latency at a steady rate, `pas status` time, and the daemon's peak RSS (git on or
+//! off with `--no-git`, fsync with `--fsync`).
 //!
 //! `pas bench gateway` times the LLM gateway against a fast fake upstream (see
 //! `gateway.rs`).
@@ -18,6 +19,7 @@
 mod agents;
 mod crash;
 mod dashboard;
+mod done;
 mod gateway;
 mod lifecycle;
 
@@ -102,6 +104,29 @@ pub struct BenchArgs {
     /// The daemon's `git.commit_window_ms` (default: pas.yaml's default).
     #[arg(long)]
     pub commit_window_ms: Option<u64>,
+    /// Run the daemon with `fsync: true` (what power-loss safety costs).
+    #[arg(long)]
+    pub fsync: bool,
+    /// Repeat each measurement this many times and report the median, min and max
+    /// (`gateway`: the runs of each rate are interleaved across the targets, so drift in
+    /// the machine's load touches all of them alike).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// `gateway`: another OpenAI-compatible proxy's base URL (e.g.
+    /// `http://127.0.0.1:4000/v1`), measured with the same generator and load, against
+    /// the same fake upstream (see `--upstream-port`). Model name `canned`.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// `gateway`: the name the peer is reported under.
+    #[arg(long, default_value = "peer")]
+    pub peer_name: String,
+    /// `gateway`: the fake upstream's port on 127.0.0.1 (default: any free port), so a
+    /// peer proxy can be configured to call it before the bench starts.
+    #[arg(long)]
+    pub upstream_port: Option<u16>,
+    /// `gateway`: skip the closed-loop "most requests per second" run.
+    #[arg(long)]
+    pub no_max: bool,
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -215,7 +240,10 @@ fn scratch(
         .unwrap_or_default();
     std::fs::write(
         ws.config_path(),
-        format!("git: {{enabled: {}{window}}}\n", !args.no_git),
+        format!(
+            "git: {{enabled: {}{window}}}\nfsync: {}\n",
+            !args.no_git, args.fsync
+        ),
     )?;
     let report = crate::workspace::init(&ws.root)?;
     let mut git = crate::store::git::GitStore::init(&ws.root)?;

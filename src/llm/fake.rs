@@ -89,8 +89,14 @@ pub fn start(opts: FakeOptions) -> Fake {
     }
 }
 
-/// Starts a fake upstream on its own thread and runtime.
+/// Starts a fake upstream on its own thread and runtime, on a free port.
 pub fn try_start(opts: FakeOptions) -> std::io::Result<Fake> {
+    try_start_at(opts, SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Starts a fake upstream on `addr`: a known port lets another proxy (LiteLLM in
+/// `bench/vs-litellm.sh`) be configured to call it before it starts.
+pub fn try_start_at(opts: FakeOptions, addr: SocketAddr) -> std::io::Result<Fake> {
     let shared = Arc::new(Shared::new(opts));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -107,7 +113,7 @@ pub fn try_start(opts: FakeOptions) -> std::io::Result<Fake> {
                 Err(e) => return drop(ready_tx.send(Err(e))),
             };
             rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
                     Ok(l) => l,
                     Err(e) => return drop(ready_tx.send(Err(e))),
                 };
