@@ -244,68 +244,6 @@ pub fn check_bytes(bytes: &[u8]) -> Result<&str, CardError> {
     })
 }
 
-/// Flow nesting beyond this is refused before any YAML parser sees it.
-const MAX_FLOW_DEPTH: usize = 128;
-
-/// What a cheap scan says about a text's nesting.
-#[derive(Debug, Default)]
-struct Depth {
-    /// Deep enough that serde_yaml's recursion limit should judge it (a Value parse).
-    maybe: bool,
-    /// Flow brackets nested beyond [`MAX_FLOW_DEPTH`], first on this line (1-based).
-    too_deep: Option<usize>,
-}
-
-/// Scans `text` for deep nesting: flow brackets opened more than 32 deep, or lines
-/// indented more than 128 columns. Linear, so the common card pays nothing; quoted text
-/// and comments are skipped roughly (a false alarm only costs one more parse).
-fn looks_deep(text: &str) -> Depth {
-    let mut out = Depth::default();
-    let mut line = 1usize;
-    let mut depth = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut at_line_start = true;
-    let mut indent = 0usize;
-    let mut comment = false;
-    for &b in text.as_bytes() {
-        if b == b'\n' {
-            at_line_start = true;
-            indent = 0;
-            comment = false;
-            line += 1;
-            continue;
-        }
-        if at_line_start {
-            if b == b' ' {
-                indent += 1;
-                out.maybe |= indent > 128;
-                continue;
-            }
-            at_line_start = false;
-        }
-        if comment {
-            continue;
-        }
-        match (quote, b) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'"' | b'\'') => quote = Some(b),
-            (None, b'#') => comment = true,
-            (None, b'[' | b'{') => {
-                depth += 1;
-                out.maybe |= depth > 32;
-                if depth > MAX_FLOW_DEPTH {
-                    out.too_deep = Some(line);
-                    return out;
-                }
-            }
-            (None, b']' | b'}') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    out
-}
-
 impl Card {
     /// Parses and validates a card's text; `id` comes from the file name.
     pub fn parse(id: &str, text: &str) -> Result<Card, CardError> {
@@ -314,12 +252,15 @@ impl Card {
                 "bad id {id:?}: ids are 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
             )));
         }
-        let deep = looks_deep(text);
+        let deep = crate::yaml_depth::scan(text);
         if let Some(line) = deep.too_deep {
             // serde_yaml reads the whole event stream before its recursion limit applies,
             // and that read is quadratic in the depth: minutes for a 1 MiB bracket tower.
             return Err(CardError {
-                message: format!("YAML nested more than {MAX_FLOW_DEPTH} levels deep"),
+                message: format!(
+                    "YAML nested more than {} levels deep",
+                    crate::yaml_depth::MAX_FLOW_DEPTH
+                ),
                 line: Some(line),
                 column: None,
             });

@@ -10,6 +10,7 @@
 //! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
 //! - [`config`]     `pas.yaml`: typed, validated, defaults.
 //! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
+//! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).
 //! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
 //! - [`agent`]      agent definitions and registrations (pure).
 //! - [`board`]      in-memory board and the rules of assignment (pure: board + time -> plan).
@@ -53,6 +54,7 @@ pub mod store;
 pub mod validate;
 pub mod watch;
 pub mod workspace;
+pub mod yaml_depth;
 
 /// Runs a parsed command line and returns the process exit status: 0 done, 1 failed
 /// (2, usage, is clap's). Errors print as `error: <what>` with their cause chain.
