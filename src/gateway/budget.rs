@@ -16,6 +16,16 @@ use rust_decimal::Decimal;
 use crate::llm::config::Budgets;
 use crate::store::receipts::ReceiptRow;
 
+/// A card's `budget_usd` as a decimal (`None`: the card sets no budget).
+pub fn job_limit(budget_usd: Option<&str>) -> Result<Option<Decimal>, String> {
+    budget_usd
+        .map(|b| {
+            b.parse::<Decimal>()
+                .map_err(|e| format!("budget_usd {b:?}: {e}"))
+        })
+        .transpose()
+}
+
 /// Spent and reserved against one budget.
 #[derive(Debug, Default, Clone, Copy)]
 struct Pot {

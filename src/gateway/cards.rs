@@ -10,7 +10,6 @@
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -97,13 +96,7 @@ pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, S
     let len = body.to_string().len();
     let mut req = Request::build(gw, body, len, section.policy)?;
     req.job = Some(job.id.clone());
-    req.job_budget = match &job.budget_usd {
-        None => None,
-        Some(b) => Some(
-            b.parse::<Decimal>()
-                .map_err(|e| format!("budget_usd {b:?}: {e}"))?,
-        ),
-    };
+    req.job_budget = super::budget::job_limit(job.budget_usd.as_deref())?;
     let (answer, served) = call::run(gw, &req).await.map_err(|f| {
         f.body()["error"]["message"]
             .as_str()

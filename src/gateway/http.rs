@@ -57,30 +57,27 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 
 /// Reads the caller's request into a [`Request`], or says what is wrong with it.
 fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, String> {
-    let bad = |m: String| m;
     let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        bad(format!(
+        format!(
             "the request body is not valid JSON: {e} (line {}, column {})",
             e.line(),
             e.column()
-        ))
+        )
     })?;
     let policy = match header(headers, "x-pas-policy") {
         None => None,
         Some(p) => Some(
             <Policy as clap::ValueEnum>::from_str(&p, true).map_err(|_| {
-                bad(format!(
-                    "x-pas-policy {p:?} is not one of local, cheapest, fastest, balanced"
-                ))
+                format!("x-pas-policy {p:?} is not one of local, cheapest, fastest, balanced")
             })?,
         ),
     };
     let job = header(headers, "x-pas-job");
     let job_budget = match &job {
-        Some(j) => job_budget(gw, j).map_err(bad)?,
+        Some(j) => job_budget(gw, j)?,
         None => None,
     };
-    let mut req = Request::build(gw, body, bytes.len(), policy).map_err(bad)?;
+    let mut req = Request::build(gw, body, bytes.len(), policy)?;
     if let Some(id) = header(headers, "x-request-id") {
         req.id = id;
     }
@@ -97,13 +94,8 @@ pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, Stri
     }
     for path in gw.shared.ws.card_candidates(id) {
         if let Ok(card) = crate::workspace::read_card(&path, id) {
-            return match card.spec.budget_usd {
-                None => Ok(None),
-                Some(b) => b
-                    .parse::<Decimal>()
-                    .map(Some)
-                    .map_err(|e| format!("job {id}: budget_usd {b:?}: {e}")),
-            };
+            return super::budget::job_limit(card.spec.budget_usd.as_deref())
+                .map_err(|e| format!("job {id}: {e}"));
         }
     }
     Ok(None)

@@ -294,18 +294,10 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
 #[test]
 fn a_token_guards_the_stream_too() {
     let ws = Workspace::new();
-    let d = ws
-        .cmd(&["serve"])
-        .env("PAS_TOKEN", "tok-123")
-        .env("PAS_DASHBOARD_BIND", "0.0.0.0:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut d = crate::daemon::Daemon {
-        child: d,
-        log: ws.path("daemon.log"),
-    };
+    let mut d = ws.serve_with(&[
+        ("PAS_TOKEN", "tok-123"),
+        ("PAS_DASHBOARD_BIND", "0.0.0.0:0"),
+    ]);
     let (dash, _) = ws.addresses();
     let port = dash.rsplit(':').next().unwrap();
     let base = format!("127.0.0.1:{port}");

@@ -41,18 +41,10 @@ fn non_loopback_bind_without_token_is_refused() {
 #[test]
 fn a_token_guards_every_request() {
     let ws = Workspace::new();
-    let mut d = ws.cmd(&["serve"]);
-    let d = d
-        .env("PAS_TOKEN", "s3cret-token")
-        .env("PAS_GATEWAY_BIND", "0.0.0.0:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut d = crate::daemon::Daemon {
-        child: d,
-        log: ws.path("daemon.log"),
-    };
+    let mut d = ws.serve_with(&[
+        ("PAS_TOKEN", "s3cret-token"),
+        ("PAS_GATEWAY_BIND", "0.0.0.0:0"),
+    ]);
     let (_, gw) = ws.addresses();
     let port = gw.rsplit(':').next().unwrap();
     let url = format!("http://127.0.0.1:{port}/v1/models");
