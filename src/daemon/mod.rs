@@ -75,9 +75,13 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     let cfg = ws.config()?;
     let git_worker = if cfg.git.enabled {
         let store = match git::GitStore::open(&ws.root)? {
-            Some(s) => {
-                // We hold the daemon lock: a git lock nobody holds open is a crash's leftover.
+            Some(mut s) => {
+                // We hold the daemon lock: a git lock nobody holds open is a crash's leftover,
+                // and so is an index that lags behind HEAD.
                 s.clear_stale_locks();
+                if let Err(e) = s.repair_index_under(&ws.work()) {
+                    tracing::warn!(error = %e, "cannot compare the git index with HEAD");
+                }
                 s
             }
             None => {

@@ -208,7 +208,7 @@ impl GitStore {
         }
     }
 
-    fn write_index(&self, ops: &BTreeMap<String, IndexOp>) -> Result<(), GitError> {
+    pub(super) fn write_index(&self, ops: &BTreeMap<String, IndexOp>) -> Result<(), GitError> {
         if ops.is_empty() {
             return Ok(());
         }

@@ -92,7 +92,7 @@ impl GitStore {
 }
 
 /// What [`read_file`] found at a path.
-enum OnDisk {
+pub(super) enum OnDisk {
     /// A file: its bytes, and its index entry (blob id not yet set).
     File(Vec<u8>, IndexEntry),
     /// Nothing (or a folder, a FIFO, a device): the path is removed from the tree.
@@ -129,7 +129,7 @@ fn first_link(root: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> Opti
 /// a regular file). The caller has checked for links; on unix the open refuses one that
 /// appeared since (`O_NOFOLLOW`), so a link's target is never opened, and does not block on
 /// a FIFO (`O_NONBLOCK`, which regular files ignore).
-fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
+pub(super) fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
     let mut open = fs::OpenOptions::new();
     open.read(true);
     #[cfg(unix)]

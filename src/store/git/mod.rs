@@ -13,6 +13,7 @@
 //!   read at commit time, or a snapshot of what it held at the transition; building trees,
 //!   packing big batches, syncing the real index);
 //! - `disk.rs`: staging the paths to commit, reading the disk never through a symbolic link;
+//! - `index_repair.rs`: bringing the real index back in line with HEAD after a crash;
 //! - `history.rs`: reading the past (`history_of`, `resolve_rev`, `files_at`,
 //!   `dirty_paths_under`);
 //! - `worker.rs`: [`CommitWorker`], the thread that batches [`Change`]s.
@@ -30,6 +31,7 @@ use git2::{Commit, ErrorCode, Repository};
 mod commit;
 mod disk;
 mod history;
+mod index_repair;
 mod locks;
 #[cfg(test)]
 mod snapshot_tests;

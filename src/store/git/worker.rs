@@ -128,7 +128,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut deadline: Option<Instant> = None;
+        // A start-up index repair that found the index locked is retried from the start.
+        let mut deadline: Option<Instant> = self.retry_at();
         loop {
             let msg = match deadline {
                 None => rx.recv().ok(),
@@ -157,20 +158,35 @@ impl Worker {
                     let _ = reply.send(self.last);
                     deadline = self.retry_at();
                 }
-                Some(Msg::Shutdown) | None => {
-                    for attempt in 0..3 {
-                        if self.commit() {
-                            return;
-                        }
-                        thread::sleep(Duration::from_millis(100 << attempt));
-                    }
-                    tracing::error!(
-                        paths = self.pending.len(),
-                        "left uncommitted; start-up commits them"
-                    );
-                    return;
-                }
+                Some(Msg::Shutdown) | None => return self.finish(),
             }
+        }
+    }
+
+    /// On shutdown: commit what is pending, then bring the index in line. A lock a crash
+    /// left is removed once it is 2 s old, so the index gets a little over that.
+    fn finish(&mut self) {
+        let committed = (0..3).any(|attempt| {
+            self.commit() || {
+                thread::sleep(Duration::from_millis(100 << attempt));
+                false
+            }
+        });
+        if !committed {
+            tracing::error!(
+                paths = self.pending.len(),
+                "left uncommitted; start-up commits them"
+            );
+        }
+        let give_up = Instant::now() + Duration::from_millis(2500);
+        while self.store.index_pending() && !self.store.retry_index() {
+            if Instant::now() >= give_up {
+                tracing::warn!(
+                    "git index still locked; the next start brings it in line with HEAD"
+                );
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
         }
     }
 
