@@ -44,7 +44,7 @@ impl Dice {
 
 /// Agent threads: each moves every card in its folder to `done/`, as `mv` would, and
 /// beats every second (an agent that stops beating is deregistered, crash or no crash).
-fn agents(ws: &Workspace, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+pub(super) fn agents(ws: &Workspace, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     (0..AGENTS)
         .map(|i| {
             let mine = ws.state_dir(State::Assigned).join(format!("agent-{i}"));
@@ -119,7 +119,7 @@ fn places(ws: &Workspace) -> HashMap<String, Vec<String>> {
     out
 }
 
-fn git(root: &Path, args: &[&str]) -> Result<(bool, String)> {
+pub(super) fn git(root: &Path, args: &[&str]) -> Result<(bool, String)> {
     // No optional locks: a `git status` beside the daemon must not take its index lock.
     let out = Command::new("git")
         .arg("--no-optional-locks")

@@ -160,7 +160,7 @@ fn finish(mut run: Run) -> Run {
     run
 }
 
-fn receipts(ws: &Workspace) -> Result<u64> {
+pub(super) fn receipts(ws: &Workspace) -> Result<u64> {
     let conn = crate::store::db::open_read_only(&ws.db_path())?
         .context("the telemetry database is missing")?;
     Ok(conn.query_row(

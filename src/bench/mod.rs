@@ -13,6 +13,9 @@
 //! `pas bench agents` registers a thousand agents that beat every second, and measures
 //! what liveness costs the daemon and how quickly it reacts.
 //!
+//! `pas bench soak` holds a steady load of cards, beats, gateway calls and a dashboard
+//! client for an hour and reports whether the daemon's RSS or descriptors grow.
+//!
 //! `pas bench dashboard` connects a thousand WebSocket clients to the dashboard and times
 //! each card from its rename into the inbox to its event at every client.
 
@@ -22,6 +25,7 @@ mod dashboard;
 mod done;
 mod gateway;
 mod lifecycle;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +53,9 @@ pub enum Which {
     /// Dashboard fan-out: WebSocket clients on `/ws` while cards arrive at a steady rate;
     /// rename-to-client latency, messages lost, daemon RSS.
     Dashboard,
+    /// An hour (`--minutes`) of steady cards, beats, gateway calls and a dashboard client:
+    /// RSS, descriptors and threads sampled, nothing may grow or be lost.
+    Soak,
 }
 
 /// Flags of `pas bench`.
@@ -90,6 +97,15 @@ pub struct BenchArgs {
     /// Cards (so `job.created` events) per second in `pas bench dashboard`.
     #[arg(long, default_value_t = 1000)]
     pub events_per_s: u32,
+    /// Length of `pas bench soak`, minutes.
+    #[arg(long, default_value_t = 60)]
+    pub minutes: u32,
+    /// Cards dropped per second in `pas bench soak`.
+    #[arg(long, default_value_t = 20)]
+    pub cards_per_s: u32,
+    /// Gateway calls per second in `pas bench soak`.
+    #[arg(long, default_value_t = 50)]
+    pub calls_per_s: u32,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -137,6 +153,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Gateway => gateway::gateway(&args),
         Which::Crash => crash::crash(&args),
         Which::Dashboard => dashboard::dashboard(&args),
+        Which::Soak => soak::soak(&args),
     }
 }
 

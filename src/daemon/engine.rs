@@ -428,7 +428,14 @@ impl Engine {
                 if self.ws.staging().join(format!("{id}.yaml")).exists() {
                     return; // another pas process holds it between two folders
                 }
-                tracing::warn!(job = id, path = %old.display(), "card removed outside pas");
+                // Clearing out finished cards is housekeeping; a live card vanishing is news.
+                let finished = (self.board.cards.get(id))
+                    .is_some_and(|c| matches!(c.place.state, State::Done | State::Failed));
+                if finished {
+                    tracing::info!(job = id, path = %old.display(), "finished card removed outside pas");
+                } else {
+                    tracing::warn!(job = id, path = %old.display(), "card removed outside pas");
+                }
                 self.files.remove(id);
                 self.board.cards.remove(id);
                 self.dirty.remove(id);
