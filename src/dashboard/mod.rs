@@ -6,6 +6,7 @@
 //!   clients do not each re-read ten thousand files.
 //! - `ws.rs`      `GET /ws`: snapshot on connect, then one message per event, `?since=N`
 //!   replay, resync of a client that fell behind, ping/pong.
+//! - `fanout.rs`  frames each event once, in batches every client writes as they are.
 //! - `api.rs`     the JSON twins of the pages.
 //! - `pages.rs`   server-rendered HTML (minijinja templates from `dashboard/templates`).
 //! - `metrics.rs` `GET /metrics` in Prometheus text.
@@ -15,6 +16,7 @@
 //! serves them from disk instead, re-read on every request, for work on the design.
 
 mod api;
+mod fanout;
 mod metrics;
 mod pages;
 mod view;
@@ -47,6 +49,16 @@ pub(crate) struct Dash {
     pub views: Arc<view::Cache>,
     /// `PAS_DASHBOARD_DEV`: read templates and assets from this folder.
     pub dev: Option<Arc<PathBuf>>,
+    /// The framed event batches, started with the first stream client.
+    batches: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Arc<fanout::Batch>>>>,
+}
+
+impl Dash {
+    /// The batch channel, its fan-out task started on first use (inside the runtime).
+    fn batches(&self) -> &tokio::sync::broadcast::Sender<Arc<fanout::Batch>> {
+        self.batches
+            .get_or_init(|| fanout::start(self.shared.hub.clone()))
+    }
 }
 
 /// The dashboard's routes.
@@ -58,6 +70,7 @@ pub fn router(shared: Shared) -> Router {
         views: Arc::new(view::Cache::new(shared.ws.clone(), shared.hub.clone())),
         shared,
         dev,
+        batches: Arc::default(),
     };
     Router::new()
         .route("/", get(pages::kanban))

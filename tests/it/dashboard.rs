@@ -252,9 +252,9 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
         let snap = next_json(&mut c).await;
         assert_eq!(snap["type"], "snapshot");
         // The client reads nothing while far more events arrive than the channel holds
-        // and the sockets buffer.
-        let pad = "x".repeat(2048);
-        let total = 30_000u64;
+        // (256 batches of at most 512 KiB) and the sockets buffer.
+        let pad = "x".repeat(16 * 1024);
+        let total = 12_000u64;
         let emitter = {
             let hub = hub.clone();
             tokio::task::spawn_blocking(move || {

@@ -1,0 +1,210 @@
+//! Framing each event once for every client.
+//!
+//! A server's WebSocket frames are not masked, so the bytes of an event's frame are the same
+//! for every client. One task per dashboard takes the hub's events, frames them, and joins
+//! those that arrive within a coalescing window into one [`Batch`]: a single shared buffer
+//! every client writes to its socket with one system call. The per-client work per event is
+//! then nothing at all (a thousand clients at a thousand events a second would otherwise
+//! frame and copy a million messages a second); a quiet stream is still sent at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+use crate::events::{Hub, Published, Since};
+
+/// Events are gathered for at most this long after a batch went out, while they stream in
+/// (a quiet stream's first event goes at once).
+const COALESCE: Duration = Duration::from_millis(25);
+/// Events in one batch, at most.
+const BATCH: usize = 1024;
+/// Bytes of frames in one batch: past this the batch goes out and the next begins.
+const BATCH_BYTES: usize = 512 * 1024;
+/// Batches the channel keeps for a slow client before it must resync: some 6 s of a busy
+/// stream (40 batches a second), and at most 128 MiB held however large the events.
+const KEEP: usize = 256;
+
+/// WebSocket opcodes a server sends.
+pub(crate) const TEXT: u8 = 0x1;
+pub(crate) const CLOSE: u8 = 0x8;
+pub(crate) const PING: u8 = 0x9;
+pub(crate) const PONG: u8 = 0xA;
+
+/// Consecutive events, framed: `bytes` holds each event's whole frame, in seq order.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Each event's seq and where its frame starts in `bytes`.
+    starts: Vec<(u64, usize)>,
+    pub bytes: Bytes,
+    /// The hub's ring no longer holds events the fan-out missed: clients must resync.
+    pub gap: bool,
+}
+
+impl Batch {
+    /// The seq of the first and last event.
+    pub fn seqs(&self) -> Option<(u64, u64)> {
+        Some((self.starts.first()?.0, self.starts.last()?.0))
+    }
+
+    /// The frames of the events after `last`, or `None` when the batch starts further on
+    /// than `last + 1` (something is missing).
+    pub fn after(&self, last: u64) -> Option<Bytes> {
+        let (first, _) = self.seqs()?;
+        if first > last + 1 {
+            return None;
+        }
+        let from = self.starts.iter().find(|(seq, _)| *seq > last);
+        Some(from.map_or_else(Bytes::new, |&(_, at)| self.bytes.slice(at..)))
+    }
+}
+
+/// Appends one unmasked, final frame of `opcode` holding `payload`.
+pub(crate) fn put_frame(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    out.put_u8(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.put_u8(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.put_u8(126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(127);
+            out.put_u64(n as u64);
+        }
+    }
+    out.put_slice(payload);
+}
+
+/// One frame as bytes.
+pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    put_frame(&mut out, opcode, payload);
+    out.freeze()
+}
+
+/// Starts the fan-out task; clients subscribe to the sender it returns. Call from within
+/// the runtime.
+pub(crate) fn start(hub: Arc<Hub>) -> broadcast::Sender<Arc<Batch>> {
+    let (tx, _) = broadcast::channel(KEEP);
+    tokio::spawn(run(hub, tx.clone()));
+    tx
+}
+
+async fn run(hub: Arc<Hub>, out: broadcast::Sender<Arc<Batch>>) {
+    let (mut last, mut live) = hub.subscribe();
+    let mut sent_at = tokio::time::Instant::now() - COALESCE;
+    loop {
+        let first = match live.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(_)) => {
+                // The hub outran even this task: fetch what was missed from its ring.
+                let (_, again) = hub.subscribe();
+                live = again;
+                let (missed, gap) = match hub.since(last) {
+                    Since::Events(events) => (events, false),
+                    Since::TooOld => (Vec::new(), true),
+                };
+                if let Some(batch) = frame_batch(&missed, &mut last, gap) {
+                    let _ = out.send(Arc::new(batch));
+                }
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let since = sent_at.elapsed();
+        if since < COALESCE {
+            tokio::time::sleep(COALESCE - since).await;
+        }
+        let mut bytes = first.json.len();
+        let mut events = vec![first];
+        while events.len() < BATCH && bytes < BATCH_BYTES {
+            match live.try_recv() {
+                Ok(e) => {
+                    bytes += e.json.len();
+                    events.push(e);
+                }
+                // Take what was missed from the ring on the next turn.
+                Err(TryRecvError::Lagged(_)) => break,
+                Err(_) => break,
+            }
+        }
+        if let Some(batch) = frame_batch(&events, &mut last, false) {
+            // No subscriber is fine: nobody is watching.
+            let _ = out.send(Arc::new(batch));
+        }
+        sent_at = tokio::time::Instant::now();
+    }
+}
+
+/// Frames the events after `last` (moving it on); a gap batch when `gap`.
+fn frame_batch(events: &[Arc<Published>], last: &mut u64, gap: bool) -> Option<Batch> {
+    if gap {
+        return Some(Batch {
+            starts: Vec::new(),
+            bytes: Bytes::new(),
+            gap: true,
+        });
+    }
+    let fresh: Vec<&Arc<Published>> = events.iter().filter(|e| e.row.seq > *last).collect();
+    let size: usize = fresh.iter().map(|e| e.json.len() + 10).sum();
+    let mut bytes = BytesMut::with_capacity(size);
+    let mut starts = Vec::with_capacity(fresh.len());
+    for e in fresh {
+        starts.push((e.row.seq, bytes.len()));
+        put_frame(&mut bytes, TEXT, e.json.as_bytes());
+        *last = e.row.seq;
+    }
+    (!starts.is_empty()).then(|| Batch {
+        starts,
+        bytes: bytes.freeze(),
+        gap: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_their_length_in_the_smallest_form() {
+        assert_eq!(&frame(TEXT, b"hi")[..], &[0x81, 2, b'h', b'i']);
+        let mid = frame(TEXT, &[b'x'; 300]);
+        assert_eq!(&mid[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(mid.len(), 304);
+        let big = frame(TEXT, &vec![b'x'; 70_000]);
+        assert_eq!(&big[..2], &[0x81, 127]);
+        assert_eq!(u64::from_be_bytes(big[2..10].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn a_batch_gives_each_client_the_events_it_lacks() {
+        let hub = Hub::with_capacity(0, None, 100);
+        for i in 0..3 {
+            hub.emit(
+                chrono::Utc::now(),
+                "job.created",
+                serde_json::json!({"i": i}),
+            );
+        }
+        let Since::Events(events) = hub.since(0) else {
+            panic!("the ring holds them")
+        };
+        let mut last = 0;
+        let batch = frame_batch(&events, &mut last, false).unwrap();
+        assert_eq!((batch.seqs(), last), (Some((1, 3)), 3));
+        assert_eq!(batch.after(0).unwrap(), batch.bytes);
+        let tail = batch.after(2).unwrap();
+        assert_eq!(&tail[..], &frame(TEXT, events[2].json.as_bytes())[..]);
+        assert!(
+            batch.after(3).unwrap().is_empty(),
+            "a client past it gets nothing"
+        );
+        let later = frame_batch(&events[2..], &mut 2, false).unwrap();
+        assert!(
+            later.after(0).is_none(),
+            "a client missing seq 1 and 2 must resync"
+        );
+    }
+}
