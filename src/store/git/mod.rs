@@ -138,6 +138,7 @@ impl GitStore {
     /// Open the repository that contains `root`, so reading commands work on any checkout.
     /// `Ok(None)` when `root` is in no repository (git is then simply off).
     pub fn open(root: &Path) -> Result<Option<GitStore>, GitError> {
+        bound_caches();
         let given_root = std::path::absolute(root).map_err(io_at(root))?;
         let root = root.canonicalize().map_err(io_at(root))?;
         let repo = match Repository::discover(&root) {
@@ -216,6 +217,32 @@ impl GitStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// libgit2's object cache may hold 256 MiB, and every commit pas makes adds its small trees
+/// to it: a daemon committing a few times a second grew some 80 MiB an hour (`pas bench
+/// soak`). pas reads back little of what it wrote, so a few MiB of cache serve as well, and
+/// mapped pack windows are held to 64 MiB. Set once per process, before any repository.
+fn bound_caches() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        libgit2_sys::init();
+        // SAFETY: both options take one size argument of the type given; libgit2 is
+        // initialised above, and no repository is open yet in this process's git code.
+        let rc = unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::os::raw::c_int,
+                (4usize << 20) as libc::ssize_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(rc, "could not bound libgit2's object cache");
+        }
+        // SAFETY: as above; a plain size.
+        if let Err(e) = unsafe { git2::opts::set_mwindow_mapped_limit(64 << 20) } {
+            tracing::debug!(error = %e, "could not bound libgit2's mapped pack windows");
+        }
+    });
 }
 
 /// An error and its causes on one line, for logs.
