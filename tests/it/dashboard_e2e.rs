@@ -84,7 +84,11 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
         &format!("{} === 'assigned'", column_of("E2E-1")),
     );
     assert_eq!(b.eval("window.__noReload"), 42, "the page reloaded");
-    assert_eq!(b.eval("window.__csp.join(' | ')"), "", "the CSP blocked the board");
+    assert_eq!(
+        b.eval("window.__csp.join(' | ')"),
+        "",
+        "the CSP blocked the board"
+    );
     b.screenshot(&shots().join("kanban.png"));
 
     // The tree shows the agent up, then down once its beats stop.
@@ -98,7 +102,11 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
     beater.stop();
     b.wait_for("the agent down", &format!("{status} === 'down'"));
     assert_eq!(b.eval("window.__noReload"), 43, "the tree page reloaded");
-    assert_eq!(b.eval("window.__csp.join(' | ')"), "", "the CSP blocked the tree");
+    assert_eq!(
+        b.eval("window.__csp.join(' | ')"),
+        "",
+        "the CSP blocked the tree"
+    );
     b.screenshot(&shots().join("tree-down.png"));
 
     // The other pages render (and the alert of the agent going down is listed).
