@@ -12,6 +12,7 @@ mod secrets;
 mod token;
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -84,11 +85,27 @@ pub fn raw(addr: &str, method: &str, target: &str, headers: &[(&str, &str)], bod
 pub struct State {
     head: String,
     status: Vec<String>,
-    files: BTreeMap<String, Vec<u8>>,
+    /// Path to a hash of the bytes (a readable diff when the test fails).
+    files: BTreeMap<String, u64>,
     rows: BTreeMap<String, i64>,
 }
 
 impl State {
+    /// The state once the daemon has finished what it was doing: `git status` clean and
+    /// nothing changing for 300 ms (its own commits must not pass for the requests').
+    pub fn settled(ws: &Workspace) -> State {
+        crate::fixture::wait_until("the workspace to settle", crate::fixture::WAIT, || {
+            let first = State::of(ws);
+            std::thread::sleep(Duration::from_millis(300));
+            let second = State::of(ws);
+            if first == second && second.status.is_empty() {
+                Ok(second)
+            } else {
+                Err(format!("{first:?}\n{second:?}"))
+            }
+        })
+    }
+
     pub fn of(ws: &Workspace) -> State {
         let mut files = BTreeMap::new();
         let skip = |rel: &str| {
@@ -99,8 +116,9 @@ impl State {
         let walk = walkdir::WalkDir::new(&ws.root).into_iter();
         for e in walk.filter_entry(|e| !skip(&rel(ws, e.path()))).flatten() {
             if !e.file_type().is_dir() {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                files.insert(rel(ws, e.path()), bytes);
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(e.path()).unwrap_or_default().hash(&mut h);
+                files.insert(rel(ws, e.path()), h.finish());
             }
         }
         State {

@@ -93,8 +93,7 @@ fn every_method_on_every_route_is_refused_or_reads_and_nothing_changes() {
     let (dash, gw) = ws.addresses();
     ws.wait_main_loop();
     ws.wait_recorded("SEC-1");
-    ws.wait_work_clean("SEC-1 committed");
-    let before = State::of(&ws);
+    let before = State::settled(&ws);
     let body = r#"{"state": "done", "title": "changed", "model": "cap:x"}"#;
     let mut wrong = Vec::new();
     let dashboard = DASHBOARD.iter().map(|(_, u)| (true, *u));
