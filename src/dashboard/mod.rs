@@ -10,6 +10,7 @@
 //! - `api.rs`     the JSON twins of the pages.
 //! - `pages.rs`   server-rendered HTML (minijinja templates from `dashboard/templates`).
 //! - `metrics.rs` `GET /metrics` in Prometheus text.
+//! - `headers.rs` the security headers on every response (CSP, nosniff, no framing).
 //!
 //! No route changes state: every handler is a `GET` that reads. Assets and templates are
 //! compiled into the binary; `PAS_DASHBOARD_DEV=<folder holding templates/ and static/>`
@@ -17,6 +18,7 @@
 
 mod api;
 mod fanout;
+mod headers;
 mod metrics;
 mod pages;
 mod view;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 
 use crate::server::Shared;
@@ -72,26 +74,42 @@ pub fn router(shared: Shared) -> Router {
         dev,
         batches: Arc::default(),
     };
-    Router::new()
-        .route("/", get(pages::kanban))
-        .route("/tree", get(pages::tree))
-        .route("/costs", get(pages::costs))
-        .route("/alerts", get(pages::alerts))
-        .route("/activity", get(pages::activity))
-        .route("/jobs/{id}", get(pages::job))
-        .route("/ws", get(ws::upgrade))
-        .route("/api/status", get(api::status))
-        .route("/api/jobs", get(api::jobs))
-        .route("/api/jobs/{id}", get(api::job))
-        .route("/api/agents", get(api::agents))
-        .route("/api/tree", get(api::tree))
-        .route("/api/costs", get(api::costs))
-        .route("/api/alerts", get(api::alerts))
-        .route("/api/events", get(api::events))
-        .route("/api/commits", get(api::commits))
-        .route("/metrics", get(metrics::metrics))
-        .route("/static/{*path}", get(asset))
-        .with_state(dash)
+    let app = table()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler));
+    headers::apply(app).with_state(dash)
+}
+
+/// Every path the dashboard serves, in the router's own syntax (`{id}`, `{*path}`).
+/// The security suite walks each of them with every method, and fails when this list
+/// and its own disagree, so a new route cannot slip in untested.
+pub fn routes() -> Vec<&'static str> {
+    table().into_iter().map(|(path, _)| path).collect()
+}
+
+/// The one place routes are declared: path and handler. Only `get` handlers (axum adds
+/// `HEAD`): the dashboard is read-only, so anything else is a 405.
+fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
+    vec![
+        ("/", get(pages::kanban)),
+        ("/tree", get(pages::tree)),
+        ("/costs", get(pages::costs)),
+        ("/alerts", get(pages::alerts)),
+        ("/activity", get(pages::activity)),
+        ("/jobs/{id}", get(pages::job)),
+        ("/ws", get(ws::upgrade)),
+        ("/api/status", get(api::status)),
+        ("/api/jobs", get(api::jobs)),
+        ("/api/jobs/{id}", get(api::job)),
+        ("/api/agents", get(api::agents)),
+        ("/api/tree", get(api::tree)),
+        ("/api/costs", get(api::costs)),
+        ("/api/alerts", get(api::alerts)),
+        ("/api/events", get(api::events)),
+        ("/api/commits", get(api::commits)),
+        ("/metrics", get(metrics::metrics)),
+        ("/static/{*path}", get(asset)),
+    ]
 }
 
 /// The one error type of the dashboard: a status and a message that names what failed.

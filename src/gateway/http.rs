@@ -11,24 +11,49 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
 use crate::llm::route::Policy;
 
-/// The gateway's routes (with and without the `/v1` prefix, as clients differ).
+/// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
+/// answers are JSON or an event stream, never to be sniffed into anything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/models", get(models))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .with_state(gw)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// Every `(method, path)` the gateway serves; the security suite checks that it walks
+/// exactly these, and that every other method on them is refused.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The one place the gateway's routes are declared.
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
+    vec![
+        ("POST", "/v1/chat/completions", post(chat)),
+        ("POST", "/chat/completions", post(chat)),
+        ("GET", "/v1/models", get(models)),
+        ("GET", "/models", get(models)),
+    ]
 }
 
 /// An OpenAI-shaped error response.

@@ -58,6 +58,9 @@ pub enum Mode {
     Ok,
     /// An HTTP error in the protocol's error shape, with `Retry-After` (seconds) if given.
     Status { code: u16, retry_after: Option<u64> },
+    /// An HTTP error whose message quotes the key the request carried, as a careless
+    /// upstream or proxy might: pas must not pass the key on to any file, log or client.
+    EchoKey { code: u16 },
     /// Accepts the request and never answers.
     Hang,
     /// Sends the response headers, then nothing.
@@ -255,6 +258,11 @@ struct StreamOptions {
 async fn answer(s: Arc<Shared>, proto: Protocol, headers: HeaderMap, body: Bytes) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
     let req: Req = serde_json::from_slice(&body).unwrap_or_default();
+    let key = ["authorization", "x-api-key"]
+        .iter()
+        .find_map(|k| headers.get(*k).and_then(|v| v.to_str().ok()))
+        .unwrap_or("")
+        .to_string();
     *lock(&s.last) = Some((headers, body));
     let mode = lock(&s.mode).clone();
     let rendered = if mode == Mode::NoUsage {
@@ -272,9 +280,15 @@ async fn answer(s: Arc<Shared>, proto: Protocol, headers: HeaderMap, body: Bytes
     let sse = "text/event-stream";
     match mode {
         Mode::Hang => std::future::pending().await,
-        Mode::Status { code, retry_after } => {
+        Mode::Status { .. } | Mode::EchoKey { .. } => {
+            let (code, retry_after, message) = match mode {
+                Mode::Status { code, retry_after } => {
+                    (code, retry_after, format!("fake upstream: HTTP {code}"))
+                }
+                Mode::EchoKey { code } => (code, None, format!("Incorrect API key: {key}")),
+                _ => unreachable!("matched above"),
+            };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = format!("fake upstream: HTTP {code}");
             let body = match proto {
                 Protocol::Openai => json!({"error": {"message": message, "type": "fake_error",
                     "param": null, "code": null}}),

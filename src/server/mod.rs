@@ -7,8 +7,11 @@
 //! token (`--token` or `PAS_TOKEN`): pas refuses to start without one, because the
 //! gateway spends money and the dashboard shows everything. The bound addresses are
 //! written to `.pas/serve.json` (port 0 binds a free port, which tests and benchmarks use).
+//! In front of both, `origin` refuses foreign web pages (cross-origin requests and DNS
+//! rebinding), which a token-less loopback listener would otherwise serve.
 
 pub mod auth;
+pub mod origin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,12 +25,23 @@ use crate::store::db;
 use crate::workspace::Workspace;
 
 /// Where the listeners bind and with which token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Binds {
     pub dashboard: String,
     pub gateway: String,
     /// Required of every request when set; required to be set for non-loopback binds.
     pub token: Option<String>,
+}
+
+/// Written by hand so that no `{:?}` of the binds can put the token in a log.
+impl std::fmt::Debug for Binds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binds")
+            .field("dashboard", &self.dashboard)
+            .field("gateway", &self.gateway)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// What the servers share with the rest of the daemon.
@@ -56,8 +70,13 @@ pub struct Servers {
 /// How long a shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Refuses a non-loopback bind without a token (checked before anything starts).
+/// Refuses a non-loopback bind without a token (checked before anything starts), and an
+/// empty token anywhere: `?token=` or `Authorization: Bearer ` would match it, which is
+/// no guard at all.
 pub fn check(binds: &Binds) -> Result<()> {
+    if binds.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        bail!("the token is empty: pass a non-empty --token or PAS_TOKEN, or none at all");
+    }
     for (what, addr) in [("dashboard", &binds.dashboard), ("gateway", &binds.gateway)] {
         if binds.token.is_none() && !auth::is_loopback(addr) {
             bail!(
@@ -102,6 +121,8 @@ pub fn start(
     let token = binds.token.clone().map(Arc::<str>::from);
     let dash_app = auth::guard(crate::dashboard::router(shared.clone()), token.clone());
     let gw_app = auth::guard(crate::gateway::router(gateway_state.clone()), token);
+    let dash_app = origin::guard(dash_app, dashboard.ip().is_loopback());
+    let gw_app = origin::guard(gw_app, gateway.ip().is_loopback());
 
     let (llm_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
     rt.spawn(crate::gateway::cards::executor(

@@ -13,6 +13,11 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-e2e")
 }
 
+/// Records what the Content-Security-Policy blocks from now on (the pages re-render
+/// from the stream, so a blocked style or connection would show up here).
+const WATCH_CSP: &str = "window.__csp = []; document.addEventListener('securitypolicyviolation', \
+    (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI))";
+
 /// The column a card is shown in, or "" when it is not on the page.
 fn column_of(id: &str) -> String {
     format!(
@@ -48,6 +53,7 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
     );
     // Set once: still set later proves the page never reloaded.
     b.eval("window.__noReload = 42");
+    b.eval(WATCH_CSP);
 
     // A card nobody can take yet shows in the inbox, with why it waits.
     ws.drop_card(
@@ -78,6 +84,11 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
         &format!("{} === 'assigned'", column_of("E2E-1")),
     );
     assert_eq!(b.eval("window.__noReload"), 42, "the page reloaded");
+    assert_eq!(
+        b.eval("window.__csp.join(' | ')"),
+        "",
+        "the CSP blocked the board"
+    );
     b.screenshot(&shots().join("kanban.png"));
 
     // The tree shows the agent up, then down once its beats stop.
@@ -86,10 +97,16 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
                   return n ? n.dataset.status : ''; })()";
     b.wait_for("the agent up", &format!("{status} === 'up'"));
     b.eval("window.__noReload = 43");
+    b.eval(WATCH_CSP);
     b.screenshot(&shots().join("tree-up.png"));
     beater.stop();
     b.wait_for("the agent down", &format!("{status} === 'down'"));
     assert_eq!(b.eval("window.__noReload"), 43, "the tree page reloaded");
+    assert_eq!(
+        b.eval("window.__csp.join(' | ')"),
+        "",
+        "the CSP blocked the tree"
+    );
     b.screenshot(&shots().join("tree-down.png"));
 
     // The other pages render (and the alert of the agent going down is listed).

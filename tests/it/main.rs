@@ -23,5 +23,6 @@ mod lifecycle;
 mod liveness;
 mod records;
 mod resources;
+mod security;
 mod server;
 mod spend;

@@ -203,7 +203,7 @@ async fn send(
     Err(CallError::Status {
         code: status.as_u16(),
         retry_after,
-        message: error_message(&text),
+        message: redact(error_message(&text), t.api_key),
     })
 }
 
@@ -215,6 +215,16 @@ fn error_message(body: &[u8]) -> String {
         e => e["message"].as_str().map(str::to_owned),
     });
     field.unwrap_or_else(|| excerpt(body))
+}
+
+/// `message` without `key`. Some upstreams (and proxies before them) quote the key they
+/// refused; the message goes on to the caller, the receipt, the log and an LLM card's
+/// `error` (and so into git), none of which may hold a key.
+fn redact(message: String, key: Option<&str>) -> String {
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(k) if message.contains(k) => message.replace(k, "[redacted key]"),
+        _ => message,
+    }
 }
 
 /// The start of a body, for error messages.

@@ -456,3 +456,12 @@ fn calls_and_streams_can_move_between_tasks() {
     fn stream_is_send<T: Send + 'static>() {}
     stream_is_send::<Stream>();
 }
+
+#[test]
+fn a_key_quoted_in_an_upstream_error_is_redacted() {
+    let key = "sk-live-abc123";
+    let m = redact(format!("Incorrect API key: Bearer {key}"), Some(key));
+    assert_eq!(m, "Incorrect API key: Bearer [redacted key]");
+    assert_eq!(redact("plain".into(), Some("")), "plain");
+    assert_eq!(redact("plain".into(), None), "plain");
+}

@@ -1,0 +1,196 @@
+//! The security suite (issue 6): the dashboard changes nothing whatever the method, the
+//! token is enforced on non-loopback binds, every user string is escaped, foreign web
+//! pages are refused, and no secret reaches any file, log, receipt or page.
+//!
+//! Real daemons and real HTTP throughout. Requests that a client library would not send
+//! (TRACE, CONNECT, a foreign `Host`) go over a raw TCP socket, so the test says exactly
+//! what went on the wire.
+
+mod escaping;
+mod routes;
+mod secrets;
+mod token;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::fixture::Workspace;
+
+/// One raw HTTP/1.1 exchange.
+#[derive(Debug)]
+pub struct Raw {
+    pub status: u16,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Raw {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `method target` to `addr` with `headers` (a `Host` of `addr` unless given) and
+/// `body`, closes, and reads the answer to the end.
+pub fn raw(addr: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Raw {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    // A server may reset after answering (an unread body): keep what arrived.
+    let _ = s.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Raw {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Everything a request could change: HEAD, `git status`, the bytes of every file outside
+/// `.git`, `telemetry/` and `.pas/` (heartbeats excluded: agents write them), and the row
+/// count of every table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct State {
+    head: String,
+    status: Vec<String>,
+    /// Path to a hash of the bytes (a readable diff when the test fails).
+    files: BTreeMap<String, u64>,
+    rows: BTreeMap<String, i64>,
+}
+
+impl State {
+    /// The state once the daemon has finished what it was doing: `git status` clean and
+    /// nothing changing for 300 ms (its own commits must not pass for the requests').
+    pub fn settled(ws: &Workspace) -> State {
+        crate::fixture::wait_until("the workspace to settle", crate::fixture::WAIT, || {
+            let first = State::of(ws);
+            std::thread::sleep(Duration::from_millis(300));
+            let second = State::of(ws);
+            if first == second && second.status.is_empty() {
+                Ok(second)
+            } else {
+                Err(format!("{first:?}\n{second:?}"))
+            }
+        })
+    }
+
+    pub fn of(ws: &Workspace) -> State {
+        let mut files = BTreeMap::new();
+        let skip = |rel: &str| {
+            [".git", "telemetry", ".pas", "work/heartbeats"]
+                .iter()
+                .any(|p| rel == *p || rel.starts_with(&format!("{p}/")))
+        };
+        let walk = walkdir::WalkDir::new(&ws.root).into_iter();
+        for e in walk.filter_entry(|e| !skip(&rel(ws, e.path()))).flatten() {
+            if !e.file_type().is_dir() {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(e.path()).unwrap_or_default().hash(&mut h);
+                files.insert(rel(ws, e.path()), h.finish());
+            }
+        }
+        State {
+            head: ws.head(),
+            status: ws.git_status(&[]),
+            files,
+            rows: tables(ws)
+                .into_iter()
+                .map(|t| {
+                    let n = ws.db_count(&format!("SELECT count(*) FROM \"{t}\""));
+                    (t, n)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn rel(ws: &Workspace, p: &std::path::Path) -> String {
+    p.strip_prefix(&ws.root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The tables of the telemetry database.
+pub fn tables(ws: &Workspace) -> Vec<String> {
+    ws.db_query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        |r| r.get(0),
+    )
+}
+
+/// Every place under the workspace that holds `needle`: raw files (the `.git` folder,
+/// the database and its WAL included), every git object decompressed, and every cell of
+/// every table. Empty when the needle is nowhere.
+pub fn places_holding(ws: &Workspace, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for e in walkdir::WalkDir::new(&ws.root).into_iter().flatten() {
+        if e.file_type().is_file() {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            if contains(&bytes, needle) {
+                seen.push(format!("file {}", rel(ws, e.path())));
+            }
+        }
+    }
+    let objects = Command::new("git")
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .current_dir(&ws.root)
+        .output()
+        .unwrap();
+    assert!(objects.status.success(), "git cat-file failed");
+    assert!(!objects.stdout.is_empty(), "no git objects to search");
+    if contains(&objects.stdout, needle) {
+        seen.push("a git object".into());
+    }
+    for t in tables(ws) {
+        let cells = ws.db_query(&format!("SELECT * FROM \"{t}\""), |r| {
+            let mut out = Vec::new();
+            for i in 0..r.as_ref().column_count() {
+                let v: rusqlite::types::Value = r.get(i)?;
+                out.push(format!("{v:?}"));
+            }
+            Ok(out.join("\u{1}"))
+        });
+        if cells.iter().any(|c| c.contains(needle)) {
+            seen.push(format!("table {t}"));
+        }
+    }
+    seen
+}
+
+/// Whether `hay` holds `needle` as bytes.
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
