@@ -85,6 +85,7 @@ impl Workspace {
     /// [`with_config`](Self::with_config) with the workspace at `root` (which must not
     /// exist yet), e.g. on a small file system of its own. The daemon logs stay in a
     /// temporary folder elsewhere, so they are written whatever happens at `root`.
+    #[allow(dead_code)] // used by tests/faults (the disk-full test), which shares this file
     pub fn with_config_at(root: &Path, config: &str) -> Workspace {
         let ws = Workspace::bare_at(Some(root));
         fs::write(ws.root.join("pas.yaml"), config).unwrap();
