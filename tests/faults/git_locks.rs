@@ -9,6 +9,18 @@ use std::time::Duration;
 use crate::fixture::{history, holds_for, Workspace};
 use crate::{one_place, serial, stores_intact, wait_log};
 
+/// Takes the lock file at `path` as git does (created exclusively, so never a lock pas
+/// holds at that instant) and keeps it open, as a running git command does.
+fn hold_lock(path: &std::path::Path) -> fs::File {
+    crate::fixture::wait_until("the git lock free to take", Duration::from_secs(10), || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Drops `ids` and waits until each is assigned to `a`.
 fn drop_and_assign(ws: &Workspace, ids: &[String]) {
     for id in ids {
@@ -35,8 +47,7 @@ fn a_held_index_lock_delays_only_the_index_and_clears_when_released() {
     ws.register("a", &[], 10);
     let d = ws.serve_ready();
     let lock = ws.path(".git/index.lock");
-    // Held open by this process, as a running git command holds it.
-    let held = fs::File::create(&lock).unwrap();
+    let held = hold_lock(&lock);
 
     let ids: Vec<String> = (0..4).map(|i| format!("ix-{i}")).collect();
     drop_and_assign(&ws, &ids);
@@ -87,8 +98,8 @@ fn a_held_branch_lock_holds_commits_back_and_they_all_land_when_released() {
     let d = ws.serve_ready();
     let branch = ws.git(&["symbolic-ref", "HEAD"]).trim().to_string();
     let lock = ws.path(&format!(".git/{branch}.lock"));
+    let held = hold_lock(&lock);
     let before = ws.head();
-    let held = fs::File::create(&lock).unwrap();
 
     // Cards keep moving: the board does not wait for git.
     let ids: Vec<String> = (0..4).map(|i| format!("ref-{i}")).collect();
