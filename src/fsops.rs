@@ -211,7 +211,16 @@ pub fn move_card(
         let _ = rename_no_replace(&held, from);
         return Err(e);
     }
-    let landed = land(&fresh, to)?;
+    let landed = match land(&fresh, to) {
+        Ok(landed) => landed,
+        Err(e) => {
+            // The target folder could not be made (a full disk): as above, the original
+            // goes back, so the card is never left out of every state folder.
+            let _ = spares.give(&fresh);
+            let _ = rename_no_replace(&held, from);
+            return Err(e);
+        }
+    };
     // The held original is now superseded by the landed (or blocked) new version.
     spares.give(&held)?;
     Ok(landed)

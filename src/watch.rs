@@ -67,7 +67,12 @@ pub fn start(
                     send(Input::Path(p, readiness));
                 }
             }
-            Err(e) => send(Input::Rescan(format!("watch error: {e}"))),
+            // Most likely the watch limit, met by a folder created since (assigned/<agent>):
+            // the rescan still takes it in, and the log says what to raise.
+            Err(e) => send(Input::Rescan(match limit_hint(&e) {
+                Some(hint) => format!("watch error: {hint}"),
+                None => format!("watch error: {e}"),
+            })),
         }
     })?;
     watcher.watch(work, RecursiveMode::Recursive)?;
@@ -83,6 +88,38 @@ pub fn start(
         watcher.watch(agents, RecursiveMode::NonRecursive)?;
     }
     Ok((watcher, flag))
+}
+
+/// The kernel limit behind a watch error, said so a user can act on it: the sysctl, its
+/// value now and the command that raises it. `None` when the error is something else.
+///
+/// inotify reports a full watch table as ENOSPC (notify: `MaxFilesWatch`), which reads
+/// like a full disk; too many inotify instances as EMFILE, which reads like the process's
+/// own file limit (and may be: both are named).
+pub fn limit_hint(e: &notify::Error) -> Option<String> {
+    let errno = match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => Some(libc::ENOSPC),
+        notify::ErrorKind::Io(io) => io.raw_os_error(),
+        _ => None,
+    };
+    let (key, raise, what, also) = match errno? {
+        libc::ENOSPC => ("max_user_watches", 524_288, "inotify watches", ""),
+        libc::EMFILE => (
+            "max_user_instances",
+            1024,
+            "inotify instances",
+            " (or the process's open-file limit, `ulimit -n`)",
+        ),
+        _ => return None,
+    };
+    let now = std::fs::read_to_string(format!("/proc/sys/fs/inotify/{key}"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    Some(format!(
+        "the per-user limit of {what} is reached{also}: fs.inotify.{key} = {now}; raise it \
+         with `sudo sysctl fs.inotify.{key}={raise}` (and a line in /etc/sysctl.d/ to keep \
+         it after a reboot)"
+    ))
 }
 
 fn readiness(kind: &EventKind) -> Option<Readiness> {

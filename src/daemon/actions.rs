@@ -15,6 +15,13 @@ impl Engine {
     /// room (a take-back can make a slot for a waiting card).
     pub fn step(&mut self) {
         self.check_liveness();
+        // A card write failed before (a full disk): plan again only when the retry is due,
+        // which retries its move. Until then a plan would fail the same way, and each
+        // failed move puts a card back, whose watch event would ask for another plan.
+        if !self.take_due_retry() && self.faults.retry_at().is_some() {
+            self.flush_commit();
+            return;
+        }
         let due = self.next_timeout.is_some_and(|t| t <= self.now());
         if !self.replan && !due {
             self.write_dirty();
@@ -56,10 +63,16 @@ impl Engine {
 
     /// The next instant the engine must wake: a timeout or a settling file.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        if self.replan {
+        if self.replan && self.faults.retry_at().is_none() {
             return Some(Instant::now());
         }
-        let settle = self.settling.values().min().copied();
+        let settle = [
+            self.settling.values().min().copied(),
+            self.faults.retry_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let now = self.now();
         let deadline = [self.next_timeout, self.next_liveness_check()]
             .into_iter()
@@ -230,6 +243,7 @@ impl Engine {
             self.cfg.fsync,
         ) {
             Ok(Moved::Done(stamp)) => {
+                self.file_ok();
                 self.dirty.remove(id);
                 self.files.insert(id.to_string(), (to_path.clone(), stamp));
                 let n = meta.history.len() - 1;
@@ -251,8 +265,13 @@ impl Engine {
                 self.reconcile_card(id, &[to_path]);
             }
             Err(e) => {
-                tracing::error!(job = id, error = %e, "cannot move card");
-                // If the card is stuck in staging, start-up recovery puts it back.
+                // fsops put the card back where it was; the retry plans its move again.
+                let what = format!(
+                    "move card {id} from {} to {}",
+                    rel(&self.ws, &from_path),
+                    rel(&self.ws, &to_path)
+                );
+                self.file_failed(&what, id, &e);
             }
         }
     }

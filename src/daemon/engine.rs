@@ -55,6 +55,8 @@ pub struct Engine {
     pub(super) llm_jobs: Option<tokio::sync::mpsc::UnboundedSender<crate::gateway::cards::LlmJob>>,
     /// LLM job cards whose call is under way.
     pub(super) llm_running: HashSet<String>,
+    /// Card writes that failed (a full disk) and when to retry them (see `faults.rs`).
+    pub(super) faults: super::faults::FileFaults,
 }
 
 impl Engine {
@@ -87,6 +89,7 @@ impl Engine {
             next_timeout: None,
             llm_jobs: None,
             llm_running: HashSet::new(),
+            faults: Default::default(),
         }
     }
 
@@ -634,6 +637,7 @@ impl Engine {
             let (text, path) = (entry.card.text().to_string(), path.clone());
             match fsops::move_card(&path, &path, &text, &mut self.spares, self.cfg.fsync) {
                 Ok(Moved::Done(stamp)) => {
+                    self.file_ok();
                     self.files.insert(id.clone(), (path.clone(), stamp));
                     self.change.paths.push(path);
                 }
@@ -646,7 +650,12 @@ impl Engine {
                     );
                     self.reconcile_card(&id, &[path]);
                 }
-                Err(e) => tracing::error!(job = %id, error = %e, "cannot write card"),
+                Err(e) => {
+                    // The new text stays in memory until a retry writes it.
+                    let what = format!("write card {id} at {}", rel(&self.ws, &path));
+                    self.file_failed(&what, &id, &e);
+                    self.dirty.insert(id);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@
 
 mod actions;
 mod engine;
+mod faults;
 mod liveness;
 mod recover;
 
@@ -180,16 +181,12 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     Ok(())
 }
 
+/// Why the watch could not start. A kernel limit (watches or instances) is said with the
+/// sysctl that sets it, its value and the command that raises it: the user's fix.
 fn watch_error(e: notify::Error, ws: &Workspace) -> anyhow::Error {
-    let text = e.to_string();
-    if text.contains("No space left") || text.contains("os error 28") || text.contains("limit") {
-        anyhow::anyhow!(
-            "cannot watch {}: the inotify watch limit is reached ({text}); raise it with \
-             `sysctl fs.inotify.max_user_watches=524288`",
-            ws.work().display()
-        )
-    } else {
-        anyhow::Error::new(e).context(format!("cannot watch {}", ws.work().display()))
+    match watch::limit_hint(&e) {
+        Some(hint) => anyhow::anyhow!("cannot watch {}: {hint}", ws.work().display()),
+        None => anyhow::Error::new(e).context(format!("cannot watch {}", ws.work().display())),
     }
 }
 

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -73,6 +74,9 @@ pub enum Mode {
     NoUsage,
     /// A correct answer after this long.
     Delay(Duration),
+    /// Reads the request, then resets the connection (TCP RST) without a byte of answer:
+    /// an upstream that crashed or a middlebox that dropped the connection.
+    Reset,
 }
 
 /// A running fake upstream; dropping it stops it.
@@ -121,6 +125,7 @@ pub fn try_start_at(opts: FakeOptions, addr: SocketAddr) -> std::io::Result<Fake
                     Err(e) => return drop(ready_tx.send(Err(e))),
                 };
                 let _ = ready_tx.send(listener.local_addr());
+                let app = app.into_make_service_with_connect_info::<Conn>();
                 tokio::select! {
                     _ = axum::serve(listener, app) => {}
                     _ = stop_rx => {}
@@ -231,11 +236,11 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(
             "/v1/chat/completions",
-            post(|State(s), h, b| answer(s, Protocol::Openai, h, b)),
+            post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Openai, h, b)),
         )
         .route(
             "/v1/messages",
-            post(|State(s), h, b| answer(s, Protocol::Anthropic, h, b)),
+            post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Anthropic, h, b)),
         )
         .with_state(shared)
 }
@@ -255,7 +260,47 @@ struct StreamOptions {
     include_usage: bool,
 }
 
-async fn answer(s: Arc<Shared>, proto: Protocol, headers: HeaderMap, body: Bytes) -> Response {
+/// The socket a request came on, so [`Mode::Reset`] can make its close a reset. The fd is
+/// only used while the request's handler runs, when the connection still owns it.
+#[derive(Clone, Copy, Debug)]
+struct Conn(std::os::fd::RawFd);
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Conn(std::os::fd::AsRawFd::as_raw_fd(stream.io()))
+    }
+}
+
+/// Makes the connection's close send RST (SO_LINGER with a zero timeout) and returns a
+/// body that fails before its first byte: hyper drops the connection with nothing sent.
+fn reset(conn: Conn) -> Response {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on the connection's own fd, alive while its handler runs, with a
+    // correctly sized `linger` value.
+    unsafe {
+        libc::setsockopt(
+            conn.0,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    let fail =
+        futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("reset")) });
+    reply("application/json", Body::from_stream(fail))
+}
+
+async fn answer(
+    s: Arc<Shared>,
+    conn: Conn,
+    proto: Protocol,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
     let req: Req = serde_json::from_slice(&body).unwrap_or_default();
     let key = ["authorization", "x-api-key"]
@@ -280,6 +325,7 @@ async fn answer(s: Arc<Shared>, proto: Protocol, headers: HeaderMap, body: Bytes
     let sse = "text/event-stream";
     match mode {
         Mode::Hang => std::future::pending().await,
+        Mode::Reset => reset(conn),
         Mode::Status { .. } | Mode::EchoKey { .. } => {
             let (code, retry_after, message) = match mode {
                 Mode::Status { code, retry_after } => {
@@ -413,5 +459,25 @@ mod tests {
         f.stop(); // does not wait for the hanging request
         assert!(std::net::TcpStream::connect(addr).is_err());
         drop(f); // a second stop is harmless
+    }
+
+    #[test]
+    fn reset_answers_a_request_with_a_tcp_reset() {
+        use std::io::{Read, Write};
+        let f = start(FakeOptions::default());
+        f.set_mode(Mode::Reset);
+        let mut conn = std::net::TcpStream::connect(f.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let body = r#"{"model":"m","messages":[]}"#;
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let err = conn.read_to_end(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        assert!(buf.is_empty(), "nothing of an answer: {buf:?}");
+        assert_eq!(f.requests(), 1);
     }
 }

@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -42,8 +44,6 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Most rows in one writer transaction, so a burst cannot hold the write lock for long.
 const MAX_BATCH: usize = 5000;
-/// Attempts per batch before the writer gives up on it (see [`TelemetryWriter`]).
-const MAX_ATTEMPTS: u32 = 8;
 
 /// One row per card transition. (job_id, n) is unique: n is the index of the transition in the
 /// card's `pas.history` list, so replaying history after a crash is idempotent (INSERT OR IGNORE).
@@ -274,16 +274,20 @@ fn queue(tx: &Sender<Msg>, record: Record) {
 /// The writer: its own thread fed by a channel, batching whatever arrived together into one
 /// transaction of at most [`MAX_BATCH`] rows.
 ///
-/// A failed batch is logged and retried with backoff (reopening the file), never a panic.
-/// After [`MAX_ATTEMPTS`] it is dropped with an error log: retrying forever would grow the
-/// queue without bound and hang `flush` and `shutdown`, while the transitions are recovered
-/// at the next start-up from the cards' histories (see [`known_transition_counts`]).
+/// A failed batch is logged and retried with backoff, never a panic (see `db_retry.rs`):
+/// a fault that passes (another process holding the lock, a full disk) is waited out for
+/// as long as the daemon runs, records queueing meanwhile, so none is lost; other errors
+/// are given a few attempts, then the batch is dropped with an error log (transitions are
+/// recovered at the next start-up from the cards' histories, see
+/// [`known_transition_counts`]).
 ///
 /// Dropping the writer without [`shutdown`](Self::shutdown) still writes what is pending, but
 /// on the detached thread, with nobody waiting for it.
 pub struct TelemetryWriter {
     tx: Sender<Msg>,
     thread: JoinHandle<()>,
+    /// Set by `shutdown`: a fault is then waited out for a bounded time only.
+    closing: Arc<AtomicBool>,
 }
 
 impl TelemetryWriter {
@@ -293,17 +297,23 @@ impl TelemetryWriter {
         let conn = open(path)?;
         let (tx, rx) = mpsc::channel();
         let owned = path.to_path_buf();
+        let closing = Arc::new(AtomicBool::new(false));
+        let flag = closing.clone();
         let thread = std::thread::Builder::new()
             .name("pas-telemetry".into())
             .spawn(move || {
                 crate::store::background_priority();
-                writer_loop(conn, &owned, rx)
+                writer_loop(conn, &owned, rx, &flag)
             })
             .map_err(|source| DbError::Spawn {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(TelemetryWriter { tx, thread })
+        Ok(TelemetryWriter {
+            tx,
+            thread,
+            closing,
+        })
     }
 
     /// Queues a record; never blocks (the channel is unbounded).
@@ -329,8 +339,13 @@ impl TelemetryWriter {
 
     /// Writes what is pending and joins the thread.
     pub fn shutdown(self) {
-        let TelemetryWriter { tx, thread } = self;
+        let TelemetryWriter {
+            tx,
+            thread,
+            closing,
+        } = self;
         // The thread drains the queue up to Close and returns; sinks may still be alive.
+        closing.store(true, Ordering::SeqCst);
         let _ = tx.send(Msg::Close);
         drop(tx);
         if thread.join().is_err() {
@@ -341,7 +356,7 @@ impl TelemetryWriter {
 
 /// The writer thread: block for one message, take whatever else is already queued (up to
 /// MAX_BATCH rows), commit it, answer the flushes that were in it, repeat until closed.
-fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>) {
+fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>, closing: &AtomicBool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -362,7 +377,7 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>) {
             }
         }
         if !batch.is_empty() {
-            write_with_retry(&mut conn, path, &batch);
+            super::db_retry::write_with_retry(&mut conn, path, &batch, closing);
             batch.clear();
         }
         for ack in acks.drain(..) {
@@ -374,29 +389,8 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>) {
     }
 }
 
-fn write_with_retry(conn: &mut Connection, path: &Path, batch: &[Record]) {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=MAX_ATTEMPTS {
-        match write_batch(conn, batch) {
-            Ok(()) => return,
-            Err(error) if attempt < MAX_ATTEMPTS => {
-                tracing::warn!(path = %path.display(), attempt, rows = batch.len(), %error,
-                    "telemetry write failed; retrying");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-                match open(path) {
-                    Ok(fresh) => *conn = fresh,
-                    Err(error) => tracing::warn!(%error, "cannot reopen telemetry database"),
-                }
-            }
-            Err(error) => tracing::error!(path = %path.display(), rows = batch.len(), %error,
-                "telemetry write failed for good; rows dropped (transitions are backfilled at start-up)"),
-        }
-    }
-}
-
 /// Inserts one batch in one transaction. Duplicates are ignored: start-up replay resends.
-fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> {
+pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut transition = tx.prepare_cached(

@@ -2,6 +2,7 @@
 //! (telemetry). Both libraries are blocking, so each has a worker thread fed by a channel.
 
 pub mod db;
+mod db_retry;
 pub mod git;
 pub mod receipts;
 

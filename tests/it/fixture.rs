@@ -82,11 +82,34 @@ impl Workspace {
         ws
     }
 
+    /// [`with_config`](Self::with_config) with the workspace at `root` (which must not
+    /// exist yet), e.g. on a small file system of its own. The daemon logs stay in a
+    /// temporary folder elsewhere, so they are written whatever happens at `root`.
+    #[allow(dead_code)] // used by tests/faults (the disk-full test), which shares this file
+    pub fn with_config_at(root: &Path, config: &str) -> Workspace {
+        let ws = Workspace::bare_at(Some(root));
+        fs::write(ws.root.join("pas.yaml"), config).unwrap();
+        ws.git(&["add", "pas.yaml"]);
+        ws.git(&["commit", "-q", "-m", "test settings", "--", "pas.yaml"]);
+        ws
+    }
+
     /// Exactly what `pas init` makes, untouched.
     pub fn bare() -> Workspace {
+        Workspace::bare_at(None)
+    }
+
+    /// [`bare`](Self::bare) at `root`, or in the temporary folder.
+    fn bare_at(root: Option<&Path>) -> Workspace {
         let tmp = tempfile::tempdir().unwrap();
         let base = tmp.path().canonicalize().unwrap();
-        let root = base.join("ws");
+        let root = match root {
+            Some(r) => {
+                fs::create_dir_all(r).unwrap();
+                r.canonicalize().unwrap()
+            }
+            None => base.join("ws"),
+        };
         let logs = base.join("logs");
         fs::create_dir_all(&logs).unwrap();
         let out = Command::new(pas_bin())

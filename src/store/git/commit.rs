@@ -183,8 +183,18 @@ impl GitStore {
                 Step::Remove { unindex: false } => ops.remove(&rel),
             };
         }
-        if let Err(e) = self.write_index(&ops) {
-            tracing::warn!(error = %chain(&e), "git index not updated; retrying with the next commit");
+        let written = self.write_index(&ops);
+        if written.is_ok() {
+            self.index_caught_up();
+        }
+        if let Err(e) = written {
+            let error = chain(&e);
+            if self.index_backlog_since.is_none() {
+                let hint = self.fault_hint(&e).unwrap_or_else(|| "retrying".into());
+                tracing::warn!(%error, "git index not updated (the commit itself is made; \
+                    `git status` lags until the index is): {hint}");
+                self.index_backlog_since = Some(std::time::Instant::now());
+            }
             self.index_backlog = ops;
         }
     }
@@ -199,12 +209,25 @@ impl GitStore {
         self.clear_stale_locks();
         let ops = std::mem::take(&mut self.index_backlog);
         match self.write_index(&ops) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.index_caught_up();
+                true
+            }
             Err(e) => {
                 tracing::debug!(error = %chain(&e), "git index still locked");
                 self.index_backlog = ops;
                 false
             }
+        }
+    }
+
+    /// The index was written: a lag behind HEAD, if there was one, is over.
+    fn index_caught_up(&mut self) {
+        if let Some(since) = self.index_backlog_since.take() {
+            tracing::info!(
+                after_ms = since.elapsed().as_millis() as u64,
+                "git index updated: git status agrees with HEAD again"
+            );
         }
     }
 

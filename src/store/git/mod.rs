@@ -132,6 +132,8 @@ pub struct GitStore {
     /// Index operations (by repository path) of commits whose real index could not be written
     /// (index.lock held); the next commit applies them, so `git status` ends up clean.
     index_backlog: BTreeMap<String, commit::IndexOp>,
+    /// Since when the index lags (for the log line when it catches up).
+    index_backlog_since: Option<std::time::Instant>,
 }
 
 impl GitStore {
@@ -161,6 +163,7 @@ impl GitStore {
             given_root,
             prefix,
             index_backlog,
+            index_backlog_since: None,
         }))
     }
 
@@ -243,6 +246,42 @@ fn bound_caches() {
             tracing::debug!(error = %e, "could not bound libgit2's mapped pack windows");
         }
     });
+}
+
+impl GitStore {
+    /// What a failed commit or index update means for the user when the fault is one that
+    /// passes (a lock another process holds, a full disk), and what pas does about it.
+    /// `None` for other errors.
+    fn fault_hint(&self, e: &GitError) -> Option<String> {
+        let text = chain(e);
+        if text.contains("No space left") || text.contains("os error 28") {
+            return Some(
+                "no space left on the device holding the repository; pas keeps the changes \
+                 and commits them once space is freed"
+                    .into(),
+            );
+        }
+        let named = text
+            .split(['\'', '"'])
+            .find(|piece| piece.ends_with(".lock"))
+            .map(str::to_string);
+        // libgit2 names a ref's lock file, but not the index's.
+        let lock = named.or_else(|| match e {
+            GitError::Git { source, .. } if source.code() == ErrorCode::Locked => {
+                let git_dir = self.repo.path();
+                Some(match source.class() {
+                    git2::ErrorClass::Index => git_dir.join("index.lock").display().to_string(),
+                    _ => format!("a lock file in {}", git_dir.display()),
+                })
+            }
+            _ => None,
+        })?;
+        Some(format!(
+            "{lock} is held by another process (a git command running?); pas keeps the \
+             changes and retries until it is released (delete the file only if no git \
+             process runs)"
+        ))
+    }
 }
 
 /// An error and its causes on one line, for logs.

@@ -23,6 +23,14 @@ use super::{chain, GitStore};
 /// Transition lines kept in one commit message body, so a 10,000-card batch stays readable.
 const MAX_BODY_LINES: usize = 2000;
 
+/// The longest wait between two attempts at a failing commit or index update: how late pas
+/// may notice that a lock was released or space freed. An attempt costs a few file
+/// operations, so a short cap is cheap even when the fault lasts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+
+/// While a commit keeps failing, the warning is repeated every this many attempts.
+const REPEAT_EVERY: u32 = 10;
+
 /// One batch of changes to commit: the paths touched and one message line per transition,
 /// e.g. `pas: J-7 inbox -> assigned/director-code`. A path in both lists is taken from
 /// `snapshots`; a later change's entry for a path overrides an earlier one's.
@@ -64,6 +72,7 @@ impl CommitWorker {
             lines: Vec::new(),
             last: None,
             failures: 0,
+            commit_failures: 0,
         };
         let thread = thread::Builder::new()
             .name("pas-git".into())
@@ -124,6 +133,8 @@ struct Worker {
     lines: Vec<String>,
     last: Option<Oid>,
     failures: u32,
+    /// Commits that failed in a row (for the log; `failures` also counts index retries).
+    commit_failures: u32,
 }
 
 impl Worker {
@@ -203,17 +214,14 @@ impl Worker {
         self.lines.extend(change.lines);
     }
 
-    /// After a failure, back off (doubling up to 30 s); a new change retries sooner. A
-    /// locked index is retried on the same schedule.
+    /// After a failure, back off (doubling up to [`MAX_BACKOFF`]); a new change retries
+    /// sooner. A locked index is retried on the same schedule.
     fn retry_at(&self) -> Option<Instant> {
         if self.pending.is_empty() && self.lines.is_empty() && !self.store.index_pending() {
             return None;
         }
         let base = self.window.max(Duration::from_millis(250));
-        Some(
-            Instant::now()
-                + (base * 2u32.saturating_pow(self.failures)).min(Duration::from_secs(30)),
-        )
+        Some(Instant::now() + (base * 2u32.saturating_pow(self.failures)).min(MAX_BACKOFF))
     }
 
     /// Commit everything pending; true when nothing is left.
@@ -228,15 +236,35 @@ impl Worker {
             .commit_sources(&self.pending, &message, &self.author)
         {
             Ok(oid) => {
+                if self.commit_failures > 0 {
+                    tracing::info!(
+                        attempts = self.commit_failures + 1,
+                        paths,
+                        "git commit made after the fault cleared"
+                    );
+                }
                 self.last = oid.or(self.last);
                 self.pending.clear();
                 self.lines.clear();
                 self.failures = 0;
+                self.commit_failures = 0;
                 true
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
-                tracing::warn!(error = %chain(&e), paths, "git commit failed; will retry");
+                self.commit_failures = self.commit_failures.saturating_add(1);
+                let error = chain(&e);
+                let n = self.commit_failures;
+                if n == 1 || n % REPEAT_EVERY == 0 {
+                    let hint = self
+                        .store
+                        .fault_hint(&e)
+                        .unwrap_or_else(|| "pas retries".into());
+                    tracing::warn!(%error, paths, attempts = n,
+                        "git commit failed: {hint}");
+                } else {
+                    tracing::debug!(%error, paths, "git commit failed again; will retry");
+                }
                 // A lock left by a crashed git process would block every retry.
                 self.store.clear_stale_locks();
                 false
