@@ -23,7 +23,10 @@ impl Engine {
             return;
         }
         let due = self.next_timeout.is_some_and(|t| t <= self.now());
-        if !self.replan && !due {
+        let started = Instant::now();
+        if !self.replan && !due || !self.pacing.may_plan(started) {
+            // (A plan put off keeps `replan`; `next_wakeup` comes back for it.)
+            self.replan |= due;
             self.write_dirty();
             self.flush_commit();
             return;
@@ -54,6 +57,7 @@ impl Engine {
                 break;
             }
         }
+        self.pacing.planned(started);
         // Room freed by a last pass's take-backs is used at the next wakeup (at once).
         self.replan |= again;
         self.next_timeout = self.board.next_deadline();
@@ -64,7 +68,7 @@ impl Engine {
     /// The next instant the engine must wake: a timeout or a settling file.
     pub fn next_wakeup(&self) -> Option<Instant> {
         if self.replan && self.faults.retry_at().is_none() {
-            return Some(Instant::now());
+            return Some(self.pacing.next_plan_at().unwrap_or_else(Instant::now));
         }
         let settle = [
             self.settling.values().min().copied(),

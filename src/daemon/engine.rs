@@ -57,6 +57,8 @@ pub struct Engine {
     pub(super) llm_running: HashSet<String>,
     /// Card writes that failed (a full disk) and when to retry them (see `faults.rs`).
     pub(super) faults: super::faults::FileFaults,
+    /// When the next plan may start (see `pacing.rs`).
+    pub(super) pacing: super::pacing::Pacing,
 }
 
 impl Engine {
@@ -90,6 +92,7 @@ impl Engine {
             llm_jobs: None,
             llm_running: HashSet::new(),
             faults: Default::default(),
+            pacing: Default::default(),
         }
     }
 

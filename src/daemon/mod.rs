@@ -11,6 +11,7 @@ mod actions;
 mod engine;
 mod faults;
 mod liveness;
+mod pacing;
 mod recover;
 
 use std::fs::File;
