@@ -82,13 +82,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn refuse() -> Response {
+    refusal(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send Authorization: Bearer <token> (the --token / PAS_TOKEN of pas serve)",
+        "invalid_api_key",
+    )
+}
+
+/// An OpenAI-shaped JSON error, so SDK clients show the message: the guards' answer.
+pub(super) fn refusal(status: StatusCode, message: &str, code: &str) -> Response {
     let body = serde_json::json!({"error": {
-        "message": "missing or wrong token: send Authorization: Bearer <token> (the --token / PAS_TOKEN of pas serve)",
+        "message": message,
         "type": "invalid_request_error",
         "param": null,
-        "code": "invalid_api_key",
+        "code": code,
     }});
-    let mut r = (StatusCode::UNAUTHORIZED, body.to_string()).into_response();
+    let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

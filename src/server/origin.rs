@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 
 /// `app` behind the Origin rule, and the Host rule when it listens on loopback only.
@@ -68,18 +68,7 @@ fn same_origin(origin: &HeaderValue, host: Option<&str>) -> bool {
 }
 
 fn refuse(message: &str) -> Response {
-    let body = serde_json::json!({"error": {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": null,
-        "code": "forbidden_origin",
-    }});
-    let mut r = (StatusCode::FORBIDDEN, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    super::auth::refusal(StatusCode::FORBIDDEN, message, "forbidden_origin")
 }
 
 #[cfg(test)]

@@ -3,14 +3,13 @@
 //! errors, rejected file names, receipt attribution) is shown as text on every page,
 //! round-trips exactly through the JSON API, and is never evaluated as a template.
 
-use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::Value;
 
 use super::raw;
 use super::routes::DASHBOARD;
 use crate::fixture::{wait_until, Workspace, WAIT};
-use crate::gateway::{ask, model, provider};
+use crate::gateway::ask;
 
 /// Script, an attribute break-out, template injection (Jinja and JS), and a script end
 /// tag meant for JSON embedded in a page.
@@ -82,13 +81,7 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     let config = format!(
         "{}providers:\n{}",
         crate::fixture::FAST,
-        provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "1")))
-        )
+        super::priced_provider(&up)
     );
     let ws = Workspace::with_config(&config);
     let quoted = serde_json::to_string(HOSTILE).unwrap();

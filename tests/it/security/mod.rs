@@ -20,6 +20,17 @@ use std::time::Duration;
 
 use crate::fixture::Workspace;
 
+/// One OpenAI provider `p` at `up` with model `m` (capability `x`, $1 per Mtok each way).
+pub fn priced_provider(up: &pas::llm::fake::Fake) -> String {
+    crate::gateway::provider(
+        "p",
+        up,
+        pas::llm::config::Protocol::Openai,
+        "",
+        &crate::gateway::model("m", &["x"], Some(("1", "1"))),
+    )
+}
+
 /// One raw HTTP/1.1 exchange.
 #[derive(Debug)]
 pub struct Raw {

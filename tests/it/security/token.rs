@@ -3,14 +3,13 @@
 //! three forms, and the token itself never echoed into a body, a log or a file.
 //! (server.rs has the first cases; this extends them to every route and form.)
 
-use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::routes::{DASHBOARD, GATEWAY};
 use super::{places_holding, raw};
 use crate::fixture::Workspace;
-use crate::gateway::{ask, model, provider};
+use crate::gateway::ask;
 use crate::http;
 
 const TOKEN: &str = "tok-SECSUITE-8e1f5a";
@@ -56,16 +55,7 @@ fn with_query(url: &str, t: &str) -> String {
 #[test]
 fn every_route_of_both_servers_needs_the_token_which_is_never_shown() {
     let up = fake::start(FakeOptions::default());
-    let config = format!(
-        "providers:\n{}",
-        provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("m", &["x"], Some(("1", "1")))
-        )
-    );
+    let config = format!("providers:\n{}", super::priced_provider(&up));
     let ws = Workspace::with_config(&config);
     ws.drop_card("SEC-1", "title: a card\nrequires: [nobody-has-this]\n");
     let mut d = ws.serve_with(&[
