@@ -10,7 +10,7 @@
 #
 # Usage: bench/vs-litellm.sh [RUNS] [SECONDS]   (default 3 runs of 5 s per rate)
 # Env:   RATES (default 10,100,1000: 10 is a rate one LiteLLM worker holds on two cores),
-#        LITELLM_WORKERS (default 1; 2 did not answer within 120 s here), LITELLM_VERSION (default: the newest
+#        LITELLM_WORKERS (default 1; 2 start in ~25 s on a quiet 2-core machine), LITELLM_VERSION (default: the newest
 #        on PyPI), UPSTREAM_PORT (default 18431), LITELLM_PORT (default 4000)
 set -euo pipefail
 
