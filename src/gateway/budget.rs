@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use crate::llm::config::Budgets;
-use crate::store::receipts::ReceiptRow;
+use crate::store::receipts::Spent;
 
 /// A card's `budget_usd` as a decimal (`None`: the card sets no budget).
 pub fn job_limit(budget_usd: Option<&str>) -> Result<Option<Decimal>, String> {
@@ -108,7 +108,21 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger that already counts `past` receipts (this month's, and every one with a
     /// job), with the thresholds they crossed marked as alerted.
-    pub fn new(cfg: Budgets, past: &[ReceiptRow], now: DateTime<Utc>) -> Ledger {
+    pub fn new(cfg: Budgets, past: impl IntoIterator<Item = Spent>, now: DateTime<Utc>) -> Ledger {
+        Self::counting(cfg, now, |add| {
+            past.into_iter().for_each(add);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {})
+    }
+
+    /// As [`new`](Self::new), the past handed in by `fill` one receipt at a time (streamed
+    /// from the database); `fill`'s error is returned.
+    pub fn counting<E>(
+        cfg: Budgets,
+        now: DateTime<Utc>,
+        fill: impl FnOnce(&mut dyn FnMut(Spent)) -> Result<(), E>,
+    ) -> Result<Ledger, E> {
         let ledger = Ledger {
             cfg,
             books: Mutex::new(Books::default()),
@@ -116,11 +130,8 @@ impl Ledger {
         {
             let mut b = ledger.lock();
             ledger.roll(&mut b, now);
-            for r in past {
-                let c = r.cost_usd.unwrap_or_default();
-                if let Some(j) = &r.job_id {
-                    b.jobs.entry(j.clone()).or_default().spent += c;
-                }
+            fill(&mut |r: Spent| {
+                let c = r.cost_usd;
                 if (r.ts.year(), r.ts.month()) == (now.year(), now.month()) {
                     b.monthly.spent += c;
                 }
@@ -130,11 +141,14 @@ impl Ledger {
                         b.agents.entry(a.clone()).or_default().spent += c;
                     }
                 }
-            }
+                if let Some(j) = r.job_id {
+                    b.jobs.entry(j).or_default().spent += c;
+                }
+            })?;
             // Thresholds crossed before this start were alerted by the run that crossed them.
             let _ = ledger.crossed(&mut b, None, None, &HashMap::new(), now);
         }
-        ledger
+        Ok(ledger)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Books> {
@@ -381,7 +395,7 @@ mod tests {
 
     #[test]
     fn reservations_stop_concurrent_calls_at_the_limit() {
-        let l = Ledger::new(budgets("1.00"), &[], Utc::now());
+        let l = Ledger::new(budgets("1.00"), [], Utc::now());
         let now = Utc::now();
         let holds: Vec<_> = (0..10)
             .filter_map(|_| l.admit(d("0.30"), None, None, None, now).ok())
@@ -406,7 +420,7 @@ mod tests {
 
     #[test]
     fn alerts_fire_once_per_threshold_per_period() {
-        let l = Ledger::new(budgets("1.00"), &[], Utc::now());
+        let l = Ledger::new(budgets("1.00"), [], Utc::now());
         let now = Utc::now();
         let mut seen = Vec::new();
         for _ in 0..10 {
@@ -429,7 +443,7 @@ mod tests {
             agent_daily_usd: Some(d("0.50")),
             ..Budgets::default()
         };
-        let l = Ledger::new(cfg, &[], Utc::now());
+        let l = Ledger::new(cfg, [], Utc::now());
         let now = Utc::now();
         let h = l
             .admit(d("0.40"), Some("a"), Some("J1"), Some(d("0.45")), now)
@@ -452,24 +466,13 @@ mod tests {
     #[test]
     fn past_spend_counts_and_does_not_alert_again() {
         let now = Utc::now();
-        let past = ReceiptRow {
-            id: "r".into(),
-            request_id: "q".into(),
-            attempt: 1,
+        let past = Spent {
             ts: now,
             job_id: None,
             agent: None,
-            provider: "p".into(),
-            model: "m".into(),
-            usage: Default::default(),
-            cost_usd: Some(d("0.80")),
-            latency_ms: 1.0,
-            ttft_ms: None,
-            stream: false,
-            status: "ok".into(),
-            error: None,
+            cost_usd: d("0.80"),
         };
-        let l = Ledger::new(budgets("1.00"), &[past], now);
+        let l = Ledger::new(budgets("1.00"), [past], now);
         let h = l.admit(d("0.05"), None, None, None, now).unwrap();
         let alerts = l.settle(h, Some(d("0.05")), None, now);
         assert!(

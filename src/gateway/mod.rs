@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
@@ -63,8 +63,7 @@ impl Gateway {
             keys.insert(p.name.clone(), key);
         }
         let now = Utc::now();
-        let past = past_receipts(&shared, now)?;
-        let ledger = budget::Ledger::new(budgets, &past, now);
+        let ledger = ledger(&shared, budgets, now)?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -146,18 +145,19 @@ impl Gateway {
     }
 }
 
-/// The receipts the budgets must count: this month's, and every one with a job.
-fn past_receipts(
-    shared: &Shared,
-    now: chrono::DateTime<Utc>,
-) -> Result<Vec<crate::store::receipts::ReceiptRow>> {
+/// The budgets' ledger, counting the receipts they must: this month's, and every one with
+/// a job, streamed from the database.
+fn ledger(shared: &Shared, budgets: Budgets, now: DateTime<Utc>) -> Result<budget::Ledger> {
     let Some(conn) = crate::store::db::open_read_only(&shared.ws.db_path())? else {
-        return Ok(Vec::new());
+        return Ok(budget::Ledger::new(budgets, [], now));
     };
-    let rows = crate::store::receipts::since(&conn, None).context("cannot read the receipts")?;
-    let month = now.format("%Y-%m").to_string();
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.job_id.is_some() || r.ts.format("%Y-%m").to_string() == month)
-        .collect())
+    let month = now
+        .date_naive()
+        .with_day(1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(now, |t| t.and_utc());
+    budget::Ledger::counting(budgets, now, |add| {
+        crate::store::receipts::for_budgets(&conn, month, add)
+    })
+    .context("cannot read the receipts")
 }

@@ -110,3 +110,103 @@ pub fn since(conn: &Connection, since: Option<DateTime<Utc>>) -> rusqlite::Resul
     })?;
     rows.collect()
 }
+
+/// What a budget needs of one past receipt.
+#[derive(Debug, Clone)]
+pub struct Spent {
+    pub ts: DateTime<Utc>,
+    pub job_id: Option<String>,
+    pub agent: Option<String>,
+    pub cost_usd: Decimal,
+}
+
+/// Hands `add` every priced receipt the budgets count: those from `from` on (this month's),
+/// and every one with a job (a job's budget has no period). Rows are streamed, not
+/// collected: a busy month holds millions, and start-up must not hold them all at once.
+pub fn for_budgets(
+    conn: &Connection,
+    from: DateTime<Utc>,
+    mut add: impl FnMut(Spent),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT ts, job_id, agent, cost_usd FROM receipts
+         WHERE cost_usd IS NOT NULL AND (ts >= ?1 OR job_id IS NOT NULL)",
+    )?;
+    let mut rows = stmt.query([super::db::ts_text(&from)])?;
+    while let Some(r) = rows.next()? {
+        let ts: String = r.get(0)?;
+        let cost: String = r.get(3)?;
+        let (Ok(ts), Ok(cost_usd)) = (DateTime::parse_from_rfc3339(&ts), cost.parse()) else {
+            continue; // not written by pas: nothing a budget can count
+        };
+        add(Spent {
+            ts: ts.to_utc(),
+            job_id: r.get(1)?,
+            agent: r.get(2)?,
+            cost_usd,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, ts: &str, job: Option<&str>, cost: Option<&str>) -> ReceiptRow {
+        ReceiptRow {
+            id: id.into(),
+            request_id: id.into(),
+            attempt: 1,
+            ts: DateTime::parse_from_rfc3339(ts).unwrap().to_utc(),
+            job_id: job.map(str::to_string),
+            agent: Some("a".into()),
+            provider: "p".into(),
+            model: "m".into(),
+            usage: Usage::default(),
+            cost_usd: cost.map(|c| c.parse().unwrap()),
+            latency_ms: 1.0,
+            ttft_ms: None,
+            stream: false,
+            status: "ok".into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn budgets_see_this_months_receipts_and_every_jobs_never_an_unpriced_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::db::open(&dir.path().join("t.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        for r in [
+            row("old", "2026-10-31T23:59:59.999Z", None, Some("5")),
+            row(
+                "old-job",
+                "2026-10-02T00:00:00.000Z",
+                Some("J"),
+                Some("0.25"),
+            ),
+            row("now", "2026-11-01T00:00:00.000Z", None, Some("0.10")),
+            row("unpriced", "2026-11-02T00:00:00.000Z", None, None),
+        ] {
+            insert(&tx, &r).unwrap();
+        }
+        tx.commit().unwrap();
+        let from = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut seen = Vec::new();
+        for_budgets(&conn, from, |s| {
+            seen.push((s.job_id, s.cost_usd.to_string()))
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (None, "0.10".to_string()),
+                (Some("J".to_string()), "0.25".to_string())
+            ]
+        );
+    }
+}
