@@ -41,7 +41,9 @@ async fn check(State(token): State<Arc<str>>, req: Request, next: Next) -> Respo
     }
     let mut resp = next.run(req).await;
     if from_query {
-        let cookie = format!("pas_token={token}; Path=/; HttpOnly; SameSite=Strict");
+        // Encoded, so a token holding `;` or a space stays one cookie value.
+        let value = percent_encoding::utf8_percent_encode(&token, COOKIE_VALUE);
+        let cookie = format!("pas_token={value}; Path=/; HttpOnly; SameSite=Strict");
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -65,15 +67,28 @@ fn presented(req: &Request) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("pas_token=").map(str::to_string))
+        .find_map(|c| c.trim().strip_prefix("pas_token="))
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
+/// What a cookie value may not hold as it is (RFC 6265 `cookie-octet`, and `%` itself).
+const COOKIE_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// `?token=`, percent-decoded as a browser encodes it (a token may hold `+`, `&` or `%`).
 fn query_token(req: &Request) -> Option<String> {
-    req.uri()
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_string)
+    form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Equal without an early exit, so timing says nothing about how much matched.
@@ -108,6 +123,47 @@ pub(super) fn refusal(status: StatusCode, message: &str, code: &str) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    /// The status and any `Set-Cookie` of a GET to a guarded app.
+    async fn get(token: &str, uri: &str, cookie: Option<&str>) -> (u16, Option<String>) {
+        let app = guard(
+            Router::new().route("/", axum::routing::get(|| async { "ok" })),
+            Some(token.into()),
+        );
+        let mut req = axum::http::Request::get(uri);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let resp = app
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let set = resp
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), set)
+    }
+
+    #[tokio::test]
+    async fn a_token_with_url_and_cookie_specials_works_by_query_then_cookie() {
+        let token = "a+b&c%d;e f";
+        let (status, set) = get(token, "/?x=1&token=a%2Bb%26c%25d%3Be+f", None).await;
+        assert_eq!(status, 200);
+        let set = set.expect("a query token sets the cookie");
+        let value = set
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("pas_token=")
+            .unwrap();
+        assert!(!value.contains([';', ' ']), "one cookie value: {value}");
+        let (status, _) = get(token, "/", Some(&format!("pas_token={value}"))).await;
+        assert_eq!(status, 200, "the cookie it set lets the browser back in");
+        assert_eq!(get(token, "/?token=a+b", None).await.0, 401);
+        assert_eq!(get(token, "/", Some("pas_token=a%2Bb")).await.0, 401);
+    }
 
     #[test]
     fn loopback_addresses() {
