@@ -12,6 +12,7 @@ mod engine;
 mod faults;
 mod liveness;
 mod pacing;
+mod reconcile;
 mod recover;
 
 use std::fs::File;

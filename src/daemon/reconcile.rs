@@ -1,0 +1,206 @@
+//! Bringing the board in line with one card's files: which copy is the card, whether it
+//! moved (a transition to record) or vanished, and taking a new or changed card in.
+//!
+//! Split from `engine.rs`, which holds the engine's state and the other inputs.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use super::engine::{place_from_meta, rel, Engine};
+use crate::board::{transition_meta, Entry, Place};
+use crate::card::{Card, State};
+use crate::fsops::Stamp;
+use crate::workspace::{read_card, Kind};
+
+impl Engine {
+    /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
+    pub fn reconcile_card(&mut self, id: &str, hints: &[PathBuf]) {
+        let known = self.files.get(id).cloned();
+        let mut candidates: Vec<PathBuf> = hints.to_vec();
+        if let Some((p, _)) = &known {
+            candidates.push(p.clone());
+        }
+        candidates.sort();
+        candidates.dedup();
+        let mut present: Vec<PathBuf> = candidates
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .collect();
+        if present.is_empty() {
+            present = self
+                .ws
+                .card_candidates(id)
+                .into_iter()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                .collect();
+        }
+
+        // Read what is there; a bad file is rejected once it has stopped changing.
+        let mut good: Vec<(PathBuf, Place, Card, Stamp)> = Vec::new();
+        for path in present {
+            let Kind::Card { place, .. } = self.ws.classify(&path) else {
+                continue;
+            };
+            let Ok(stamp) = Stamp::of(&path) else {
+                continue;
+            };
+            if let Some((kp, ks)) = &known {
+                if *kp == path && *ks == stamp {
+                    if let Some(e) = self.board.cards.get(id) {
+                        good.push((path, place, e.card.clone(), stamp));
+                        continue;
+                    }
+                }
+            }
+            match read_card(&path, id) {
+                Ok(card) => good.push((path, place, card, stamp)),
+                Err(e) => {
+                    let fresh = SystemTime::now()
+                        .duration_since(stamp.mtime)
+                        .map_or(true, |age| age < self.settle());
+                    if fresh && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+                        self.settling.insert(path, Instant::now() + self.settle());
+                    } else {
+                        self.reject(&path, &e.to_string());
+                    }
+                }
+            }
+        }
+
+        if good.is_empty() {
+            if let Some((old, _)) = known {
+                if self.ws.staging().join(format!("{id}.yaml")).exists() {
+                    return; // another pas process holds it between two folders
+                }
+                // Clearing out finished cards is housekeeping; a live card vanishing is news.
+                let finished = (self.board.cards.get(id))
+                    .is_some_and(|c| matches!(c.place.state, State::Done | State::Failed));
+                if finished {
+                    tracing::info!(job = id, path = %old.display(), "finished card removed outside pas");
+                } else {
+                    tracing::warn!(job = id, path = %old.display(), "card removed outside pas");
+                }
+                self.files.remove(id);
+                self.board.cards.remove(id);
+                self.dirty.remove(id);
+                self.replan = true;
+                self.stage(&[&old], format!("pas: {id} removed outside pas"));
+            }
+            return;
+        }
+
+        // One id, one folder: keep the known file (else the most advanced), reject the rest.
+        let keep = good
+            .iter()
+            .position(|(p, ..)| known.as_ref().is_some_and(|(kp, _)| kp == p))
+            .unwrap_or_else(|| {
+                (0..good.len())
+                    .max_by_key(|&i| (good[i].1.state, std::cmp::Reverse(i)))
+                    .unwrap_or(0)
+            });
+        let (path, place, card, stamp) = good.swap_remove(keep);
+        for (other, other_place, other_card, _) in good {
+            let at = rel(&self.ws, &path);
+            let why = self
+                .stale_completion(id, &other_place, &other_card)
+                .unwrap_or_else(|| format!("duplicate id {id}: it already exists at {at}"));
+            self.reject(&other, &why);
+        }
+        self.take_card(id, path, place, card, stamp);
+    }
+
+    /// Records what a readable card file at `path` means for the board.
+    fn take_card(&mut self, id: &str, path: PathBuf, place: Place, card: Card, stamp: Stamp) {
+        if let Some(why) = self.stale_completion(id, &place, &card) {
+            return self.fence(id, &path, &why);
+        }
+        self.replan = true;
+        let now = self.now();
+        let prev: Option<Place> = self
+            .board
+            .cards
+            .get(id)
+            .map(|e| e.place.clone())
+            .or_else(|| place_from_meta(&card));
+        let created = self
+            .board
+            .cards
+            .get(id)
+            .map(|e| e.created)
+            .or_else(|| card.spec.pas.history.first().map(|h| h.at))
+            .unwrap_or(now);
+        let old_path = self
+            .files
+            .insert(id.to_string(), (path.clone(), stamp))
+            .map(|(p, _)| p)
+            .filter(|p| *p != path);
+
+        let mut card = card;
+        match prev {
+            Some(p) if p == place => {
+                // An edit in place (an agent noting progress, a human fixing a title) is
+                // not a transition, but the audit trail still records it.
+                let edited = self
+                    .board
+                    .cards
+                    .get(id)
+                    .is_some_and(|e| e.card.text() != card.text());
+                if edited {
+                    self.stage(&[&path], format!("pas: {id} edited in {}", place.label()));
+                }
+                if card.spec.pas.state != Some(place.state) {
+                    let mut meta = card.spec.pas.clone();
+                    meta.state = Some(place.state);
+                    card = card.with_meta(&meta);
+                    self.dirty.insert(id.to_string());
+                }
+            }
+            prev => {
+                let from = prev.clone();
+                let from_label = from.as_ref().map_or("new".to_string(), Place::label);
+                let meta = &card.spec.pas;
+                let recorded = meta.state == Some(place.state)
+                    && meta
+                        .history
+                        .last()
+                        .is_some_and(|h| h.to == place.label() && h.from == from_label);
+                if !recorded {
+                    let by = place
+                        .agent
+                        .clone()
+                        .or_else(|| from.as_ref().and_then(|f| f.agent.clone()))
+                        .unwrap_or_else(|| {
+                            if from.is_none() { "submit" } else { "external" }.into()
+                        });
+                    let from_place = from.clone().unwrap_or(Place {
+                        state: State::Inbox,
+                        agent: None,
+                    });
+                    let mut m = transition_meta(meta, &from_place, &place, &by, None, now);
+                    if let Some(h) = m.history.last_mut() {
+                        h.from = from_label.clone();
+                    }
+                    if let Some(a) = &place.agent {
+                        // A pull claim: the card belongs to the agent's current epoch.
+                        m.epoch = self.epoch_of(a).or(m.epoch);
+                    }
+                    card = card.with_meta(&m);
+                    self.dirty.insert(id.to_string());
+                }
+                let n = card.spec.pas.history.len().saturating_sub(1);
+                let entry = card.spec.pas.history.last().cloned();
+                if let Some(entry) = entry {
+                    self.record(id, n, &entry, &place, old_path.as_deref(), &path);
+                }
+            }
+        }
+        self.board.cards.insert(
+            id.to_string(),
+            Entry {
+                card,
+                place,
+                created,
+            },
+        );
+    }
+}
