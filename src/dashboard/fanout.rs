@@ -88,12 +88,19 @@ pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Bytes {
 /// the runtime.
 pub(crate) fn start(hub: Arc<Hub>) -> broadcast::Sender<Arc<Batch>> {
     let (tx, _) = broadcast::channel(KEEP);
-    tokio::spawn(run(hub, tx.clone()));
+    // Subscribed here, not when the task first runs: the first client's snapshot is taken
+    // after this returns, and every event after it must reach a batch.
+    let (last, live) = hub.subscribe();
+    tokio::spawn(run(hub, tx.clone(), last, live));
     tx
 }
 
-async fn run(hub: Arc<Hub>, out: broadcast::Sender<Arc<Batch>>) {
-    let (mut last, mut live) = hub.subscribe();
+async fn run(
+    hub: Arc<Hub>,
+    out: broadcast::Sender<Arc<Batch>>,
+    mut last: u64,
+    mut live: broadcast::Receiver<Arc<Published>>,
+) {
     let mut sent_at = tokio::time::Instant::now() - COALESCE;
     loop {
         let first = match live.recv().await {
