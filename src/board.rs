@@ -189,13 +189,14 @@ impl Board {
         }
         plan.take_back.sort();
 
-        let mut inbox: Vec<(&Priority, &DateTime<Utc>, &String)> = self
+        // Each card's entry travels with its sort key: no second lookup per card.
+        let mut inbox: Vec<(&Priority, &DateTime<Utc>, &String, &Entry)> = self
             .cards
             .iter()
             .filter(|(_, e)| e.place.state == State::Inbox)
-            .map(|(id, e)| (&e.card.spec.priority, &e.created, id))
+            .map(|(id, e)| (&e.card.spec.priority, &e.created, id, e))
             .collect();
-        inbox.sort();
+        inbox.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
 
         let mut loads: HashMap<&str, u32> = self.loads();
         let taken: HashSet<&str> = plan.take_back.iter().map(|(id, _)| id.as_str()).collect();
@@ -210,8 +211,7 @@ impl Board {
         }
         let cap = &self.defaults.capacity;
         let mut used = self.resources_used(&taken);
-        for (_, _, id) in inbox {
-            let e = &self.cards[id];
+        for (_, _, id, e) in inbox {
             let need = e.card.spec.resources.clone().unwrap_or_default();
             if let Some(reason) = crate::resources::never_fits(&need, cap) {
                 plan.fail.push((id.clone(), reason));
