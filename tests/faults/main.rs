@@ -88,14 +88,7 @@ pub fn consistent_at_rest(ws: &Workspace, ids: &[String]) {
         let places = ws.places_of(id);
         assert_eq!(places.len(), 1, "{id} is in {places:?}");
     }
-    let staged: Vec<String> = std::fs::read_dir(ws.path(".pas/staging"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
+    let staged = crate::fixture::visible_names(&ws.path(".pas/staging"));
     assert!(staged.is_empty(), "cards left in .pas/staging: {staged:?}");
     rows_match_history(ws, ids);
 }

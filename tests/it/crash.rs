@@ -29,16 +29,7 @@ fn assigned_count(ws: &Workspace) -> usize {
 
 /// Card files (not dot-files) directly in `work/<dir>`.
 fn yaml_in(ws: &Workspace, dir: &str) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(ws.work(dir))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::fixture::visible_names(&ws.work(dir))
 }
 
 #[test]

@@ -485,6 +485,21 @@ impl Drop for Workspace {
     }
 }
 
+/// The names in `dir` that are not dot-files (temp files and pas's own scratch), sorted;
+/// none when `dir` does not exist.
+pub fn visible_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// A card's history as `from -> to` strings.
 pub fn history(card: &Value) -> Vec<String> {
     card["pas"]["history"]
