@@ -9,7 +9,8 @@
 //! `--calls-per-s` against a fake upstream, and one WebSocket client reads the dashboard's
 //! stream, checking that `seq` never skips.
 //!
-//! Every sample (120 per run, at least 5 s apart) records the daemon's RSS, open file
+//! Progress goes to stderr (so `--json` prints only the report on stdout). Every sample
+//! (120 per run, at least 5 s apart) records the daemon's RSS, open file
 //! descriptors and threads. The verdict compares the second half of the run with itself:
 //! after warm-up, RSS and descriptors must stay flat. At the end every card must be done
 //! or pruned, every answered call must have its receipt, and `git status` must be clean.
@@ -271,7 +272,7 @@ pub fn soak(args: &BenchArgs) -> Result<i32> {
     let (Some(gw), Some(dash)) = (addrs["gateway"].as_str(), addrs["dashboard"].as_str()) else {
         bail!("serve.json lacks an address: {addrs}");
     };
-    println!(
+    eprintln!(
         "pas bench soak: {} min; {} cards/s, {AGENTS} agents beating every second, {} gateway calls/s, 1 dashboard client; a sample every {} s",
         args.minutes, args.cards_per_s, args.calls_per_s, every.as_secs()
     );
@@ -303,7 +304,7 @@ pub fn soak(args: &BenchArgs) -> Result<i32> {
     while started.elapsed() < length {
         std::thread::sleep(every.min(length.saturating_sub(started.elapsed())));
         let s = Sample::take(daemon.pid(), started, &ws);
-        println!(
+        eprintln!(
             "  {:>5.0} s  RSS {:>6.1} MiB  fds {:>4}  threads {:>3}  board {:>6}  dropped {:>8}  calls {:>8}  ws msgs {:>9}",
             s.at_s, s.rss_mib, s.fds, s.threads, s.board,
             load.dropped.load(Ordering::Relaxed),
