@@ -87,22 +87,7 @@ impl Sample {
 
 /// Cards in every state folder.
 fn count_cards(ws: &Workspace) -> usize {
-    walkdir::WalkDir::new(ws.work())
-        .min_depth(2)
-        .max_depth(3)
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy();
-            e.file_type().is_file() && name.ends_with(".yaml") && !name.starts_with('.')
-        })
-        .filter(|e| {
-            let rel = e.path().strip_prefix(ws.work()).unwrap_or(e.path());
-            rel.iter().next().is_some_and(|top| {
-                matches!(top.to_str(), Some("inbox" | "assigned" | "done" | "failed"))
-            })
-        })
-        .count()
+    State::ALL.iter().map(|&state| count_in(ws, state)).sum()
 }
 
 /// Removes done cards older than [`KEEP_DONE`]; how many.

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::fanout::{self, put_frame, Batch, CLOSE, PING, PONG, TEXT};
 use super::{Dash, WebError};
-use crate::events::Since;
+use crate::events::{Published, Since};
 
 /// How often the server pings an idle client.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -261,11 +261,9 @@ async fn start<W: AsyncWrite + Unpin>(
         if n <= hub.seq() {
             if let Since::Events(events) = hub.since(n) {
                 let mut out = BytesMut::new();
-                for e in &events {
-                    put_frame(&mut out, TEXT, e.json.as_bytes());
-                }
+                let last = put_events(&mut out, &events, n);
                 write(wr, &out).await?;
-                return Ok(events.last().map_or(n, |e| e.row.seq));
+                return Ok(last);
             }
             return snapshot(dash, wr, "since-too-old").await;
         }
@@ -307,17 +305,23 @@ async fn snapshot<W: AsyncWrite + Unpin>(
     );
     let mut out = BytesMut::with_capacity(head.len() + 16);
     put_frame(&mut out, TEXT, head.as_bytes());
-    let mut last = view.seq;
-    if let Since::Events(events) = replay {
-        for e in &events {
-            if e.row.seq > last {
-                put_frame(&mut out, TEXT, e.json.as_bytes());
-                last = e.row.seq;
-            }
-        }
-    }
+    let last = match replay {
+        Since::Events(events) => put_events(&mut out, &events, view.seq),
+        Since::TooOld => view.seq,
+    };
     write(wr, &Bytes::from(out)).await?;
     Ok(last)
+}
+
+/// Frames the events after `last` into `out`; returns the seq the client is then at.
+fn put_events(out: &mut BytesMut, events: &[Arc<Published>], mut last: u64) -> u64 {
+    for e in events {
+        if e.row.seq > last {
+            put_frame(out, TEXT, e.json.as_bytes());
+            last = e.row.seq;
+        }
+    }
+    last
 }
 
 #[cfg(test)]
