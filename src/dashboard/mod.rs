@@ -80,6 +80,12 @@ pub fn router(shared: Shared) -> Router {
     headers::apply(app).with_state(dash)
 }
 
+/// `app` (the dashboard wrapped in its guards) with the dashboard's security headers on
+/// every answer, the guards' refusals included.
+pub(crate) fn secure(app: Router) -> Router {
+    headers::apply(app)
+}
+
 /// Every path the dashboard serves, in the router's own syntax (`{id}`, `{*path}`).
 /// The security suite walks each of them with every method, and fails when this list
 /// and its own disagree, so a new route cannot slip in untested.

@@ -25,16 +25,23 @@ use crate::llm::route::Policy;
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
 /// answers are JSON or an event stream, never to be sniffed into anything else.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    table()
-        .into_iter()
-        .fold(Router::new(), |r, (_, path, handler)| {
-            r.route(path, handler)
-        })
-        .with_state(gw)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+    secure(
+        table()
+            .into_iter()
+            .fold(Router::new(), |r, (_, path, handler)| {
+                r.route(path, handler)
+            })
+            .with_state(gw),
+    )
+}
+
+/// `app` with `nosniff` on every answer: also applied outside the token and origin
+/// guards, so their refusals carry it too.
+pub(crate) fn secure(app: Router) -> Router {
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
 }
 
 /// Every `(method, path)` the gateway serves; the security suite checks that it walks

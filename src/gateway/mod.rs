@@ -25,6 +25,7 @@ use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
 
+pub(crate) use http::secure;
 pub use http::{router, routes};
 
 /// The gateway's state, shared by its handlers and by LLM job cards.

@@ -189,7 +189,11 @@ fn foreign_web_pages_are_refused_and_spend_nothing() {
         }
     }
     for path in ["/", "/api/status", "/api/jobs"] {
-        assert_eq!(raw(&dash, "GET", path, &evil, "").status, 403, "{path}");
+        let r = raw(&dash, "GET", path, &evil, "");
+        assert_eq!(r.status, 403, "{path}");
+        // A refusal is framed like every other answer: it cannot be embedded or sniffed.
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}: {r:?}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     }
     // A foreign page cannot read the event stream through a WebSocket either.
     http::block_on(async {

@@ -115,6 +115,15 @@ fn every_route_of_both_servers_needs_the_token_which_is_never_shown() {
             let r = raw(addr, "GET", url, &h, "");
             assert_eq!(r.status, 401, "{what}: {addr}{url}: {r:?}");
             assert_eq!(r.header("content-type"), Some("application/json"));
+            // The guard's refusal carries the security headers of what it guards.
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{url}");
+            if *addr == dash {
+                assert!(
+                    r.header("content-security-policy")
+                        .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+                    "{what}: {url}: {r:?}"
+                );
+            }
             bodies.push(r.body);
         }
         let r = raw(addr, "GET", &with_query(url, near), &[], "");
