@@ -246,8 +246,8 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 # gateway: {bind: "127.0.0.1:6120"}
 
 # providers: []                   # LLM providers (see the README)
-# budgets: {daily_usd: "20.00", monthly_usd: "300.00", alert_at: [0.75, 0.90, 1.00]}
-# routing: {policy: local}
+# budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
+# routing: {policy: local, cooldown_s: 5}   # local | cheapest | fastest | balanced
 "#;
 
 #[cfg(test)]
@@ -260,6 +260,35 @@ mod tests {
             Config::parse(DEFAULT_CONFIG_YAML).unwrap(),
             Config::default()
         );
+    }
+
+    /// A user who uncomments every line of the template gets a file that starts: the
+    /// schema and every parser take it.
+    #[test]
+    fn the_template_uncommented_is_valid_everywhere() {
+        let text: String = DEFAULT_CONFIG_YAML
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_key_line(rest) => rest,
+                _ => "",
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.heartbeat_interval_s, 60.0);
+        assert!(c.budgets.is_some() && c.routing.is_some());
+        let found = crate::validate::validate_text(crate::validate::Contract::Config, &text);
+        assert_eq!(found, vec![], "{text}");
+        crate::llm::config::budgets(c.budgets.as_ref()).unwrap();
+        crate::llm::config::routing(c.routing.as_ref()).unwrap();
+        crate::llm::config::providers(&c.providers).unwrap();
+    }
+
+    /// `key: ...` or `  key: ...`: a commented-out setting, not prose.
+    fn is_key_line(line: &str) -> bool {
+        line.trim_start().split_once(':').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
     }
 
     #[test]

@@ -75,11 +75,57 @@ pub struct Provider {
     /// Time to the first streamed byte.
     #[serde(default = "default_first_token")]
     pub first_token_timeout_s: f64,
+    /// The field pas bounds output with when it sets the bound itself (`openai` protocol;
+    /// Anthropic's is always `max_tokens`). Absent: see [`Provider::max_tokens_field`].
+    #[serde(default)]
+    pub max_tokens_field: Option<MaxTokensField>,
     #[serde(default)]
     pub models: Vec<Model>,
 }
 
+/// How an OpenAI-protocol server is told the most output tokens of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_tokens`: what every OpenAI-compatible server (Ollama, vLLM, llama.cpp, ...) reads.
+    MaxTokens,
+    /// `max_completion_tokens`: what OpenAI itself wants; its reasoning models refuse
+    /// `max_tokens` with a 400.
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    /// The JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
+
 impl Provider {
+    /// The output bound's field: the configured one, else `max_completion_tokens` for
+    /// OpenAI's own API (whose reasoning models refuse the older name), else `max_tokens`
+    /// (the name compatible servers know; some ignore the newer one) and always that for
+    /// the Anthropic protocol, which translates it.
+    pub fn max_tokens_field(&self) -> MaxTokensField {
+        if self.protocol == Protocol::Anthropic {
+            return MaxTokensField::MaxTokens;
+        }
+        self.max_tokens_field.unwrap_or_else(|| {
+            let host = self
+                .base_url
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.split(['/', ':']).next().unwrap_or(""));
+            if host.eq_ignore_ascii_case("api.openai.com") {
+                MaxTokensField::MaxCompletionTokens
+            } else {
+                MaxTokensField::MaxTokens
+            }
+        })
+    }
+
     /// The API key from the environment; `Err` names the variable when it is unset.
     pub fn api_key(&self) -> Result<Option<String>, String> {
         match &self.api_key_env {
@@ -194,6 +240,49 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_budgets_parse_with_exact_shares() {
+        let v: serde_yaml::Value = serde_yaml::from_str(
+            "{daily_usd: \"20.00\", monthly_usd: \"300.00\", alert_at: [0.75, 0.90, 1.00]}",
+        )
+        .unwrap();
+        let b = budgets(Some(&v)).unwrap();
+        assert_eq!(
+            b.alert_at,
+            [Decimal::new(75, 2), Decimal::new(9, 1), Decimal::ONE]
+        );
+        assert_eq!(b.daily_usd, Some(Decimal::new(2000, 2)));
+        let v: serde_yaml::Value = serde_yaml::from_str("{alert_at: [\"0.5\", 1]}").unwrap();
+        assert_eq!(
+            budgets(Some(&v)).unwrap().alert_at,
+            [Decimal::new(5, 1), Decimal::ONE]
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str("{alert_at: [half]}").unwrap();
+        let e = budgets(Some(&v)).unwrap_err();
+        assert!(e.contains("alert_at") && e.contains("half"), "{e}");
+    }
+
+    #[test]
+    fn the_output_bound_field_suits_the_server() {
+        let p = parse(
+            "- {name: o, protocol: openai, base_url: https://api.openai.com/v1}\n\
+             - {name: l, protocol: openai, base_url: http://127.0.0.1:11434/v1}\n\
+             - {name: v, protocol: openai, base_url: http://vllm:8000/v1, max_tokens_field: max_completion_tokens}\n\
+             - {name: a, protocol: anthropic, base_url: https://api.anthropic.com, max_tokens_field: max_completion_tokens}\n",
+        )
+        .unwrap();
+        let keys: Vec<&str> = p.iter().map(|p| p.max_tokens_field().key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "max_completion_tokens",
+                "max_tokens",
+                "max_completion_tokens",
+                "max_tokens"
+            ]
+        );
+    }
+
+    #[test]
     fn a_missing_key_names_its_variable() {
         let p = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  api_key_env: PAS_TEST_SURELY_UNSET_KEY\n").unwrap();
         let e = p[0].api_key().unwrap_err();
@@ -213,8 +302,34 @@ pub struct Budgets {
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub agent_daily_usd: Option<Decimal>,
     /// Shares of a budget at which one alert is raised per period.
-    #[serde(default = "default_alert_at")]
+    #[serde(default = "default_alert_at", deserialize_with = "shares")]
     pub alert_at: Vec<Decimal>,
+}
+
+/// `alert_at` as the SPEC writes it (`[0.75, 0.90, 1.00]`: YAML numbers) or as strings.
+/// A share is a ratio, not money; a number is read through its shortest decimal form
+/// (`0.9`, never `0.900000000000000022...`), so the threshold is exactly what was typed.
+fn shares<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Decimal>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Share {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    let raw = Vec::<Share>::deserialize(d)?;
+    raw.into_iter()
+        .map(|s| {
+            let text = match s {
+                Share::Int(i) => i.to_string(),
+                Share::Float(f) => f.to_string(),
+                Share::Text(t) => t,
+            };
+            text.trim().parse::<Decimal>().map_err(|_| {
+                serde::de::Error::custom(format!("alert_at: {text:?} is not a number"))
+            })
+        })
+        .collect()
 }
 
 fn default_alert_at() -> Vec<Decimal> {

@@ -268,6 +268,43 @@ mod tests {
         ]);
     }
 
+    /// The README's gateway example is what users copy: the schema (`pas validate`) and
+    /// the code that runs it must both take every key of it, and agree on bad values.
+    #[test]
+    fn the_readme_config_passes_the_schema_and_the_code() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let start = readme
+            .find("# pas.yaml\n")
+            .expect("the README's pas.yaml example");
+        let yaml = &readme[start..];
+        let yaml = &yaml[..yaml.find("```").expect("the example's end")];
+        assert_eq!(validate_text(Contract::Config, yaml), vec![]);
+        let cfg = crate::config::Config::parse(yaml).unwrap();
+        let providers = crate::llm::config::providers(&cfg.providers).unwrap();
+        assert!(providers.iter().any(|p| p.max_tokens_field.is_some()));
+        assert!(providers
+            .iter()
+            .flat_map(|p| &p.models)
+            .any(|m| m.max_output_tokens.is_some()));
+        let b = crate::llm::config::budgets(cfg.budgets.as_ref()).unwrap();
+        assert!(b.agent_daily_usd.is_some());
+        let r = crate::llm::config::routing(cfg.routing.as_ref()).unwrap();
+        assert!(r.cooldown_s.is_some());
+        for bad in [
+            "budgets: {alert_at: [0]}\n",
+            "budgets: {alert_at: [1.5]}\n",
+            "routing: {cooldown_s: 0}\n",
+            "providers:\n  - {name: a, protocol: openai, base_url: \"http://x\", timeout_s: 0}\n",
+        ] {
+            assert_ne!(validate_text(Contract::Config, bad), vec![], "{bad}");
+            let cfg = crate::config::Config::parse(bad).unwrap();
+            let refused = crate::llm::config::providers(&cfg.providers).is_err()
+                || crate::llm::config::budgets(cfg.budgets.as_ref()).is_err()
+                || crate::llm::config::routing(cfg.routing.as_ref()).is_err();
+            assert!(refused, "the code took {bad}");
+        }
+    }
+
     #[test]
     fn heartbeat_reports_the_bad_line() {
         let text = "{\"ts\":\"2025-01-01T00:00:00Z\",\"status\":\"idle\"}\n\
