@@ -40,6 +40,8 @@ pub struct Request {
     pub max_output: Option<u64>,
     /// Upper bound of the input tokens: the request's bytes (a token is at least a byte).
     pub input_bound: u64,
+    /// How many completions the call asks for (`n`): each may be `max_output` long.
+    pub choices: u64,
 }
 
 impl Request {
@@ -64,8 +66,16 @@ impl Request {
         let max_output = ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        let body_choices = match body.get("n") {
+            None | Some(Value::Null) => 1,
+            Some(n) => match n.as_u64() {
+                Some(n @ 1..) => n,
+                _ => return Err("`n` must be a whole number of choices, at least 1".into()),
+            },
+        };
         let mut need = Need {
-            ctx_tokens: cost::estimate_tokens(len) + max_output.unwrap_or(0),
+            // Saturating: a caller's huge max_tokens must fail the context check, not wrap.
+            ctx_tokens: cost::estimate_tokens(len).saturating_add(max_output.unwrap_or(0)),
             ..Need::default()
         };
         match model.strip_prefix("cap:") {
@@ -93,6 +103,7 @@ impl Request {
             policy: policy.unwrap_or(gw.policy),
             max_output,
             input_bound: len as u64,
+            choices: body_choices,
         })
     }
 }
@@ -223,7 +234,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             .max_output
             .or(model.max_output_tokens)
             .unwrap_or(DEFAULT_MAX_OUTPUT);
-        let worst = cost::worst_case(price, req.input_bound, max_out).unwrap_or_default();
+        // Every one of `n` choices may run to the bound, and each is billed as output.
+        let worst = cost::worst_case(price, req.input_bound, max_out.saturating_mul(req.choices))
+            .unwrap_or_default();
         let hold = match gw.ledger.admit(
             worst,
             req.agent.as_deref(),
@@ -254,8 +267,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             && worst > Decimal::ZERO
             && (gw.ledger.limited() || req.job_budget.is_some())
         {
-            // The worst case assumed this bound; hold the provider to it.
-            body["max_tokens"] = json!(max_out);
+            // The worst case assumed this bound; hold the provider to it, in the field
+            // that provider reads (OpenAI's reasoning models refuse `max_tokens`).
+            body[provider.max_tokens_field().key()] = json!(max_out);
         }
         let target = wire::Target {
             provider,
