@@ -36,25 +36,15 @@ pub struct RouteArgs {
     pub explain: bool,
 }
 
-/// Latency per `provider/model` from the last receipts (what `fastest` has seen).
+/// Latency per `provider/model` as the gateway averages it, from the last receipts.
 fn seeded_health(ws: &Workspace) -> Health {
-    let mut h = Health::default();
-    let Ok(Some(conn)) = crate::store::db::open_read_only(&ws.db_path()) else {
-        return h;
-    };
-    let since = Utc::now() - chrono::Duration::days(7);
-    let mut sums: BTreeMap<(String, String), (f64, u32)> = BTreeMap::new();
-    for r in receipts::since(&conn, Some(since)).unwrap_or_default() {
-        if r.status == "ok" {
-            let e = sums.entry((r.provider, r.model)).or_default();
-            e.0 += r.latency_ms;
-            e.1 += 1;
+    let past = match crate::store::db::open_read_only(&ws.db_path()) {
+        Ok(Some(conn)) => {
+            receipts::recent_latencies(&conn, receipts::LATENCY_MEMORY).unwrap_or_default()
         }
-    }
-    for ((p, m), (total, n)) in sums {
-        h.seed_latency(&p, &m, total / f64::from(n));
-    }
-    h
+        _ => Vec::new(),
+    };
+    Health::remembering(std::time::Duration::ZERO, past)
 }
 
 /// `pas route`.

@@ -40,6 +40,9 @@ pub struct Gateway {
     pub client: reqwest::Client,
     pub metrics: Arc<metrics::Metrics>,
     warned: Mutex<HashSet<String>>,
+    /// Every call's task (callers' and LLM cards'): shutdown waits for them, so a call
+    /// whose caller left still writes its receipt and settles its hold.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl Gateway {
@@ -65,6 +68,7 @@ impl Gateway {
         }
         let now = Utc::now();
         let ledger = ledger(&shared, budgets, now)?;
+        let health = Health::remembering(cooldown, past_latencies(&shared));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -78,11 +82,12 @@ impl Gateway {
             providers,
             keys,
             policy,
-            health: Mutex::new(Health::with_cooldown(cooldown)),
+            health: Mutex::new(health),
             ledger,
             client,
             metrics,
             warned: Mutex::new(HashSet::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -144,6 +149,23 @@ impl Gateway {
                 "model has no price_per_mtok in pas.yaml: its receipts record cost null (unknown), not $0");
         }
     }
+}
+
+/// The latencies `fastest` saw before this start (an unreadable database: none, said).
+fn past_latencies(shared: &Shared) -> Vec<(String, String, f64)> {
+    let conn = match crate::store::db::open_read_only(&shared.ws.db_path()) {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("cannot read past latencies, `fastest` starts blind: {e:#}");
+            return Vec::new();
+        }
+    };
+    crate::store::receipts::recent_latencies(&conn, crate::store::receipts::LATENCY_MEMORY)
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read past latencies, `fastest` starts blind: {e}");
+            Vec::new()
+        })
 }
 
 /// The budgets' ledger, counting the receipts they must: this month's, and every one with

@@ -149,9 +149,29 @@ impl Health {
     pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64) {
         self.providers
             .insert(provider.to_string(), Breaker::default());
+        self.observe(provider, model, latency_ms);
+    }
+
+    /// Feeds one observed latency into the model's average: the time to the first token
+    /// of a stream, else the whole call (what a caller waits before anything comes).
+    pub fn observe(&mut self, provider: &str, model: &str, latency_ms: f64) {
         let key = format!("{provider}/{model}");
         let avg = self.latency.entry(key).or_insert(latency_ms);
         *avg = ALPHA * latency_ms + (1.0 - ALPHA) * *avg;
+    }
+
+    /// Health that remembers the latencies of past calls (oldest first), so `fastest`
+    /// orders by what was seen before a restart, and `pas route` by what the gateway
+    /// would: the same average over the same samples.
+    pub fn remembering(
+        first: Duration,
+        past: impl IntoIterator<Item = (String, String, f64)>,
+    ) -> Health {
+        let mut h = Health::with_cooldown(first);
+        for (provider, model, ms) in past {
+            h.observe(&provider, &model, ms);
+        }
+        h
     }
 
     /// Records a failure that the provider is to blame for; returns the cool-down when it

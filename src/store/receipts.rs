@@ -111,6 +111,28 @@ pub fn since(conn: &Connection, since: Option<DateTime<Utc>>) -> rusqlite::Resul
     rows.collect()
 }
 
+/// How many recent answered calls seed the latency averages: with the average's weight
+/// of 0.3 per sample, samples beyond the last few dozen of a model no longer count.
+pub const LATENCY_MEMORY: u32 = 2_000;
+
+/// `(provider, model, ms)` of the last `limit` answered calls, oldest first: the time to
+/// the first token of a stream, else the whole call (what routing's average is fed).
+pub fn recent_latencies(
+    conn: &Connection,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, f64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT provider, model, CASE WHEN stream AND ttft_ms IS NOT NULL
+                                      THEN ttft_ms ELSE latency_ms END
+         FROM receipts WHERE status = 'ok' ORDER BY ts DESC, id DESC LIMIT ?1",
+    )?;
+    let mut rows = stmt
+        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// What a budget needs of one past receipt.
 #[derive(Debug, Clone)]
 pub struct Spent {
