@@ -179,7 +179,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     drop(tx);
     run_loop(&mut engine, &rx, &overflowed);
     drop(watcher);
-    finish(engine, Some(servers));
+    finish(engine, Some((servers, &rx)));
     Ok(())
 }
 
@@ -306,10 +306,20 @@ pub fn run_loop(
 }
 
 /// Stops the servers (in-flight requests finish and hand over their receipts), then the
-/// store workers in order, committing and writing what is pending.
-pub fn finish(mut engine: Engine, servers: Option<crate::server::Servers>) {
-    if let Some(s) = servers {
+/// store workers in order, committing and writing what is pending. LLM cards whose calls
+/// ended while the servers drained get their outcome now (the loop has stopped reading
+/// `rx`), so a paid answer is not thrown away and bought again after the restart.
+pub fn finish(
+    mut engine: Engine,
+    servers: Option<(crate::server::Servers, &std::sync::mpsc::Receiver<Input>)>,
+) {
+    if let Some((s, rx)) = servers {
         s.shutdown();
+        for input in rx.try_iter() {
+            if let Input::LlmDone { id, result } = input {
+                engine.finish_llm(&id, result);
+            }
+        }
     }
     engine.flush_commit();
     if let Some(g) = engine.git.take() {

@@ -343,7 +343,11 @@ impl Ledger {
         if r.spent + r.worst_case <= r.limit {
             return None;
         }
+        // Only a 100 % threshold stands for exhaustion; lower ones fire as spend crosses them.
         let top = self.cfg.alert_at.iter().max().copied()?;
+        if top < Decimal::ONE {
+            return None;
+        }
         let period = if r.scope == "monthly" {
             now.format("%Y-%m").to_string()
         } else if r.scope.starts_with("job ") {

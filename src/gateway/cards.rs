@@ -59,9 +59,10 @@ pub async fn executor(
     engine: SyncSender<Input>,
 ) {
     while let Some(job) = jobs.recv().await {
+        let tasks = gw.tasks.clone();
         let gw = gw.clone();
         let engine = engine.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let result = run(&gw, &job).await;
             // The engine's queue is bounded; never block a runtime thread on it.
             let _ = tokio::task::spawn_blocking(move || {

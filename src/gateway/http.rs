@@ -145,8 +145,8 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) 
     // The call runs as its own task: a caller that hangs up mid-call does not cancel it,
     // so its receipt is still written and its budget hold still settled.
     let task = {
-        let gw = gw.clone();
-        tokio::spawn(async move { call::run(&gw, &req).await })
+        let state = gw.clone();
+        gw.tasks.spawn(async move { call::run(&state, &req).await })
     };
     let outcome = match task.await {
         Ok(done) => done,

@@ -135,6 +135,7 @@ pub fn start(
         engine,
     ));
     let (stop, stopped) = watch::channel(false);
+    let calls = gateway_state.tasks.clone();
     let thread = std::thread::Builder::new()
         .name("pas-http".into())
         .spawn(move || {
@@ -148,6 +149,19 @@ pub fn start(
                 let (d, g) = tokio::join!(d, g);
                 if let Err(e) = d.and(g) {
                     tracing::error!(error = %e, "HTTP server failed");
+                }
+                // Callers are answered; calls whose callers left, and LLM cards', finish
+                // here so their receipts are written and their holds settled.
+                calls.close();
+                if !calls.is_empty() {
+                    tracing::info!(calls = calls.len(), "waiting for LLM calls in flight");
+                }
+                if tokio::time::timeout(DRAIN, calls.wait()).await.is_err() {
+                    tracing::warn!(
+                        calls = calls.len(),
+                        "LLM calls still running after {}s are stopped without a receipt",
+                        DRAIN.as_secs()
+                    );
                 }
             });
             rt.shutdown_timeout(DRAIN);

@@ -1,0 +1,224 @@
+//! Money at the edges: calls in flight when pas stops, per-agent budgets, thresholds of the
+//! user's choosing, the month and job views of `pas costs`, and `n` choices in the worst case.
+
+use std::io::Write;
+use std::time::Duration;
+
+use pas::llm::config::Protocol;
+use pas::llm::fake::{self, FakeOptions, Mode};
+use serde_json::{json, Value};
+
+use crate::fixture::wait_until;
+use crate::gateway::{ask, read_all_receipts, Gw};
+
+/// The `budget.alert` events' thresholds, in order.
+fn alert_thresholds(gw: &Gw) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        gw.ws.path("telemetry/pas.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT data FROM events WHERE kind = 'budget.alert' ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| {
+            let v: Value = serde_json::from_str(&d.unwrap()).unwrap();
+            format!(
+                "{} {}",
+                v["scope"].as_str().unwrap(),
+                v["threshold"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_lets_an_llm_cards_call_finish_into_done_with_its_receipt() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(Mode::Delay(Duration::from_millis(1500)));
+    let mut gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    gw.ws.drop_card(
+        "J-late",
+        "title: late\nllm:\n  model: m\n  messages:\n    - {role: user, content: hi}\n",
+    );
+    wait_until("the call to start", Duration::from_secs(10), || {
+        (up.requests() >= 1)
+            .then_some(())
+            .ok_or("no request yet".to_string())
+    });
+    assert!(gw._daemon.stop().success());
+    // Bought and paid for before pas stopped: the answer is kept, not bought again later.
+    assert_eq!(gw.ws.places_of("J-late"), vec!["done".to_string()]);
+    let card = gw.ws.card("J-late");
+    let rows = read_all_receipts(&gw.ws);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(
+        card["result"]["receipt_id"].as_str(),
+        rows[0]["id"].as_str()
+    );
+    let git = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--", "work"])
+        .current_dir(gw.ws.path(""))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&git.stdout), "", "committed");
+}
+
+#[test]
+fn a_call_whose_caller_left_is_receipted_even_when_pas_stops() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(Mode::Delay(Duration::from_millis(1500)));
+    let mut gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let body = serde_json::to_string(&ask("m", false)).unwrap();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_until("the call to start", Duration::from_secs(10), || {
+        (up.requests() >= 1)
+            .then_some(())
+            .ok_or("no request yet".to_string())
+    });
+    drop(conn); // the caller hangs up; the call goes on
+    assert!(gw._daemon.stop().success());
+    let rows = read_all_receipts(&gw.ws);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "ok");
+}
+
+#[test]
+fn an_agent_budget_caps_that_agent_only_and_alerts_at_the_users_thresholds() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "10")),
+        "budgets: {agent_daily_usd: \"0.001\", alert_at: [0.25, 0.9]}\n",
+    );
+    let mut body = ask("m", false);
+    body["max_tokens"] = json!(5);
+    let a1 = [("x-pas-agent", "a1")];
+    let mut answered = 0;
+    let refusal = loop {
+        let r = gw.chat(&body, &a1);
+        if r.status != 200 {
+            break r;
+        }
+        answered += 1;
+        assert!(answered < 100, "agent a1 was never held back");
+    };
+    let err = refusal.json();
+    assert_eq!(err["error"]["code"], "budget_exceeded", "{}", refusal.body);
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("agent a1 budget of $0.001"), "{msg}");
+    // Another agent, and a call with no agent, are not held back by a1's spending.
+    assert_eq!(gw.chat(&body, &[("x-pas-agent", "a2")]).status, 200);
+    assert_eq!(gw.chat(&body, &[]).status, 200);
+    let rows = gw.receipts(answered + 2);
+    let a1_spent: rust_decimal::Decimal = rows
+        .iter()
+        .filter(|r| r["agent"] == "a1")
+        .map(|r| {
+            r["cost"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    assert!(a1_spent <= "0.001".parse().unwrap(), "overshot: {a1_spent}");
+    // The threshold crossed alerts once. Refusals start near 76 % (the next call's worst
+    // case no longer fits), so 90 % is never crossed, and no 100 % alert was asked for.
+    wait_until("the alert", Duration::from_secs(5), || {
+        let a = alert_thresholds(&gw);
+        (!a.is_empty()).then_some(()).ok_or(format!("{a:?}"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(alert_thresholds(&gw), ["agent a1 0.25"]);
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    let by_agent = costs["by_agent"].as_array().unwrap();
+    let a1 = by_agent.iter().find(|t| t["key"] == "a1").unwrap();
+    assert_eq!(a1["calls"], answered);
+    assert_eq!(
+        a1["cost_usd"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        a1_spent
+    );
+}
+
+#[test]
+fn costs_by_month_and_job_add_up_exactly() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Anthropic, "m", Some(("0.15", "0.6")), "");
+    for (job, n) in [("J-a", 3), ("J-b", 2)] {
+        for i in 0..n {
+            let r = gw.chat(&ask("m", i % 2 == 0), &[("x-pas-job", job)]);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    gw.receipts(5);
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    // Each call: 12 input tokens at $0.15/M and 5 output at $0.60/M = $0.0000048.
+    let each: rust_decimal::Decimal = "0.0000048".parse().unwrap();
+    let usd = |v: &Value| {
+        v["cost_usd"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    assert_eq!(usd(&costs["month"]), each * rust_decimal::Decimal::from(5));
+    assert_eq!(usd(&costs["today"]), usd(&costs["month"]));
+    assert_eq!(usd(&costs["total"]), usd(&costs["month"]));
+    let jobs = costs["by_job"].as_array().unwrap();
+    let job = |k: &str| {
+        jobs.iter()
+            .find(|t| t["key"] == k)
+            .unwrap_or_else(|| panic!("{k}: {jobs:?}"))
+    };
+    assert_eq!(
+        (usd(job("J-a")), job("J-a")["calls"].clone()),
+        (each * rust_decimal::Decimal::from(3), json!(3))
+    );
+    assert_eq!(
+        (usd(job("J-b")), job("J-b")["calls"].clone()),
+        (each * rust_decimal::Decimal::from(2), json!(2))
+    );
+}
+
+#[test]
+fn the_worst_case_counts_every_choice_asked_for() {
+    let up = fake::start(FakeOptions::default());
+    // One choice of 100 tokens fits in $0.002; four of them may not, so the call is refused
+    // before anything is spent.
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "10")),
+        "budgets: {daily_usd: \"0.002\"}\n",
+    );
+    let mut body = ask("m", false);
+    body["max_tokens"] = json!(100);
+    assert_eq!(gw.chat(&body, &[]).status, 200);
+    body["n"] = json!(4);
+    let r = gw.chat(&body, &[]);
+    assert_ne!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+    body["n"] = json!(0);
+    let r = gw.chat(&body, &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("`n`"), "{}", r.body);
+    assert_eq!(up.requests(), 1);
+}
