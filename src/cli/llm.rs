@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use super::{Format, Out};
 use crate::llm::config;
 use crate::llm::route::{self, Health, Need, Policy};
-use crate::store::receipts::{self, ReceiptRow};
+use crate::store::receipts;
+use crate::store::totals::{self, Total};
 use crate::workspace::Workspace;
 
 /// Flags of `pas route`.
@@ -139,14 +140,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &ReceiptRow) {
-        self.calls += 1;
-        self.input += r.usage.input;
-        self.output += r.usage.output;
-        match r.cost_usd {
-            Some(c) => self.cost += c,
-            None => self.unpriced += 1,
-        }
+    fn add(&mut self, t: &Total) {
+        self.calls += t.calls;
+        self.input += t.input_tokens;
+        self.output += t.output_tokens;
+        self.cost += t.cost_usd;
+        self.unpriced += t.unpriced;
     }
 
     fn json(&self) -> Value {
@@ -162,21 +161,20 @@ impl Tally {
 
 /// `{"today", "month", "total"}` spent, as exact decimal strings (for `pas status --json`).
 pub fn cost_totals(ws: &Workspace) -> Value {
-    let rows = crate::store::db::open_read_only(&ws.db_path())
+    let totals = crate::store::db::open_read_only(&ws.db_path())
         .ok()
         .flatten()
-        .and_then(|conn| receipts::since(&conn, None).ok())
+        .and_then(|conn| totals::since(&conn, None).ok())
         .unwrap_or_default();
     let now = Utc::now();
     let (mut today, mut month, mut total) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
-    for r in rows {
-        let c = r.cost_usd.unwrap_or_default();
-        total += c;
-        if (r.ts.year(), r.ts.month()) == (now.year(), now.month()) {
-            month += c;
+    for t in totals {
+        total += t.cost_usd;
+        if (t.day.year(), t.day.month()) == (now.year(), now.month()) {
+            month += t.cost_usd;
         }
-        if r.ts.date_naive() == now.date_naive() {
-            today += c;
+        if t.day == now.date_naive() {
+            today += t.cost_usd;
         }
     }
     json!({
@@ -195,44 +193,45 @@ pub struct Costs {
     by: BTreeMap<&'static str, BTreeMap<String, Tally>>,
 }
 
-/// Sums the receipts of the workspace's database (none when there is no database yet).
+/// Sums the receipts of the workspace's database (none when there is no database yet),
+/// from their running totals.
 pub fn cost_tally(ws: &Workspace) -> Result<Costs> {
     let cfg = ws.config()?;
     let budgets =
         config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
     let rows = match crate::store::db::open_read_only(&ws.db_path())? {
-        Some(conn) => receipts::since(&conn, None).context("cannot read the receipts")?,
+        Some(conn) => totals::since(&conn, None).context("cannot read the receipt totals")?,
         None => Vec::new(),
     };
-    Ok(tally_rows(budgets, &rows, Utc::now()))
+    Ok(tally(budgets, &rows, Utc::now()))
 }
 
-fn tally_rows(
+fn tally(
     budgets: crate::llm::config::Budgets,
-    rows: &[ReceiptRow],
+    rows: &[Total],
     now: chrono::DateTime<Utc>,
 ) -> Costs {
     let (today, month) = (now.date_naive(), (now.year(), now.month()));
     let (mut t_today, mut t_month, mut t_all) =
         (Tally::default(), Tally::default(), Tally::default());
     let mut by: BTreeMap<&'static str, BTreeMap<String, Tally>> = BTreeMap::new();
-    for r in rows {
-        t_all.add(r);
-        if (r.ts.year(), r.ts.month()) == month {
-            t_month.add(r);
+    for t in rows {
+        t_all.add(t);
+        if (t.day.year(), t.day.month()) == month {
+            t_month.add(t);
         }
-        if r.ts.date_naive() == today {
-            t_today.add(r);
+        if t.day == today {
+            t_today.add(t);
         }
         let keys = [
-            ("provider", r.provider.clone()),
-            ("model", format!("{}/{}", r.provider, r.model)),
-            ("agent", r.agent.clone().unwrap_or_else(|| "-".into())),
-            ("job", r.job_id.clone().unwrap_or_else(|| "-".into())),
-            ("day", r.ts.date_naive().to_string()),
+            ("provider", t.provider.clone()),
+            ("model", format!("{}/{}", t.provider, t.model)),
+            ("agent", t.agent.clone().unwrap_or_else(|| "-".into())),
+            ("job", t.job_id.clone().unwrap_or_else(|| "-".into())),
+            ("day", t.day.to_string()),
         ];
         for (dim, key) in keys {
-            by.entry(dim).or_default().entry(key).or_default().add(r);
+            by.entry(dim).or_default().entry(key).or_default().add(t);
         }
     }
     Costs {

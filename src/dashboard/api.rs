@@ -173,25 +173,19 @@ fn read_detail(ws: &Workspace, id: &str) -> (Option<String>, Value, Vec<Value>) 
         .and_then(|g| g.history_of(id).ok())
         .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or_else(|| json!([]));
-    let receipts = receipts_where(ws, |r| r.job_id.as_deref() == Some(id), usize::MAX);
+    // A job's page lists its receipts: every attempt, up to the last 1,000.
+    let receipts = receipts_where(ws, Some(id), 1_000);
     (text, commits, receipts)
 }
 
-/// Receipts (newest last) that pass `keep`, at most the last `limit`.
-fn receipts_where(
-    ws: &Workspace,
-    keep: impl Fn(&crate::store::receipts::ReceiptRow) -> bool,
-    limit: usize,
-) -> Vec<Value> {
+/// The last `limit` receipts (of `job` when given), newest last.
+fn receipts_where(ws: &Workspace, job: Option<&str>, limit: u32) -> Vec<Value> {
     let rows = crate::store::db::open_read_only(&ws.db_path())
         .ok()
         .flatten()
-        .and_then(|c| crate::store::receipts::since(&c, None).ok())
+        .and_then(|c| crate::store::receipts::latest(&c, job, limit).ok())
         .unwrap_or_default();
-    let kept: Vec<_> = rows.into_iter().filter(|r| keep(r)).collect();
-    let skip = kept.len().saturating_sub(limit);
-    kept.into_iter()
-        .skip(skip)
+    rows.into_iter()
         .map(|r| {
             json!({
                 "id": r.id, "request_id": r.request_id, "attempt": r.attempt,
@@ -227,7 +221,7 @@ pub(crate) async fn costs_json(dash: &Dash) -> Result<Value, WebError> {
     let ws = dash.shared.ws.clone();
     blocking(move || {
         let mut v = crate::cli::llm::cost_tally(&ws)?.json();
-        v["receipts"] = json!(receipts_where(&ws, |_| true, 50));
+        v["receipts"] = json!(receipts_where(&ws, None, 50));
         Ok(v)
     })
     .await

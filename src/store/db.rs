@@ -34,7 +34,17 @@ const MIGRATIONS: &[(u32, &str)] = &[
         3,
         include_str!("../../telemetry/migrations/003_receipts.sql"),
     ),
+    (
+        4,
+        include_str!("../../telemetry/migrations/004_receipt_totals.sql"),
+    ),
 ];
+
+/// Work a migration needs beyond its SQL, in Rust (exact sums, say).
+type Backfill = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
+/// Each runs in its migration's transaction, right after its SQL.
+const BACKFILLS: &[(u32, Backfill)] = &[(4, super::totals::backfill)];
 
 /// The schema version this binary writes: the last migration's. A database with a higher
 /// version was written by a newer pas and is refused rather than misread.
@@ -231,6 +241,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         let stamp =
             format!("DELETE FROM schema_version; INSERT INTO schema_version VALUES ({version});");
         tx.execute_batch(sql).map_err(migrate_err)?;
+        for (_, fill) in BACKFILLS.iter().filter(|(v, _)| *v == version) {
+            fill(&tx).map_err(migrate_err)?;
+        }
         tx.execute_batch(&stamp).map_err(migrate_err)?;
         tx.commit().map_err(migrate_err)?;
         tracing::info!(path = %path.display(), version, "telemetry database migrated");

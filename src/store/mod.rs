@@ -5,6 +5,7 @@ pub mod db;
 mod db_retry;
 pub mod git;
 pub mod receipts;
+pub mod totals;
 
 /// Lowers the calling thread's scheduling priority (nice 10). The store workers do bulk
 /// work (hashing, packing, inserting) that can wait a few milliseconds; the engine thread,

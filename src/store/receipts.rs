@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use crate::llm::cost::{Usage, UsageSource};
 
 /// One attempt of one LLM call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReceiptRow {
     pub id: String,
     pub request_id: String,
@@ -41,7 +41,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         UsageSource::Provider => "provider",
         UsageSource::Estimated => "estimated",
     };
-    stmt.execute(params![
+    let inserted = stmt.execute(params![
         r.id,
         r.request_id,
         r.attempt,
@@ -62,53 +62,87 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         r.status,
         r.error,
     ])?;
+    if inserted == 1 {
+        super::totals::add(tx, r)?;
+    }
     Ok(())
+}
+
+/// The columns [`read_row`] reads, in its order.
+const COLUMNS: &str = "id, request_id, attempt, ts, job_id, agent, provider, model, input_tokens,
+    output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_usd, latency_ms,
+    ttft_ms, stream, status, error";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
+    let ts: String = r.get(3)?;
+    let cost: Option<String> = r.get(13)?;
+    let source: String = r.get(12)?;
+    Ok(ReceiptRow {
+        id: r.get(0)?,
+        request_id: r.get(1)?,
+        attempt: r.get(2)?,
+        ts: DateTime::parse_from_rfc3339(&ts)
+            .map(|t| t.to_utc())
+            .unwrap_or_default(),
+        job_id: r.get(4)?,
+        agent: r.get(5)?,
+        provider: r.get(6)?,
+        model: r.get(7)?,
+        usage: Usage {
+            input: r.get::<_, i64>(8)? as u64,
+            output: r.get::<_, i64>(9)? as u64,
+            cached: r.get::<_, i64>(10)? as u64,
+            reasoning: r.get::<_, i64>(11)? as u64,
+            source: if source == "estimated" {
+                UsageSource::Estimated
+            } else {
+                UsageSource::Provider
+            },
+        },
+        cost_usd: cost.and_then(|c| c.parse().ok()),
+        latency_ms: r.get(14)?,
+        ttft_ms: r.get(15)?,
+        stream: r.get(16)?,
+        status: r.get(17)?,
+        error: r.get(18)?,
+    })
 }
 
 /// All receipts with `ts` at or after `since` (all when `None`), oldest first.
 pub fn since(conn: &Connection, since: Option<DateTime<Utc>>) -> rusqlite::Result<Vec<ReceiptRow>> {
     let from = since.map(|t| super::db::ts_text(&t)).unwrap_or_default();
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, request_id, attempt, ts, job_id, agent, provider, model, input_tokens,
-                output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_usd,
-                latency_ms, ttft_ms, stream, status, error
-         FROM receipts WHERE ts >= ?1 ORDER BY ts, id",
-    )?;
-    let rows = stmt.query_map([from], |r| {
-        let ts: String = r.get(3)?;
-        let cost: Option<String> = r.get(13)?;
-        let source: String = r.get(12)?;
-        Ok(ReceiptRow {
-            id: r.get(0)?,
-            request_id: r.get(1)?,
-            attempt: r.get(2)?,
-            ts: DateTime::parse_from_rfc3339(&ts)
-                .map(|t| t.to_utc())
-                .unwrap_or_default(),
-            job_id: r.get(4)?,
-            agent: r.get(5)?,
-            provider: r.get(6)?,
-            model: r.get(7)?,
-            usage: Usage {
-                input: r.get::<_, i64>(8)? as u64,
-                output: r.get::<_, i64>(9)? as u64,
-                cached: r.get::<_, i64>(10)? as u64,
-                reasoning: r.get::<_, i64>(11)? as u64,
-                source: if source == "estimated" {
-                    UsageSource::Estimated
-                } else {
-                    UsageSource::Provider
-                },
-            },
-            cost_usd: cost.and_then(|c| c.parse().ok()),
-            latency_ms: r.get(14)?,
-            ttft_ms: r.get(15)?,
-            stream: r.get(16)?,
-            status: r.get(17)?,
-            error: r.get(18)?,
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM receipts WHERE ts >= ?1 ORDER BY ts, id"
+    ))?;
+    let rows = stmt.query_map([from], read_row)?;
     rows.collect()
+}
+
+/// The last `limit` receipts (of `job` when given), oldest first: what a page shows, read
+/// through the indexes rather than by loading every receipt.
+pub fn latest(
+    conn: &Connection,
+    job: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<ReceiptRow>> {
+    // Two statements, so each uses its index (`receipts_job`, `receipts_ts`).
+    let mut rows = match job {
+        Some(job) => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM receipts WHERE job_id = ?1
+                 ORDER BY ts DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![job, limit], read_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM receipts ORDER BY ts DESC, id DESC LIMIT ?1"
+            ))?
+            .query_map(params![limit], read_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    rows.reverse();
+    Ok(rows)
 }
 
 /// How many recent answered calls seed the latency averages: with the average's weight
@@ -193,6 +227,67 @@ mod tests {
             status: "ok".into(),
             error: None,
         }
+    }
+
+    #[test]
+    fn totals_follow_every_new_receipt_exactly_and_a_migration_fills_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = super::super::db::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut rows = Vec::new();
+        for i in 0..30 {
+            let day = if i < 20 { "2026-11-01" } else { "2026-11-02" };
+            let job = if i % 3 == 0 { Some("J") } else { None };
+            let cost = if i == 7 { None } else { Some("0.15") };
+            let r = row(
+                &format!("r{i}"),
+                &format!("{day}T10:00:{i:02}.000Z"),
+                job,
+                cost,
+            );
+            insert(&tx, &r).unwrap();
+            rows.push(r);
+        }
+        // A replayed receipt (start-up resends) is not counted twice.
+        insert(&tx, &rows[0]).unwrap();
+        tx.commit().unwrap();
+        let totals = super::super::totals::since(&conn, None).unwrap();
+        let key = |t: &super::super::totals::Total| (t.day.to_string(), t.job_id.clone());
+        let got: Vec<_> = totals
+            .iter()
+            .map(|t| (key(t), t.calls, t.unpriced, t.cost_usd.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (("2026-11-01".into(), None), 13, 1, "1.8".into()),
+                (("2026-11-01".into(), Some("J".into())), 7, 0, "1.05".into()),
+                (("2026-11-02".into(), None), 7, 0, "1.05".into()),
+                (("2026-11-02".into(), Some("J".into())), 3, 0, "0.45".into()),
+            ]
+        );
+        let later = "2026-11-02".parse().unwrap();
+        assert_eq!(
+            super::super::totals::since(&conn, Some(later))
+                .unwrap()
+                .len(),
+            2
+        );
+        // A database from before the totals gets them filled, to the same numbers.
+        conn.execute_batch(
+            "DROP TABLE receipt_totals; DELETE FROM schema_version; INSERT INTO schema_version VALUES (3);",
+        )
+        .unwrap();
+        // Read-only readers of such a database (they never migrate) sum the receipts.
+        assert_eq!(super::super::totals::since(&conn, None).unwrap(), totals);
+        drop(conn);
+        let conn = super::super::db::open(&path).unwrap();
+        assert_eq!(super::super::totals::since(&conn, None).unwrap(), totals);
+        let last = latest(&conn, Some("J"), 2).unwrap();
+        let ids: Vec<&str> = last.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r24", "r27"]);
+        assert_eq!(latest(&conn, None, 1).unwrap()[0].id, "r29");
     }
 
     #[test]

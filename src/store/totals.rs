@@ -1,0 +1,193 @@
+//! Running totals of the receipts, per UTC day, provider, model, agent and job.
+//!
+//! `pas costs`, `pas status` and the dashboard used to read every receipt to sum them: at a
+//! million receipts that was seconds and half a gigabyte per look. The writer now adds each
+//! new receipt to its total in the same transaction, so the totals can never disagree with
+//! the receipts, and readers sum a few rows per day. Money stays exact: the sums are
+//! `rust_decimal` in Rust, stored as decimal text, never SQL's floating `SUM`.
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rust_decimal::Decimal;
+
+use super::receipts::ReceiptRow;
+
+/// One total: the receipts of one day, provider, model, agent and job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Total {
+    pub day: NaiveDate,
+    pub provider: String,
+    pub model: String,
+    pub agent: Option<String>,
+    pub job_id: Option<String>,
+    pub calls: u64,
+    /// Receipts whose model had no price (their cost is unknown, not zero).
+    pub unpriced: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The exact sum of the priced receipts' costs.
+    pub cost_usd: Decimal,
+}
+
+/// Adds one newly inserted receipt to its total (inside the writer's transaction).
+pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> {
+    let day = r.ts.date_naive().to_string();
+    let agent = r.agent.as_deref().unwrap_or("");
+    let job = r.job_id.as_deref().unwrap_or("");
+    let before: Option<String> = tx
+        .prepare_cached(
+            "SELECT cost_usd FROM receipt_totals
+             WHERE day = ?1 AND provider = ?2 AND model = ?3 AND agent = ?4 AND job_id = ?5",
+        )?
+        .query_row(params![day, r.provider, r.model, agent, job], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    let sum = before
+        .and_then(|c| c.parse::<Decimal>().ok())
+        .unwrap_or_default()
+        + r.cost_usd.unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT INTO receipt_totals (day, provider, model, agent, job_id, calls, unpriced,
+             input_tokens, output_tokens, cost_usd)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
+         ON CONFLICT (day, provider, model, agent, job_id) DO UPDATE SET
+             calls = calls + 1, unpriced = unpriced + excluded.unpriced,
+             input_tokens = input_tokens + excluded.input_tokens,
+             output_tokens = output_tokens + excluded.output_tokens,
+             cost_usd = excluded.cost_usd",
+    )?
+    .execute(params![
+        day,
+        r.provider,
+        r.model,
+        agent,
+        job,
+        i64::from(r.cost_usd.is_none()),
+        r.usage.input as i64,
+        r.usage.output as i64,
+        sum.normalize().to_string(),
+    ])?;
+    Ok(())
+}
+
+/// Fills the totals from the receipts already recorded (the migration that adds them).
+pub(crate) fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    each_receipt(tx, |r| add(tx, &r))
+}
+
+/// Hands `f` every receipt (what a total needs of it), streamed.
+fn each_receipt(
+    conn: &Connection,
+    mut f: impl FnMut(ReceiptRow) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT id, ts, provider, model, agent, job_id, input_tokens, output_tokens, cost_usd
+         FROM receipts",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let ts: String = row.get(1)?;
+        let Ok(ts) = chrono::DateTime::parse_from_rfc3339(&ts) else {
+            continue; // not written by pas
+        };
+        let cost: Option<String> = row.get(8)?;
+        let r = ReceiptRow {
+            id: row.get(0)?,
+            ts: ts.to_utc(),
+            provider: row.get(2)?,
+            model: row.get(3)?,
+            agent: row.get(4)?,
+            job_id: row.get(5)?,
+            usage: crate::llm::cost::Usage {
+                input: row.get::<_, i64>(6)? as u64,
+                output: row.get::<_, i64>(7)? as u64,
+                ..Default::default()
+            },
+            cost_usd: cost.and_then(|c| c.parse().ok()),
+            ..ReceiptRow::default()
+        };
+        f(r)?;
+    }
+    Ok(())
+}
+
+/// The totals computed from the receipts themselves, for a database without them.
+fn summed_from_receipts(
+    conn: &Connection,
+    from: Option<NaiveDate>,
+) -> rusqlite::Result<Vec<Total>> {
+    type Key = (NaiveDate, String, String, Option<String>, Option<String>);
+    let mut sums: std::collections::BTreeMap<Key, Total> = Default::default();
+    each_receipt(conn, |r| {
+        let day = r.ts.date_naive();
+        if from.is_some_and(|f| day < f) {
+            return Ok(());
+        }
+        let key = (
+            day,
+            r.provider.clone(),
+            r.model.clone(),
+            r.agent.clone(),
+            r.job_id.clone(),
+        );
+        let t = sums.entry(key).or_insert_with(|| Total {
+            day,
+            provider: r.provider,
+            model: r.model,
+            agent: r.agent,
+            job_id: r.job_id,
+            calls: 0,
+            unpriced: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: Decimal::ZERO,
+        });
+        t.calls += 1;
+        t.input_tokens += r.usage.input;
+        t.output_tokens += r.usage.output;
+        match r.cost_usd {
+            Some(c) => t.cost_usd += c,
+            None => t.unpriced += 1,
+        }
+        Ok(())
+    })?;
+    Ok(sums.into_values().collect())
+}
+
+/// Every total from `from` on (all when `None`), oldest day first. A database the daemon
+/// has not migrated yet (read-only readers never migrate) is summed from its receipts.
+pub fn since(conn: &Connection, from: Option<NaiveDate>) -> rusqlite::Result<Vec<Total>> {
+    let kept: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'receipt_totals'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !kept {
+        return summed_from_receipts(conn, from);
+    }
+    let from = from.map(|d| d.to_string()).unwrap_or_default();
+    let mut stmt = conn.prepare_cached(
+        "SELECT day, provider, model, agent, job_id, calls, unpriced, input_tokens,
+                output_tokens, cost_usd
+         FROM receipt_totals WHERE day >= ?1 ORDER BY day, provider, model, agent, job_id",
+    )?;
+    let none_if_blank = |s: String| (!s.is_empty()).then_some(s);
+    let rows = stmt.query_map([from], |r| {
+        let day: String = r.get(0)?;
+        let cost: String = r.get(9)?;
+        Ok(Total {
+            day: day.parse().unwrap_or_default(),
+            provider: r.get(1)?,
+            model: r.get(2)?,
+            agent: none_if_blank(r.get(3)?),
+            job_id: none_if_blank(r.get(4)?),
+            calls: r.get::<_, i64>(5)? as u64,
+            unpriced: r.get::<_, i64>(6)? as u64,
+            input_tokens: r.get::<_, i64>(7)? as u64,
+            output_tokens: r.get::<_, i64>(8)? as u64,
+            cost_usd: cost.parse().unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
