@@ -38,6 +38,19 @@ pub struct FakeOptions {
     pub cached_tokens: u64,
     /// Pause before each streamed frame.
     pub chunk_delay: Duration,
+    /// Tool calls after the text (which may then be empty): the answer ends with
+    /// `finish_reason: tool_calls` (OpenAI) or `stop_reason: tool_use` (Anthropic), and a
+    /// stream sends each call's arguments in pieces.
+    pub tool_calls: Vec<FakeToolCall>,
+}
+
+/// One tool call the fake answers with.
+#[derive(Debug, Clone)]
+pub struct FakeToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments object (Anthropic's `input`; serialized for OpenAI).
+    pub arguments: Value,
 }
 
 impl Default for FakeOptions {
@@ -48,6 +61,7 @@ impl Default for FakeOptions {
             output_tokens: 5,
             cached_tokens: 0,
             chunk_delay: Duration::ZERO,
+            tool_calls: Vec::new(),
         }
     }
 }

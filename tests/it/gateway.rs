@@ -403,3 +403,130 @@ fn cached_input_is_priced_at_its_own_rate_streamed_or_not() {
     let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
     assert_eq!(costs, vec!["0.0000894"; 4], "{rows:?}");
 }
+
+/// An OpenAI request with tools and a history of one tool call and its result.
+fn ask_with_tools(stream: bool) -> Value {
+    json!({"model": "cap:x", "stream": stream, "messages": [
+        {"role": "user", "content": "weather in Oslo and Bergen?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0",
+            "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "4 C"}],
+        "tools": [{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": "required"})
+}
+
+/// Tool calls of the fake: two, so a call's index (its ordinal) differs from its block's.
+fn fake_tool_calls() -> Vec<fake::FakeToolCall> {
+    ["Oslo", "Bergen"]
+        .iter()
+        .enumerate()
+        .map(|(n, city)| fake::FakeToolCall {
+            id: format!("toolu_{n}"),
+            name: "weather".into(),
+            arguments: json!({"city": city, "unit": "C"}),
+        })
+        .collect()
+}
+
+/// Regression: tools sent to a `protocol: anthropic` provider were dropped (and the tool
+/// history sent raw), so a tool-using agent routed there by `cap:` silently lost them.
+#[test]
+fn tool_calls_through_an_anthropic_provider_come_back_in_openai_shape() {
+    let an = fake::start(FakeOptions {
+        tool_calls: fake_tool_calls(),
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    let r = gw.chat(&ask_with_tools(false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let want = json!([
+        {"id": "toolu_0", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\",\"unit\":\"C\"}"}},
+        {"id": "toolu_1", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Bergen\",\"unit\":\"C\"}"}}]);
+    assert_eq!(choice["message"]["tool_calls"], want);
+    let (_, sent) = an.last_request().unwrap();
+    assert_eq!(sent["tools"][0]["name"], "weather");
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([{"type": "tool_use", "id": "call_0", "name": "weather",
+            "input": {"city": "Oslo"}}])
+    );
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": "call_0", "content": "4 C"}]})
+    );
+
+    let r = gw.chat(&ask_with_tools(true), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (text, done, frames) = sse_text(&r.body);
+    assert_eq!((text.as_str(), done), (TEXT, true));
+    let mut calls: Vec<Value> = Vec::new();
+    for f in &frames {
+        for d in f["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let n = d["index"].as_u64().unwrap() as usize;
+            if n == calls.len() {
+                calls.push(json!({"id": d["id"], "type": d["type"],
+                    "function": {"name": d["function"]["name"], "arguments": ""}}));
+            }
+            let piece = d["function"]["arguments"].as_str().unwrap();
+            let args = &mut calls[n]["function"]["arguments"];
+            *args = format!("{}{piece}", args.as_str().unwrap()).into();
+        }
+    }
+    assert_eq!(
+        Value::Array(calls),
+        want,
+        "streamed arguments add up to the plain ones"
+    );
+    let finish = frames
+        .iter()
+        .filter_map(|f| f["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish.collect::<Vec<_>>(), ["tool_calls"]);
+    let rows = gw.receipts(2);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    assert_eq!(rows[0]["cost"], rows[1]["cost"]);
+}
+
+#[test]
+fn the_official_openai_python_client_parses_tool_calls_from_anthropic() {
+    let pythonpath = python_with_openai().expect(
+        "python3 with the openai package (pip install --target target/pysdk openai failed)",
+    );
+    let an = fake::start(FakeOptions {
+        tool_calls: fake_tool_calls(),
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", None, "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_tools.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", gw.url))
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = json!([
+        {"id": "toolu_0", "name": "weather", "arguments": "{\"city\":\"Oslo\",\"unit\":\"C\"}"},
+        {"id": "toolu_1", "name": "weather", "arguments": "{\"city\":\"Bergen\",\"unit\":\"C\"}"}]);
+    assert_eq!(seen["plain_finish"], "tool_calls");
+    assert_eq!(seen["plain_calls"], want);
+    assert_eq!(seen["stream_finish"], "tool_calls");
+    assert_eq!(seen["stream_calls"], want);
+}

@@ -182,7 +182,13 @@ async fn send(
                 Some(key) => req.header("x-api-key", key),
                 None => req,
             };
-            req.body(anthropic::request(body, t.model, stream))
+            let bytes =
+                anthropic::request(body, t.model, stream).map_err(|e| CallError::Status {
+                    code: 400,
+                    retry_after: None,
+                    message: format!("pas cannot say this request in the Messages API: {e}"),
+                })?;
+            req.body(bytes)
         }
     };
     let resp = req
