@@ -36,6 +36,11 @@ pub struct FakeOptions {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the cache (a part of `input_tokens`, apart from the cached
+    /// ones), and how many of those for an hour. Anthropic reports them; OpenAI has no
+    /// such count, so its answers leave them in `prompt_tokens`.
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
     /// Pause before each streamed frame.
     pub chunk_delay: Duration,
     /// Tool calls after the text (which may then be empty): the answer ends with
@@ -60,6 +65,8 @@ impl Default for FakeOptions {
             input_tokens: 12,
             output_tokens: 5,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             chunk_delay: Duration::ZERO,
             tool_calls: Vec::new(),
         }

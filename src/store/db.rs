@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
 
 /// Numbered schema migrations, applied in order, each in its own transaction. Versions must
 /// run 1, 2, 3, ... without gaps (a test checks this).
-const MIGRATIONS: &[(u32, &str)] = &[
+pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../telemetry/schema.sql")),
     (
         2,
@@ -33,6 +33,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../../telemetry/migrations/003_receipts.sql"),
+    ),
+    (
+        4,
+        include_str!("../../telemetry/migrations/004_receipts_cache_writes.sql"),
     ),
 ];
 

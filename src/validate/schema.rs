@@ -266,6 +266,8 @@ mod tests {
             (Contract::Config, "git:\n  enabled: true\n  autor: me\n", 3, "/git/autor"),
             (Contract::Config, price, 5, "/providers/0/models/0/price_per_mtok/input"),
         ]);
+        let writes = "providers:\n  - name: x\n    protocol: anthropic\n    base_url: http://a\n    models:\n      - id: m\n        price_per_mtok: {input: \"3\", output: \"15\", cache_write: \"3.75\", cache_write_1h: \"6\"}\n";
+        assert_eq!(validate_text(Contract::Config, writes), vec![]);
     }
 
     #[test]

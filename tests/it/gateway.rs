@@ -530,3 +530,100 @@ fn the_official_openai_python_client_parses_tool_calls_from_anthropic() {
     assert_eq!(seen["stream_finish"], "tool_calls");
     assert_eq!(seen["stream_calls"], want);
 }
+
+/// Regression: Anthropic's cache writes (`cache_creation_input_tokens`) were priced as
+/// plain input, though Anthropic bills them at 1.25 × (5-minute cache) or 2 × (1-hour).
+#[test]
+fn cache_writes_are_priced_at_their_own_rates_streamed_or_not() {
+    // 12 input tokens: 2 read from the cache, 6 written (2 of them for an hour), 4 fresh.
+    let an = fake::start(FakeOptions {
+        cached_tokens: 2,
+        cache_write_tokens: 6,
+        cache_write_1h_tokens: 2,
+        ..FakeOptions::default()
+    });
+    let priced = |id: &str, writes: &str| {
+        format!(
+            "      - id: {id}\n        capabilities: [chat]\n        price_per_mtok: {{input: \"3\", output: \"15\", cached_input: \"0.30\"{writes}}}\n"
+        )
+    };
+    let gw = Gw::start(
+        &[provider(
+            "an",
+            &an,
+            Protocol::Anthropic,
+            "",
+            &format!(
+                "{}{}",
+                priced("default", ""),
+                priced("set", ", cache_write: \"4.5\", cache_write_1h: \"7\"")
+            ),
+        )],
+        "",
+        &[],
+    );
+    for m in ["default", "set"] {
+        for stream in [false, true] {
+            let r = gw.chat(&ask(m, stream), &[]);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let r = gw.chat(&ask("default", false), &[]);
+    // 4 × 3 + 2 × 0.30 + 4 × 3.75 (1.25 × 3) + 2 × 6 (2 × 3) + 5 × 15, per million.
+    assert_eq!(r.header("x-pas-cost-usd").as_deref(), Some("0.0001146"));
+    let rows = gw.receipts(5);
+    let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
+    // 4 × 3 + 2 × 0.30 + 4 × 4.5 + 2 × 7 + 5 × 15, per million.
+    assert_eq!(
+        costs,
+        [
+            "0.0001146",
+            "0.0001146",
+            "0.0001196",
+            "0.0001196",
+            "0.0001146"
+        ],
+        "{rows:?}"
+    );
+    let conn = rusqlite::Connection::open(gw.ws.path("telemetry/pas.db")).unwrap();
+    let writes: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT cached_tokens, cache_write_tokens, cache_write_1h_tokens FROM receipts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(writes, vec![(2, 6, 2); 5]);
+}
+
+#[test]
+fn a_call_marked_for_the_cache_reserves_its_input_at_the_write_price() {
+    let an = fake::start(FakeOptions::default());
+    let mut marked = ask("claude-x", false);
+    marked["messages"][0]["content"] = json!([{"type": "text", "text": "be brief",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+    let plain = ask("claude-x", false);
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap().len() as u64;
+    // Worst cases in millionths of a dollar: the request's bytes as input tokens, at 3
+    // (plain input) or 6 (the 1-hour write price, 2 × 3), plus 50 output tokens at 15.
+    let (worst_marked, worst_plain) = (bytes(&marked) * 6 + 750, bytes(&plain) * 3 + 750);
+    let limit = worst_marked - 1;
+    assert!(limit >= worst_plain);
+    let more = format!(
+        "budgets: {{daily_usd: \"{}.{:06}\"}}\n",
+        limit / 1_000_000,
+        limit % 1_000_000
+    );
+    let gw = Gw::one(
+        &an,
+        Protocol::Anthropic,
+        "claude-x",
+        Some(("3", "15")),
+        &more,
+    );
+    let r = gw.chat(&marked, &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+    let r = gw.chat(&plain, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+}

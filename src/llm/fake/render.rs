@@ -71,8 +71,11 @@ impl Rendered {
         let usage = json!({"prompt_tokens": i, "completion_tokens": out, "total_tokens": i + out,
             "prompt_tokens_details": {"cached_tokens": c},
             "completion_tokens_details": {"reasoning_tokens": 0}});
-        let a_usage = json!({"input_tokens": i.saturating_sub(c), "output_tokens": out,
-            "cache_read_input_tokens": c, "cache_creation_input_tokens": 0});
+        let (w, w1h) = (o.cache_write_tokens, o.cache_write_1h_tokens);
+        let a_usage = json!({"input_tokens": i.saturating_sub(c + w), "output_tokens": out,
+            "cache_read_input_tokens": c, "cache_creation_input_tokens": w,
+            "cache_creation": {"ephemeral_5m_input_tokens": w.saturating_sub(w1h),
+                "ephemeral_1h_input_tokens": w1h}});
 
         let mut message = json!({"role": "assistant", "content": o.text});
         if !calls.is_empty() {

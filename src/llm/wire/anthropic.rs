@@ -19,6 +19,10 @@
 //! call's id and name and each `input_json_delta` a chunk with that piece of its
 //! arguments, indexed by the call's ordinal among the tool calls (not the block's index).
 //!
+//! `cache_control` (Anthropic's prompt-cache marker) on a text part or a tool is passed
+//! on, so OpenAI-speaking callers can use the cache; its writes are counted apart
+//! (`cache_creation_input_tokens`, and the 1-hour part of them) and priced at their rates.
+//!
 //! `response_format` has no Messages API field: `json_object` and `json_schema` become an
 //! instruction appended to the system prompt (with the schema), so the model is asked for
 //! JSON but nothing enforces it. What has no translation at all (the deprecated
@@ -234,8 +238,8 @@ fn tool_result(m: &Value) -> Result<Value, String> {
     Ok(block)
 }
 
-/// OpenAI function tools as Anthropic tools (`parameters` becomes `input_schema`;
-/// `strict` has no equivalent and is not sent).
+/// OpenAI function tools as Anthropic tools (`parameters` becomes `input_schema`, a
+/// `cache_control` beside `function` is kept; `strict` has no equivalent and is not sent).
 fn tools(list: &Value) -> Result<Option<Vec<Value>>, String> {
     let list = match list {
         Value::Null => return Ok(None),
@@ -261,6 +265,9 @@ fn tools(list: &Value) -> Result<Option<Vec<Value>>, String> {
         let mut out = json!({"name": name, "input_schema": schema});
         if let Some(d) = f["description"].as_str() {
             out["description"] = d.into();
+        }
+        if let Some(c) = t.get("cache_control") {
+            out["cache_control"] = c.clone();
         }
         Ok(out)
     };
@@ -332,6 +339,16 @@ struct WireUsage {
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     cache_creation_input_tokens: Option<u64>,
+    /// The cache writes by lifetime (newer API versions).
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+}
+
+/// Anthropic's `usage.cache_creation`.
+#[derive(Debug, Default, Deserialize)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
 }
 
 impl WireUsage {
@@ -340,6 +357,18 @@ impl WireUsage {
         self.input_tokens.unwrap_or(0)
             + self.cache_read_input_tokens.unwrap_or(0)
             + self.cache_creation_input_tokens.unwrap_or(0)
+    }
+
+    /// The cache counts into a tally: reads, writes, and the writes for an hour.
+    fn cache_into(&self, t: &mut Tally) {
+        t.cached = self.cache_read_input_tokens.unwrap_or(0);
+        t.cache_write = self.cache_creation_input_tokens.unwrap_or(0);
+        t.cache_write_1h = self.write_1h();
+    }
+
+    fn write_1h(&self) -> u64 {
+        let c = self.cache_creation.as_ref();
+        c.and_then(|c| c.ephemeral_1h_input_tokens).unwrap_or(0)
     }
 }
 
@@ -413,6 +442,8 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
                 input: w.input(),
                 output: w.output_tokens.unwrap_or(0),
                 cached: w.cache_read_input_tokens.unwrap_or(0),
+                cache_write: w.cache_creation_input_tokens.unwrap_or(0),
+                cache_write_1h: w.write_1h(),
                 reasoning: 0,
                 source: UsageSource::Provider,
             })
@@ -483,7 +514,7 @@ impl StreamState {
                 if let Ok(u) = WireUsage::deserialize(&m["usage"]) {
                     if u.input_tokens.is_some() {
                         t.input = Some(u.input());
-                        t.cached = u.cache_read_input_tokens.unwrap_or(0);
+                        u.cache_into(t);
                     }
                 }
             }
@@ -530,7 +561,7 @@ impl StreamState {
                     }
                     if u.input_tokens.is_some() {
                         t.input = Some(u.input());
-                        t.cached = u.cache_read_input_tokens.unwrap_or(0);
+                        u.cache_into(t);
                     }
                 }
             }

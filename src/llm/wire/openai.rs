@@ -92,6 +92,7 @@ impl WireUsage {
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
             source: UsageSource::Provider,
+            ..Usage::default() // OpenAI reports no cache writes (it does not bill them)
         }
     }
 }

@@ -107,6 +107,8 @@ pub(super) struct Tally {
     pub(super) input: Option<u64>,
     pub(super) output: Option<u64>,
     pub(super) cached: u64,
+    pub(super) cache_write: u64,
+    pub(super) cache_write_1h: u64,
     pub(super) reasoning: u64,
 }
 
@@ -169,6 +171,8 @@ impl Stream {
                 .output
                 .unwrap_or_else(|| estimate_tokens(t.text.len() + t.other_output_bytes)),
             cached: t.cached,
+            cache_write: t.cache_write,
+            cache_write_1h: t.cache_write_1h,
             reasoning: t.reasoning,
             source,
         }

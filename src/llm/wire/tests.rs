@@ -648,3 +648,35 @@ async fn tool_calls_come_back_in_openai_shape_plain_and_streamed_for_both_protoc
         assert_eq!(streamed_tool_calls(&frames)[0], want[0]);
     }
 }
+
+#[tokio::test]
+async fn anthropic_cache_writes_are_counted_apart_plain_and_streamed_alike() {
+    let f = fake::start(FakeOptions {
+        cache_write_tokens: 6,
+        cache_write_1h_tokens: 2,
+        ..opts()
+    });
+    let want = Usage {
+        input: 12,
+        output: 5,
+        cached: 4,
+        cache_write: 6,
+        cache_write_1h: 2,
+        reasoning: 0,
+        source: UsageSource::Provider,
+    };
+    let p = provider(&f, Protocol::Anthropic, 2.0, 1.0);
+    let r = plain(&p, &request(false)).await.unwrap();
+    assert_eq!(r.usage, want);
+    assert_eq!(
+        r.body["usage"]["prompt_tokens"], 12,
+        "writes are input to OpenAI too"
+    );
+    let mut s = open(&p, &request(true)).await.unwrap();
+    assert!(drain(&mut s).await.1.is_none());
+    assert_eq!(s.usage(), want);
+    // OpenAI reports no writes: they stay plain input.
+    let p = provider(&f, Protocol::Openai, 2.0, 1.0);
+    let u = plain(&p, &request(false)).await.unwrap().usage;
+    assert_eq!((u.input, u.cached, u.cache_write), (12, 4, 0));
+}
