@@ -43,6 +43,9 @@ pub struct FakeOptions {
     pub cache_write_1h_tokens: u64,
     /// Pause before each streamed frame.
     pub chunk_delay: Duration,
+    /// Anthropic only: a thinking block before the text (streamed a word at a time), as
+    /// with extended thinking. Its tokens are part of `output_tokens`, as Anthropic's are.
+    pub thinking: String,
     /// Tool calls after the text (which may then be empty): the answer ends with
     /// `finish_reason: tool_calls` (OpenAI) or `stop_reason: tool_use` (Anthropic), and a
     /// stream sends each call's arguments in pieces.
@@ -68,6 +71,7 @@ impl Default for FakeOptions {
             cache_write_tokens: 0,
             cache_write_1h_tokens: 0,
             chunk_delay: Duration::ZERO,
+            thinking: String::new(),
             tool_calls: Vec::new(),
         }
     }

@@ -627,3 +627,39 @@ fn a_call_marked_for_the_cache_reserves_its_input_at_the_write_price() {
     let r = gw.chat(&plain, &[]);
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Regression: Anthropic's reasoning was stored as 0 reported by the provider, though it
+/// reports thinking only inside output_tokens.
+#[test]
+fn anthropic_reasoning_is_estimated_from_thinking_and_not_charged_twice() {
+    let thinking = "the user wants a greeting, so keep it short and friendly";
+    let an = fake::start(FakeOptions {
+        thinking: thinking.into(),
+        output_tokens: 40,
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    for stream in [false, true] {
+        let r = gw.chat(&ask("claude-x", stream), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            !r.body.contains("greeting"),
+            "thinking is not passed on: {}",
+            r.body
+        );
+    }
+    let rows = gw.receipts(2);
+    // 12 × 3 + 40 × 15, per million: the thinking is in the 40 output tokens.
+    let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
+    assert_eq!(costs, ["0.000636", "0.000636"]);
+    let conn = rusqlite::Connection::open(gw.ws.path("telemetry/pas.db")).unwrap();
+    let counts: Vec<(i64, i64)> = conn
+        .prepare("SELECT output_tokens, reasoning_tokens FROM receipts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // 56 bytes of thinking, about 4 bytes a token.
+    assert_eq!(counts, vec![(40, 14); 2]);
+}

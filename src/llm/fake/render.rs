@@ -128,7 +128,14 @@ impl Rendered {
 
         // A text block unless the answer is only tool calls.
         let has_text = !o.text.is_empty() || calls.is_empty();
+        let thinks = !o.thinking.is_empty();
+        // Block indices: the thinking, the text, then the tool calls.
+        let text_index = usize::from(thinks);
         let mut a_content = Vec::new();
+        if thinks {
+            a_content.push(json!({"type": "thinking", "thinking": o.thinking,
+                "signature": "fake-signature"}));
+        }
         if has_text {
             a_content.push(json!({"type": "text", "text": o.text}));
         }
@@ -152,19 +159,32 @@ impl Rendered {
             delta["usage"] = json!({"output_tokens": out});
         }
         let mut head = vec![event(&start)];
-        if has_text {
+        if thinks {
             head.push(event(&json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})));
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+            for w in o.thinking.split_inclusive(' ') {
+                head.push(event(&json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": w}})));
+            }
+            head.push(event(&json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": "fake-signature"}})));
+            head.push(event(&json!({"type": "content_block_stop", "index": 0})));
+        }
+        if has_text {
+            head.push(event(
+                &json!({"type": "content_block_start", "index": text_index,
+                "content_block": {"type": "text", "text": ""}}),
+            ));
         }
         head.push(event(&json!({"type": "ping"})));
         let mut a_words: Vec<Bytes> = words
             .iter()
             .map(|w| {
-                event(&json!({"type": "content_block_delta", "index": 0,
+                event(&json!({"type": "content_block_delta", "index": text_index,
                 "delta": {"type": "text_delta", "text": w}}))
             })
             .collect();
-        let text_stop = event(&json!({"type": "content_block_stop", "index": 0}));
+        let text_stop = event(&json!({"type": "content_block_stop", "index": text_index}));
         let mut end = Vec::new();
         if has_text && calls.is_empty() {
             end.push(text_stop);
@@ -172,7 +192,7 @@ impl Rendered {
             a_words.push(text_stop);
         }
         for (n, t) in calls.iter().enumerate() {
-            let index = n + usize::from(has_text);
+            let index = text_index + usize::from(has_text) + n;
             a_words.push(event(
                 &json!({"type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": t.id, "name": t.name,

@@ -5,7 +5,11 @@
 //! blocks, `max_tokens` is always set (Anthropic requires it), `stop` becomes
 //! `stop_sequences`. Replies and stream events become `chat.completion` and
 //! `chat.completion.chunk`. Anthropic counts cached input apart from `input_tokens`; OpenAI
-//! (and pas) count it inside, so the two are added back together.
+//! (and pas) count it inside, so the two are added back together. Thinking is counted
+//! inside `output_tokens` (and billed as output); Anthropic reports no separate count, so
+//! the reasoning tokens are estimated from the thinking text (about 4 bytes a token, as
+//! every pas estimate; at most the output; 0 without thinking, or with only redacted
+//! thinking). Claude 4 models return a summary of their thinking, so the estimate is low.
 //!
 //! Tools translate both ways. OpenAI `tools` become Anthropic tools (`parameters` is the
 //! `input_schema`), `tool_choice` `auto` / `none` / `required` / a named function becomes
@@ -35,7 +39,7 @@ use serde_json::{json, Value};
 use super::sse::Event;
 use super::{excerpt, frame, Plain, Tally, Upstream, DONE};
 use crate::llm::config::Model;
-use crate::llm::cost::{Usage, UsageSource};
+use crate::llm::cost::{estimate_tokens, Usage, UsageSource};
 
 /// Output tokens asked for when neither the caller nor the model config names a limit.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -420,6 +424,7 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut other_output_bytes = 0;
+    let mut thinking_bytes = 0;
     for b in blocks {
         match b["type"].as_str() {
             Some("text") => text.push_str(b["text"].as_str().unwrap_or_default()),
@@ -430,7 +435,7 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
                     "function": {"name": b["name"], "arguments": args}}));
             }
             Some("thinking") => {
-                other_output_bytes += b["thinking"].as_str().map_or(0, str::len);
+                thinking_bytes += b["thinking"].as_str().map_or(0, str::len);
             }
             _ => {}
         }
@@ -438,13 +443,16 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
     let usage = match v.get("usage") {
         Some(u) if u.is_object() => {
             let w = WireUsage::deserialize(u).map_err(|e| format!("usage: {e}"))?;
+            let output = w.output_tokens.unwrap_or(0);
             Some(Usage {
                 input: w.input(),
-                output: w.output_tokens.unwrap_or(0),
+                output,
                 cached: w.cache_read_input_tokens.unwrap_or(0),
                 cache_write: w.cache_creation_input_tokens.unwrap_or(0),
                 cache_write_1h: w.write_1h(),
-                reasoning: 0,
+                // Anthropic counts thinking inside output_tokens and reports no count of
+                // its own: estimated from the thinking text, never above the output.
+                reasoning: estimate_tokens(thinking_bytes).min(output),
                 source: UsageSource::Provider,
             })
         }
@@ -467,7 +475,8 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
         body,
         text,
         usage,
-        other_output_bytes,
+        other_output_bytes: other_output_bytes + thinking_bytes,
+        reasoning_bytes: thinking_bytes,
     })
 }
 
@@ -483,6 +492,8 @@ pub(super) struct StreamState {
     /// The Anthropic block index of each `tool_use` block so far; its position here is
     /// the OpenAI tool call's `index` (its ordinal among the tool calls).
     tool_blocks: Vec<u64>,
+    /// Thinking text so far, for the reasoning estimate.
+    thinking_bytes: usize,
 }
 
 impl StreamState {
@@ -495,6 +506,7 @@ impl StreamState {
             role_sent: false,
             stop_reason: None,
             tool_blocks: Vec::new(),
+            thinking_bytes: 0,
         }
     }
 
@@ -527,6 +539,8 @@ impl StreamState {
                     let call = json!({"index": n, "id": b["id"], "type": "function",
                         "function": {"name": b["name"], "arguments": ""}});
                     self.tool_call(call, t);
+                } else if b["type"] == "thinking" {
+                    self.thinking(b["thinking"].as_str().unwrap_or_default(), t);
                 } else {
                     self.text(b["text"].as_str().unwrap_or_default(), t);
                 }
@@ -546,7 +560,7 @@ impl StreamState {
                         }
                     }
                     Some("thinking_delta") => {
-                        t.other_output_bytes += d["thinking"].as_str().map_or(0, str::len);
+                        self.thinking(d["thinking"].as_str().unwrap_or_default(), t);
                     }
                     _ => {}
                 }
@@ -608,6 +622,14 @@ impl StreamState {
         let choices = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
         t.frames.push_back(self.chunk(choices, None));
         t.started = true;
+    }
+
+    /// Thinking is not passed on, only counted: as output (for the estimate when usage is
+    /// missing) and for the reasoning estimate.
+    fn thinking(&mut self, thinking: &str, t: &mut Tally) {
+        self.thinking_bytes += thinking.len();
+        t.other_output_bytes += thinking.len();
+        t.reasoning = estimate_tokens(self.thinking_bytes);
     }
 
     /// A chunk with one tool call's start or a piece of its arguments.

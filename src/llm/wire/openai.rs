@@ -123,6 +123,7 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
         text,
         usage,
         other_output_bytes,
+        reasoning_bytes: 0, // counted by the provider (completion_tokens_details)
     })
 }
 

@@ -165,15 +165,17 @@ impl Stream {
         } else {
             UsageSource::Estimated
         };
+        let output = t
+            .output
+            .unwrap_or_else(|| estimate_tokens(t.text.len() + t.other_output_bytes));
         Usage {
             input: t.input.unwrap_or(self.input_estimate),
-            output: t
-                .output
-                .unwrap_or_else(|| estimate_tokens(t.text.len() + t.other_output_bytes)),
+            output,
             cached: t.cached,
             cache_write: t.cache_write,
             cache_write_1h: t.cache_write_1h,
-            reasoning: t.reasoning,
+            // A part of the output; an estimate (Anthropic's) never exceeds it.
+            reasoning: t.reasoning.min(output),
             source,
         }
     }

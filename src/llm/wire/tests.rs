@@ -680,3 +680,60 @@ async fn anthropic_cache_writes_are_counted_apart_plain_and_streamed_alike() {
     let u = plain(&p, &request(false)).await.unwrap().usage;
     assert_eq!((u.input, u.cached, u.cache_write), (12, 4, 0));
 }
+
+#[tokio::test]
+async fn anthropic_reasoning_is_estimated_from_the_thinking_text() {
+    let thinking = "the user wants a greeting, so keep it short and friendly";
+    let f = fake::start(FakeOptions {
+        thinking: thinking.into(),
+        output_tokens: 40,
+        ..opts()
+    });
+    let p = provider(&f, Protocol::Anthropic, 2.0, 1.0);
+    let want = Usage {
+        input: 12,
+        output: 40,
+        cached: 4,
+        reasoning: estimate_tokens(thinking.len()),
+        ..Usage::default()
+    };
+    assert_eq!(want.reasoning, 14);
+    let r = plain(&p, &request(false)).await.unwrap();
+    assert_eq!(r.usage, want);
+    assert_eq!(r.text, TEXT, "thinking is not passed on as text");
+    let mut s = open(&p, &request(false)).await.unwrap();
+    let (frames, err) = drain(&mut s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(content_of(&frames), TEXT);
+    assert_eq!(s.usage(), want, "streamed as plain");
+
+    // An estimate above the output is cut to it; without any usage, the thinking is
+    // estimated output too.
+    let long = "think ".repeat(100);
+    let f = fake::start(FakeOptions {
+        thinking: long.clone(),
+        output_tokens: 10,
+        ..opts()
+    });
+    let p = provider(&f, Protocol::Anthropic, 2.0, 1.0);
+    assert_eq!(
+        plain(&p, &request(false)).await.unwrap().usage.reasoning,
+        10
+    );
+    let mut s = open(&p, &request(false)).await.unwrap();
+    drain(&mut s).await;
+    assert_eq!(s.usage().reasoning, 10);
+    f.set_mode(Mode::NoUsage);
+    let output = estimate_tokens(TEXT.len() + long.len());
+    let want = Usage {
+        input: estimate_input(&request(false)),
+        output,
+        reasoning: estimate_tokens(long.len()),
+        source: UsageSource::Estimated,
+        ..Usage::default()
+    };
+    assert_eq!(plain(&p, &request(false)).await.unwrap().usage, want);
+    let mut s = open(&p, &request(false)).await.unwrap();
+    drain(&mut s).await;
+    assert_eq!(s.usage(), want);
+}
