@@ -268,6 +268,9 @@ mod tests {
         ]);
         let writes = "providers:\n  - name: x\n    protocol: anthropic\n    base_url: http://a\n    models:\n      - id: m\n        price_per_mtok: {input: \"3\", output: \"15\", cache_write: \"3.75\", cache_write_1h: \"6\"}\n";
         assert_eq!(validate_text(Contract::Config, writes), vec![]);
+        // Every key the providers' parser takes, as the README's example uses them.
+        let all = "providers:\n  - name: x\n    protocol: anthropic\n    base_url: http://a\n    timeout_s: 120\n    first_token_timeout_s: 30\n    models:\n      - {id: m, max_output_tokens: 8192}\n";
+        assert_eq!(validate_text(Contract::Config, all), vec![]);
     }
 
     #[test]
