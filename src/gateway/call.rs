@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::budget::{Alert, Hold, Refusal};
 use super::Gateway;
-use crate::llm::config::{Model, Provider};
+use crate::llm::config::{Model, Protocol, Provider};
 use crate::llm::cost::{self, Usage};
 use crate::llm::route::{Gate, Need, Policy};
 use crate::llm::wire::{self, CallError};
@@ -42,6 +42,9 @@ pub struct Request {
     pub input_bound: u64,
     /// How many completions the call asks for (`n`): each may be `max_output` long.
     pub choices: u64,
+    /// The request marks something for Anthropic's prompt cache (`cache_control`), so its
+    /// input may be billed at a cache-write rate.
+    pub marks_cache: bool,
 }
 
 impl Request {
@@ -95,7 +98,6 @@ impl Request {
         Ok(Request {
             id: ulid::Ulid::new().to_string(),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-            body,
             agent: None,
             job: None,
             job_budget: None,
@@ -104,7 +106,19 @@ impl Request {
             max_output,
             input_bound: len as u64,
             choices: body_choices,
+            marks_cache: marks_cache(&body),
+            body,
         })
+    }
+}
+
+/// Whether `v` holds a `cache_control` key anywhere (a text part, a tool, a block passed
+/// through): the only way a call through pas writes to Anthropic's prompt cache.
+fn marks_cache(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("cache_control") || m.values().any(marks_cache),
+        Value::Array(a) => a.iter().any(marks_cache),
+        _ => false,
     }
 }
 
@@ -235,8 +249,14 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             .or(model.max_output_tokens)
             .unwrap_or(DEFAULT_MAX_OUTPUT);
         // Every one of `n` choices may run to the bound, and each is billed as output.
-        let worst = cost::worst_case(price, req.input_bound, max_out.saturating_mul(req.choices))
-            .unwrap_or_default();
+        let may_write_cache = req.marks_cache && provider.protocol == Protocol::Anthropic;
+        let worst = cost::worst_case(
+            price,
+            req.input_bound,
+            max_out.saturating_mul(req.choices),
+            may_write_cache,
+        )
+        .unwrap_or_default();
         let hold = match gw.ledger.admit(
             worst,
             req.agent.as_deref(),
@@ -506,6 +526,7 @@ fn receipt_event(r: &ReceiptRow) -> Value {
         "input_tokens": r.usage.input,
         "output_tokens": r.usage.output,
         "cached_tokens": r.usage.cached,
+        "cache_write_tokens": r.usage.cache_write,
         "reasoning_tokens": r.usage.reasoning,
         "usage_source": r.usage.source,
         "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),

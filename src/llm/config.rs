@@ -27,6 +27,13 @@ pub struct Price {
     /// Cached input tokens; when absent they cost the input price.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub cached_input: Option<Decimal>,
+    /// Input tokens written to the provider's cache (Anthropic's 5-minute cache); when
+    /// absent, 1.25 × input, Anthropic's rate. Only the anthropic protocol reports writes.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cache_write: Option<Decimal>,
+    /// Input tokens written to Anthropic's 1-hour cache; when absent, 2 × input.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cache_write_1h: Option<Decimal>,
 }
 
 /// One model a provider serves.
@@ -170,7 +177,13 @@ pub fn providers(raw: &[serde_yaml::Value]) -> Result<Vec<Provider>, String> {
         }
         for m in &p.models {
             if let Some(price) = &m.price_per_mtok {
-                let all = [Some(price.input), Some(price.output), price.cached_input];
+                let all = [
+                    Some(price.input),
+                    Some(price.output),
+                    price.cached_input,
+                    price.cache_write,
+                    price.cache_write_1h,
+                ];
                 if all.iter().flatten().any(|d| d.is_sign_negative()) {
                     return Err(format!(
                         "{label}: model {}: a price cannot be negative",
@@ -213,7 +226,7 @@ mod tests {
   models:
     - id: claude-sonnet-4-5
       capabilities: [plan, code, review, summarize]
-      price_per_mtok: {input: "3.00", output: "15.00", cached_input: "0.30"}
+      price_per_mtok: {input: "3.00", output: "15.00", cached_input: "0.30", cache_write: "3.75"}
 "#,
         )
         .unwrap();
@@ -221,6 +234,8 @@ mod tests {
         assert!(p[0].local);
         let price = p[1].models[0].price_per_mtok.clone().unwrap();
         assert_eq!(price.cached_input, Some(Decimal::new(30, 2)));
+        assert_eq!(price.cache_write, Some(Decimal::new(375, 2)));
+        assert_eq!(price.cache_write_1h, None);
         assert_eq!(p[1].protocol, Protocol::Anthropic);
     }
 
@@ -233,6 +248,8 @@ mod tests {
         let e = parse("- name: x\n  protocol: openai\n  base_url: ftp://a\n").unwrap_err();
         assert!(e.contains("base_url"), "{e}");
         let e = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  models: [{id: m, price_per_mtok: {input: \"-1\", output: \"0\"}}]\n").unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        let e = parse("- name: x\n  protocol: anthropic\n  base_url: http://a\n  models: [{id: m, price_per_mtok: {input: \"1\", output: \"0\", cache_write: \"-1\"}}]\n").unwrap_err();
         assert!(e.contains("negative"), "{e}");
         let e = parse("- name: x\n  protocol: openai\n  base_url: http://a\n  colour: red\n")
             .unwrap_err();

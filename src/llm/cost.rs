@@ -1,9 +1,11 @@
 //! Token usage and its cost, in exact decimals.
 //!
-//! Cost = (uncached input × input price + cached input × cached price + output × output
-//! price) / 1,000,000, computed in `rust_decimal` and rounded only for display. Reasoning
-//! tokens are part of the output count both protocols report, so they are not charged
-//! twice. A model without a price has no cost (`None`), never $0.
+//! Cost = (fresh input × input price + cached input × cached price + cache writes × write
+//! price + output × output price) / 1,000,000, computed in `rust_decimal` and rounded only
+//! for display. Cache writes (only Anthropic reports them) cost `cache_write` (5-minute
+//! writes; default 1.25 × input) or `cache_write_1h` (default 2 × input), Anthropic's
+//! rates. Reasoning tokens are part of the output count both protocols report, so they are
+//! not charged twice. A model without a price has no cost (`None`), never $0.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,14 @@ pub struct Usage {
     pub output: u64,
     /// Input tokens served from the provider's cache (a subset of `input`).
     pub cached: u64,
+    /// Input tokens written to the provider's cache (a subset of `input`, apart from
+    /// `cached`): Anthropic's `cache_creation_input_tokens`.
+    #[serde(default)]
+    pub cache_write: u64,
+    /// The part of `cache_write` written to Anthropic's 1-hour cache (the rest went to the
+    /// 5-minute one).
+    #[serde(default)]
+    pub cache_write_1h: u64,
     /// Reasoning tokens (a subset of `output`).
     pub reasoning: u64,
     pub source: UsageSource,
@@ -41,28 +51,49 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
+/// The price of a million 5-minute and 1-hour cache writes: the configured ones, else
+/// Anthropic's 1.25 × and 2 × the input price.
+fn write_prices(p: &Price) -> (Decimal, Decimal) {
+    (
+        p.cache_write.unwrap_or(p.input * Decimal::new(125, 2)),
+        p.cache_write_1h.unwrap_or(p.input * Decimal::TWO),
+    )
+}
+
 /// What `usage` costs at `price` (USD); `None` when the model has no price.
 pub fn cost(price: Option<&Price>, usage: &Usage) -> Option<Decimal> {
     let p = price?;
+    // Each part is bounded by what is left of the input, so odd counts never go negative.
     let cached = usage.cached.min(usage.input);
-    let fresh = usage.input - cached;
+    let written = usage.cache_write.min(usage.input - cached);
+    let written_1h = usage.cache_write_1h.min(written);
+    let fresh = usage.input - cached - written;
     let cached_price = p.cached_input.unwrap_or(p.input);
+    let (write_price, write_1h_price) = write_prices(p);
     let total = Decimal::from(fresh) * p.input
         + Decimal::from(cached) * cached_price
+        + Decimal::from(written - written_1h) * write_price
+        + Decimal::from(written_1h) * write_1h_price
         + Decimal::from(usage.output) * p.output;
     Some((total / Decimal::from(MILLION)).normalize())
 }
 
-/// The most a call can cost: its input at full price plus `max_output` tokens of output.
-pub fn worst_case(price: Option<&Price>, input: u64, max_output: u64) -> Option<Decimal> {
-    cost(
-        price,
-        &Usage {
-            input,
-            output: max_output,
-            ..Usage::default()
-        },
-    )
+/// The most a call can cost: `input` tokens at the input price (at the dearest cache-write
+/// price instead when the call `may_write_cache`) plus `max_output` tokens of output.
+pub fn worst_case(
+    price: Option<&Price>,
+    input: u64,
+    max_output: u64,
+    may_write_cache: bool,
+) -> Option<Decimal> {
+    let p = price?;
+    let (write, write_1h) = write_prices(p);
+    let input_price = match may_write_cache {
+        true => p.input.max(write).max(write_1h),
+        false => p.input,
+    };
+    let total = Decimal::from(input) * input_price + Decimal::from(max_output) * p.output;
+    Some((total / Decimal::from(MILLION)).normalize())
 }
 
 #[cfg(test)]
@@ -74,6 +105,8 @@ mod tests {
             input: i.parse().unwrap(),
             output: o.parse().unwrap(),
             cached_input: c.map(|c| c.parse().unwrap()),
+            cache_write: None,
+            cache_write_1h: None,
         }
     }
 
@@ -121,9 +154,56 @@ mod tests {
         );
         assert_eq!(cost(None, &u), None);
         assert_eq!(
-            worst_case(Some(&p), 1000, 1000).unwrap(),
+            worst_case(Some(&p), 1000, 1000, false).unwrap(),
             "0.018".parse::<Decimal>().unwrap()
         );
+    }
+
+    #[test]
+    fn cache_writes_cost_their_own_rates_by_default_anthropics() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // 1,000,000 input tokens: 100k read from the cache, 300k written (100k of them
+        // for an hour), 600k fresh; 100k output.
+        let u = Usage {
+            input: 1_000_000,
+            cached: 100_000,
+            cache_write: 300_000,
+            cache_write_1h: 100_000,
+            output: 100_000,
+            ..Usage::default()
+        };
+        // 600k × 3 + 100k × 0.30 + 200k × 3.75 + 100k × 6 + 100k × 15
+        // = 1.8 + 0.03 + 0.75 + 0.6 + 1.5
+        let p = price("3.00", "15.00", Some("0.30"));
+        assert_eq!(cost(Some(&p), &u).unwrap(), d("4.68"));
+        let mut set = p.clone();
+        set.cache_write = Some(d("4"));
+        set.cache_write_1h = Some(d("5"));
+        // 600k × 3 + 100k × 0.30 + 200k × 4 + 100k × 5 + 100k × 15
+        assert_eq!(cost(Some(&set), &u).unwrap(), d("4.63"));
+        // Prices with many decimals stay exact: 1.25 × 0.8 = 1, per million.
+        let small = Usage {
+            input: 7,
+            cache_write: 7,
+            ..Usage::default()
+        };
+        let haiku = price("0.80", "4", None);
+        assert_eq!(cost(Some(&haiku), &small).unwrap(), d("0.000007"));
+        // Counts that do not add up are bounded by the input, never negative.
+        let odd = Usage {
+            input: 10,
+            cached: 6,
+            cache_write: 9,
+            cache_write_1h: 20,
+            ..Usage::default()
+        };
+        // 6 × 0.30 + 4 × 6 (all of the 4 writes left, at the 1-hour rate)
+        assert_eq!(cost(Some(&p), &odd).unwrap(), d("0.0000258"));
+        // A call that may write to the cache reserves its input at the dearest rate.
+        assert_eq!(worst_case(Some(&p), 1000, 0, true).unwrap(), d("0.006"));
+        assert_eq!(worst_case(Some(&set), 1000, 0, true).unwrap(), d("0.005"));
+        assert_eq!(worst_case(Some(&p), 1000, 0, false).unwrap(), d("0.003"));
+        assert_eq!(worst_case(None, 1000, 0, true), None);
     }
 
     #[test]

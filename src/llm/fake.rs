@@ -36,8 +36,29 @@ pub struct FakeOptions {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the cache (a part of `input_tokens`, apart from the cached
+    /// ones), and how many of those for an hour. Anthropic reports them; OpenAI has no
+    /// such count, so its answers leave them in `prompt_tokens`.
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
     /// Pause before each streamed frame.
     pub chunk_delay: Duration,
+    /// Anthropic only: a thinking block before the text (streamed a word at a time), as
+    /// with extended thinking. Its tokens are part of `output_tokens`, as Anthropic's are.
+    pub thinking: String,
+    /// Tool calls after the text (which may then be empty): the answer ends with
+    /// `finish_reason: tool_calls` (OpenAI) or `stop_reason: tool_use` (Anthropic), and a
+    /// stream sends each call's arguments in pieces.
+    pub tool_calls: Vec<FakeToolCall>,
+}
+
+/// One tool call the fake answers with.
+#[derive(Debug, Clone)]
+pub struct FakeToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments object (Anthropic's `input`; serialized for OpenAI).
+    pub arguments: Value,
 }
 
 impl Default for FakeOptions {
@@ -47,7 +68,11 @@ impl Default for FakeOptions {
             input_tokens: 12,
             output_tokens: 5,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             chunk_delay: Duration::ZERO,
+            thinking: String::new(),
+            tool_calls: Vec::new(),
         }
     }
 }

@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
 
 /// Numbered schema migrations, applied in order, each in its own transaction. Versions must
 /// run 1, 2, 3, ... without gaps (a test checks this).
-const MIGRATIONS: &[(u32, &str)] = &[
+pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../telemetry/schema.sql")),
     (
         2,
@@ -36,7 +36,11 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (
         4,
-        include_str!("../../telemetry/migrations/004_receipt_totals.sql"),
+        include_str!("../../telemetry/migrations/004_receipts_cache_writes.sql"),
+    ),
+    (
+        5,
+        include_str!("../../telemetry/migrations/005_receipt_totals.sql"),
     ),
 ];
 
@@ -44,7 +48,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 type Backfill = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Each runs in its migration's transaction, right after its SQL.
-const BACKFILLS: &[(u32, Backfill)] = &[(4, super::totals::backfill)];
+const BACKFILLS: &[(u32, Backfill)] = &[(5, super::totals::backfill)];
 
 /// The schema version this binary writes: the last migration's. A database with a higher
 /// version was written by a newer pas and is refused rather than misread.

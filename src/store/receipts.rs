@@ -34,8 +34,10 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO receipts (id, request_id, attempt, ts, job_id, agent, provider,
             model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source,
-            cost_usd, latency_ms, ttft_ms, stream, status, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            cost_usd, latency_ms, ttft_ms, stream, status, error, cache_write_tokens,
+            cache_write_1h_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21)",
     )?;
     let source = match r.usage.source {
         UsageSource::Provider => "provider",
@@ -61,6 +63,8 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         r.stream,
         r.status,
         r.error,
+        r.usage.cache_write as i64,
+        r.usage.cache_write_1h as i64,
     ])?;
     if inserted == 1 {
         super::totals::add(tx, r)?;
@@ -71,7 +75,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
 /// The columns [`read_row`] reads, in its order.
 const COLUMNS: &str = "id, request_id, attempt, ts, job_id, agent, provider, model, input_tokens,
     output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_usd, latency_ms,
-    ttft_ms, stream, status, error";
+    ttft_ms, stream, status, error, cache_write_tokens, cache_write_1h_tokens";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
     let ts: String = r.get(3)?;
@@ -93,6 +97,8 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
             output: r.get::<_, i64>(9)? as u64,
             cached: r.get::<_, i64>(10)? as u64,
             reasoning: r.get::<_, i64>(11)? as u64,
+            cache_write: r.get::<_, i64>(19)? as u64,
+            cache_write_1h: r.get::<_, i64>(20)? as u64,
             source: if source == "estimated" {
                 UsageSource::Estimated
             } else {
@@ -276,7 +282,7 @@ mod tests {
         );
         // A database from before the totals gets them filled, to the same numbers.
         conn.execute_batch(
-            "DROP TABLE receipt_totals; DELETE FROM schema_version; INSERT INTO schema_version VALUES (3);",
+            "DROP TABLE receipt_totals; DELETE FROM schema_version; INSERT INTO schema_version VALUES (4);",
         )
         .unwrap();
         // Read-only readers of such a database (they never migrate) sum the receipts.
@@ -288,6 +294,44 @@ mod tests {
         let ids: Vec<&str> = last.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["r24", "r27"]);
         assert_eq!(latest(&conn, None, 1).unwrap()[0].id, "r29");
+    }
+
+    #[test]
+    fn cache_writes_are_kept_and_a_version_3_database_gains_them_as_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        // A database as pas wrote it before migration 4, with one receipt.
+        let old = Connection::open(&path).unwrap();
+        for (version, sql) in &super::super::db::MIGRATIONS[..3] {
+            old.execute_batch(sql).unwrap();
+            assert!(*version <= 3);
+        }
+        old.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (3);
+             INSERT INTO receipts (id, request_id, attempt, ts, provider, model, input_tokens,
+                usage_source, latency_ms, stream, status)
+             VALUES ('old', 'old', 1, '2026-11-01T00:00:00.000Z', 'p', 'm', 9, 'provider', 1,
+                0, 'ok');",
+        )
+        .unwrap();
+        drop(old);
+        let mut conn = super::super::db::open(&path).unwrap();
+        let mut new = row("new", "2026-11-02T00:00:00.000Z", None, Some("0.1"));
+        new.usage = Usage {
+            input: 100,
+            cached: 10,
+            cache_write: 60,
+            cache_write_1h: 20,
+            ..Usage::default()
+        };
+        let tx = conn.transaction().unwrap();
+        insert(&tx, &new).unwrap();
+        tx.commit().unwrap();
+        let rows = since(&conn, None).unwrap();
+        assert_eq!(rows[0].id, "old");
+        assert_eq!((rows[0].usage.input, rows[0].usage.cache_write), (9, 0));
+        assert_eq!(rows[1], new);
     }
 
     #[test]

@@ -266,6 +266,11 @@ mod tests {
             (Contract::Config, "git:\n  enabled: true\n  autor: me\n", 3, "/git/autor"),
             (Contract::Config, price, 5, "/providers/0/models/0/price_per_mtok/input"),
         ]);
+        let writes = "providers:\n  - name: x\n    protocol: anthropic\n    base_url: http://a\n    models:\n      - id: m\n        price_per_mtok: {input: \"3\", output: \"15\", cache_write: \"3.75\", cache_write_1h: \"6\"}\n";
+        assert_eq!(validate_text(Contract::Config, writes), vec![]);
+        // Every key the providers' parser takes, as the README's example uses them.
+        let all = "providers:\n  - name: x\n    protocol: anthropic\n    base_url: http://a\n    timeout_s: 120\n    first_token_timeout_s: 30\n    models:\n      - {id: m, max_output_tokens: 8192}\n";
+        assert_eq!(validate_text(Contract::Config, all), vec![]);
     }
 
     /// The README's gateway example is what users copy: the schema (`pas validate`) and

@@ -403,3 +403,263 @@ fn cached_input_is_priced_at_its_own_rate_streamed_or_not() {
     let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
     assert_eq!(costs, vec!["0.0000894"; 4], "{rows:?}");
 }
+
+/// An OpenAI request with tools and a history of one tool call and its result.
+fn ask_with_tools(stream: bool) -> Value {
+    json!({"model": "cap:x", "stream": stream, "messages": [
+        {"role": "user", "content": "weather in Oslo and Bergen?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0",
+            "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "4 C"}],
+        "tools": [{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": "required"})
+}
+
+/// Tool calls of the fake: two, so a call's index (its ordinal) differs from its block's.
+fn fake_tool_calls() -> Vec<fake::FakeToolCall> {
+    ["Oslo", "Bergen"]
+        .iter()
+        .enumerate()
+        .map(|(n, city)| fake::FakeToolCall {
+            id: format!("toolu_{n}"),
+            name: "weather".into(),
+            arguments: json!({"city": city, "unit": "C"}),
+        })
+        .collect()
+}
+
+/// Regression: tools sent to a `protocol: anthropic` provider were dropped (and the tool
+/// history sent raw), so a tool-using agent routed there by `cap:` silently lost them.
+#[test]
+fn tool_calls_through_an_anthropic_provider_come_back_in_openai_shape() {
+    let an = fake::start(FakeOptions {
+        tool_calls: fake_tool_calls(),
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    let r = gw.chat(&ask_with_tools(false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let want = json!([
+        {"id": "toolu_0", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\",\"unit\":\"C\"}"}},
+        {"id": "toolu_1", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Bergen\",\"unit\":\"C\"}"}}]);
+    assert_eq!(choice["message"]["tool_calls"], want);
+    let (_, sent) = an.last_request().unwrap();
+    assert_eq!(sent["tools"][0]["name"], "weather");
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([{"type": "tool_use", "id": "call_0", "name": "weather",
+            "input": {"city": "Oslo"}}])
+    );
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": "call_0", "content": "4 C"}]})
+    );
+
+    let r = gw.chat(&ask_with_tools(true), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (text, done, frames) = sse_text(&r.body);
+    assert_eq!((text.as_str(), done), (TEXT, true));
+    let mut calls: Vec<Value> = Vec::new();
+    for f in &frames {
+        for d in f["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let n = d["index"].as_u64().unwrap() as usize;
+            if n == calls.len() {
+                calls.push(json!({"id": d["id"], "type": d["type"],
+                    "function": {"name": d["function"]["name"], "arguments": ""}}));
+            }
+            let piece = d["function"]["arguments"].as_str().unwrap();
+            let args = &mut calls[n]["function"]["arguments"];
+            *args = format!("{}{piece}", args.as_str().unwrap()).into();
+        }
+    }
+    assert_eq!(
+        Value::Array(calls),
+        want,
+        "streamed arguments add up to the plain ones"
+    );
+    let finish = frames
+        .iter()
+        .filter_map(|f| f["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish.collect::<Vec<_>>(), ["tool_calls"]);
+    let rows = gw.receipts(2);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    assert_eq!(rows[0]["cost"], rows[1]["cost"]);
+}
+
+#[test]
+fn the_official_openai_python_client_parses_tool_calls_from_anthropic() {
+    let pythonpath = python_with_openai().expect(
+        "python3 with the openai package (pip install --target target/pysdk openai failed)",
+    );
+    let an = fake::start(FakeOptions {
+        tool_calls: fake_tool_calls(),
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", None, "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_tools.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", gw.url))
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = json!([
+        {"id": "toolu_0", "name": "weather", "arguments": "{\"city\":\"Oslo\",\"unit\":\"C\"}"},
+        {"id": "toolu_1", "name": "weather", "arguments": "{\"city\":\"Bergen\",\"unit\":\"C\"}"}]);
+    assert_eq!(seen["plain_finish"], "tool_calls");
+    assert_eq!(seen["plain_calls"], want);
+    assert_eq!(seen["stream_finish"], "tool_calls");
+    assert_eq!(seen["stream_calls"], want);
+}
+
+/// Regression: Anthropic's cache writes (`cache_creation_input_tokens`) were priced as
+/// plain input, though Anthropic bills them at 1.25 × (5-minute cache) or 2 × (1-hour).
+#[test]
+fn cache_writes_are_priced_at_their_own_rates_streamed_or_not() {
+    // 12 input tokens: 2 read from the cache, 6 written (2 of them for an hour), 4 fresh.
+    let an = fake::start(FakeOptions {
+        cached_tokens: 2,
+        cache_write_tokens: 6,
+        cache_write_1h_tokens: 2,
+        ..FakeOptions::default()
+    });
+    let priced = |id: &str, writes: &str| {
+        format!(
+            "      - id: {id}\n        capabilities: [chat]\n        price_per_mtok: {{input: \"3\", output: \"15\", cached_input: \"0.30\"{writes}}}\n"
+        )
+    };
+    let gw = Gw::start(
+        &[provider(
+            "an",
+            &an,
+            Protocol::Anthropic,
+            "",
+            &format!(
+                "{}{}",
+                priced("default", ""),
+                priced("set", ", cache_write: \"4.5\", cache_write_1h: \"7\"")
+            ),
+        )],
+        "",
+        &[],
+    );
+    for m in ["default", "set"] {
+        for stream in [false, true] {
+            let r = gw.chat(&ask(m, stream), &[]);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let r = gw.chat(&ask("default", false), &[]);
+    // 4 × 3 + 2 × 0.30 + 4 × 3.75 (1.25 × 3) + 2 × 6 (2 × 3) + 5 × 15, per million.
+    assert_eq!(r.header("x-pas-cost-usd").as_deref(), Some("0.0001146"));
+    let rows = gw.receipts(5);
+    let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
+    // 4 × 3 + 2 × 0.30 + 4 × 4.5 + 2 × 7 + 5 × 15, per million.
+    assert_eq!(
+        costs,
+        [
+            "0.0001146",
+            "0.0001146",
+            "0.0001196",
+            "0.0001196",
+            "0.0001146"
+        ],
+        "{rows:?}"
+    );
+    let conn = rusqlite::Connection::open(gw.ws.path("telemetry/pas.db")).unwrap();
+    let writes: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT cached_tokens, cache_write_tokens, cache_write_1h_tokens FROM receipts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(writes, vec![(2, 6, 2); 5]);
+}
+
+#[test]
+fn a_call_marked_for_the_cache_reserves_its_input_at_the_write_price() {
+    let an = fake::start(FakeOptions::default());
+    let mut marked = ask("claude-x", false);
+    marked["messages"][0]["content"] = json!([{"type": "text", "text": "be brief",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+    let plain = ask("claude-x", false);
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap().len() as u64;
+    // Worst cases in millionths of a dollar: the request's bytes as input tokens, at 3
+    // (plain input) or 6 (the 1-hour write price, 2 × 3), plus 50 output tokens at 15.
+    let (worst_marked, worst_plain) = (bytes(&marked) * 6 + 750, bytes(&plain) * 3 + 750);
+    let limit = worst_marked - 1;
+    assert!(limit >= worst_plain);
+    let more = format!(
+        "budgets: {{daily_usd: \"{}.{:06}\"}}\n",
+        limit / 1_000_000,
+        limit % 1_000_000
+    );
+    let gw = Gw::one(
+        &an,
+        Protocol::Anthropic,
+        "claude-x",
+        Some(("3", "15")),
+        &more,
+    );
+    let r = gw.chat(&marked, &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+    let r = gw.chat(&plain, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Regression: Anthropic's reasoning was stored as 0 reported by the provider, though it
+/// reports thinking only inside output_tokens.
+#[test]
+fn anthropic_reasoning_is_estimated_from_thinking_and_not_charged_twice() {
+    let thinking = "the user wants a greeting, so keep it short and friendly";
+    let an = fake::start(FakeOptions {
+        thinking: thinking.into(),
+        output_tokens: 40,
+        ..FakeOptions::default()
+    });
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    for stream in [false, true] {
+        let r = gw.chat(&ask("claude-x", stream), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            !r.body.contains("greeting"),
+            "thinking is not passed on: {}",
+            r.body
+        );
+    }
+    let rows = gw.receipts(2);
+    // 12 × 3 + 40 × 15, per million: the thinking is in the 40 output tokens.
+    let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
+    assert_eq!(costs, ["0.000636", "0.000636"]);
+    let conn = rusqlite::Connection::open(gw.ws.path("telemetry/pas.db")).unwrap();
+    let counts: Vec<(i64, i64)> = conn
+        .prepare("SELECT output_tokens, reasoning_tokens FROM receipts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // 56 bytes of thinking, about 4 bytes a token.
+    assert_eq!(counts, vec![(40, 14); 2]);
+}

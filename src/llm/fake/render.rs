@@ -53,32 +53,67 @@ fn event(v: &Value) -> Bytes {
     ))
 }
 
+/// A tool call's arguments in the pieces a stream sends them in.
+fn pieces(args: &str) -> Vec<String> {
+    let chars: Vec<char> = args.chars().collect();
+    chars.chunks(8).map(|c| c.iter().collect()).collect()
+}
+
 impl Rendered {
     pub(super) fn new(o: &FakeOptions, with_usage: bool) -> Self {
         let (i, out, c) = (o.input_tokens, o.output_tokens, o.cached_tokens);
         let words: Vec<&str> = o.text.split_inclusive(' ').collect();
+        let calls = &o.tool_calls;
+        let (finish_reason, stop_reason) = match calls.is_empty() {
+            true => ("stop", "end_turn"),
+            false => ("tool_calls", "tool_use"),
+        };
         let usage = json!({"prompt_tokens": i, "completion_tokens": out, "total_tokens": i + out,
             "prompt_tokens_details": {"cached_tokens": c},
             "completion_tokens_details": {"reasoning_tokens": 0}});
-        let a_usage = json!({"input_tokens": i.saturating_sub(c), "output_tokens": out,
-            "cache_read_input_tokens": c, "cache_creation_input_tokens": 0});
+        let (w, w1h) = (o.cache_write_tokens, o.cache_write_1h_tokens);
+        let a_usage = json!({"input_tokens": i.saturating_sub(c + w), "output_tokens": out,
+            "cache_read_input_tokens": c, "cache_creation_input_tokens": w,
+            "cache_creation": {"ephemeral_5m_input_tokens": w.saturating_sub(w1h),
+                "ephemeral_1h_input_tokens": w1h}});
 
+        let mut message = json!({"role": "assistant", "content": o.text});
+        if !calls.is_empty() {
+            if o.text.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = calls
+                .iter()
+                .map(|t| {
+                    json!({"id": t.id, "type": "function",
+                        "function": {"name": t.name, "arguments": t.arguments.to_string()}})
+                })
+                .collect();
+        }
         let mut plain = json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
-            "model": "fake-model", "choices": [{"index": 0, "message": {"role": "assistant",
-            "content": o.text}, "finish_reason": "stop"}]});
+            "model": "fake-model", "choices": [{"index": 0, "message": message,
+            "finish_reason": finish_reason}]});
         let chunk = |delta: Value, finish: Value| {
             json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
                 "model": "fake-model", "choices": [{"index": 0, "delta": delta,
                 "finish_reason": finish}]})
         };
-        let o_words = words.iter().enumerate().map(|(n, w)| match n {
-            0 => data(&chunk(
-                json!({"role": "assistant", "content": w}),
-                Value::Null,
-            )),
-            _ => data(&chunk(json!({"content": w}), Value::Null)),
-        });
-        let finish = data(&chunk(json!({}), "stop".into()));
+        let mut o_deltas: Vec<Value> = words.iter().map(|w| json!({"content": w})).collect();
+        for (n, t) in calls.iter().enumerate() {
+            o_deltas.push(
+                json!({"tool_calls": [{"index": n, "id": t.id, "type": "function",
+                "function": {"name": t.name, "arguments": ""}}]}),
+            );
+            for piece in pieces(&t.arguments.to_string()) {
+                o_deltas.push(json!({"tool_calls": [{"index": n,
+                    "function": {"arguments": piece}}]}));
+            }
+        }
+        if let Some(first) = o_deltas.first_mut() {
+            first["role"] = "assistant".into();
+        }
+        let o_words = o_deltas.into_iter().map(|d| data(&chunk(d, Value::Null)));
+        let finish = data(&chunk(json!({}), finish_reason.into()));
         let done = Bytes::from_static(b"data: [DONE]\n\n");
         let mut o_end_usage = vec![finish.clone()];
         if with_usage {
@@ -91,14 +126,31 @@ impl Rendered {
         o_end_usage.push(done.clone());
         let openai = Frames::new(vec![], o_words.collect(), o_end_usage, vec![finish, done]);
 
+        // A text block unless the answer is only tool calls.
+        let has_text = !o.text.is_empty() || calls.is_empty();
+        let thinks = !o.thinking.is_empty();
+        // Block indices: the thinking, the text, then the tool calls.
+        let text_index = usize::from(thinks);
+        let mut a_content = Vec::new();
+        if thinks {
+            a_content.push(json!({"type": "thinking", "thinking": o.thinking,
+                "signature": "fake-signature"}));
+        }
+        if has_text {
+            a_content.push(json!({"type": "text", "text": o.text}));
+        }
+        for t in calls {
+            a_content.push(json!({"type": "tool_use", "id": t.id, "name": t.name,
+                "input": t.arguments}));
+        }
         let mut a_plain = json!({"id": "msg_fake", "type": "message", "role": "assistant",
-            "model": "fake-model", "content": [{"type": "text", "text": o.text}],
-            "stop_reason": "end_turn", "stop_sequence": null});
+            "model": "fake-model", "content": a_content,
+            "stop_reason": stop_reason, "stop_sequence": null});
         let mut start = json!({"type": "message_start", "message": {"id": "msg_fake",
             "type": "message", "role": "assistant", "model": "fake-model", "content": [],
             "stop_reason": null, "stop_sequence": null}});
         let mut delta = json!({"type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null}});
         if with_usage {
             a_plain["usage"] = a_usage.clone();
             let mut first = a_usage;
@@ -106,26 +158,65 @@ impl Rendered {
             start["message"]["usage"] = first;
             delta["usage"] = json!({"output_tokens": out});
         }
-        let head = vec![
-            event(&start),
-            event(&json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})),
-            event(&json!({"type": "ping"})),
-        ];
-        let a_words = words.iter().map(|w| {
-            event(&json!({"type": "content_block_delta", "index": 0,
+        let mut head = vec![event(&start)];
+        if thinks {
+            head.push(event(&json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+            for w in o.thinking.split_inclusive(' ') {
+                head.push(event(&json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": w}})));
+            }
+            head.push(event(&json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": "fake-signature"}})));
+            head.push(event(&json!({"type": "content_block_stop", "index": 0})));
+        }
+        if has_text {
+            head.push(event(
+                &json!({"type": "content_block_start", "index": text_index,
+                "content_block": {"type": "text", "text": ""}}),
+            ));
+        }
+        head.push(event(&json!({"type": "ping"})));
+        let mut a_words: Vec<Bytes> = words
+            .iter()
+            .map(|w| {
+                event(&json!({"type": "content_block_delta", "index": text_index,
                 "delta": {"type": "text_delta", "text": w}}))
-        });
-        let end = vec![
-            event(&json!({"type": "content_block_stop", "index": 0})),
-            event(&delta),
-            event(&json!({"type": "message_stop"})),
-        ];
+            })
+            .collect();
+        let text_stop = event(&json!({"type": "content_block_stop", "index": text_index}));
+        let mut end = Vec::new();
+        if has_text && calls.is_empty() {
+            end.push(text_stop);
+        } else if has_text {
+            a_words.push(text_stop);
+        }
+        for (n, t) in calls.iter().enumerate() {
+            let index = text_index + usize::from(has_text) + n;
+            a_words.push(event(
+                &json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": t.id, "name": t.name,
+                "input": {}}}),
+            ));
+            // Anthropic opens with an empty piece.
+            let args = std::iter::once(String::new()).chain(pieces(&t.arguments.to_string()));
+            for piece in args {
+                a_words.push(event(
+                    &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                ));
+            }
+            a_words.push(event(
+                &json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
+        end.push(event(&delta));
+        end.push(event(&json!({"type": "message_stop"})));
         Rendered {
             openai_plain: Bytes::from(plain.to_string()),
             anthropic_plain: Bytes::from(a_plain.to_string()),
             openai,
-            anthropic: Frames::new(head, a_words.collect(), end.clone(), end),
+            anthropic: Frames::new(head, a_words, end.clone(), end),
         }
     }
 }

@@ -128,11 +128,15 @@ pub async fn complete(
             Protocol::Anthropic => anthropic::reply(&bytes, &t.model.id),
         }
         .map_err(CallError::Malformed)?;
-        let usage = plain.usage.unwrap_or_else(|| Usage {
-            input: estimate_input(body),
-            output: estimate_tokens(plain.text.len() + plain.other_output_bytes),
-            source: UsageSource::Estimated,
-            ..Usage::default()
+        let usage = plain.usage.unwrap_or_else(|| {
+            let output = estimate_tokens(plain.text.len() + plain.other_output_bytes);
+            Usage {
+                input: estimate_input(body),
+                output,
+                reasoning: estimate_tokens(plain.reasoning_bytes).min(output),
+                source: UsageSource::Estimated,
+                ..Usage::default()
+            }
         });
         Ok(Reply {
             body: plain.body,
@@ -153,8 +157,11 @@ struct Plain {
     body: serde_json::Value,
     text: String,
     usage: Option<Usage>,
-    /// Output that is not text (tool-call arguments), for the estimate.
+    /// Output that is not text (tool-call arguments, reasoning), for the estimate.
     other_output_bytes: usize,
+    /// Reasoning text whose token count pas must estimate (Anthropic's thinking; 0 where
+    /// the provider counts reasoning itself).
+    reasoning_bytes: usize,
 }
 
 /// Sends the request and turns an HTTP error into `CallError::Status`.
@@ -182,7 +189,13 @@ async fn send(
                 Some(key) => req.header("x-api-key", key),
                 None => req,
             };
-            req.body(anthropic::request(body, t.model, stream))
+            let bytes =
+                anthropic::request(body, t.model, stream).map_err(|e| CallError::Status {
+                    code: 400,
+                    retry_after: None,
+                    message: format!("pas cannot say this request in the Messages API: {e}"),
+                })?;
+            req.body(bytes)
         }
     };
     let resp = req

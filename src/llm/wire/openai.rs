@@ -92,6 +92,7 @@ impl WireUsage {
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
             source: UsageSource::Provider,
+            ..Usage::default() // OpenAI reports no cache writes (it does not bill them)
         }
     }
 }
@@ -122,6 +123,7 @@ pub(super) fn reply(bytes: &[u8], model: &str) -> Result<Plain, String> {
         text,
         usage,
         other_output_bytes,
+        reasoning_bytes: 0, // counted by the provider (completion_tokens_details)
     })
 }
 

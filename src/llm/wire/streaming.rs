@@ -107,6 +107,8 @@ pub(super) struct Tally {
     pub(super) input: Option<u64>,
     pub(super) output: Option<u64>,
     pub(super) cached: u64,
+    pub(super) cache_write: u64,
+    pub(super) cache_write_1h: u64,
     pub(super) reasoning: u64,
 }
 
@@ -163,13 +165,17 @@ impl Stream {
         } else {
             UsageSource::Estimated
         };
+        let output = t
+            .output
+            .unwrap_or_else(|| estimate_tokens(t.text.len() + t.other_output_bytes));
         Usage {
             input: t.input.unwrap_or(self.input_estimate),
-            output: t
-                .output
-                .unwrap_or_else(|| estimate_tokens(t.text.len() + t.other_output_bytes)),
+            output,
             cached: t.cached,
-            reasoning: t.reasoning,
+            cache_write: t.cache_write,
+            cache_write_1h: t.cache_write_1h,
+            // A part of the output; an estimate (Anthropic's) never exceeds it.
+            reasoning: t.reasoning.min(output),
             source,
         }
     }

@@ -1,4 +1,4 @@
--- Migration 4: running totals of the receipts per UTC day, provider, model, agent and job,
+-- Migration 5: running totals of the receipts per UTC day, provider, model, agent and job,
 -- so `pas costs`, `pas status` and the dashboard read a few rows instead of every receipt
 -- (a busy month is millions). The writer keeps them in the transaction that inserts each
 -- receipt; the migration fills them from the receipts already there (in rust_decimal, as
