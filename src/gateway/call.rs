@@ -18,7 +18,7 @@ use super::budget::{Alert, Hold, Refusal};
 use super::Gateway;
 use crate::llm::config::{Model, Provider};
 use crate::llm::cost::{self, Usage};
-use crate::llm::route::{Gate, Need, Policy};
+use crate::llm::route::{Gate, Need, Policy, Verdict};
 use crate::llm::wire::{self, CallError};
 use crate::store::db::Record;
 use crate::store::receipts::ReceiptRow;
@@ -274,6 +274,24 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         };
         let took = started.elapsed();
         upstream += took;
+        // Every attempt tells the breaker something, and ends its probe if it took one.
+        let verdict = match &got {
+            Ok(Got::Plain(_)) => Verdict::Served {
+                latency_ms: took.as_secs_f64() * 1000.0,
+            },
+            Ok(Got::Stream(s)) => Verdict::Served {
+                latency_ms: s.ttft().as_secs_f64() * 1000.0,
+            },
+            Err(e) if !e.retryable() => Verdict::Answered,
+            Err(e) => e.retry_after().map_or(Verdict::Failed, Verdict::HoldOff),
+        };
+        let opened = gw
+            .lock_health()
+            .record(&provider.name, &model.id, verdict, Instant::now());
+        if let Some(cool) = opened {
+            tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
+                "provider keeps failing: cooling down");
+        }
         let base = Attempt {
             request: req,
             attempt: n,
@@ -282,8 +300,6 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         };
         match got {
             Ok(Got::Plain(reply)) => {
-                gw.lock_health()
-                    .success(&provider.name, &model.id, took.as_secs_f64() * 1000.0);
                 let c = cost::cost(price, &reply.usage);
                 let end = Ending {
                     usage: reply.usage,
@@ -298,9 +314,6 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 return Ok((Answer::Plain(reply), served));
             }
             Ok(Got::Stream(stream)) => {
-                let ttft = stream.ttft();
-                gw.lock_health()
-                    .success(&provider.name, &model.id, ttft.as_secs_f64() * 1000.0);
                 let receipt_id = ulid::Ulid::new().to_string();
                 let relay = Relay {
                     stream: *stream,
@@ -341,17 +354,6 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                         code,
                         message: format!("{label}: {e}"),
                     });
-                }
-                let now = Instant::now();
-                let mut health = gw.lock_health();
-                match e.retry_after() {
-                    Some(wait) => health.hold_off(&provider.name, wait, now),
-                    None => {
-                        if let Some(cool) = health.failure(&provider.name, now) {
-                            tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
-                                "provider keeps failing: cooling down");
-                        }
-                    }
                 }
             }
         }

@@ -107,6 +107,86 @@ fn a_hung_upstream_times_out_and_falls_back() {
     falls_back("hang", Some(Mode::Hang));
 }
 
+/// Opens the breaker of the lone provider `p` of `gw` (cool-down 0.5 s) and waits the
+/// cool-down out, so the next call is its probe.
+fn open_then_half_open(only: &Fake, gw: &Gw) {
+    only.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    }
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 503, "open");
+    std::thread::sleep(Duration::from_millis(600));
+}
+
+/// Regression: a probe answered with a 4xx that is the request's fault left the probe
+/// taken forever, and every later call got a 503 until pas restarted.
+#[test]
+fn a_probe_answered_with_a_400_closes_the_breaker() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &only,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "routing: {cooldown_s: 0.5}\n",
+    );
+    open_then_half_open(&only, &gw);
+    only.set_mode(Mode::Status {
+        code: 400,
+        retry_after: None,
+    });
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 400, "the probe's answer: {}", r.body);
+    only.set_mode(Mode::Ok);
+    for _ in 0..2 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(
+            r.status, 200,
+            "an answered probe closes the breaker: {}",
+            r.body
+        );
+    }
+    assert_eq!(only.requests(), 6);
+}
+
+/// Regression: a probe answered with a 429 and `Retry-After` held the provider off but
+/// kept the probe taken, so after the wait every call still got a 503.
+#[test]
+fn a_probe_answered_with_a_429_waits_out_its_retry_after_then_probes_again() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &only,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "routing: {cooldown_s: 0.5}\n",
+    );
+    open_then_half_open(&only, &gw);
+    only.set_mode(Mode::Status {
+        code: 429,
+        retry_after: Some(1),
+    });
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 502, "{}", r.body);
+    only.set_mode(Mode::Ok);
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503, "held off for Retry-After: {}", r.body);
+    assert_eq!(only.requests(), 4);
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..2 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(
+            r.status, 200,
+            "after the wait, probed and closed: {}",
+            r.body
+        );
+    }
+    assert_eq!(only.requests(), 6);
+}
+
 #[test]
 fn a_stream_without_a_first_token_falls_back() {
     let bad = fake::start(FakeOptions::default());
@@ -129,13 +209,15 @@ fn a_request_fault_is_not_retried() {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
     let gw = pair(&bad, &good, "");
-    bad.set_mode(Mode::Status {
-        code: 400,
-        retry_after: None,
-    });
-    let r = gw.chat(&ask("cap:x", false), &[]);
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(r.json()["error"]["code"], "upstream_rejected");
+    for code in [400, 413, 422] {
+        bad.set_mode(Mode::Status {
+            code,
+            retry_after: None,
+        });
+        let r = gw.chat(&ask("cap:x", false), &[]);
+        assert_eq!(r.status, code, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], "upstream_rejected");
+    }
     assert_eq!(good.requests(), 0, "another provider would refuse it too");
     // A bad request body never leaves pas.
     let r = gw.chat(&serde_json::json!({"model": "cap:x"}), &[]);
