@@ -196,7 +196,8 @@ pub fn cost_totals(ws: &Workspace) -> Value {
     })
 }
 
-/// Receipts summed: today, this month, all time, and by provider, model, agent, job and day.
+/// Receipts summed: today, this month, all time, and by provider, model, agent, job, day
+/// and status (`ok`, `cut`, or the kind of error: `timeout`, `http_429`...).
 pub struct Costs {
     budgets: crate::llm::config::Budgets,
     t_today: Tally,
@@ -240,6 +241,7 @@ fn tally_rows(
             ("agent", r.agent.clone().unwrap_or_else(|| "-".into())),
             ("job", r.job_id.clone().unwrap_or_else(|| "-".into())),
             ("day", r.ts.date_naive().to_string()),
+            ("status", r.kind().to_string()),
         ];
         for (dim, key) in keys {
             by.entry(dim).or_default().entry(key).or_default().add(r);

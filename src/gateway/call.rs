@@ -341,7 +341,8 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     took,
                     ttft: None,
                     status: "error",
-                    error: Some(e.to_string()),
+                    // The kind first (`timeout: ...`, `http_429: ...`): see ReceiptRow::kind.
+                    error: Some(format!("{}: {e}", e.status())),
                 };
                 gw.record(&base, None, end, hold);
                 attempts.push(format!("{label}: {e}"));

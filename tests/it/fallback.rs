@@ -34,8 +34,10 @@ fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
 }
 
 /// One failure mode of `bad`: a plain and a streamed call both end at `good`, each with
-/// two receipts (the failed attempt, then the answer) under one request id.
-fn falls_back(what: &str, mode: Option<Mode>) {
+/// two receipts (the failed attempt, then the answer) under one request id. The failed
+/// attempt's error starts with the kind of failure (`kinds`: plain, streamed), so SQL and
+/// `pas costs` can tell a timeout from a 429.
+fn falls_back(what: &str, mode: Option<Mode>, kinds: [&str; 2]) {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
     let gw = pair(&bad, &good, "");
@@ -59,14 +61,33 @@ fn falls_back(what: &str, mode: Option<Mode>) {
     }
     let rows = gw.receipts(4);
     assert_eq!(rows.len(), 4, "{what}: {rows:?}");
-    for pair in rows.chunks(2) {
+    for (pair, kind) in rows.chunks(2).zip(kinds) {
         assert_eq!(pair[0]["provider"], "bad", "{what}");
         assert_eq!(pair[0]["status"], "error", "{what}");
+        let error = pair[0]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("{kind}: ")),
+            "{what}: the error names its kind {kind}: {error}"
+        );
         assert_eq!(pair[0]["attempt"], 1);
         assert_eq!(pair[1]["provider"], "good");
         assert_eq!(pair[1]["attempt"], 2);
         assert_eq!(pair[1]["status"], "ok");
         assert_eq!(pair[0]["request_id"], pair[1]["request_id"]);
+    }
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    let by_status = costs["by_status"].as_array().cloned().unwrap_or_default();
+    let calls = |key: &str| {
+        by_status
+            .iter()
+            .filter(|t| t["key"] == key)
+            .map(|t| t["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(calls("ok"), 2, "{what}: {by_status:?}");
+    for kind in kinds {
+        let want = kinds.iter().filter(|k| **k == kind).count() as u64;
+        assert_eq!(calls(kind), want, "{what}: {by_status:?}");
     }
 }
 
@@ -78,6 +99,7 @@ fn a_5xx_falls_back() {
             code: 500,
             retry_after: None,
         }),
+        ["http_500"; 2],
     );
 }
 
@@ -89,22 +111,23 @@ fn a_429_falls_back() {
             code: 429,
             retry_after: Some(0),
         }),
+        ["http_429"; 2],
     );
 }
 
 #[test]
 fn malformed_json_falls_back() {
-    falls_back("malformed", Some(Mode::Malformed));
+    falls_back("malformed", Some(Mode::Malformed), ["malformed"; 2]);
 }
 
 #[test]
 fn a_refused_connection_falls_back() {
-    falls_back("refused", None);
+    falls_back("refused", None, ["connect_error"; 2]);
 }
 
 #[test]
 fn a_hung_upstream_times_out_and_falls_back() {
-    falls_back("hang", Some(Mode::Hang));
+    falls_back("hang", Some(Mode::Hang), ["timeout", "first_token_timeout"]);
 }
 
 /// Opens the breaker of the lone provider `p` of `gw` (cool-down 0.5 s) and waits the
