@@ -1,9 +1,11 @@
 //! One LLM call through the gateway: route, then try each candidate in order until one
 //! answers, with a budget hold and a receipt for every attempt.
 //!
-//! Connect errors, timeouts, 429 (its `Retry-After` honoured) and 5xx move to the next
-//! candidate; a 4xx that is the request's fault goes straight back to the caller, since
-//! another provider would refuse it too. A stream counts as answered once its first chunk
+//! Connect errors, timeouts, 429 (its `Retry-After` honoured), 5xx, and a 401, 403 or 404
+//! (the provider's key, model id or `base_url` is wrong) move to the next candidate; a
+//! 4xx that is the request's fault goes straight back to the caller, since another
+//! provider would refuse it too. An upstream's 401 never reaches the caller as such: its
+//! SDK would say the caller's own key is wrong. A stream counts as answered once its first chunk
 //! has arrived, so a failure before that is invisible to the caller. Receipts go to the
 //! telemetry writer's queue (batched off the request path) and onto the event stream.
 
@@ -345,7 +347,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     error: Some(format!("{}: {e}", e.status())),
                 };
                 gw.record(&base, None, end, hold);
-                attempts.push(format!("{label}: {e}"));
+                attempts.push(format!("{label}: {e}{}", hint(&e)));
                 if !e.retryable() {
                     let code = match &e {
                         CallError::Status { code, .. } => *code,
@@ -366,6 +368,19 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         attempts,
         retry_after: soonest.filter(|_| n == 0),
     })
+}
+
+/// What to fix, for a refusal that is pas's setup of the provider rather than the request.
+fn hint(e: &CallError) -> &'static str {
+    match e {
+        CallError::Status {
+            code: 401 | 403, ..
+        } => " (the provider refused the key pas holds for it: check its api_key_env)",
+        CallError::Status { code: 404, .. } => {
+            " (the provider does not know this model id, or its base_url is wrong)"
+        }
+        _ => "",
+    }
 }
 
 /// Output tokens assumed when neither the request nor the model bounds them.

@@ -130,6 +130,50 @@ fn a_hung_upstream_times_out_and_falls_back() {
     falls_back("hang", Some(Mode::Hang), ["timeout", "first_token_timeout"]);
 }
 
+/// Regression: a 401, 403 or 404 from a provider was passed on as the request's own fault,
+/// so a bad key or an unknown model id at one provider failed calls another would serve.
+#[test]
+fn a_provider_refusing_its_key_or_model_falls_back() {
+    for code in [401, 403, 404] {
+        falls_back(
+            &code.to_string(),
+            Some(Mode::Status {
+                code,
+                retry_after: None,
+            }),
+            [format!("http_{code}").as_str(); 2],
+        );
+    }
+}
+
+/// Regression: with no other candidate the upstream's 401 reached the caller, whose SDK
+/// then says *their* key is wrong; and it never counted toward the provider's breaker.
+#[test]
+fn a_lone_provider_refusing_its_key_is_a_502_naming_it_and_cools_down() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(&only, Protocol::Openai, "m", Some(("1", "1")), "");
+    for (code, stream) in [(401, false), (403, true), (404, false)] {
+        only.set_mode(Mode::Status {
+            code,
+            retry_after: None,
+        });
+        let r = gw.chat(&ask("m", stream), &[]);
+        assert_eq!(r.status, 502, "{code}: {}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "upstream_unavailable", "{code}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains("p/m") && msg.contains(&format!("HTTP {code}")),
+            "names the provider and its status: {msg}"
+        );
+    }
+    assert_eq!(only.requests(), 3);
+    // Three provider faults in a row: it cools down like any failing provider.
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(only.requests(), 3);
+}
+
 /// Opens the breaker of the lone provider `p` of `gw` (cool-down 0.5 s) and waits the
 /// cool-down out, so the next call is its probe.
 fn open_then_half_open(only: &Fake, gw: &Gw) {
