@@ -106,12 +106,18 @@ pub enum Failure {
     NoCandidate(String),
     /// Every paid candidate would break a budget, and no free one was left.
     Budget(Refusal),
-    /// The upstream refused the request itself (a 4xx): its status and message.
-    Rejected { code: u16, message: String },
-    /// Every candidate failed or is cooling down.
+    /// The upstream refused the request itself (a 4xx): its status and message, and the
+    /// time spent waiting on upstreams (this attempt and those before it).
+    Rejected {
+        code: u16,
+        message: String,
+        upstream: Duration,
+    },
+    /// Every candidate failed or is cooling down; `upstream` as for `Rejected`.
     Exhausted {
         attempts: Vec<String>,
         retry_after: Option<Duration>,
+        upstream: Duration,
     },
 }
 
@@ -146,6 +152,14 @@ impl Failure {
             ),
         };
         json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+    }
+
+    /// Time spent waiting on upstreams before the call failed: not pas's overhead.
+    pub fn upstream(&self) -> Duration {
+        match self {
+            Failure::Rejected { upstream, .. } | Failure::Exhausted { upstream, .. } => *upstream,
+            Failure::NoCandidate(_) | Failure::Budget(_) => Duration::ZERO,
+        }
     }
 
     /// Seconds the caller should wait, when every candidate is cooling down.
@@ -356,6 +370,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     return Err(Failure::Rejected {
                         code,
                         message: format!("{label}: {e}"),
+                        upstream,
                     });
                 }
             }
@@ -367,6 +382,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
     Err(Failure::Exhausted {
         attempts,
         retry_after: soonest.filter(|_| n == 0),
+        upstream,
     })
 }
 

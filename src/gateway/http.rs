@@ -194,7 +194,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) 
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
             }
-            finish(&gw, resp, t0, Duration::ZERO, None, outcome)
+            finish(&gw, resp, t0, f.upstream(), None, outcome)
         }
     }
 }

@@ -403,3 +403,35 @@ fn cached_input_is_priced_at_its_own_rate_streamed_or_not() {
     let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
     assert_eq!(costs, vec!["0.0000894"; 4], "{rows:?}");
 }
+/// `x-pas-overhead-ms` of `r` as a number (fails the test when it is missing).
+fn overhead_ms(what: &str, r: &Reply) -> f64 {
+    r.header("x-pas-overhead-ms")
+        .unwrap_or_else(|| panic!("{what}: no x-pas-overhead-ms: {r:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Regression: a failed call was reported with no upstream time, so a 502 after a 2 s
+/// timeout claimed ~2,000 ms of pas overhead, in its header and in /metrics.
+#[test]
+fn a_failed_call_reports_pas_own_overhead_not_the_upstream_wait() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(fake::Mode::Hang);
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 502, "{}", r.body);
+    let overhead = overhead_ms("502", &r);
+    assert!(
+        (0.0..1000.0).contains(&overhead),
+        "the 2 s timeout is upstream time, not overhead: {overhead}"
+    );
+    let (dash, _) = gw.ws.addresses();
+    let metrics = http::get(&format!("http://{dash}/metrics")).body;
+    let sum: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pas_gateway_overhead_ms_sum "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(sum < 1000.0, "the histogram counts the wait: {sum}");
+}
