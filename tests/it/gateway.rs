@@ -403,6 +403,7 @@ fn cached_input_is_priced_at_its_own_rate_streamed_or_not() {
     let costs: Vec<&str> = rows.iter().map(|r| r["cost"].as_str().unwrap()).collect();
     assert_eq!(costs, vec!["0.0000894"; 4], "{rows:?}");
 }
+
 /// `x-pas-overhead-ms` of `r` as a number (fails the test when it is missing).
 fn overhead_ms(what: &str, r: &Reply) -> f64 {
     r.header("x-pas-overhead-ms")
@@ -434,4 +435,85 @@ fn a_failed_call_reports_pas_own_overhead_not_the_upstream_wait() {
         .parse()
         .unwrap();
     assert!(sum < 1000.0, "the histogram counts the wait: {sum}");
+}
+
+/// Regression: axum's own 404, 405 and 413 had no `x-pas-overhead-ms` and a plain-text
+/// body an OpenAI client cannot read; and the body extractor's default 2 MB limit refused
+/// long-context prompts.
+#[test]
+fn every_gateway_answer_has_its_overhead_and_an_openai_shaped_error() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    let r = http::get(&format!("{}/v1/models", gw.url));
+    assert_eq!(r.status, 200);
+    overhead_ms("models", &r);
+    for (method, path, status) in [
+        ("GET", "/nope", 404),
+        ("POST", "/v1/embeddings", 404),
+        ("GET", "/v1/chat/completions", 405),
+        ("DELETE", "/v1/models", 405),
+        ("PUT", "/chat/completions", 405),
+    ] {
+        let what = format!("{method} {path}");
+        let r = http::send(method, &format!("{}{path}", gw.url), &[], None);
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        overhead_ms(&what, &r);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json"),
+            "{what}"
+        );
+        let e = &r.json()["error"];
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains(path))
+                && e["type"].is_string()
+                && e["code"].is_string()
+                && e.get("param").is_some_and(Value::is_null),
+            "{what}: {e}"
+        );
+        if status == 405 {
+            assert!(r.header("allow").is_some(), "{what}");
+        }
+    }
+    // A prompt above axum's default 2 MB is a long context, not an attack.
+    let mut big = ask("m", false);
+    big["messages"][1]["content"] = json!("many words ".repeat(300_000));
+    let r = gw.chat(&big, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    overhead_ms("a 3 MB prompt", &r);
+}
+
+#[test]
+fn a_body_above_gateway_max_body_mb_is_a_413_naming_the_limit() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "gateway: {max_body_mb: 1}\n",
+    );
+    let mut body = ask("m", false);
+    body["messages"][1]["content"] = json!("x".repeat(1_100_000));
+    let (_, addr) = gw.ws.addresses();
+    let r = crate::security::raw(
+        &addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        &body.to_string(),
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.header("x-pas-overhead-ms").is_some(), "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("1 MiB") && msg.contains("gateway.max_body_mb"),
+        "{msg}"
+    );
+    assert_eq!(v["error"]["code"], "request_too_large");
+    assert_eq!(up.requests(), 0);
+    // Below the limit, served.
+    body["messages"][1]["content"] = json!("x".repeat(900_000));
+    assert_eq!(gw.chat(&body, &[]).status, 200);
 }
