@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::budget::{Alert, Hold, Refusal};
 use super::Gateway;
 use crate::llm::config::{Model, Provider};
-use crate::llm::cost::{self, Usage};
+use crate::llm::cost::{self, Usage, UsageSource};
 use crate::llm::route::{Gate, Need, Policy, Verdict};
 use crate::llm::wire::{self, CallError};
 use crate::store::db::Record;
@@ -349,7 +349,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 return Ok((Answer::Stream(Box::new(relay)), served));
             }
             Err(e) => {
-                let usage = Usage::default();
+                let usage = billed_for(&e, &body);
                 let c = cost::cost(price, &usage);
                 let end = Ending {
                     usage,
@@ -384,6 +384,21 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         retry_after: soonest.filter(|_| n == 0),
         upstream,
     })
+}
+
+/// What a failed attempt is booked at. A timeout comes after the request was sent, so the
+/// provider may have read (and will bill) its input: the input estimated from the request,
+/// no output. A refusal (an HTTP error), a connect error or a malformed answer is $0, as
+/// providers do not bill them (or, malformed, as nothing says what was used).
+fn billed_for(e: &CallError, body: &Value) -> Usage {
+    match e {
+        CallError::Timeout { .. } => Usage {
+            input: wire::estimate_input(body),
+            source: UsageSource::Estimated,
+            ..Usage::default()
+        },
+        _ => Usage::default(),
+    }
 }
 
 /// What to fix, for a refusal that is pas's setup of the provider rather than the request.

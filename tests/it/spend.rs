@@ -163,6 +163,39 @@ fn a_job_budget_caps_that_job_only() {
     assert_eq!(rows[0]["agent"], "a1");
 }
 
+/// Regression: a timed-out attempt was booked at $0, although the provider had the
+/// request and may bill its input. It is booked at the input estimated from the request.
+#[test]
+fn a_timed_out_attempt_is_booked_at_its_estimated_input() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("2", "100")), "");
+    up.set_mode(Mode::Hang);
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    up.set_mode(Mode::HangStream);
+    assert_eq!(gw.chat(&ask("m", true), &[]).status, 502);
+    up.stop(); // refused: the provider never had the request
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    let rows = gw.receipts(3);
+    let messages = serde_json::to_vec(&ask("m", false)["messages"]).unwrap();
+    let input = messages.len().div_ceil(4) as u64;
+    let cost = (rust_decimal::Decimal::from(input * 2) / rust_decimal::Decimal::from(1_000_000))
+        .normalize()
+        .to_string();
+    for (row, kind) in rows[..2].iter().zip(["timeout", "first_token_timeout"]) {
+        assert!(row["error"].as_str().unwrap().starts_with(kind), "{row:?}");
+        assert_eq!(row["input"].as_u64(), Some(input), "{row:?}");
+        assert_eq!(row["output"], 0, "{row:?}");
+        assert_eq!(row["source"], "estimated", "{row:?}");
+        assert_eq!(row["cost"].as_str(), Some(cost.as_str()), "{row:?}");
+    }
+    assert_eq!(rows[2]["input"], 0, "{:?}", rows[2]);
+    assert_eq!(rows[2]["cost"], "0", "{:?}", rows[2]);
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    let total: rust_decimal::Decimal =
+        cost.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(2);
+    assert_eq!(costs["total"]["cost_usd"], total.normalize().to_string());
+}
+
 #[test]
 fn a_model_without_a_price_costs_null_with_a_warning_never_zero() {
     let up = fake::start(FakeOptions::default());

@@ -248,8 +248,9 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 }
 
 /// The input tokens estimated from the caller's messages: the same for a plain and a
-/// streamed call, and for either protocol, so their costs agree.
-fn estimate_input(body: &serde_json::Value) -> u64 {
+/// streamed call, and for either protocol, so their costs agree (and the same for an
+/// attempt that timed out, booked at its input).
+pub fn estimate_input(body: &serde_json::Value) -> u64 {
     let bytes = serde_json::to_vec(&body["messages"]).map_or(0, |b| b.len());
     estimate_tokens(bytes)
 }
