@@ -104,7 +104,9 @@ impl Request {
 pub enum Failure {
     /// No model can serve the request.
     NoCandidate(String),
-    /// Every paid candidate would break a budget, and no free one was left.
+    /// Every paid candidate would break a budget, and no free one was left: 402 when the
+    /// budget is spent (final: OpenAI SDKs retry a 429 on their own), 429 with
+    /// `Retry-After` when only calls in flight hold the rest.
     Budget(Refusal),
     /// The upstream refused the request itself (a 4xx): its status and message, and the
     /// time spent waiting on upstreams (this attempt and those before it).
@@ -125,6 +127,7 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::NoCandidate(_) => 404,
+            Failure::Budget(r) if r.exhausted() => 402,
             Failure::Budget(_) => 429,
             Failure::Rejected { code, .. } => *code,
             Failure::Exhausted {
@@ -139,7 +142,14 @@ impl Failure {
     pub fn body(&self) -> Value {
         let (message, kind, code) = match self {
             Failure::NoCandidate(m) => (m.clone(), "invalid_request_error", "model_not_found"),
-            Failure::Budget(r) => (r.to_string(), "insufficient_quota", "budget_exceeded"),
+            Failure::Budget(r) if r.exhausted() => {
+                (r.to_string(), "insufficient_quota", "budget_exceeded")
+            }
+            Failure::Budget(r) => (
+                format!("{r}; calls in flight hold the rest: retry once they finish"),
+                "rate_limit_error",
+                "budget_reserved",
+            ),
             Failure::Rejected { message, .. } => (
                 message.clone(),
                 "invalid_request_error",
@@ -162,10 +172,13 @@ impl Failure {
         }
     }
 
-    /// Seconds the caller should wait, when every candidate is cooling down.
+    /// How long the caller should wait: when every candidate is cooling down, or when
+    /// only reservations of calls in flight fill a budget (they settle within a call's
+    /// time; a second is a retry soon, not a promise).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Exhausted { retry_after, .. } => *retry_after,
+            Failure::Budget(r) if !r.exhausted() => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -257,7 +270,13 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     gw.alert(al, now);
                 }
                 attempts.push(format!("{label}: {r}"));
-                refusal.get_or_insert(r);
+                // Say the refusal a retry could get past, if any candidate has one.
+                if refusal
+                    .as_ref()
+                    .is_none_or(|o| o.exhausted() && !r.exhausted())
+                {
+                    refusal = Some(r);
+                }
                 continue;
             }
         };
