@@ -5,9 +5,10 @@
 //! (the provider's key, model id or `base_url` is wrong) move to the next candidate; a
 //! 4xx that is the request's fault goes straight back to the caller, since another
 //! provider would refuse it too. An upstream's 401 never reaches the caller as such: its
-//! SDK would say the caller's own key is wrong. A stream counts as answered once its first chunk
-//! has arrived, so a failure before that is invisible to the caller. Receipts go to the
-//! telemetry writer's queue (batched off the request path) and onto the event stream.
+//! SDK would say the caller's own key is wrong. A stream counts as answered once its first
+//! chunk has arrived, so a failure before that is invisible to the caller. Every attempt
+//! gives its provider's breaker one verdict, and gets a receipt: these go to the telemetry
+//! writer's queue (batched off the request path) and onto the event stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
