@@ -32,8 +32,8 @@ pub struct Config {
     pub git: GitConfig,
     /// Dashboard listener.
     pub dashboard: BindConfig,
-    /// LLM gateway listener.
-    pub gateway: BindConfig,
+    /// LLM gateway listener and request limits.
+    pub gateway: GatewayConfig,
     /// LLM providers (section 7); validated by the router.
     pub providers: Vec<serde_yaml::Value>,
     /// LLM budgets (section 7); validated by the router.
@@ -56,9 +56,7 @@ impl Default for Config {
             dashboard: BindConfig {
                 bind: "127.0.0.1:6101".into(),
             },
-            gateway: BindConfig {
-                bind: "127.0.0.1:6120".into(),
-            },
+            gateway: GatewayConfig::default(),
             providers: Vec::new(),
             budgets: None,
             routing: None,
@@ -123,6 +121,40 @@ impl Default for GitConfig {
 #[serde(deny_unknown_fields)]
 pub struct BindConfig {
     pub bind: String,
+}
+
+/// The LLM gateway's listener and request limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub bind: String,
+    /// Largest request body in MiB (long-context and image prompts pass 2 MB easily);
+    /// a larger one is answered 413 without reading further.
+    pub max_body_mb: u64,
+}
+
+/// Most `gateway.max_body_mb` may be: a request body is held in memory whole.
+pub const MAX_BODY_MB_LIMIT: u64 = 1024;
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            bind: "127.0.0.1:6120".into(),
+            max_body_mb: 32,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// `max_body_mb` in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        mib(self.max_body_mb)
+    }
+}
+
+/// `n` MiB in bytes (saturating).
+pub fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Why `pas.yaml` could not be used.
@@ -205,6 +237,12 @@ impl Config {
         if self.max_attempts == 0 {
             return bad("max_attempts must be at least 1".into());
         }
+        if !(1..=MAX_BODY_MB_LIMIT).contains(&self.gateway.max_body_mb) {
+            return bad(format!(
+                "gateway.max_body_mb must be between 1 and {MAX_BODY_MB_LIMIT}, got {}",
+                self.gateway.max_body_mb
+            ));
+        }
         let tb = &self.token_budget;
         if !(0.0..=1.0).contains(&tb.target) || !(0.0..=1.0).contains(&tb.hard_max) {
             return bad("token_budget.target and hard_max must be between 0 and 1".into());
@@ -243,7 +281,9 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   track_heartbeats: false       # heartbeat files are git-ignored by default
 
 # dashboard: {bind: "127.0.0.1:6101"}
-# gateway: {bind: "127.0.0.1:6120"}
+# gateway:
+#   bind: "127.0.0.1:6120"
+#   max_body_mb: 32               # larger request bodies get a 413 (long prompts and images are big)
 
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
@@ -308,6 +348,11 @@ mod tests {
         assert!(!c.git.enabled);
         assert_eq!(c.git.commit_window_ms, 100);
         assert!(Config::parse("max_attempts: 0\n").is_err());
+        let c = Config::parse("gateway: {max_body_mb: 64}\n").unwrap();
+        assert_eq!(c.gateway.bind, "127.0.0.1:6120");
+        assert_eq!(c.gateway.max_body_bytes(), 64 << 20);
+        let err = Config::parse("gateway: {max_body_mb: 0}\n").unwrap_err();
+        assert!(err.to_string().contains("gateway.max_body_mb"), "{err}");
         assert!(Config::parse("default_timeout_s: -1\n").is_err());
     }
 }

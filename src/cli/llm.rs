@@ -184,7 +184,8 @@ pub fn cost_totals(ws: &Workspace) -> Value {
     })
 }
 
-/// Receipts summed: today, this month, all time, and by provider, model, agent, job and day.
+/// Receipts summed: today, this month, all time, and by provider, model, agent, job, day
+/// and status (`ok`, `cut`, or the kind of error: `timeout`, `http_429`...).
 pub struct Costs {
     budgets: crate::llm::config::Budgets,
     t_today: Tally,
@@ -229,6 +230,7 @@ fn tally(
             ("agent", t.agent.clone().unwrap_or_else(|| "-".into())),
             ("job", t.job_id.clone().unwrap_or_else(|| "-".into())),
             ("day", t.day.to_string()),
+            ("status", t.kind.clone()),
         ];
         for (dim, key) in keys {
             by.entry(dim).or_default().entry(key).or_default().add(t);

@@ -74,6 +74,15 @@ pub struct Refusal {
     pub worst_case: Decimal,
 }
 
+impl Refusal {
+    /// Whether what is already *spent* leaves no room for the call: final for this period
+    /// (a 402). Otherwise only calls still in flight hold the rest, and once they settle
+    /// for less than they reserved there may be room again (a 429 worth retrying).
+    pub fn exhausted(&self) -> bool {
+        self.spent + self.worst_case > self.limit
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -340,7 +349,7 @@ impl Ledger {
     /// leaves no room for it (reservations keep spend itself from ever reaching the
     /// limit); a refusal only because of calls still running is not exhaustion yet.
     pub fn refused(&self, r: &Refusal, now: DateTime<Utc>) -> Option<Alert> {
-        if r.spent + r.worst_case <= r.limit {
+        if !r.exhausted() {
             return None;
         }
         // Only a 100 % threshold stands for exhaustion; lower ones fire as spend crosses them.
@@ -411,6 +420,7 @@ mod tests {
             refused.to_string().contains("daily budget of $1.00"),
             "{refused}"
         );
+        assert!(!refused.exhausted(), "only reservations are in the way");
         // Free calls still run at the limit.
         let free = l.admit(Decimal::ZERO, None, None, None, now).unwrap();
         let _ = l.settle(free, Some(Decimal::ZERO), None, now);
@@ -437,8 +447,9 @@ mod tests {
             .collect();
         assert_eq!(shares, vec!["0.75", "0.9", "1"]);
         assert!(seen.iter().all(|a| a.scope == "daily"));
-        // At 100 % a paid call is refused.
-        assert!(l.admit(d("0.01"), None, None, None, now).is_err());
+        // At 100 % a paid call is refused, for good this period.
+        let refused = l.admit(d("0.01"), None, None, None, now).unwrap_err();
+        assert!(refused.exhausted());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! One LLM call through the gateway: route, then try each candidate in order until one
 //! answers, with a budget hold and a receipt for every attempt.
 //!
-//! Connect errors, timeouts, 429 (its `Retry-After` honoured) and 5xx move to the next
-//! candidate; a 4xx that is the request's fault goes straight back to the caller, since
-//! another provider would refuse it too. A stream counts as answered once its first chunk
-//! has arrived, so a failure before that is invisible to the caller. Receipts go to the
-//! telemetry writer's queue (batched off the request path) and onto the event stream.
+//! Connect errors, timeouts, 429 (its `Retry-After` honoured), 5xx, and a 401, 403 or 404
+//! (the provider's key, model id or `base_url` is wrong) move to the next candidate; a
+//! 4xx that is the request's fault goes straight back to the caller, since another
+//! provider would refuse it too. An upstream's 401 never reaches the caller as such: its
+//! SDK would say the caller's own key is wrong. A stream counts as answered once its first
+//! chunk has arrived, so a failure before that is invisible to the caller. Every attempt
+//! gives its provider's breaker one verdict, and gets a receipt: these go to the telemetry
+//! writer's queue (batched off the request path) and onto the event stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +20,8 @@ use serde_json::{json, Value};
 use super::budget::{Alert, Hold, Refusal};
 use super::Gateway;
 use crate::llm::config::{Model, Protocol, Provider};
-use crate::llm::cost::{self, Usage};
-use crate::llm::route::{Gate, Need, Policy};
+use crate::llm::cost::{self, Usage, UsageSource};
+use crate::llm::route::{Gate, Need, Policy, Verdict};
 use crate::llm::wire::{self, CallError};
 use crate::store::db::Record;
 use crate::store::receipts::ReceiptRow;
@@ -127,14 +130,22 @@ fn marks_cache(v: &Value) -> bool {
 pub enum Failure {
     /// No model can serve the request.
     NoCandidate(String),
-    /// Every paid candidate would break a budget, and no free one was left.
+    /// Every paid candidate would break a budget, and no free one was left: 402 when the
+    /// budget is spent (final: OpenAI SDKs retry a 429 on their own), 429 with
+    /// `Retry-After` when only calls in flight hold the rest.
     Budget(Refusal),
-    /// The upstream refused the request itself (a 4xx): its status and message.
-    Rejected { code: u16, message: String },
-    /// Every candidate failed or is cooling down.
+    /// The upstream refused the request itself (a 4xx): its status and message, and the
+    /// time spent waiting on upstreams (this attempt and those before it).
+    Rejected {
+        code: u16,
+        message: String,
+        upstream: Duration,
+    },
+    /// Every candidate failed or is cooling down; `upstream` as for `Rejected`.
     Exhausted {
         attempts: Vec<String>,
         retry_after: Option<Duration>,
+        upstream: Duration,
     },
 }
 
@@ -142,6 +153,7 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::NoCandidate(_) => 404,
+            Failure::Budget(r) if r.exhausted() => 402,
             Failure::Budget(_) => 429,
             Failure::Rejected { code, .. } => *code,
             Failure::Exhausted {
@@ -156,7 +168,14 @@ impl Failure {
     pub fn body(&self) -> Value {
         let (message, kind, code) = match self {
             Failure::NoCandidate(m) => (m.clone(), "invalid_request_error", "model_not_found"),
-            Failure::Budget(r) => (r.to_string(), "insufficient_quota", "budget_exceeded"),
+            Failure::Budget(r) if r.exhausted() => {
+                (r.to_string(), "insufficient_quota", "budget_exceeded")
+            }
+            Failure::Budget(r) => (
+                format!("{r}; calls in flight hold the rest: retry once they finish"),
+                "rate_limit_error",
+                "budget_reserved",
+            ),
             Failure::Rejected { message, .. } => (
                 message.clone(),
                 "invalid_request_error",
@@ -171,10 +190,21 @@ impl Failure {
         json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
     }
 
-    /// Seconds the caller should wait, when every candidate is cooling down.
+    /// Time spent waiting on upstreams before the call failed: not pas's overhead.
+    pub fn upstream(&self) -> Duration {
+        match self {
+            Failure::Rejected { upstream, .. } | Failure::Exhausted { upstream, .. } => *upstream,
+            Failure::NoCandidate(_) | Failure::Budget(_) => Duration::ZERO,
+        }
+    }
+
+    /// How long the caller should wait: when every candidate is cooling down, or when
+    /// only reservations of calls in flight fill a budget (they settle within a call's
+    /// time; a second is a retry soon, not a promise).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Exhausted { retry_after, .. } => *retry_after,
+            Failure::Budget(r) if !r.exhausted() => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -274,7 +304,13 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     gw.alert(al, now);
                 }
                 attempts.push(format!("{label}: {r}"));
-                refusal.get_or_insert(r);
+                // Say the refusal a retry could get past, if any candidate has one.
+                if refusal
+                    .as_ref()
+                    .is_none_or(|o| o.exhausted() && !r.exhausted())
+                {
+                    refusal = Some(r);
+                }
                 continue;
             }
         };
@@ -308,6 +344,24 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         };
         let took = started.elapsed();
         upstream += took;
+        // Every attempt tells the breaker something, and ends its probe if it took one.
+        let verdict = match &got {
+            Ok(Got::Plain(_)) => Verdict::Served {
+                latency_ms: took.as_secs_f64() * 1000.0,
+            },
+            Ok(Got::Stream(s)) => Verdict::Served {
+                latency_ms: s.ttft().as_secs_f64() * 1000.0,
+            },
+            Err(e) if !e.retryable() => Verdict::Answered,
+            Err(e) => e.retry_after().map_or(Verdict::Failed, Verdict::HoldOff),
+        };
+        let opened = gw
+            .lock_health()
+            .record(&provider.name, &model.id, verdict, Instant::now());
+        if let Some(cool) = opened {
+            tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
+                "provider keeps failing: cooling down");
+        }
         let base = Attempt {
             request: req,
             attempt: n,
@@ -316,8 +370,6 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         };
         match got {
             Ok(Got::Plain(reply)) => {
-                gw.lock_health()
-                    .success(&provider.name, &model.id, took.as_secs_f64() * 1000.0);
                 let c = cost::cost(price, &reply.usage);
                 let end = Ending {
                     usage: reply.usage,
@@ -332,9 +384,6 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 return Ok((Answer::Plain(reply), served));
             }
             Ok(Got::Stream(stream)) => {
-                let ttft = stream.ttft();
-                gw.lock_health()
-                    .success(&provider.name, &model.id, ttft.as_secs_f64() * 1000.0);
                 let receipt_id = ulid::Ulid::new().to_string();
                 let relay = Relay {
                     stream: *stream,
@@ -354,7 +403,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 return Ok((Answer::Stream(Box::new(relay)), served));
             }
             Err(e) => {
-                let usage = Usage::default();
+                let usage = billed_for(&e, &body);
                 let c = cost::cost(price, &usage);
                 let end = Ending {
                     usage,
@@ -362,10 +411,11 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     took,
                     ttft: None,
                     status: "error",
-                    error: Some(e.to_string()),
+                    // The kind first (`timeout: ...`, `http_429: ...`): see ReceiptRow::kind.
+                    error: Some(format!("{}: {e}", e.status())),
                 };
                 gw.record(&base, None, end, hold);
-                attempts.push(format!("{label}: {e}"));
+                attempts.push(format!("{label}: {e}{}", hint(&e)));
                 if !e.retryable() {
                     let code = match &e {
                         CallError::Status { code, .. } => *code,
@@ -374,18 +424,8 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     return Err(Failure::Rejected {
                         code,
                         message: format!("{label}: {e}"),
+                        upstream,
                     });
-                }
-                let now = Instant::now();
-                let mut health = gw.lock_health();
-                match e.retry_after() {
-                    Some(wait) => health.hold_off(&provider.name, wait, now),
-                    None => {
-                        if let Some(cool) = health.failure(&provider.name, now) {
-                            tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
-                                "provider keeps failing: cooling down");
-                        }
-                    }
                 }
             }
         }
@@ -396,7 +436,36 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
     Err(Failure::Exhausted {
         attempts,
         retry_after: soonest.filter(|_| n == 0),
+        upstream,
     })
+}
+
+/// What a failed attempt is booked at. A timeout comes after the request was sent, so the
+/// provider may have read (and will bill) its input: the input estimated from the request,
+/// no output. A refusal (an HTTP error), a connect error or a malformed answer is $0, as
+/// providers do not bill them (or, malformed, as nothing says what was used).
+fn billed_for(e: &CallError, body: &Value) -> Usage {
+    match e {
+        CallError::Timeout { .. } => Usage {
+            input: wire::estimate_input(body),
+            source: UsageSource::Estimated,
+            ..Usage::default()
+        },
+        _ => Usage::default(),
+    }
+}
+
+/// What to fix, for a refusal that is pas's setup of the provider rather than the request.
+fn hint(e: &CallError) -> &'static str {
+    match e {
+        CallError::Status {
+            code: 401 | 403, ..
+        } => " (the provider refused the key pas holds for it: check its api_key_env)",
+        CallError::Status { code: 404, .. } => {
+            " (the provider does not know this model id, or its base_url is wrong)"
+        }
+        _ => "",
+    }
 }
 
 /// Output tokens assumed when neither the request nor the model bounds them.

@@ -2,14 +2,18 @@
 //!
 //! Every response carries `x-pas-overhead-ms` (total time less time waiting on upstreams)
 //! and, when a model answered, `x-pas-provider`, `x-pas-model`, `x-pas-receipt` and
-//! `x-pas-cost-usd` (`unknown` for a model without a price). Errors use the OpenAI shape.
+//! `x-pas-cost-usd` (`unknown` for a model without a price). Errors use the OpenAI shape,
+//! axum's own answers included: an unknown path (404), a wrong method (405) and a body
+//! above `gateway.max_body_mb` (413).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -23,15 +27,88 @@ use super::Gateway;
 use crate::llm::route::Policy;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
-/// answers are JSON or an event stream, never to be sniffed into anything else.
+/// answers are JSON or an event stream, never to be sniffed into anything else, and all of
+/// them, refusals included, are OpenAI-shaped and say their overhead.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    secure(
-        table()
-            .into_iter()
-            .fold(Router::new(), |r, (_, path, handler)| {
-                r.route(path, handler)
-            })
-            .with_state(gw),
+    let limit = crate::config::mib(gw.max_body_mb);
+    let routes = table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        });
+    // After the routes: it applies to the routes there are.
+    let app = routes
+        .method_not_allowed_fallback(not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gw);
+    stamped(secure(app))
+}
+
+/// `app` with `x-pas-overhead-ms` on every answer that does not say it yet (the chat
+/// handler says it less the upstream time); applied outside the guards too, so their
+/// refusals carry it.
+pub(crate) fn stamped(app: Router) -> Router {
+    app.layer(middleware::from_fn(stamp))
+}
+
+async fn stamp(req: HttpRequest, next: Next) -> Response {
+    let t0 = Instant::now();
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key(OVERHEAD) {
+        set_overhead(resp.headers_mut(), t0.elapsed());
+    }
+    resp
+}
+
+const OVERHEAD: &str = "x-pas-overhead-ms";
+
+fn set_overhead(h: &mut HeaderMap, overhead: Duration) {
+    let ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&ms) {
+        h.insert(OVERHEAD, v);
+    }
+}
+
+/// What the gateway serves, for the messages of its 404 and 405.
+fn served_routes() -> String {
+    routes()
+        .iter()
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An unknown path: OpenAI's "invalid URL", not axum's empty 404.
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        404,
+        format!(
+            "no route {method} {}: the gateway serves {}",
+            uri.path(),
+            served_routes()
+        ),
+        "invalid_request_error",
+        "unknown_url",
+    )
+}
+
+/// A known path with the wrong method (axum adds `Allow`).
+async fn not_allowed(method: Method, uri: Uri) -> Response {
+    let allowed: Vec<&str> = routes()
+        .into_iter()
+        .filter(|(_, p)| *p == uri.path())
+        .map(|(m, _)| m)
+        .collect();
+    error(
+        405,
+        format!(
+            "{method} is not allowed on {}: use {}",
+            uri.path(),
+            allowed.join(", ")
+        ),
+        "invalid_request_error",
+        "method_not_allowed",
     )
 }
 
@@ -133,8 +210,29 @@ pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, Stri
     Ok(None)
 }
 
-async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) -> Response {
+async fn chat(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let t0 = Instant::now();
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let resp = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                let message = format!(
+                    "the request body is larger than the gateway's limit of {} MiB \
+                     (gateway.max_body_mb in pas.yaml)",
+                    gw.max_body_mb
+                );
+                error(413, message, "invalid_request_error", "request_too_large")
+            } else {
+                let message = format!("cannot read the request body: {}", e.body_text());
+                error(400, message, "invalid_request_error", "invalid_request")
+            };
+            return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
+        }
+    };
     let req = match parse(&gw, &headers, &bytes) {
         Ok(r) => r,
         Err(m) => {
@@ -194,7 +292,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bytes: Bytes) 
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
             }
-            finish(&gw, resp, t0, Duration::ZERO, None, outcome)
+            finish(&gw, resp, t0, f.upstream(), None, outcome)
         }
     }
 }
@@ -211,10 +309,7 @@ fn finish(
     let overhead = t0.elapsed().saturating_sub(upstream);
     gw.metrics.record(overhead.as_micros() as u64, outcome);
     let h = resp.headers_mut();
-    let ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
-    if let Ok(v) = HeaderValue::from_str(&ms) {
-        h.insert("x-pas-overhead-ms", v);
-    }
+    set_overhead(h, overhead);
     if let Some(s) = served {
         let cost = s
             .cost

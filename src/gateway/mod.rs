@@ -1,7 +1,8 @@
 //! The OpenAI-compatible LLM gateway (SPEC section 7), served by `pas serve`.
 //!
 //! - `call`: one call through the candidates, with fallback, budget holds and receipts.
-//! - `http`: `POST /v1/chat/completions` (plain and streaming) and `GET /v1/models`.
+//! - `http`: `POST /v1/chat/completions` (plain and streaming) and `GET /v1/models`, and
+//!   OpenAI-shaped answers for everything else (404, 405, 413).
 //! - `budget`: the books of every budget; reservation on admission, settlement after.
 //! - `metrics`: counters and the overhead histogram for `/metrics`.
 //!
@@ -25,8 +26,8 @@ use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
 
-pub(crate) use http::secure;
 pub use http::{router, routes};
+pub(crate) use http::{secure, stamped};
 
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
@@ -39,6 +40,8 @@ pub struct Gateway {
     pub ledger: budget::Ledger,
     pub client: reqwest::Client,
     pub metrics: Arc<metrics::Metrics>,
+    /// `gateway.max_body_mb`: larger request bodies are answered 413.
+    pub max_body_mb: u64,
     warned: Mutex<HashSet<String>>,
     /// Every call's task (callers' and LLM cards'): shutdown waits for them, so a call
     /// whose caller left still writes its receipt and settles its hold.
@@ -86,6 +89,7 @@ impl Gateway {
             ledger,
             client,
             metrics,
+            max_body_mb: cfg.gateway.max_body_mb,
             warned: Mutex::new(HashSet::new()),
             tasks: tokio_util::task::TaskTracker::new(),
         })

@@ -267,6 +267,8 @@ fn router(shared: Arc<Shared>) -> Router {
             "/v1/messages",
             post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Anthropic, h, b)),
         )
+        // Long-context prompts pass axum's default 2 MB; the gateway sets its own limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
 }
 

@@ -62,8 +62,10 @@ pub fn blended_price(m: &Model) -> Option<Decimal> {
 
 /// Health of each provider and observed latency of each model, shared by the gateway's
 /// requests. Circuit breaker: after `FAILS_TO_OPEN` failures in a row a provider cools
-/// down; when the cool-down ends one request may probe it (half-open); success closes it,
-/// failure doubles the cool-down (up to `MAX_COOLDOWN`).
+/// down; when the cool-down ends one request may probe it (half-open); any answer from
+/// the provider closes it (a success, or a refusal of the request itself), failure
+/// doubles the cool-down (up to `MAX_COOLDOWN`). Every attempt that took a probe ends
+/// it with one [`Verdict`], so a probe can never stay taken.
 #[derive(Debug, Default)]
 pub struct Health {
     /// The first cool-down (`routing.cooldown_s`); zero means the default, 5 s.
@@ -79,6 +81,9 @@ struct Breaker {
     open_until: Option<Instant>,
     cooldown: Duration,
     probing: bool,
+    /// Kept away until then by a 429's `Retry-After`, apart from the breaker: a provider
+    /// that asked for a pause is not broken, and is simply back after it.
+    held_until: Option<Instant>,
 }
 
 const FAILS_TO_OPEN: u32 = 3;
@@ -86,6 +91,19 @@ const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
 const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// Weight of the newest latency sample in the EWMA.
 const ALPHA: f64 = 0.3;
+
+/// What one attempt showed of its provider's health.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// It served the call (first token of a stream), this fast.
+    Served { latency_ms: f64 },
+    /// It answered, refusing the request itself (a 400, a 413...): it is up.
+    Answered,
+    /// It asked for a pause (a 429's or 503's `Retry-After`).
+    HoldOff(Duration),
+    /// It failed: its fault (connect error, timeout, 5xx, a refused key...).
+    Failed,
+}
 
 /// A provider's state as routing sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,11 +137,16 @@ impl Health {
         let Some(b) = self.providers.get(provider) else {
             return Gate::Closed;
         };
-        match b.open_until {
+        let breaker = match b.open_until {
             None => Gate::Closed,
             Some(t) if t > now => Gate::Open(t - now),
             Some(_) if b.probing => Gate::Open(Duration::ZERO),
             Some(_) => Gate::HalfOpen,
+        };
+        match (breaker, b.held_until.filter(|t| *t > now)) {
+            (_, None) => breaker,
+            (Gate::Open(left), Some(t)) => Gate::Open(left.max(t - now)),
+            (_, Some(t)) => Gate::Open(t - now),
         }
     }
 
@@ -145,10 +168,27 @@ impl Health {
         }
     }
 
+    /// Records what an attempt at `provider`'s `model` showed, ending its probe if it
+    /// had one; returns the cool-down when this opened (or reopened) the breaker.
+    pub fn record(
+        &mut self,
+        provider: &str,
+        model: &str,
+        verdict: Verdict,
+        now: Instant,
+    ) -> Option<Duration> {
+        match verdict {
+            Verdict::Served { latency_ms } => self.success(provider, model, latency_ms),
+            Verdict::Answered => self.answered(provider),
+            Verdict::HoldOff(wait) => self.hold_off(provider, wait, now),
+            Verdict::Failed => return self.failure(provider, now),
+        }
+        None
+    }
+
     /// Records a success: closes the breaker and feeds the latency average.
     pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64) {
-        self.providers
-            .insert(provider.to_string(), Breaker::default());
+        self.answered(provider);
         self.observe(provider, model, latency_ms);
     }
 
@@ -174,6 +214,17 @@ impl Health {
         h
     }
 
+    /// Records an answer that proves the provider up, though it served nothing (it
+    /// refused the request itself): closes the breaker, ends any probe. A hold-off it
+    /// asked for stands.
+    pub fn answered(&mut self, provider: &str) {
+        let b = self.providers.entry(provider.to_string()).or_default();
+        *b = Breaker {
+            held_until: b.held_until,
+            ..Breaker::default()
+        };
+    }
+
     /// Records a failure that the provider is to blame for; returns the cool-down when it
     /// opened (or reopened) the breaker.
     pub fn failure(&mut self, provider: &str, now: Instant) -> Option<Duration> {
@@ -195,14 +246,14 @@ impl Health {
     }
 
     /// Keeps requests away from `provider` for `wait` (a 429's `Retry-After`), without
-    /// counting it as broken: after the wait it is closed again, no probe needed.
+    /// counting it as broken: after the wait its breaker is as it was (closed, no probe
+    /// needed; or half-open when this answered a probe, so the next call probes again).
     pub fn hold_off(&mut self, provider: &str, wait: Duration, now: Instant) {
-        let first = self.first();
         let b = self.providers.entry(provider.to_string()).or_default();
         let until = now + wait.min(MAX_COOLDOWN);
-        if b.open_until.is_none_or(|t| t < until) {
-            b.open_until = Some(until);
-            b.cooldown = b.cooldown.max(first);
+        b.probing = false;
+        if b.held_until.is_none_or(|t| t < until) {
+            b.held_until = Some(until);
         }
     }
 
@@ -468,5 +519,51 @@ mod tests {
         assert_eq!(h.gate("cloud", again), Gate::Closed);
         h.success("cloud", "cheap", 200.0);
         assert_eq!(h.latency_ms("cloud", "cheap"), Some(130.0));
+    }
+
+    /// Opens `cloud`'s breaker at `t0` and returns when its probe may go.
+    fn half_open(h: &mut Health, t0: Instant) -> Instant {
+        for _ in 0..FAILS_TO_OPEN {
+            h.failure("cloud", t0);
+        }
+        let later = t0 + FIRST_COOLDOWN;
+        assert!(h.begin_probe("cloud", later));
+        later
+    }
+
+    #[test]
+    fn a_probe_answered_with_a_refusal_of_the_request_closes_the_breaker() {
+        let mut h = Health::default();
+        let t = half_open(&mut h, Instant::now());
+        assert_eq!(h.record("cloud", "cheap", Verdict::Answered, t), None);
+        assert_eq!(h.gate("cloud", t), Gate::Closed);
+        // And the failures before it no longer count as a row.
+        h.failure("cloud", t);
+        h.failure("cloud", t);
+        assert_eq!(h.gate("cloud", t), Gate::Closed);
+    }
+
+    #[test]
+    fn a_hold_off_ends_the_probe_and_passes_by_itself() {
+        let mut h = Health::default();
+        let t = half_open(&mut h, Instant::now());
+        let wait = Duration::from_secs(2);
+        h.record("cloud", "cheap", Verdict::HoldOff(wait), t);
+        assert_eq!(h.gate("cloud", t), Gate::Open(wait));
+        assert_eq!(
+            h.gate("cloud", t + wait),
+            Gate::HalfOpen,
+            "the probe was given back: the next call probes"
+        );
+        // On a closed breaker, the wait passes into closed, with no probe.
+        let mut h = Health::default();
+        let t0 = Instant::now();
+        h.record("cloud", "cheap", Verdict::HoldOff(wait), t0);
+        assert!(matches!(h.gate("cloud", t0), Gate::Open(_)));
+        assert_eq!(h.gate("cloud", t0 + wait), Gate::Closed);
+        // It is not counted as broken: two failures after it do not open the breaker.
+        h.failure("cloud", t0 + wait);
+        h.failure("cloud", t0 + wait);
+        assert_eq!(h.gate("cloud", t0 + wait), Gate::Closed);
     }
 }

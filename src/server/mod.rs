@@ -124,9 +124,10 @@ pub fn start(
     let dash_app = origin::guard(dash_app, dashboard.ip().is_loopback());
     let gw_app = origin::guard(gw_app, gateway.ip().is_loopback());
     // Outermost, so the guards' own refusals carry the same security headers as the
-    // answers behind them (the layers inside add them only to what passed the guards).
+    // answers behind them (the layers inside add them only to what passed the guards),
+    // and, from the gateway, its `x-pas-overhead-ms`.
     let dash_app = crate::dashboard::secure(dash_app);
-    let gw_app = crate::gateway::secure(gw_app);
+    let gw_app = crate::gateway::secure(crate::gateway::stamped(gw_app));
 
     let (llm_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
     rt.spawn(crate::gateway::cards::executor(

@@ -26,7 +26,32 @@ pub struct ReceiptRow {
     pub stream: bool,
     /// `ok`, `error` or `cut`.
     pub status: String,
+    /// Why, for `error` and `cut`. An error's text starts with its kind and a colon
+    /// (`timeout: ...`, `http_429: ...`; see [`ReceiptRow::kind`]).
     pub error: Option<String>,
+}
+
+impl ReceiptRow {
+    /// How the attempt ended, finer than `status`: `ok`, `cut`, or for an error its kind
+    /// (`connect_error`, `timeout`, `first_token_timeout`, `http_<code>`, `malformed`),
+    /// which leads its error text. In SQL: `CASE status WHEN 'error' THEN
+    /// substr(error, 1, instr(error, ':') - 1) ELSE status END`.
+    pub fn kind(&self) -> &str {
+        if self.status != "error" {
+            return &self.status;
+        }
+        let lead = self
+            .error
+            .as_deref()
+            .and_then(|e| e.split_once(": "))
+            .map(|(k, _)| k)
+            .filter(|k| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+        lead.unwrap_or("error")
+    }
 }
 
 /// Inserts one receipt inside the writer's transaction (a duplicate id is ignored).
@@ -332,6 +357,24 @@ mod tests {
         assert_eq!(rows[0].id, "old");
         assert_eq!((rows[0].usage.input, rows[0].usage.cache_write), (9, 0));
         assert_eq!(rows[1], new);
+    }
+
+    #[test]
+    fn the_kind_of_an_error_leads_its_text() {
+        let mut r = row("r", "2026-11-01T00:00:00.000Z", None, None);
+        assert_eq!(r.kind(), "ok");
+        r.status = "error".into();
+        r.error = Some("http_429: HTTP 429: slow down".into());
+        assert_eq!(r.kind(), "http_429");
+        r.error = Some("first_token_timeout: no first token after 1s".into());
+        assert_eq!(r.kind(), "first_token_timeout");
+        // Rows written before kinds were recorded.
+        r.error = Some("connection failed: tcp connect error: refused".into());
+        assert_eq!(r.kind(), "error");
+        r.error = None;
+        assert_eq!(r.kind(), "error");
+        r.status = "cut".into();
+        assert_eq!(r.kind(), "cut");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Running totals of the receipts, per UTC day, provider, model, agent and job.
+//! Running totals of the receipts, per UTC day, provider, model, agent, job and kind (how
+//! the attempt ended: `ok`, `cut`, or its error's kind).
 //!
 //! `pas costs`, `pas status` and the dashboard used to read every receipt to sum them: at a
 //! million receipts that was seconds and half a gigabyte per look. The writer now adds each
@@ -20,6 +21,8 @@ pub struct Total {
     pub model: String,
     pub agent: Option<String>,
     pub job_id: Option<String>,
+    /// [`ReceiptRow::kind`]: `ok`, `cut`, or the kind of error.
+    pub kind: String,
     pub calls: u64,
     /// Receipts whose model had no price (their cost is unknown, not zero).
     pub unpriced: u64,
@@ -34,12 +37,13 @@ pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> 
     let day = r.ts.date_naive().to_string();
     let agent = r.agent.as_deref().unwrap_or("");
     let job = r.job_id.as_deref().unwrap_or("");
+    let kind = r.kind();
     let before: Option<String> = tx
         .prepare_cached(
-            "SELECT cost_usd FROM receipt_totals
-             WHERE day = ?1 AND provider = ?2 AND model = ?3 AND agent = ?4 AND job_id = ?5",
+            "SELECT cost_usd FROM receipt_totals WHERE day = ?1 AND provider = ?2
+                 AND model = ?3 AND agent = ?4 AND job_id = ?5 AND kind = ?6",
         )?
-        .query_row(params![day, r.provider, r.model, agent, job], |row| {
+        .query_row(params![day, r.provider, r.model, agent, job, kind], |row| {
             row.get(0)
         })
         .optional()?;
@@ -48,10 +52,10 @@ pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> 
         .unwrap_or_default()
         + r.cost_usd.unwrap_or_default();
     tx.prepare_cached(
-        "INSERT INTO receipt_totals (day, provider, model, agent, job_id, calls, unpriced,
+        "INSERT INTO receipt_totals (day, provider, model, agent, job_id, kind, calls, unpriced,
              input_tokens, output_tokens, cost_usd)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
-         ON CONFLICT (day, provider, model, agent, job_id) DO UPDATE SET
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
+         ON CONFLICT (day, provider, model, agent, job_id, kind) DO UPDATE SET
              calls = calls + 1, unpriced = unpriced + excluded.unpriced,
              input_tokens = input_tokens + excluded.input_tokens,
              output_tokens = output_tokens + excluded.output_tokens,
@@ -63,6 +67,7 @@ pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> 
         r.model,
         agent,
         job,
+        kind,
         i64::from(r.cost_usd.is_none()),
         r.usage.input as i64,
         r.usage.output as i64,
@@ -82,7 +87,8 @@ fn each_receipt(
     mut f: impl FnMut(ReceiptRow) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT id, ts, provider, model, agent, job_id, input_tokens, output_tokens, cost_usd
+        "SELECT id, ts, provider, model, agent, job_id, input_tokens, output_tokens, cost_usd,
+                status, error
          FROM receipts",
     )?;
     let mut rows = stmt.query([])?;
@@ -105,6 +111,8 @@ fn each_receipt(
                 ..Default::default()
             },
             cost_usd: cost.and_then(|c| c.parse().ok()),
+            status: row.get(9)?,
+            error: row.get(10)?,
             ..ReceiptRow::default()
         };
         f(r)?;
@@ -117,19 +125,28 @@ fn summed_from_receipts(
     conn: &Connection,
     from: Option<NaiveDate>,
 ) -> rusqlite::Result<Vec<Total>> {
-    type Key = (NaiveDate, String, String, Option<String>, Option<String>);
+    type Key = (
+        NaiveDate,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
     let mut sums: std::collections::BTreeMap<Key, Total> = Default::default();
     each_receipt(conn, |r| {
         let day = r.ts.date_naive();
         if from.is_some_and(|f| day < f) {
             return Ok(());
         }
+        let kind = r.kind().to_string();
         let key = (
             day,
             r.provider.clone(),
             r.model.clone(),
             r.agent.clone(),
             r.job_id.clone(),
+            kind.clone(),
         );
         let t = sums.entry(key).or_insert_with(|| Total {
             day,
@@ -137,6 +154,7 @@ fn summed_from_receipts(
             model: r.model,
             agent: r.agent,
             job_id: r.job_id,
+            kind,
             calls: 0,
             unpriced: 0,
             input_tokens: 0,
@@ -169,8 +187,9 @@ pub fn since(conn: &Connection, from: Option<NaiveDate>) -> rusqlite::Result<Vec
     let from = from.map(|d| d.to_string()).unwrap_or_default();
     let mut stmt = conn.prepare_cached(
         "SELECT day, provider, model, agent, job_id, calls, unpriced, input_tokens,
-                output_tokens, cost_usd
-         FROM receipt_totals WHERE day >= ?1 ORDER BY day, provider, model, agent, job_id",
+                output_tokens, cost_usd, kind
+         FROM receipt_totals WHERE day >= ?1
+         ORDER BY day, provider, model, agent, job_id, kind",
     )?;
     let none_if_blank = |s: String| (!s.is_empty()).then_some(s);
     let rows = stmt.query_map([from], |r| {
@@ -187,6 +206,7 @@ pub fn since(conn: &Connection, from: Option<NaiveDate>) -> rusqlite::Result<Vec
             input_tokens: r.get::<_, i64>(7)? as u64,
             output_tokens: r.get::<_, i64>(8)? as u64,
             cost_usd: cost.parse().unwrap_or_default(),
+            kind: r.get(10)?,
         })
     })?;
     rows.collect()

@@ -34,8 +34,10 @@ fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
 }
 
 /// One failure mode of `bad`: a plain and a streamed call both end at `good`, each with
-/// two receipts (the failed attempt, then the answer) under one request id.
-fn falls_back(what: &str, mode: Option<Mode>) {
+/// two receipts (the failed attempt, then the answer) under one request id. The failed
+/// attempt's error starts with the kind of failure (`kinds`: plain, streamed), so SQL and
+/// `pas costs` can tell a timeout from a 429.
+fn falls_back(what: &str, mode: Option<Mode>, kinds: [&str; 2]) {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
     let gw = pair(&bad, &good, "");
@@ -59,14 +61,33 @@ fn falls_back(what: &str, mode: Option<Mode>) {
     }
     let rows = gw.receipts(4);
     assert_eq!(rows.len(), 4, "{what}: {rows:?}");
-    for pair in rows.chunks(2) {
+    for (pair, kind) in rows.chunks(2).zip(kinds) {
         assert_eq!(pair[0]["provider"], "bad", "{what}");
         assert_eq!(pair[0]["status"], "error", "{what}");
+        let error = pair[0]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("{kind}: ")),
+            "{what}: the error names its kind {kind}: {error}"
+        );
         assert_eq!(pair[0]["attempt"], 1);
         assert_eq!(pair[1]["provider"], "good");
         assert_eq!(pair[1]["attempt"], 2);
         assert_eq!(pair[1]["status"], "ok");
         assert_eq!(pair[0]["request_id"], pair[1]["request_id"]);
+    }
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    let by_status = costs["by_status"].as_array().cloned().unwrap_or_default();
+    let calls = |key: &str| {
+        by_status
+            .iter()
+            .filter(|t| t["key"] == key)
+            .map(|t| t["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(calls("ok"), 2, "{what}: {by_status:?}");
+    for kind in kinds {
+        let want = kinds.iter().filter(|k| **k == kind).count() as u64;
+        assert_eq!(calls(kind), want, "{what}: {by_status:?}");
     }
 }
 
@@ -78,6 +99,7 @@ fn a_5xx_falls_back() {
             code: 500,
             retry_after: None,
         }),
+        ["http_500"; 2],
     );
 }
 
@@ -89,22 +111,147 @@ fn a_429_falls_back() {
             code: 429,
             retry_after: Some(0),
         }),
+        ["http_429"; 2],
     );
 }
 
 #[test]
 fn malformed_json_falls_back() {
-    falls_back("malformed", Some(Mode::Malformed));
+    falls_back("malformed", Some(Mode::Malformed), ["malformed"; 2]);
 }
 
 #[test]
 fn a_refused_connection_falls_back() {
-    falls_back("refused", None);
+    falls_back("refused", None, ["connect_error"; 2]);
 }
 
 #[test]
 fn a_hung_upstream_times_out_and_falls_back() {
-    falls_back("hang", Some(Mode::Hang));
+    falls_back("hang", Some(Mode::Hang), ["timeout", "first_token_timeout"]);
+}
+
+/// Regression: a 401, 403 or 404 from a provider was passed on as the request's own fault,
+/// so a bad key or an unknown model id at one provider failed calls another would serve.
+#[test]
+fn a_provider_refusing_its_key_or_model_falls_back() {
+    for code in [401, 403, 404] {
+        falls_back(
+            &code.to_string(),
+            Some(Mode::Status {
+                code,
+                retry_after: None,
+            }),
+            [format!("http_{code}").as_str(); 2],
+        );
+    }
+}
+
+/// Regression: with no other candidate the upstream's 401 reached the caller, whose SDK
+/// then says *their* key is wrong; and it never counted toward the provider's breaker.
+#[test]
+fn a_lone_provider_refusing_its_key_is_a_502_naming_it_and_cools_down() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(&only, Protocol::Openai, "m", Some(("1", "1")), "");
+    for (code, stream) in [(401, false), (403, true), (404, false)] {
+        only.set_mode(Mode::Status {
+            code,
+            retry_after: None,
+        });
+        let r = gw.chat(&ask("m", stream), &[]);
+        assert_eq!(r.status, 502, "{code}: {}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "upstream_unavailable", "{code}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains("p/m") && msg.contains(&format!("HTTP {code}")),
+            "names the provider and its status: {msg}"
+        );
+    }
+    assert_eq!(only.requests(), 3);
+    // Three provider faults in a row: it cools down like any failing provider.
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(only.requests(), 3);
+}
+
+/// Opens the breaker of the lone provider `p` of `gw` (cool-down 0.5 s) and waits the
+/// cool-down out, so the next call is its probe.
+fn open_then_half_open(only: &Fake, gw: &Gw) {
+    only.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    }
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 503, "open");
+    std::thread::sleep(Duration::from_millis(600));
+}
+
+/// Regression: a probe answered with a 4xx that is the request's fault left the probe
+/// taken forever, and every later call got a 503 until pas restarted.
+#[test]
+fn a_probe_answered_with_a_400_closes_the_breaker() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &only,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "routing: {cooldown_s: 0.5}\n",
+    );
+    open_then_half_open(&only, &gw);
+    only.set_mode(Mode::Status {
+        code: 400,
+        retry_after: None,
+    });
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 400, "the probe's answer: {}", r.body);
+    only.set_mode(Mode::Ok);
+    for _ in 0..2 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(
+            r.status, 200,
+            "an answered probe closes the breaker: {}",
+            r.body
+        );
+    }
+    assert_eq!(only.requests(), 6);
+}
+
+/// Regression: a probe answered with a 429 and `Retry-After` held the provider off but
+/// kept the probe taken, so after the wait every call still got a 503.
+#[test]
+fn a_probe_answered_with_a_429_waits_out_its_retry_after_then_probes_again() {
+    let only = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &only,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "routing: {cooldown_s: 0.5}\n",
+    );
+    open_then_half_open(&only, &gw);
+    only.set_mode(Mode::Status {
+        code: 429,
+        retry_after: Some(1),
+    });
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 502, "{}", r.body);
+    only.set_mode(Mode::Ok);
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 503, "held off for Retry-After: {}", r.body);
+    assert_eq!(only.requests(), 4);
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..2 {
+        let r = gw.chat(&ask("m", false), &[]);
+        assert_eq!(
+            r.status, 200,
+            "after the wait, probed and closed: {}",
+            r.body
+        );
+    }
+    assert_eq!(only.requests(), 6);
 }
 
 #[test]
@@ -129,13 +276,15 @@ fn a_request_fault_is_not_retried() {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
     let gw = pair(&bad, &good, "");
-    bad.set_mode(Mode::Status {
-        code: 400,
-        retry_after: None,
-    });
-    let r = gw.chat(&ask("cap:x", false), &[]);
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(r.json()["error"]["code"], "upstream_rejected");
+    for code in [400, 413, 422] {
+        bad.set_mode(Mode::Status {
+            code,
+            retry_after: None,
+        });
+        let r = gw.chat(&ask("cap:x", false), &[]);
+        assert_eq!(r.status, code, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], "upstream_rejected");
+    }
     assert_eq!(good.requests(), 0, "another provider would refuse it too");
     // A bad request body never leaves pas.
     let r = gw.chat(&serde_json::json!({"model": "cap:x"}), &[]);

@@ -622,7 +622,7 @@ fn a_call_marked_for_the_cache_reserves_its_input_at_the_write_price() {
         &more,
     );
     let r = gw.chat(&marked, &[]);
-    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.status, 402, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "budget_exceeded");
     let r = gw.chat(&plain, &[]);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -662,4 +662,118 @@ fn anthropic_reasoning_is_estimated_from_thinking_and_not_charged_twice() {
         .collect();
     // 56 bytes of thinking, about 4 bytes a token.
     assert_eq!(counts, vec![(40, 14); 2]);
+}
+
+/// `x-pas-overhead-ms` of `r` as a number (fails the test when it is missing).
+fn overhead_ms(what: &str, r: &Reply) -> f64 {
+    r.header("x-pas-overhead-ms")
+        .unwrap_or_else(|| panic!("{what}: no x-pas-overhead-ms: {r:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Regression: a failed call was reported with no upstream time, so a 502 after a 2 s
+/// timeout claimed ~2,000 ms of pas overhead, in its header and in /metrics.
+#[test]
+fn a_failed_call_reports_pas_own_overhead_not_the_upstream_wait() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(fake::Mode::Hang);
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 502, "{}", r.body);
+    let overhead = overhead_ms("502", &r);
+    assert!(
+        (0.0..1000.0).contains(&overhead),
+        "the 2 s timeout is upstream time, not overhead: {overhead}"
+    );
+    let (dash, _) = gw.ws.addresses();
+    let metrics = http::get(&format!("http://{dash}/metrics")).body;
+    let sum: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pas_gateway_overhead_ms_sum "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(sum < 1000.0, "the histogram counts the wait: {sum}");
+}
+
+/// Regression: axum's own 404, 405 and 413 had no `x-pas-overhead-ms` and a plain-text
+/// body an OpenAI client cannot read; and the body extractor's default 2 MB limit refused
+/// long-context prompts.
+#[test]
+fn every_gateway_answer_has_its_overhead_and_an_openai_shaped_error() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "1")), "");
+    let r = http::get(&format!("{}/v1/models", gw.url));
+    assert_eq!(r.status, 200);
+    overhead_ms("models", &r);
+    for (method, path, status) in [
+        ("GET", "/nope", 404),
+        ("POST", "/v1/embeddings", 404),
+        ("GET", "/v1/chat/completions", 405),
+        ("DELETE", "/v1/models", 405),
+        ("PUT", "/chat/completions", 405),
+    ] {
+        let what = format!("{method} {path}");
+        let r = http::send(method, &format!("{}{path}", gw.url), &[], None);
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        overhead_ms(&what, &r);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json"),
+            "{what}"
+        );
+        let e = &r.json()["error"];
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains(path))
+                && e["type"].is_string()
+                && e["code"].is_string()
+                && e.get("param").is_some_and(Value::is_null),
+            "{what}: {e}"
+        );
+        if status == 405 {
+            assert!(r.header("allow").is_some(), "{what}");
+        }
+    }
+    // A prompt above axum's default 2 MB is a long context, not an attack.
+    let mut big = ask("m", false);
+    big["messages"][1]["content"] = json!("many words ".repeat(300_000));
+    let r = gw.chat(&big, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    overhead_ms("a 3 MB prompt", &r);
+}
+
+#[test]
+fn a_body_above_gateway_max_body_mb_is_a_413_naming_the_limit() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "1")),
+        "gateway: {max_body_mb: 1}\n",
+    );
+    let mut body = ask("m", false);
+    body["messages"][1]["content"] = json!("x".repeat(1_100_000));
+    let (_, addr) = gw.ws.addresses();
+    let r = crate::security::raw(
+        &addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        &body.to_string(),
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.header("x-pas-overhead-ms").is_some(), "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("1 MiB") && msg.contains("gateway.max_body_mb"),
+        "{msg}"
+    );
+    assert_eq!(v["error"]["code"], "request_too_large");
+    assert_eq!(up.requests(), 0);
+    // Below the limit, served.
+    body["messages"][1]["content"] = json!("x".repeat(900_000));
+    assert_eq!(gw.chat(&body, &[]).status, 200);
 }

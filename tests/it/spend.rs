@@ -74,10 +74,11 @@ fn fifty_concurrent_calls_never_overshoot_the_budget_and_alert_once_per_threshol
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
-    let refused: Vec<&Value> = statuses
+    // Refused while others' reservations fill the budget (429, worth a retry), or once
+    // what is spent leaves no room (402, final).
+    let refused: Vec<&(u16, Value)> = statuses
         .iter()
-        .filter(|(s, _)| *s == 429)
-        .map(|(_, v)| v)
+        .filter(|(s, _)| *s == 429 || *s == 402)
         .collect();
     assert!(ok >= 1, "{statuses:?}");
     assert_eq!(ok + refused.len(), 50, "{statuses:?}");
@@ -85,11 +86,18 @@ fn fifty_concurrent_calls_never_overshoot_the_budget_and_alert_once_per_threshol
         !refused.is_empty(),
         "50 calls of up to $0.00065 each cannot all fit in $0.005"
     );
-    assert_eq!(refused[0]["error"]["code"], "budget_exceeded");
-    assert!(refused[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("daily budget"));
+    for (status, v) in &refused {
+        let code = if *status == 402 {
+            "budget_exceeded"
+        } else {
+            "budget_reserved"
+        };
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily budget"));
+    }
     let rows = gw.receipts(ok);
     assert!(
         spent(&rows) <= limit,
@@ -147,7 +155,9 @@ fn a_job_budget_caps_that_job_only() {
     let job = [("x-pas-job", "J-capped"), ("x-pas-agent", "a1")];
     assert_eq!(gw.chat(&ask("m", false), &job).status, 200);
     let r = gw.chat(&ask("m", false), &job);
-    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.status, 402, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+    assert!(r.header("retry-after").is_none());
     assert!(r.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -161,6 +171,87 @@ fn a_job_budget_caps_that_job_only() {
     let rows = gw.receipts(2);
     assert_eq!(rows[0]["job"], "J-capped");
     assert_eq!(rows[0]["agent"], "a1");
+}
+
+/// Regression: an exhausted budget was answered 429, which OpenAI SDKs retry on their own
+/// (they retry 408, 409, 429 and 5xx), hammering a budget that cannot recover today. Only
+/// a refusal caused by calls still in flight is worth a retry: 429 with `Retry-After`.
+#[test]
+fn an_exhausted_budget_is_a_402_and_one_full_of_reservations_a_429() {
+    let up = fake::start(FakeOptions {
+        output_tokens: 50,
+        ..FakeOptions::default()
+    });
+    up.set_mode(Mode::Delay(Duration::from_millis(800)));
+    // Each call may cost ~$0.00065 and costs $0.000512: one fits in $0.001, two do not.
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "10")),
+        "budgets: {daily_usd: \"0.001\"}\n",
+    );
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| gw.chat(&ask("m", false), &[]));
+        wait_until("the first call upstream", Duration::from_secs(5), || {
+            if up.requests() == 1 {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        });
+        let second = gw.chat(&ask("m", false), &[]);
+        (first.join().unwrap(), second)
+    });
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        second.status, 429,
+        "only a reservation is in the way: {}",
+        second.body
+    );
+    assert_eq!(second.json()["error"]["code"], "budget_reserved");
+    assert!(second.header("retry-after").is_some());
+    // The first call settled: what is spent leaves no room, a retry cannot help.
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 402, "{}", r.body);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "budget_exceeded");
+    assert_eq!(e["type"], "insufficient_quota");
+    assert!(r.header("retry-after").is_none());
+    assert_eq!(up.requests(), 1);
+}
+
+/// Regression: a timed-out attempt was booked at $0, although the provider had the
+/// request and may bill its input. It is booked at the input estimated from the request.
+#[test]
+fn a_timed_out_attempt_is_booked_at_its_estimated_input() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("2", "100")), "");
+    up.set_mode(Mode::Hang);
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    up.set_mode(Mode::HangStream);
+    assert_eq!(gw.chat(&ask("m", true), &[]).status, 502);
+    up.stop(); // refused: the provider never had the request
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
+    let rows = gw.receipts(3);
+    let messages = serde_json::to_vec(&ask("m", false)["messages"]).unwrap();
+    let input = messages.len().div_ceil(4) as u64;
+    let cost = (rust_decimal::Decimal::from(input * 2) / rust_decimal::Decimal::from(1_000_000))
+        .normalize()
+        .to_string();
+    for (row, kind) in rows[..2].iter().zip(["timeout", "first_token_timeout"]) {
+        assert!(row["error"].as_str().unwrap().starts_with(kind), "{row:?}");
+        assert_eq!(row["input"].as_u64(), Some(input), "{row:?}");
+        assert_eq!(row["output"], 0, "{row:?}");
+        assert_eq!(row["source"], "estimated", "{row:?}");
+        assert_eq!(row["cost"].as_str(), Some(cost.as_str()), "{row:?}");
+    }
+    assert_eq!(rows[2]["input"], 0, "{:?}", rows[2]);
+    assert_eq!(rows[2]["cost"], "0", "{:?}", rows[2]);
+    let costs = gw.ws.pas_json(&["costs", "--json"]);
+    let total: rust_decimal::Decimal =
+        cost.parse::<rust_decimal::Decimal>().unwrap() * rust_decimal::Decimal::from(2);
+    assert_eq!(costs["total"]["cost_usd"], total.normalize().to_string());
 }
 
 #[test]

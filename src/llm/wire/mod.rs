@@ -65,11 +65,15 @@ pub enum CallError {
 impl CallError {
     /// Whether another attempt (here or at the next candidate) may succeed: the provider's
     /// faults are, the request's own faults (other 4xx) are not, and a cut stream is not
-    /// because the caller already has part of an answer.
+    /// because the caller already has part of an answer. A 401 or 403 (the key pas holds
+    /// for that provider) and a 404 (its model id or `base_url`) are the provider's
+    /// setup, not the request: another provider may well serve it.
     pub fn retryable(&self) -> bool {
         match self {
             CallError::Connect(_) | CallError::Timeout { .. } | CallError::Malformed(_) => true,
-            CallError::Status { code, .. } => matches!(code, 408 | 429 | 500..=599),
+            CallError::Status { code, .. } => {
+                matches!(code, 401 | 403 | 404 | 408 | 429 | 500..=599)
+            }
             CallError::Cut { .. } => false,
         }
     }
@@ -257,8 +261,9 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 }
 
 /// The input tokens estimated from the caller's messages: the same for a plain and a
-/// streamed call, and for either protocol, so their costs agree.
-fn estimate_input(body: &serde_json::Value) -> u64 {
+/// streamed call, and for either protocol, so their costs agree (and the same for an
+/// attempt that timed out, booked at its input).
+pub fn estimate_input(body: &serde_json::Value) -> u64 {
     let bytes = serde_json::to_vec(&body["messages"]).map_or(0, |b| b.len());
     estimate_tokens(bytes)
 }

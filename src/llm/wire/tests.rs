@@ -416,10 +416,10 @@ fn only_the_providers_faults_are_retryable() {
         retry_after: None,
         message: String::new(),
     };
-    for code in [408, 429, 500, 502, 503, 529] {
+    for code in [401, 403, 404, 408, 429, 500, 502, 503, 529] {
         assert!(status(code).retryable(), "{code}");
     }
-    for code in [400, 401, 403, 404, 409, 413, 422] {
+    for code in [400, 409, 413, 422] {
         assert!(!status(code).retryable(), "{code}");
     }
     let cut = CallError::Cut {

@@ -126,8 +126,13 @@ fn every_method_on_every_route_is_refused_or_reads_and_nothing_changes() {
                 Some("GET") if m == "GET" || m == "HEAD" => r.status == 200,
                 _ => refused(m, r.status),
             };
-            if !ok {
-                wrong.push(format!("gateway {m} {url}: {} {}", r.status, r.body));
+            // Every answer pas gives carries its overhead (a CONNECT never reaches pas).
+            let stamped = m == "CONNECT" || r.header("x-pas-overhead-ms").is_some();
+            if !ok || !stamped {
+                wrong.push(format!(
+                    "gateway {m} {url}: {} {:?} {}",
+                    r.status, r.headers, r.body
+                ));
             }
         }
     }
@@ -165,6 +170,7 @@ fn foreign_web_pages_are_refused_and_spend_nothing() {
         let r = raw(&gw_addr, "POST", path, &plain, &chat);
         assert_eq!(r.status, 403, "{path}: {r:?}");
         assert!(r.body.contains("forbidden_origin"), "{}", r.body);
+        assert!(r.header("x-pas-overhead-ms").is_some(), "{path}: {r:?}");
     }
     let null = raw(
         &gw_addr,

@@ -81,6 +81,17 @@ fn provider_keys_reach_the_upstream_and_nothing_else() {
     for stream in [false, true] {
         assert_ne!(call(&mut seen, "mo", stream, "echo"), 200);
         assert_ne!(call(&mut seen, "ma", stream, "echo"), 200);
+        if !stream {
+            // A refused key is the provider's fault and counts toward its breaker: an
+            // answer in between keeps both below the three failures in a row that open
+            // it, so every call below still reaches its upstream.
+            oa.set_mode(Mode::Ok);
+            an.set_mode(Mode::Ok);
+            assert_eq!(call(&mut seen, "mo", false, "ok"), 200);
+            assert_eq!(call(&mut seen, "ma", false, "ok"), 200);
+            oa.set_mode(Mode::EchoKey { code: 401 });
+            an.set_mode(Mode::EchoKey { code: 403 });
+        }
     }
     assert!(
         seen.iter().any(|s| s.contains("[redacted key]")),
@@ -108,7 +119,7 @@ fn provider_keys_reach_the_upstream_and_nothing_else() {
     an.set_mode(Mode::Ok);
     card("J-ok", "ma");
     ws.wait_state("J-ok", "done");
-    let calls = 4 + 1 + 4 + 2 + 1 + 1;
+    let calls = 4 + 1 + 4 + 2 + 2 + 1 + 1;
     crate::fixture::wait_until(
         "every receipt",
         Duration::from_secs(10),

@@ -117,6 +117,10 @@ fn every_route_of_both_servers_needs_the_token_which_is_never_shown() {
             assert_eq!(r.header("content-type"), Some("application/json"));
             // The guard's refusal carries the security headers of what it guards.
             assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{url}");
+            if *addr == gw {
+                // Like every gateway answer, the refusal says what pas spent on it.
+                assert!(r.header("x-pas-overhead-ms").is_some(), "{url}: {r:?}");
+            }
             if *addr == dash {
                 assert!(
                     r.header("content-security-policy")
