@@ -9,11 +9,12 @@
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::call::{self, Answer, Request};
+use super::call::{self, Answer, Request, Served};
 use super::Gateway;
 use crate::llm::route::Policy;
 use crate::watch::Input;
@@ -98,12 +99,7 @@ pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, S
     let mut req = Request::build(gw, body, len, section.policy)?;
     req.job = Some(job.id.clone());
     req.job_budget = super::budget::job_limit(job.budget_usd.as_deref())?;
-    let (answer, served) = call::run(gw, &req).await.map_err(|f| {
-        f.body()["error"]["message"]
-            .as_str()
-            .unwrap_or("the call failed")
-            .to_string()
-    })?;
+    let (answer, served) = run_until_settled(gw, &req).await?;
     let Answer::Plain(reply) = answer else {
         return Err("a card's call is never streamed".into());
     };
@@ -124,4 +120,39 @@ pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, S
         "request_id": req.id,
     });
     serde_yaml::to_value(result).map_err(|e| format!("cannot write the result: {e}"))
+}
+
+/// How long a card keeps waiting out transient refusals before it fails with the last one.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// The card's call, run again while the refusal is one that passes on its own: a budget
+/// held only by calls in flight (429), or every provider cooling down (503). An agent
+/// would retry those; a card has no agent, so pas does, after the wait the refusal names.
+async fn run_until_settled(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), String> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match call::run(gw, req).await {
+            Ok(done) => return Ok(done),
+            Err(f) => {
+                let message = f.body()["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the call failed")
+                    .to_string();
+                let wait = match f.status() {
+                    429 | 503 => f.retry_after().unwrap_or(Duration::from_secs(1)),
+                    _ => return Err(message),
+                };
+                let wait = wait.clamp(Duration::from_millis(100), Duration::from_secs(30));
+                if started.elapsed() + wait > PATIENCE {
+                    return Err(format!(
+                        "{message} (still refused after waiting {} s)",
+                        started.elapsed().as_secs()
+                    ));
+                }
+                tracing::info!(request = %req.id, wait_ms = wait.as_millis() as u64,
+                    "LLM card's call refused for now ({message}); trying again");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }

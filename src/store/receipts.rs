@@ -207,30 +207,25 @@ pub struct Spent {
     pub cost_usd: Decimal,
 }
 
-/// Hands `add` every priced receipt the budgets count: those from `from` on (this month's),
-/// and every one with a job (a job's budget has no period). Rows are streamed, not
-/// collected: a busy month holds millions, and start-up must not hold them all at once.
+/// Hands `add` what the budgets count: the spend of each day from `from` on (this
+/// month's) and every job's (a job's budget has no period), read from the receipt totals
+/// (a busy month holds millions of receipts; its totals a few rows a day). Each `Spent`
+/// stands for one total and is stamped with the start of its day: budgets compare days.
 pub fn for_budgets(
     conn: &Connection,
     from: DateTime<Utc>,
     mut add: impl FnMut(Spent),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT ts, job_id, agent, cost_usd FROM receipts
-         WHERE cost_usd IS NOT NULL AND (ts >= ?1 OR job_id IS NOT NULL)",
-    )?;
-    let mut rows = stmt.query([super::db::ts_text(&from)])?;
-    while let Some(r) = rows.next()? {
-        let ts: String = r.get(0)?;
-        let cost: String = r.get(3)?;
-        let (Ok(ts), Ok(cost_usd)) = (DateTime::parse_from_rfc3339(&ts), cost.parse()) else {
-            continue; // not written by pas: nothing a budget can count
-        };
+    let first_day = from.date_naive();
+    for t in super::totals::since(conn, None)? {
+        if t.cost_usd.is_zero() || (t.day < first_day && t.job_id.is_none()) {
+            continue; // nothing to count, or a past month with no job
+        }
         add(Spent {
-            ts: ts.to_utc(),
-            job_id: r.get(1)?,
-            agent: r.get(2)?,
-            cost_usd,
+            ts: t.day.and_time(chrono::NaiveTime::MIN).and_utc(),
+            job_id: t.job_id,
+            agent: t.agent,
+            cost_usd: t.cost_usd,
         });
     }
     Ok(())
@@ -408,7 +403,7 @@ mod tests {
         assert_eq!(
             seen,
             [
-                (None, "0.10".to_string()),
+                (None, "0.1".to_string()),
                 (Some("J".to_string()), "0.25".to_string())
             ]
         );

@@ -222,3 +222,38 @@ fn the_worst_case_counts_every_choice_asked_for() {
     assert!(r.body.contains("`n`"), "{}", r.body);
     assert_eq!(up.requests(), 1);
 }
+
+#[test]
+fn an_llm_card_waits_out_a_budget_held_by_calls_in_flight() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(Mode::Delay(Duration::from_millis(1500)));
+    // Room for one call's worst case at a time: the card's call is refused while the
+    // caller's is in flight, not because the budget is spent.
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "m",
+        Some(("1", "10")),
+        "budgets: {daily_usd: \"0.001\"}\n",
+    );
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| gw.chat(&ask("m", false), &[]).status);
+        wait_until(
+            "the caller's call to start",
+            Duration::from_secs(10),
+            || {
+                (up.requests() >= 1)
+                    .then_some(())
+                    .ok_or("no request yet".to_string())
+            },
+        );
+        gw.ws.drop_card(
+            "J-patient",
+            "title: patient\nllm:\n  model: m\n  max_tokens: 40\n  messages:\n    - {role: user, content: hi}\n",
+        );
+        assert_eq!(caller.join().unwrap(), 200);
+    });
+    let done = gw.ws.wait_state("J-patient", "done");
+    assert!(done["result"]["receipt_id"].as_str().is_some(), "{done:?}");
+    assert_eq!(up.requests(), 2);
+}
