@@ -73,6 +73,12 @@ impl Gw {
         )
     }
 
+    /// The usual paid setup: model `m` at $1 in / $10 out per Mtok on one OpenAI-protocol
+    /// provider on `up`, plus `more` of `pas.yaml` (budgets, mostly).
+    pub fn paid(up: &Fake, more: &str) -> Gw {
+        Gw::one(up, Protocol::Openai, "m", Some(("1", "10")), more)
+    }
+
     /// `POST /v1/chat/completions` with `body` and extra headers.
     pub fn chat(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
         http::send(

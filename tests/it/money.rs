@@ -96,11 +96,8 @@ fn a_call_whose_caller_left_is_receipted_even_when_pas_stops() {
 #[test]
 fn an_agent_budget_caps_that_agent_only_and_alerts_at_the_users_thresholds() {
     let up = fake::start(FakeOptions::default());
-    let gw = Gw::one(
+    let gw = Gw::paid(
         &up,
-        Protocol::Openai,
-        "m",
-        Some(("1", "10")),
         "budgets: {agent_daily_usd: \"0.001\", alert_at: [0.25, 0.9]}\n",
     );
     let mut body = ask("m", false);
@@ -202,13 +199,7 @@ fn the_worst_case_counts_every_choice_asked_for() {
     let up = fake::start(FakeOptions::default());
     // One choice of 100 tokens fits in $0.002; four of them may not, so the call is refused
     // before anything is spent.
-    let gw = Gw::one(
-        &up,
-        Protocol::Openai,
-        "m",
-        Some(("1", "10")),
-        "budgets: {daily_usd: \"0.002\"}\n",
-    );
+    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.002\"}\n");
     let mut body = ask("m", false);
     body["max_tokens"] = json!(100);
     assert_eq!(gw.chat(&body, &[]).status, 200);
@@ -229,13 +220,7 @@ fn an_llm_card_waits_out_a_budget_held_by_calls_in_flight() {
     up.set_mode(Mode::Delay(Duration::from_millis(1500)));
     // Room for one call's worst case at a time: the card's call is refused while the
     // caller's is in flight, not because the budget is spent.
-    let gw = Gw::one(
-        &up,
-        Protocol::Openai,
-        "m",
-        Some(("1", "10")),
-        "budgets: {daily_usd: \"0.001\"}\n",
-    );
+    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.001\"}\n");
     std::thread::scope(|s| {
         let caller = s.spawn(|| gw.chat(&ask("m", false), &[]).status);
         wait_until(

@@ -146,7 +146,7 @@ fn a_job_budget_caps_that_job_only() {
         output_tokens: 50,
         ..FakeOptions::default()
     });
-    let gw = Gw::one(&up, Protocol::Openai, "m", Some(("1", "10")), "");
+    let gw = Gw::paid(&up, "");
     // A card no agent can take, so it stays put while calls are made for it.
     gw.ws.drop_card(
         "J-capped",
@@ -184,13 +184,7 @@ fn an_exhausted_budget_is_a_402_and_one_full_of_reservations_a_429() {
     });
     up.set_mode(Mode::Delay(Duration::from_millis(800)));
     // Each call may cost ~$0.00065 and costs $0.000512: one fits in $0.001, two do not.
-    let gw = Gw::one(
-        &up,
-        Protocol::Openai,
-        "m",
-        Some(("1", "10")),
-        "budgets: {daily_usd: \"0.001\"}\n",
-    );
+    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.001\"}\n");
     let (first, second) = std::thread::scope(|s| {
         let first = s.spawn(|| gw.chat(&ask("m", false), &[]));
         wait_until("the first call upstream", Duration::from_secs(5), || {
