@@ -201,7 +201,12 @@ pub fn cost_tally(ws: &Workspace) -> Result<Costs> {
     let budgets =
         config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
     let rows = match crate::store::db::open_read_only(&ws.db_path())? {
-        Some(conn) => totals::since(&conn, None).context("cannot read the receipt totals")?,
+        Some(conn) => totals::since(&conn, None).with_context(|| {
+            format!(
+                "cannot read the receipt totals in {}",
+                ws.db_path().display()
+            )
+        })?,
         None => Vec::new(),
     };
     Ok(tally(budgets, &rows, Utc::now()))

@@ -212,14 +212,21 @@ fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
     std::thread::Builder::new()
         .name("pas-signals".into())
         .spawn(move || {
-            rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            });
+            let mut next = |rt: &tokio::runtime::Runtime| {
+                rt.block_on(async {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                })
+            };
+            next(&rt);
             tracing::info!("signal received: shutting down");
             let _ = tx.send(Input::Shutdown);
+            // A second signal: the user will not wait for LLM calls in flight.
+            next(&rt);
+            tracing::warn!("second signal: stopping without waiting for LLM calls in flight");
+            crate::server::HURRY.store(true, std::sync::atomic::Ordering::Relaxed);
         })
         .context("cannot start the signal handler")?;
     Ok(())

@@ -431,7 +431,11 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         }
     }
     if let (Some(r), true) = (refusal, n == 0) {
-        return Err(Failure::Budget(r));
+        // A spent budget is final only if no other candidate can serve later: a free one
+        // cooling down will, so that is a 503 with its Retry-After, not a 402.
+        if !(r.exhausted() && soonest.is_some()) {
+            return Err(Failure::Budget(r));
+        }
     }
     Err(Failure::Exhausted {
         attempts,

@@ -60,11 +60,19 @@ pub async fn executor(
     engine: SyncSender<Input>,
 ) {
     while let Some(job) = jobs.recv().await {
+        if gw.tasks.is_closed() {
+            // pas is stopping: the card stays in the inbox and runs after the restart,
+            // before a cent is spent on it.
+            break;
+        }
         let tasks = gw.tasks.clone();
         let gw = gw.clone();
         let engine = engine.clone();
         tasks.spawn(async move {
-            let result = run(&gw, &job).await;
+            let result = match run(&gw, &job).await {
+                Err(Stopped) => return, // stays in the inbox; runs after the restart
+                Ok(outcome) => outcome,
+            };
             // The engine's queue is bounded; never block a runtime thread on it.
             let _ = tokio::task::spawn_blocking(move || {
                 engine.send(Input::LlmDone { id: job.id, result })
@@ -74,8 +82,25 @@ pub async fn executor(
     }
 }
 
-/// The card's call: `Ok(result mapping)` or `Err(reason)`.
-pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, String> {
+/// pas stopped before the card's call could be made: nothing was spent, nothing is said.
+#[derive(Debug)]
+pub struct Stopped;
+
+/// The card's call: its outcome, `Ok(result mapping)` or `Err(reason)`; `Err(Stopped)`
+/// when pas began stopping while the call waited to be made.
+pub async fn run(
+    gw: &Arc<Gateway>,
+    job: &LlmJob,
+) -> Result<Result<serde_yaml::Value, String>, Stopped> {
+    match call_card(gw, job).await {
+        Ok(Some(v)) => Ok(Ok(v)),
+        Ok(None) => Err(Stopped),
+        Err(reason) => Ok(Err(reason)),
+    }
+}
+
+/// [`run`]'s work; `Ok(None)` when stopped.
+async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml::Value>, String> {
     let section: Section = serde_yaml::from_value(job.llm.clone())
         .map_err(|e| format!("the llm section is not valid: {e}"))?;
     if section.messages.is_empty() {
@@ -99,7 +124,9 @@ pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, S
     let mut req = Request::build(gw, body, len, section.policy)?;
     req.job = Some(job.id.clone());
     req.job_budget = super::budget::job_limit(job.budget_usd.as_deref())?;
-    let (answer, served) = run_until_settled(gw, &req).await?;
+    let Some((answer, served)) = run_until_settled(gw, &req).await? else {
+        return Ok(None);
+    };
     let Answer::Plain(reply) = answer else {
         return Err("a card's call is never streamed".into());
     };
@@ -119,7 +146,9 @@ pub async fn run(gw: &Arc<Gateway>, job: &LlmJob) -> Result<serde_yaml::Value, S
         "receipt_id": served.receipt_id,
         "request_id": req.id,
     });
-    serde_yaml::to_value(result).map_err(|e| format!("cannot write the result: {e}"))
+    serde_yaml::to_value(result)
+        .map(Some)
+        .map_err(|e| format!("cannot write the result: {e}"))
 }
 
 /// How long a card keeps waiting out transient refusals before it fails with the last one.
@@ -128,11 +157,17 @@ const PATIENCE: Duration = Duration::from_secs(300);
 /// The card's call, run again while the refusal is one that passes on its own: a budget
 /// held only by calls in flight (429), or every provider cooling down (503). An agent
 /// would retry those; a card has no agent, so pas does, after the wait the refusal names.
-async fn run_until_settled(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), String> {
+async fn run_until_settled(
+    gw: &Arc<Gateway>,
+    req: &Request,
+) -> Result<Option<(Answer, Served)>, String> {
     let started = tokio::time::Instant::now();
     loop {
+        if gw.tasks.is_closed() {
+            return Ok(None); // pas is stopping: no new call
+        }
         match call::run(gw, req).await {
-            Ok(done) => return Ok(done),
+            Ok(done) => return Ok(Some(done)),
             Err(f) => {
                 let message = f.body()["error"]["message"]
                     .as_str()

@@ -186,5 +186,10 @@ fn ledger(shared: &Shared, budgets: Budgets, now: DateTime<Utc>) -> Result<budge
     budget::Ledger::counting(budgets, now, |add| {
         crate::store::receipts::for_budgets(&conn, month, add)
     })
-    .context("cannot read the receipts")
+    .with_context(|| {
+        format!(
+            "cannot read the receipt totals in {} (the budgets start from them)",
+            shared.ws.db_path().display()
+        )
+    })
 }

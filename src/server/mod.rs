@@ -67,6 +67,34 @@ pub struct Servers {
     pub llm_jobs: tokio::sync::mpsc::UnboundedSender<crate::gateway::cards::LlmJob>,
 }
 
+/// Set by a second SIGTERM/SIGINT: stop now, without waiting for calls in flight.
+pub static HURRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long a shutdown waits for LLM calls in flight: as long as the slowest provider lets
+/// a call run (its `timeout_s`), so a call that is paid for gets its receipt (and an LLM
+/// card its answer) rather than being cut off and bought again; at least [`DRAIN`].
+fn drain_for(gw: &crate::gateway::Gateway) -> Duration {
+    gw.providers
+        .iter()
+        .map(|p| Duration::from_secs_f64(p.timeout_s) + Duration::from_secs(1))
+        .fold(DRAIN, Duration::max)
+}
+
+/// Waits for `done` until `limit` has passed or a second signal says hurry; whether it
+/// finished.
+async fn within(limit: Duration, done: impl std::future::Future<Output = ()>) -> bool {
+    let hurried = async {
+        while !HURRY.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = done => true,
+        _ = tokio::time::sleep(limit) => false,
+        _ = hurried => false,
+    }
+}
+
 /// How long a shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -137,6 +165,7 @@ pub fn start(
     ));
     let (stop, stopped) = watch::channel(false);
     let calls = gateway_state.tasks.clone();
+    let drain = drain_for(&gateway_state);
     let thread = std::thread::Builder::new()
         .name("pas-http".into())
         .spawn(move || {
@@ -147,21 +176,30 @@ pub fn start(
                 let d = axum::serve(dash_listener, dash_app)
                     .with_graceful_shutdown(until(stopped.clone()));
                 let g = axum::serve(gw_listener, gw_app).with_graceful_shutdown(until(stopped));
-                let (d, g) = tokio::join!(d, g);
-                if let Err(e) = d.and(g) {
-                    tracing::error!(error = %e, "HTTP server failed");
-                }
-                // Callers are answered; calls whose callers left, and LLM cards', finish
-                // here so their receipts are written and their holds settled.
+                let started = std::time::Instant::now();
+                // Streams keep their connections open until they end: bounded like calls.
+                let served = within(drain, async {
+                    let (d, g) = tokio::join!(d, g);
+                    if let Err(e) = d.and(g) {
+                        tracing::error!(error = %e, "HTTP server failed");
+                    }
+                })
+                .await;
+                // Calls whose callers left, and LLM cards', finish here so their receipts
+                // are written and their holds settled; no new card call starts.
                 calls.close();
                 if !calls.is_empty() {
-                    tracing::info!(calls = calls.len(), "waiting for LLM calls in flight");
+                    tracing::info!(
+                        calls = calls.len(),
+                        "waiting up to {} s for LLM calls in flight (a second SIGTERM stops now)",
+                        drain.as_secs()
+                    );
                 }
-                if tokio::time::timeout(DRAIN, calls.wait()).await.is_err() {
+                let left = drain.saturating_sub(started.elapsed());
+                if !(served && within(left, calls.wait()).await) {
                     tracing::warn!(
                         calls = calls.len(),
-                        "LLM calls still running after {}s are stopped without a receipt",
-                        DRAIN.as_secs()
+                        "LLM calls still running are stopped without a receipt"
                     );
                 }
             });
@@ -181,8 +219,9 @@ pub fn start(
 }
 
 impl Servers {
-    /// Stops accepting, lets in-flight requests finish (up to 10 s), and returns when the
-    /// servers are down: every receipt they produced has been handed to the writer.
+    /// Stops accepting, lets in-flight requests and LLM calls finish (up to the slowest
+    /// provider's `timeout_s`, or until a second signal), and returns when the servers are
+    /// down: every receipt they produced has been handed to the writer.
     pub fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {

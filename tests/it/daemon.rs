@@ -49,6 +49,11 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, without waiting.
+    pub fn term(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
     /// SIGTERM, and waits for the exit (failing the test after 10 s).
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);

@@ -68,6 +68,43 @@ fn sigterm_lets_an_llm_cards_call_finish_into_done_with_its_receipt() {
 }
 
 #[test]
+fn pas_waits_for_a_long_paid_call_at_stop_unless_told_twice() {
+    let up = fake::start(FakeOptions::default());
+    up.set_mode(Mode::Delay(Duration::from_secs(30)));
+    let mut gw = Gw::start(
+        &[crate::gateway::provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "    timeout_s: 60\n",
+            &crate::gateway::model("m", &["x"], Some(("1", "1"))),
+        )
+        .replace("    timeout_s: 2\n", "")],
+        "",
+        &[],
+    );
+    gw.ws.drop_card(
+        "J-long",
+        "title: long\nllm:\n  model: m\n  messages:\n    - {role: user, content: hi}\n",
+    );
+    wait_until("the call to start", Duration::from_secs(10), || {
+        (up.requests() >= 1)
+            .then_some(())
+            .ok_or("no request yet".to_string())
+    });
+    gw._daemon.term();
+    // Still waiting for the call (its provider allows it 60 s), and saying how to stop now.
+    std::thread::sleep(Duration::from_secs(2));
+    gw._daemon.assert_running();
+    assert!(gw._daemon.log_text().contains("a second SIGTERM stops now"));
+    gw._daemon.term();
+    let status = gw._daemon.wait_exit(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // Nothing came back, so nothing is recorded: the card runs again after the restart.
+    assert_eq!(gw.ws.places_of("J-long"), vec!["inbox".to_string()]);
+}
+
+#[test]
 fn a_call_whose_caller_left_is_receipted_even_when_pas_stops() {
     let up = fake::start(FakeOptions::default());
     up.set_mode(Mode::Delay(Duration::from_millis(1500)));
@@ -241,4 +278,48 @@ fn an_llm_card_waits_out_a_budget_held_by_calls_in_flight() {
     let done = gw.ws.wait_state("J-patient", "done");
     assert!(done["result"]["receipt_id"].as_str().is_some(), "{done:?}");
     assert_eq!(up.requests(), 2);
+}
+
+#[test]
+fn a_spent_budget_is_not_final_while_a_free_model_only_cools_down() {
+    let free = fake::start(FakeOptions::default());
+    let paid = fake::start(FakeOptions::default());
+    let gw = Gw::start(
+        &[
+            crate::gateway::provider(
+                "home",
+                &free,
+                Protocol::Openai,
+                "    local: true\n",
+                &crate::gateway::model("l", &["x"], Some(("0", "0"))),
+            ),
+            crate::gateway::provider(
+                "cloud",
+                &paid,
+                Protocol::Openai,
+                "",
+                &crate::gateway::model("c", &["x"], Some(("1", "10"))),
+            ),
+        ],
+        // No paid call fits: every one is refused as over budget.
+        "budgets: {daily_usd: \"0.0001\"}\nrouting: {cooldown_s: 1}\n",
+        &[],
+    );
+    free.set_mode(Mode::Status {
+        code: 500,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&ask("cap:x", false), &[]).status, 502);
+    }
+    // The free model cools down: come back soon, rather than "budget spent, give up".
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    free.set_mode(Mode::Ok);
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("home"));
+    assert_eq!(paid.requests(), 0);
 }
