@@ -335,13 +335,14 @@
     let timer = null;
     onEvent = (e) => { if (e.type === 'cost.receipt' || e.type === 'budget.alert') { if (!timer) timer = setTimeout(refresh, 1000); } };
     async function refresh() { timer = null; try { c = await (await fetch('/api/costs')).json(); render(); } catch (e) { /* next receipt */ } }
-    const gauge = (label, g) => {
-      if (!g) return `<div class="tile"><h3>${label} budget</h3><div class="hint">none set in pas.yaml</div></div>`;
+    // `label` is HTML already: callers esc() any part of it that comes from the board.
+    const gauge = (label, g, tile = 'tile') => {
+      if (!g) return `<div class="${tile}"><h3>${label} budget</h3><div class="hint">none set in pas.yaml</div></div>`;
       const share = Number(g.share || 0); const cls = share >= 1 ? 'bad' : share >= 0.75 ? 'warn' : '';
-      return `<div class="tile"><h3>${label} budget</h3><div class="big">${money(g.spent_usd)} <small>of ${money(g.limit_usd)}</small></div>
+      return `<div class="${tile}"><h3>${label} budget</h3><div class="big">${money(g.spent_usd)} <small>of ${money(g.limit_usd)}</small></div>
         <div class="bar"><i class="${cls}" style="width:${Math.min(100, share * 100)}%"></i></div><small>${money(g.remaining_usd)} left</small></div>`;
     };
-    const table = (title, rows) => `<div><h2>${title}</h2><table class="grid"><thead><tr><th></th><th>cost</th><th>calls</th><th>tokens in/out</th></tr></thead><tbody>${
+    const table = (title, rows, dim) => `<div><h2>${title}</h2><table class="grid" data-dim="${dim}"><thead><tr><th></th><th>cost</th><th>calls</th><th>tokens in/out</th></tr></thead><tbody>${
       (rows || []).slice().sort((a, b) => (toBig(b.cost_usd) > toBig(a.cost_usd) ? 1 : -1)).slice(0, 20).map((r) => `<tr><td>${esc(r.key)}</td><td>${money(r.cost_usd)}${r.unpriced_calls ? ` <small>+${r.unpriced_calls} unpriced</small>` : ''}</td><td>${r.calls}</td><td>${r.input_tokens}/${r.output_tokens}</td></tr>`).join('') || '<tr><td colspan="4" class="hint">—</td></tr>'}</tbody></table></div>`;
     const chart = (days) => {
       days = (days || []).slice(-30);
@@ -355,8 +356,10 @@
     };
     renderer = () => {
       const b = c.budgets || {};
-      $('#cost-tiles').innerHTML = ['today', 'month', 'total'].map((p) => `<div class="tile"><h3>${p === 'month' ? 'This month' : p[0].toUpperCase() + p.slice(1)}</h3><div class="big">${money((c[p] || {}).cost_usd)}</div><small>${(c[p] || {}).calls ?? 0} calls${(c[p] || {}).unpriced_calls ? ', ' + c[p].unpriced_calls + ' without a price' : ''}</small></div>`).join('') + gauge('Daily', b.daily) + gauge('Monthly', b.monthly);
-      $('#cost-live').innerHTML = `<h2>Spend per day</h2>${chart(c.by_day)}<div class="cols">${table('By provider', c.by_provider)}${table('By model', c.by_model)}${table('By agent', c.by_agent)}${table('By job', c.by_job)}</div>`;
+      $('#cost-tiles').innerHTML = ['today', 'month', 'total'].map((p) => `<div class="tile"><h3>${p === 'month' ? 'This month' : p[0].toUpperCase() + p.slice(1)}</h3><div class="big">${money((c[p] || {}).cost_usd)}</div><small>${(c[p] || {}).calls ?? 0} calls${(c[p] || {}).unpriced_calls ? ', ' + c[p].unpriced_calls + ' without a price' : ''}</small></div>`).join('') + gauge('Daily', b.daily) + gauge('Monthly', b.monthly)
+        // One per agent that spent today, when pas.yaml sets agent_daily_usd; fullest first.
+        + (b.agents || []).map((g) => gauge(`Agent ${esc(g.agent)} daily`, g, 'tile agent-budget')).join('');
+      $('#cost-live').innerHTML = `<h2>Spend per day</h2>${chart(c.by_day)}<div class="cols">${table('By provider', c.by_provider, 'provider')}${table('By model', c.by_model, 'model')}${table('By agent', c.by_agent, 'agent')}${table('By job', c.by_job, 'job')}${table('By status', c.by_status, 'status')}</div>`;
       const rs = (c.receipts || []).slice().reverse();
       $('#receipts tbody').innerHTML = rs.map((r) => `<tr><td>${esc(String(r.ts).replace('T', ' ').slice(0, 19))}</td><td>${esc(r.provider)}/${esc(r.model)}</td><td>${esc(r.agent || '-')}</td><td>${r.job ? `<a href="/jobs/${encodeURIComponent(r.job)}">${esc(r.job)}</a>` : '-'}</td><td>${r.tokens.input}/${r.tokens.output}</td><td>${r.cost_usd == null ? 'no price' : money(r.cost_usd)}</td><td>${esc(r.status)}</td></tr>`).join('') || '<tr><td colspan="7" class="hint">No LLM calls yet.</td></tr>';
     };

@@ -191,6 +191,9 @@ pub struct Costs {
     t_today: Tally,
     t_month: Tally,
     t_all: Tally,
+    /// Today's receipts per agent, for `budgets.agent_daily_usd` (calls without an agent
+    /// have no agent budget: the gateway holds only named agents to it).
+    agents_today: BTreeMap<String, Tally>,
     by: BTreeMap<&'static str, BTreeMap<String, Tally>>,
 }
 
@@ -221,6 +224,7 @@ fn tally(
     let (mut t_today, mut t_month, mut t_all) =
         (Tally::default(), Tally::default(), Tally::default());
     let mut by: BTreeMap<&'static str, BTreeMap<String, Tally>> = BTreeMap::new();
+    let mut agents_today: BTreeMap<String, Tally> = BTreeMap::new();
     for t in rows {
         t_all.add(t);
         if (t.day.year(), t.day.month()) == month {
@@ -228,6 +232,9 @@ fn tally(
         }
         if t.day == today {
             t_today.add(t);
+            if let Some(a) = &t.agent {
+                agents_today.entry(a.clone()).or_default().add(t);
+            }
         }
         let keys = [
             ("provider", t.provider.clone()),
@@ -246,10 +253,13 @@ fn tally(
         t_today,
         t_month,
         t_all,
+        agents_today,
         by,
     }
 }
 
+/// How much of a budget is spent: the limit, what was spent and is left, and the share
+/// (spent / limit, null for a zero limit), all exact decimal strings.
 fn gauge(spent: &Tally, limit: Option<Decimal>) -> Option<Value> {
     limit.map(|l| {
         json!({
@@ -262,8 +272,36 @@ fn gauge(spent: &Tally, limit: Option<Decimal>) -> Option<Value> {
 }
 
 impl Costs {
+    /// The agents that spent today with their spending, most spent first (with one limit
+    /// for all, that is the highest share first; ties by name), when `agent_daily_usd` is
+    /// set; none otherwise. An agent whose calls today cost nothing has no gauge.
+    fn agent_gauges(&self) -> Vec<(&str, &Tally, Decimal)> {
+        let Some(limit) = self.budgets.agent_daily_usd else {
+            return Vec::new();
+        };
+        let mut agents: Vec<(&str, &Tally, Decimal)> = self
+            .agents_today
+            .iter()
+            .filter(|(_, t)| t.cost > Decimal::ZERO)
+            .map(|(a, t)| (a.as_str(), t, limit))
+            .collect();
+        agents.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(b.0)));
+        agents
+    }
+
     /// The `pas costs --json` document (the dashboard's `/api/costs` adds the latest receipts).
+    /// `budgets.agents` holds one gauge per agent (see [`Costs::agent_gauges`]), each with
+    /// its `agent`.
     pub fn json(&self) -> Value {
+        let agents: Vec<Value> = self
+            .agent_gauges()
+            .into_iter()
+            .filter_map(|(a, t, limit)| {
+                let mut g = gauge(t, Some(limit))?;
+                g["agent"] = a.into();
+                Some(g)
+            })
+            .collect();
         let mut v = json!({
             "today": self.t_today.json(),
             "month": self.t_month.json(),
@@ -271,6 +309,7 @@ impl Costs {
             "budgets": {
                 "daily": gauge(&self.t_today, self.budgets.daily_usd),
                 "monthly": gauge(&self.t_month, self.budgets.monthly_usd),
+                "agents": agents,
             },
         });
         for (dim, tallies) in &self.by {
@@ -297,6 +336,7 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
         t_month,
         t_all,
         by,
+        ..
     } = &c;
     if fmt.json {
         out.json(&c.json());
@@ -320,6 +360,31 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
     out.line(line("today", t_today, budgets.daily_usd));
     out.line(line("month", t_month, budgets.monthly_usd));
     out.line(line("total", t_all, None));
+    let agents = c.agent_gauges();
+    if !agents.is_empty() {
+        out.line("");
+        let mut t = out.table(&["AGENT TODAY", "COST USD", "BUDGET USD", "SHARE", "CALLS"]);
+        for (a, x, limit) in agents {
+            let share = if limit.is_zero() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{}%",
+                    (x.cost * Decimal::ONE_HUNDRED / limit)
+                        .round_dp(1)
+                        .normalize()
+                )
+            };
+            t.add_row(vec![
+                a.to_string(),
+                x.cost.normalize().to_string(),
+                limit.normalize().to_string(),
+                share,
+                x.calls.to_string(),
+            ]);
+        }
+        out.print_table(&t);
+    }
     for (dim, tallies) in by {
         out.line("");
         let header = dim.to_uppercase();
@@ -344,4 +409,69 @@ pub fn costs(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
         out.print_table(&t);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::llm::config::Budgets;
+
+    fn row(day: &str, agent: Option<&str>, kind: &str, cost: &str) -> Total {
+        Total {
+            day: day.parse().unwrap(),
+            provider: "p".into(),
+            model: "m".into(),
+            agent: agent.map(String::from),
+            job_id: None,
+            kind: kind.into(),
+            calls: 1,
+            unpriced: 0,
+            input_tokens: 10,
+            output_tokens: 2,
+            cost_usd: cost.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn agent_gauges_count_today_only_named_agents_and_come_most_spent_first() {
+        let now = Utc.with_ymd_and_hms(2025, 3, 9, 12, 0, 0).unwrap();
+        let rows = [
+            row("2025-03-09", Some("small"), "ok", "0.1"),
+            row("2025-03-09", Some("big"), "ok", "0.3"),
+            row("2025-03-09", Some("big"), "timeout", "0.2"),
+            row("2025-03-09", Some("idle"), "http_429", "0"),
+            row("2025-03-09", None, "ok", "5"),
+            // Yesterday's spending is not today's: `old` has no gauge, `small` no more.
+            row("2025-03-08", Some("old"), "ok", "9"),
+            row("2025-03-08", Some("small"), "ok", "9"),
+        ];
+        let budgets = Budgets {
+            agent_daily_usd: Some("2".parse().unwrap()),
+            ..Budgets::default()
+        };
+        let v = tally(budgets.clone(), &rows, now).json();
+        assert_eq!(
+            v["budgets"]["agents"],
+            json!([
+                {"agent": "big", "limit_usd": "2", "spent_usd": "0.5",
+                    "remaining_usd": "1.5", "share": "0.25"},
+                {"agent": "small", "limit_usd": "2", "spent_usd": "0.1",
+                    "remaining_usd": "1.9", "share": "0.05"}])
+        );
+        let status: Vec<(&str, &str)> = v["by_status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["key"].as_str().unwrap(), t["cost_usd"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            status,
+            [("http_429", "0"), ("ok", "23.4"), ("timeout", "0.2")]
+        );
+        // Without an agent budget there are no agent gauges.
+        let v = tally(Budgets::default(), &rows, now).json();
+        assert_eq!(v["budgets"]["agents"], json!([]));
+    }
 }

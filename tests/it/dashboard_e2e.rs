@@ -1,12 +1,19 @@
 //! The dashboard in a real browser (headless Debian chromium over CDP): cards appear and
 //! move without a reload, an agent goes down on the tree when its beats stop, a `<script>`
-//! title is text. A screenshot of each page goes to `target/tmp/dashboard-e2e/`.
+//! title is text, the costs page follows new receipts (by status, per-agent budgets). A
+//! screenshot of each page goes to `target/tmp/dashboard-e2e/`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pas::llm::config::Protocol;
+use pas::llm::fake::{self, FakeOptions, Mode};
+use serde_json::Value;
+
 use crate::browser::Browser;
 use crate::fixture::{Workspace, FAST};
+use crate::gateway::{ask, model, provider};
+use crate::http;
 use crate::liveness::Beater;
 
 fn shots() -> PathBuf {
@@ -41,9 +48,19 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
         );
         return;
     };
-    let ws = Workspace::with_config(&format!("{FAST}heartbeat_interval_s: 1\n"));
+    let up = fake::start(FakeOptions::default());
+    let ws = Workspace::with_config(&format!(
+        "{FAST}heartbeat_interval_s: 1\nbudgets: {{agent_daily_usd: \"1\"}}\nproviders:\n{}",
+        provider(
+            "p",
+            &up,
+            Protocol::Openai,
+            "",
+            &model("m", &["x"], Some(("1", "2")))
+        )
+    ));
     let mut d = ws.serve();
-    let (dash, _) = ws.addresses();
+    let (dash, gw) = ws.addresses();
     let base = format!("http://{dash}");
 
     b.open(&format!("{base}/"));
@@ -131,6 +148,51 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
         );
         b.screenshot(&shots().join(format!("{page}.png")));
     }
+
+    // The costs page follows new receipts: an answered call by an agent with a hostile
+    // name, and one refused upstream, show in the by-status table and the agent's budget.
+    b.open(&format!("{base}/costs"));
+    b.wait_for(
+        "the stream to be live",
+        "document.getElementById('live').className.includes('on')",
+    );
+    b.eval("window.__noReload = 44");
+    b.eval(WATCH_CSP);
+    let agent = "<img src=x onerror=\"window.__pwned = 2\">";
+    let chat = |agent: Option<&str>| {
+        let headers: Vec<(&str, &str)> = agent.map(|a| ("x-pas-agent", a)).into_iter().collect();
+        let url = format!("http://{gw}/v1/chat/completions");
+        http::send("POST", &url, &headers, Some(&ask("m", false))).status
+    };
+    assert_eq!(chat(Some(agent)), 200);
+    up.set_mode(Mode::Status {
+        code: 429,
+        retry_after: None,
+    });
+    assert_ne!(chat(None), 200);
+    b.wait_for(
+        "the by-status table",
+        "[...document.querySelectorAll('table[data-dim=\"status\"] tbody td:first-child')]\
+         .map((td) => td.textContent).sort().join(' ') === 'http_429 ok'",
+    );
+    let gauge = b.eval("document.querySelector('.agent-budget h3').textContent");
+    assert_eq!(
+        gauge,
+        Value::from(format!("Agent {agent} daily budget")),
+        "the agent's name as text"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#cost-tiles img').length"),
+        0
+    );
+    assert_eq!(b.eval("typeof window.__pwned"), "undefined");
+    assert_eq!(b.eval("window.__noReload"), 44, "the costs page reloaded");
+    assert_eq!(
+        b.eval("window.__csp.join(' | ')"),
+        "",
+        "the CSP blocked the costs page"
+    );
+    b.screenshot(&shots().join("costs-live.png"));
     eprintln!("screenshots in {}", shots().display());
     d.stop();
 }

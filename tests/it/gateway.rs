@@ -508,6 +508,52 @@ fn tool_calls_through_an_anthropic_provider_come_back_in_openai_shape() {
     assert_eq!(rows[0]["cost"], rows[1]["cost"]);
 }
 
+/// Regression: `image_url` parts went to an anthropic provider raw, and it refused every
+/// request with an image in it.
+#[test]
+fn images_reach_an_anthropic_provider_as_image_blocks() {
+    let an = fake::start(FakeOptions::default());
+    let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    let ask = |url: &str, stream: bool| {
+        json!({"model": "cap:x", "stream": stream, "messages": [
+            {"role": "system", "content": "describe"},
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": url, "detail": "low"},
+                    "cache_control": {"type": "ephemeral"}}]}]})
+    };
+    let sent_image = |url: &str, stream: bool| {
+        let r = gw.chat(&ask(url, stream), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (_, sent) = an.last_request().unwrap();
+        assert_eq!(sent["messages"][0]["content"][0]["type"], "text");
+        sent["messages"][0]["content"][1].clone()
+    };
+    assert_eq!(
+        sent_image("data:image/png;base64,iVBORw0KGgo=", false),
+        json!({"type": "image", "source": {"type": "base64", "media_type": "image/png",
+            "data": "iVBORw0KGgo="}, "cache_control": {"type": "ephemeral"}})
+    );
+    assert_eq!(
+        sent_image("https://example.test/cat.jpg", true),
+        json!({"type": "image", "source": {"type": "url",
+            "url": "https://example.test/cat.jpg"}, "cache_control": {"type": "ephemeral"}})
+    );
+
+    // An image the Messages API cannot take is the request's fault, named, and never sent.
+    let before = an.requests();
+    for (url, why) in [
+        ("data:image/bmp;base64,Qk0=", "\"image/bmp\" is not taken"),
+        ("file:///etc/passwd", "base64 `data:` URL or an http(s) URL"),
+    ] {
+        let r = gw.chat(&ask(url, false), &[]);
+        assert_eq!(r.status, 400, "{}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("messages[1]: content[1]: "), "{message}");
+        assert!(message.contains(why), "{message} (wanted {why})");
+    }
+    assert_eq!(an.requests(), before, "nothing went upstream");
+}
+
 #[test]
 fn the_official_openai_python_client_parses_tool_calls_from_anthropic() {
     let pythonpath = python_with_openai().expect(

@@ -189,6 +189,45 @@ fn an_agent_budget_caps_that_agent_only_and_alerts_at_the_users_thresholds() {
             .unwrap(),
         a1_spent
     );
+    // Each agent's gauge against its daily budget, the fullest first; the call without an
+    // agent has none (no agent budget holds it).
+    let gauges = costs["budgets"]["agents"].as_array().unwrap();
+    let agents: Vec<&str> = gauges
+        .iter()
+        .map(|g| g["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["a1", "a2"], "{gauges:?}");
+    let d = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    assert_eq!(gauges[0]["limit_usd"], "0.001");
+    assert_eq!(d(&gauges[0]["spent_usd"]), a1_spent);
+    assert_eq!(
+        d(&gauges[0]["remaining_usd"]),
+        d(&gauges[0]["limit_usd"]) - a1_spent
+    );
+    assert_eq!(
+        d(&gauges[0]["share"]),
+        (a1_spent / d(&gauges[0]["limit_usd"])).round_dp(4)
+    );
+    assert!(d(&gauges[1]["share"]) < d(&gauges[0]["share"]));
+    // `pas costs` prints them too, beside the by-status table.
+    let text = gw.ws.pas_ok(&["costs"]);
+    let a1_line = text
+        .lines()
+        .find(|l| l.contains("a1") && l.contains("0.001"))
+        .unwrap_or_else(|| panic!("no a1 gauge: {text}"));
+    assert!(
+        a1_line.contains(&a1_spent.normalize().to_string()),
+        "{a1_line}"
+    );
+    assert!(
+        text.contains("AGENT TODAY") && text.contains("STATUS"),
+        "{text}"
+    );
 }
 
 #[test]

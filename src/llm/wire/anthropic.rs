@@ -2,14 +2,16 @@
 //! completions so the caller never knows the difference.
 //!
 //! Requests: system messages become the top-level `system`, text content parts become text
-//! blocks, `max_tokens` is always set (Anthropic requires it), `stop` becomes
-//! `stop_sequences`. Replies and stream events become `chat.completion` and
-//! `chat.completion.chunk`. Anthropic counts cached input apart from `input_tokens`; OpenAI
-//! (and pas) count it inside, so the two are added back together. Thinking is counted
-//! inside `output_tokens` (and billed as output); Anthropic reports no separate count, so
-//! the reasoning tokens are estimated from the thinking text (about 4 bytes a token, as
-//! every pas estimate; at most the output; 0 without thinking, or with only redacted
-//! thinking). Claude 4 models return a summary of their thinking, so the estimate is low.
+//! blocks and `image_url` parts image blocks (a base64 `data:` URL a `base64` source, an
+//! http(s) URL a `url` source; `detail` has no equivalent and is not sent), `max_tokens` is
+//! always set (Anthropic requires it), `stop` becomes `stop_sequences`. Replies and stream
+//! events become `chat.completion` and `chat.completion.chunk`. Anthropic counts cached
+//! input apart from `input_tokens`; OpenAI (and pas) count it inside, so the two are added
+//! back together. Thinking is counted inside `output_tokens` (and billed as output);
+//! Anthropic reports no separate count, so the reasoning tokens are estimated from the
+//! thinking text (about 4 bytes a token, as every pas estimate; at most the output; 0
+//! without thinking, or with only redacted thinking). Claude 4 models return a summary of
+//! their thinking, so the estimate is low.
 //!
 //! Tools translate both ways. OpenAI `tools` become Anthropic tools (`parameters` is the
 //! `input_schema`), `tool_choice` `auto` / `none` / `required` / a named function becomes
@@ -23,15 +25,16 @@
 //! call's id and name and each `input_json_delta` a chunk with that piece of its
 //! arguments, indexed by the call's ordinal among the tool calls (not the block's index).
 //!
-//! `cache_control` (Anthropic's prompt-cache marker) on a text part or a tool is passed
-//! on, so OpenAI-speaking callers can use the cache; its writes are counted apart
+//! `cache_control` (Anthropic's prompt-cache marker) on a text or image part or a tool is
+//! passed on, so OpenAI-speaking callers can use the cache; its writes are counted apart
 //! (`cache_creation_input_tokens`, and the 1-hour part of them) and priced at their rates.
 //!
 //! `response_format` has no Messages API field: `json_object` and `json_schema` become an
 //! instruction appended to the system prompt (with the schema), so the model is asked for
 //! JSON but nothing enforces it. What has no translation at all (the deprecated
 //! `functions`, a non-function tool, unparsable tool-call arguments, an unknown
-//! `response_format`) is refused with a 400 naming the field, never dropped silently.
+//! `response_format`, an image that is neither base64 nor http(s) or of a type Anthropic
+//! does not take) is refused with a 400 naming the field, never dropped silently.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,7 +75,9 @@ fn translate_request(body: &Value, model: &Model, stream: bool) -> Result<Value,
     {
         let at = |e: String| format!("messages[{i}]: {e}");
         match m["role"].as_str() {
-            Some("system" | "developer") => system.extend(system_blocks(&m["content"])),
+            Some("system" | "developer") => {
+                system.extend(system_blocks(&m["content"]).map_err(at)?)
+            }
             Some("tool") => push(&mut messages, "user", json!([tool_result(m).map_err(at)?])),
             Some("function") => {
                 return Err(at("`role: function` (OpenAI's deprecated form of tool \
@@ -82,9 +87,9 @@ fn translate_request(body: &Value, model: &Model, stream: bool) -> Result<Value,
             Some("assistant") => {
                 let calls = m["tool_calls"].as_array().filter(|c| !c.is_empty());
                 let content = match calls {
-                    None => content(&m["content"]),
+                    None => content(&m["content"]).map_err(at)?,
                     Some(calls) => {
-                        let mut blocks = into_blocks(content(&m["content"]));
+                        let mut blocks = into_blocks(content(&m["content"]).map_err(at)?);
                         for (j, call) in calls.iter().enumerate() {
                             let e = |e: String| at(format!("tool_calls[{j}]: {e}"));
                             blocks.push(tool_use(call).map_err(e)?);
@@ -96,7 +101,7 @@ fn translate_request(body: &Value, model: &Model, stream: bool) -> Result<Value,
             }
             _ => {
                 let role = m["role"].as_str().unwrap_or("user");
-                push(&mut messages, role, content(&m["content"]));
+                push(&mut messages, role, content(&m["content"]).map_err(at)?);
             }
         }
     }
@@ -161,47 +166,104 @@ fn into_blocks(c: Value) -> Vec<Value> {
     }
 }
 
-/// Message content: a string stays a string; OpenAI text parts become text blocks (with
-/// their `cache_control`, Anthropic's prompt-caching marker, if the caller set one); other
-/// parts pass unchanged, so Anthropic refuses what it cannot take with its own message
-/// rather than pas dropping it silently. `null` (an assistant turn of only tool calls)
-/// stays `null`.
-fn content(c: &Value) -> Value {
+/// Message content: a string stays a string; OpenAI text parts become text blocks and
+/// image parts image blocks (both with their `cache_control`, Anthropic's prompt-caching
+/// marker, if the caller set one); other parts pass unchanged, so Anthropic refuses what it
+/// cannot take with its own message rather than pas dropping it silently. `null` (an
+/// assistant turn of only tool calls) stays `null`. A part that is recognized but cannot be
+/// translated (an image pas cannot say as an Anthropic source) is an error naming the part.
+fn content(c: &Value) -> Result<Value, String> {
     match c {
-        Value::Array(parts) => parts.iter().map(part).collect(),
-        other => other.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| part(p).map_err(|e| format!("content[{j}]: {e}")))
+            .collect(),
+        other => Ok(other.clone()),
     }
 }
 
-fn part(p: &Value) -> Value {
-    match (p["type"].as_str(), p["text"].as_str()) {
-        (Some("text"), Some(text)) => {
-            let mut b = json!({"type": "text", "text": text});
-            if let Some(c) = p.get("cache_control") {
-                b["cache_control"] = c.clone();
-            }
-            b
-        }
-        _ => p.clone(),
+fn part(p: &Value) -> Result<Value, String> {
+    let mut b = match (p["type"].as_str(), p["text"].as_str()) {
+        (Some("text"), Some(text)) => json!({"type": "text", "text": text}),
+        (Some("image_url"), _) => json!({"type": "image", "source": image_source(p)?}),
+        _ => return Ok(p.clone()),
+    };
+    if let Some(c) = p.get("cache_control") {
+        b["cache_control"] = c.clone();
     }
+    Ok(b)
+}
+
+/// The image types the Messages API takes; anything else it refuses, so pas refuses it
+/// first, naming these, rather than spending a round trip to learn the same.
+const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// An OpenAI `image_url` part's image as an Anthropic image `source`: a base64 `data:` URL
+/// becomes a `base64` source with its media type, an `http(s)` URL a `url` source (Anthropic
+/// fetches it). `image_url.detail` (OpenAI's resolution knob) is dropped: the Messages API
+/// has no such setting and sizes images itself, and refusing it would fail callers that
+/// set it out of habit. Any other URL, a `data:` URL that is not base64, or a type in none
+/// of [`IMAGE_TYPES`] cannot be sent, and is an error.
+fn image_source(p: &Value) -> Result<Value, String> {
+    // OpenAI's form is `{"url": ...}`; some clients send the URL as a bare string.
+    let image = &p["image_url"];
+    let url = image["url"]
+        .as_str()
+        .or(image.as_str())
+        .ok_or("`image_url.url` is missing")?;
+    let scheme = |s: &str| {
+        url.get(..s.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(s))
+    };
+    if scheme("http://") || scheme("https://") {
+        return Ok(json!({"type": "url", "url": url}));
+    }
+    if !scheme("data:") {
+        return Err(format!(
+            "an image must be a base64 `data:` URL or an http(s) URL, not {:?}",
+            excerpt(url.as_bytes())
+        ));
+    }
+    let (meta, data) = url[5..]
+        .split_once(',')
+        .ok_or("the image's `data:` URL has no `,` before its data")?;
+    // Media types and the `;base64` marker are case-insensitive.
+    let meta = meta.to_ascii_lowercase();
+    let Some(meta) = meta.strip_suffix(";base64") else {
+        return Err(
+            "the image's `data:` URL is not base64 (`data:<type>;base64,...`), the only \
+            encoding the Messages API takes"
+                .into(),
+        );
+    };
+    // Parameters before `;base64` (`;charset=...`) mean nothing for an image.
+    let media = meta.split(';').next().unwrap_or_default();
+    if !IMAGE_TYPES.contains(&media) {
+        return Err(format!(
+            "image type {media:?} is not taken by the Messages API (only {})",
+            IMAGE_TYPES.join(", ")
+        ));
+    }
+    Ok(json!({"type": "base64", "media_type": media, "data": data}))
 }
 
 /// The text blocks of a system message: a string is one block; parts are joined into one
 /// block, unless one of them carries `cache_control`, when each keeps its own.
-fn system_blocks(c: &Value) -> Vec<Value> {
-    match c {
+fn system_blocks(c: &Value) -> Result<Vec<Value>, String> {
+    Ok(match c {
         Value::String(s) => vec![json!({"type": "text", "text": s})],
         Value::Array(parts) if parts.iter().any(|p| p.get("cache_control").is_some()) => parts
             .iter()
             .filter(|p| p["text"].is_string())
             .map(part)
-            .collect(),
+            .collect::<Result<_, _>>()?,
         Value::Array(parts) => {
             let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
             vec![json!({"type": "text", "text": texts.join("\n")})]
         }
         _ => Vec::new(),
-    }
+    })
 }
 
 /// One OpenAI tool call of an assistant turn as a `tool_use` block; the arguments, a JSON
@@ -235,7 +297,7 @@ fn tool_result(m: &Value) -> Result<Value, String> {
         .as_str()
         .ok_or("a tool message needs its `tool_call_id`")?;
     let mut block = json!({"type": "tool_result", "tool_use_id": id});
-    match content(&m["content"]) {
+    match content(&m["content"])? {
         Value::Null => {}
         c => block["content"] = c,
     }
@@ -684,7 +746,7 @@ mod tests {
             {"role": "system", "content": "be brief"},
             {"role": "system", "content": [{"type": "text", "text": "be kind"}]},
             {"role": "user", "content": [{"type": "text", "text": "hi"},
-                {"type": "image_url", "image_url": {"url": "x"}}]},
+                {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]},
             {"role": "assistant", "content": "hello"}],
             "temperature": 0.5, "top_p": null, "stop": "END", "max_tokens": 99});
         let r = translate_request(&body, &model(Some(500)), false).unwrap();
@@ -699,11 +761,75 @@ mod tests {
             r["messages"][0]["content"][0],
             json!({"type": "text", "text": "hi"})
         );
-        assert_eq!(r["messages"][0]["content"][1]["type"], "image_url");
+        assert_eq!(r["messages"][0]["content"][1]["type"], "image");
         assert_eq!(
             r["messages"][1],
             json!({"role": "assistant", "content": "hello"})
         );
+    }
+
+    /// Regression: `image_url` parts went to Anthropic raw, and it refused every request
+    /// with an image.
+    #[test]
+    fn image_parts_become_image_blocks_with_their_cache_marks() {
+        let image = |url: &str| json!({"type": "image_url", "image_url": {"url": url}});
+        let mut marked = image("data:image/PNG;base64,iVBORw0K");
+        marked["image_url"]["detail"] = "high".into();
+        marked["cache_control"] = json!({"type": "ephemeral"});
+        let body = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            marked,
+            image("https://example.test/cat.jpg"),
+            {"type": "image_url", "image_url": "HTTP://example.test/dog.webp"},
+            image("data:image/webp;charset=utf-8;base64,UklGR")]}]});
+        let r = translate_request(&body, &model(None), false).unwrap();
+        assert_eq!(
+            r["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "what is this?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                    "data": "iVBORw0K"}, "cache_control": {"type": "ephemeral"}},
+                {"type": "image", "source": {"type": "url",
+                    "url": "https://example.test/cat.jpg"}},
+                {"type": "image", "source": {"type": "url",
+                    "url": "HTTP://example.test/dog.webp"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/webp",
+                    "data": "UklGR"}}])
+        );
+        assert!(!r.to_string().contains("detail"), "{r}");
+    }
+
+    #[test]
+    fn images_anthropic_cannot_take_are_refused_naming_the_message_and_part() {
+        let ask = |part: Value| {
+            json!({"messages": [{"role": "system", "content": "s"},
+                {"role": "user", "content": "hi"},
+                {"role": "user", "content": [{"type": "text", "text": "see"}, part]}]})
+        };
+        let image = |url: &str| json!({"type": "image_url", "image_url": {"url": url}});
+        for (part, needle) in [
+            (
+                image("ftp://example.test/a.png"),
+                "not \"ftp://example.test/a.png\"",
+            ),
+            (image("/tmp/a.png"), "base64 `data:` URL or an http(s) URL"),
+            (image("data:image/png,%89PNG"), "is not base64"),
+            (image("data:image/png;base64"), "no `,`"),
+            (
+                image("data:image/bmp;base64,Qk0"),
+                "\"image/bmp\" is not taken by the Messages API (only image/jpeg, image/png, \
+                 image/gif, image/webp)",
+            ),
+            (image("data:;base64,Qk0"), "image type \"\""),
+            (
+                json!({"type": "image_url", "image_url": {"detail": "low"}}),
+                "url` is missing",
+            ),
+        ] {
+            let e = translate_request(&ask(part), &model(None), false).unwrap_err();
+            assert!(e.starts_with("messages[2]: content[1]: "), "{e}");
+            assert!(e.contains(needle), "{e} (wanted {needle})");
+        }
     }
 
     #[test]

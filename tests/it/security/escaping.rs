@@ -78,8 +78,9 @@ fn boot(body: &str) -> Value {
 #[test]
 fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     let up = fake::start(FakeOptions::default());
+    // An agent budget, so the hostile agent's receipt also gets a budget gauge on /costs.
     let config = format!(
-        "{}providers:\n{}",
+        "{}budgets: {{agent_daily_usd: \"100\"}}\nproviders:\n{}",
         crate::fixture::FAST,
         super::priced_provider(&up)
     );
@@ -236,6 +237,9 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     let job = raw(&dash, "GET", "/api/jobs/SEC-DONE", &[], "").body;
     let job: Value = serde_json::from_str(&job).unwrap();
     assert_eq!(job["job"]["title"], HOSTILE, "{job}");
+    let costs = raw(&dash, "GET", "/api/costs", &[], "").body;
+    let costs: Value = serde_json::from_str(&costs).unwrap();
+    assert_eq!(costs["budgets"]["agents"][0]["agent"], HOSTILE, "{costs}");
     let metrics = raw(&dash, "GET", "/metrics", &[], "");
     assert!(metrics
         .header("content-type")
