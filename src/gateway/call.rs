@@ -41,7 +41,8 @@ pub struct Request {
     pub policy: Policy,
     /// Most output tokens the call may produce (for the worst case), if the request says.
     pub max_output: Option<u64>,
-    /// Upper bound of the input tokens: the request's bytes (a token is at least a byte).
+    /// Upper bound of the input tokens: the request's bytes (a token is at least a byte),
+    /// with each image at its ceiling instead of its bytes.
     pub input_bound: u64,
     /// How many completions the call asks for (`n`): each may be `max_output` long.
     pub choices: u64,
@@ -79,9 +80,12 @@ impl Request {
                 _ => return Err("`n` must be a whole number of choices, at least 1".into()),
             },
         };
+        // Images count by their pixels (a ceiling each), not by their base64 bytes.
+        let images = cost::images_in(&body["messages"]);
         let mut need = Need {
             // Saturating: a caller's huge max_tokens must fail the context check, not wrap.
-            ctx_tokens: cost::estimate_tokens(len).saturating_add(max_output.unwrap_or(0)),
+            ctx_tokens: cost::estimate_with_images(len as u64, images)
+                .saturating_add(max_output.unwrap_or(0)),
             ..Need::default()
         };
         match model.strip_prefix("cap:") {
@@ -107,7 +111,9 @@ impl Request {
             need,
             policy: policy.unwrap_or(gw.policy),
             max_output,
-            input_bound: len as u64,
+            input_bound: (len as u64)
+                .saturating_sub(images.bytes)
+                .saturating_add(images.count.saturating_mul(cost::IMAGE_TOKENS)),
             choices: body_choices,
             marks_cache: marks_cache(&body),
             body,

@@ -60,6 +60,60 @@ fn write_prices(p: &Price) -> (Decimal, Decimal) {
     )
 }
 
+/// Most input tokens one image can count as. Providers price an image by its pixels, not
+/// its bytes: Anthropic scales images to at most about 1,600 tokens, OpenAI's high detail
+/// tiles to about 1,500. A ceiling with room to spare, so a worst case stays a ceiling.
+pub const IMAGE_TOKENS: u64 = 2_000;
+
+/// The images in a request's messages: how many, and how many bytes of URL or base64
+/// data they take (which count as image tokens, not as text).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Images {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// Finds OpenAI `image_url` parts (and Anthropic `image` blocks) anywhere in `v`.
+pub fn images_in(v: &serde_json::Value) -> Images {
+    use serde_json::Value;
+    let mut found = Images::default();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                let data = match map.get("type").and_then(Value::as_str) {
+                    Some("image_url") => map
+                        .get("image_url")
+                        .and_then(|u| u.get("url").or(Some(u)))
+                        .and_then(Value::as_str),
+                    Some("image") => map
+                        .get("source")
+                        .and_then(|s| s.get("data").or_else(|| s.get("url")))
+                        .and_then(Value::as_str),
+                    _ => None,
+                };
+                match data {
+                    Some(d) => {
+                        found.count += 1;
+                        found.bytes += d.len() as u64;
+                    }
+                    None => stack.extend(map.values()),
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Input tokens of `bytes` of request text holding `images`: the text estimated, each
+/// image at its ceiling.
+pub fn estimate_with_images(bytes: u64, images: Images) -> u64 {
+    estimate_tokens(bytes.saturating_sub(images.bytes) as usize)
+        .saturating_add(images.count.saturating_mul(IMAGE_TOKENS))
+}
+
 /// What `usage` costs at `price` (USD); `None` when the model has no price.
 pub fn cost(price: Option<&Price>, usage: &Usage) -> Option<Decimal> {
     let p = price?;
@@ -220,5 +274,25 @@ mod tests {
             ),
             Some(Decimal::ZERO)
         );
+    }
+
+    #[test]
+    fn an_image_counts_by_its_ceiling_not_its_bytes() {
+        let data = format!("data:image/png;base64,{}", "A".repeat(1_000_000));
+        let messages = serde_json::json!([{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": data}},
+            {"type": "image_url", "image_url": "https://example.com/cat.png"}]}]);
+        let im = images_in(&messages);
+        assert_eq!(im.count, 2);
+        assert_eq!(im.bytes, data.len() as u64 + 27);
+        let bytes = serde_json::to_vec(&messages).unwrap().len() as u64;
+        let tokens = estimate_with_images(bytes, im);
+        // Two images at their ceiling, and a little text: not 250,000 tokens of base64.
+        assert!(
+            tokens > 2 * IMAGE_TOKENS && tokens < 2 * IMAGE_TOKENS + 100,
+            "{tokens}"
+        );
+        assert_eq!(estimate_with_images(40, Images::default()), 10);
     }
 }

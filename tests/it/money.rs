@@ -362,3 +362,29 @@ fn a_spent_budget_is_not_final_while_a_free_model_only_cools_down() {
     assert_eq!(r.header("x-pas-provider").as_deref(), Some("home"));
     assert_eq!(paid.requests(), 0);
 }
+
+#[test]
+fn an_image_is_reserved_by_its_pixels_not_its_base64_bytes() {
+    let up = fake::start(FakeOptions::default());
+    // A megabyte of base64 read as text would be ~$1 of input at $1/Mtok; as an image it
+    // is at most 2,000 tokens, so it fits in $0.01.
+    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.01\"}\n");
+    let data = format!("data:image/png;base64,{}", "iVBORw0K".repeat(131_072));
+    let mut body = ask("m", false);
+    body["messages"][1]["content"] = json!([
+        {"type": "text", "text": "what is in this picture?"},
+        {"type": "image_url", "image_url": {"url": data}}]);
+    let r = gw.chat(&body, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Two such images still fit; the text around them is still counted as text.
+    let mut two = body.clone();
+    let parts = two["messages"][1]["content"].as_array_mut().unwrap();
+    parts.push(json!({"type": "image_url", "image_url": {"url": data}}));
+    assert_eq!(gw.chat(&two, &[]).status, 200);
+    // Text is still counted as text: 9 MB of it is far beyond $0.01.
+    let mut text = body.clone();
+    text["messages"][1]["content"][0]["text"] = json!("x".repeat(9_000_000));
+    let r = gw.chat(&text, &[]);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded", "{}", r.body);
+    assert_eq!(up.requests(), 2);
+}

@@ -264,8 +264,9 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 /// streamed call, and for either protocol, so their costs agree (and the same for an
 /// attempt that timed out, booked at its input).
 pub fn estimate_input(body: &serde_json::Value) -> u64 {
-    let bytes = serde_json::to_vec(&body["messages"]).map_or(0, |b| b.len());
-    estimate_tokens(bytes)
+    let messages = &body["messages"];
+    let bytes = serde_json::to_vec(messages).map_or(0, |b| b.len());
+    crate::llm::cost::estimate_with_images(bytes as u64, crate::llm::cost::images_in(messages))
 }
 
 /// A configured number of seconds; validated positive by config, clamped against nonsense
