@@ -355,9 +355,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             Err(e) if !e.retryable() => Verdict::Answered,
             Err(e) => e.retry_after().map_or(Verdict::Failed, Verdict::HoldOff),
         };
-        let opened = gw
-            .lock_health()
-            .record(&provider.name, &model.id, verdict, Instant::now());
+        let opened =
+            gw.lock_health()
+                .record(&provider.name, &model.id, verdict, probing, Instant::now());
         if let Some(cool) = opened {
             tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
                 "provider keeps failing: cooling down");
