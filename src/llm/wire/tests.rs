@@ -534,24 +534,20 @@ async fn tools_and_tool_history_reach_anthropic_in_its_own_terms() {
         assert!(!sent.to_string().contains(key), "{key} sent raw: {sent}");
     }
 
-    // What cannot be translated is the request's fault, named, and never sent.
+    // What cannot be translated is named, and never sent: no status, since no provider
+    // answered (the gateway tries a provider of another protocol, else answers 400).
     let mut bad = tool_request();
     bad["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!("{\"city\":");
     let before = f.requests();
     let e = plain(&p, &bad).await.unwrap_err();
-    let CallError::Status {
-        code: 400,
-        ref message,
-        ..
-    } = e
-    else {
+    let CallError::Untranslatable(ref message) = e else {
         panic!("{e:?}")
     };
     assert!(
         message.contains("messages[2]: tool_calls[0]: `function.arguments` is not JSON"),
         "{message}"
     );
-    assert!(!e.retryable());
+    assert_eq!(e.status(), "untranslatable");
     assert_eq!(f.requests(), before, "nothing went upstream");
 }
 
