@@ -363,11 +363,31 @@ impl WireUsage {
             + self.cache_creation_input_tokens.unwrap_or(0)
     }
 
-    /// The cache counts into a tally: reads, writes, and the writes for an hour.
-    fn cache_into(&self, t: &mut Tally) {
-        t.cached = self.cache_read_input_tokens.unwrap_or(0);
-        t.cache_write = self.cache_creation_input_tokens.unwrap_or(0);
-        t.cache_write_1h = self.write_1h();
+    /// The input counts of one stream event into a tally: reads, writes, the writes for an
+    /// hour, and the input they are part of. Only the counts the event carries: a later
+    /// event (`message_delta`) may repeat some and leave others out, and a count left out
+    /// is unchanged, not 0 (else cache reads would be booked as fresh input and 1-hour
+    /// writes at the 5-minute rate).
+    fn input_into(&self, t: &mut Tally) {
+        let fresh = t
+            .input
+            .map(|i| i.saturating_sub(t.cached.saturating_add(t.cache_write)));
+        if let Some(n) = self.cache_read_input_tokens {
+            t.cached = n;
+        }
+        if let Some(n) = self.cache_creation_input_tokens {
+            t.cache_write = n;
+        }
+        if let Some(n) = self
+            .cache_creation
+            .as_ref()
+            .and_then(|c| c.ephemeral_1h_input_tokens)
+        {
+            t.cache_write_1h = n;
+        }
+        if let Some(fresh) = self.input_tokens.or(fresh) {
+            t.input = Some(fresh.saturating_add(t.cached).saturating_add(t.cache_write));
+        }
     }
 
     fn write_1h(&self) -> u64 {
@@ -524,10 +544,7 @@ impl StreamState {
                 let m = &v["message"];
                 self.id = m["id"].as_str().unwrap_or_default().to_owned();
                 if let Ok(u) = WireUsage::deserialize(&m["usage"]) {
-                    if u.input_tokens.is_some() {
-                        t.input = Some(u.input());
-                        u.cache_into(t);
-                    }
+                    u.input_into(t);
                 }
             }
             "content_block_start" => {
@@ -573,10 +590,7 @@ impl StreamState {
                     if let Some(out) = u.output_tokens {
                         t.output = Some(out);
                     }
-                    if u.input_tokens.is_some() {
-                        t.input = Some(u.input());
-                        u.cache_into(t);
-                    }
+                    u.input_into(t);
                 }
             }
             "message_stop" => {
