@@ -140,7 +140,21 @@ fn translate_request(body: &Value, model: &Model, stream: bool) -> Result<Value,
 /// Appends a message, merged into the previous one when both have the same role: the
 /// Messages API wants user and assistant turns to alternate, while OpenAI's history has
 /// one message per tool result (and tool results are a user turn in Anthropic's terms).
+/// A message with nothing in it (`""`, `null`, no parts, only blank text parts) is
+/// skipped, as Anthropic refuses an empty turn or a blank text block with a 400; the
+/// merge keeps the roles alternating around the gap.
 fn push(messages: &mut Vec<Value>, role: &str, content: Value) {
+    let blank = |t: &Value| t.as_str().is_some_and(|t| t.trim().is_empty());
+    let content = match content {
+        Value::Array(mut blocks) => {
+            blocks.retain(|b| !(b["type"] == "text" && blank(&b["text"])));
+            Value::Array(blocks)
+        }
+        other => other,
+    };
+    if content.is_null() || blank(&content) || content.as_array().is_some_and(Vec::is_empty) {
+        return;
+    }
     if let Some(last) = messages.last_mut().filter(|l| l["role"] == role) {
         let mut blocks = into_blocks(last["content"].take());
         blocks.extend(into_blocks(content));
@@ -187,17 +201,25 @@ fn part(p: &Value) -> Value {
 }
 
 /// The text blocks of a system message: a string is one block; parts are joined into one
-/// block, unless one of them carries `cache_control`, when each keeps its own.
+/// block, unless one of them carries `cache_control`, when each keeps its own. Blank text
+/// makes no block: Anthropic refuses a blank text block (a cache mark on one too).
 fn system_blocks(c: &Value) -> Vec<Value> {
+    let said = |p: &&Value| p["text"].as_str().is_some_and(|t| !t.trim().is_empty());
     match c {
+        Value::String(s) if s.trim().is_empty() => Vec::new(),
         Value::String(s) => vec![json!({"type": "text", "text": s})],
-        Value::Array(parts) if parts.iter().any(|p| p.get("cache_control").is_some()) => parts
-            .iter()
-            .filter(|p| p["text"].is_string())
-            .map(part)
-            .collect(),
+        Value::Array(parts) if parts.iter().any(|p| p.get("cache_control").is_some()) => {
+            parts.iter().filter(said).map(part).collect()
+        }
         Value::Array(parts) => {
-            let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(said)
+                .filter_map(|p| p["text"].as_str())
+                .collect();
+            if texts.is_empty() {
+                return Vec::new();
+            }
             vec![json!({"type": "text", "text": texts.join("\n")})]
         }
         _ => Vec::new(),

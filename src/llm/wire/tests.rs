@@ -734,3 +734,51 @@ async fn anthropic_reasoning_is_estimated_from_the_thinking_text() {
     drain(&mut s).await;
     assert_eq!(s.usage(), want);
 }
+
+/// Regression: an empty turn (an assistant's `""` or `null` without tool calls, a user's
+/// `""`, empty or blank text parts) went to Anthropic as `{"content": ""}` or `null`, and
+/// an empty system string as an empty text block, all of which it refuses with a 400.
+#[tokio::test]
+async fn empty_turns_and_system_text_are_not_sent_to_anthropic() {
+    let f = fake::start(FakeOptions::default());
+    let p = provider(&f, Protocol::Anthropic, 5.0, 5.0);
+    let body = json!({"model": "m", "messages": [
+        {"role": "system", "content": ""},
+        {"role": "system", "content": [{"type": "text", "text": "",
+            "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": null},
+        {"role": "assistant", "content": null, "tool_calls": []},
+        {"role": "user", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}]},
+        {"role": "assistant", "content": " \n"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": []},
+        {"role": "user", "content": "bye"}]});
+    plain(&p, &body).await.unwrap();
+    let (_, sent) = f.last_request().unwrap();
+    assert!(sent.get("system").is_none(), "{sent}");
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"},
+                {"type": "text", "text": "again"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "bye"}]),
+        "empty turns skipped, the roles still alternating"
+    );
+    // A system prompt with text keeps it, without the empty parts beside it.
+    let body = json!({"model": "m", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": ""},
+            {"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "system", "content": "  "},
+        {"role": "user", "content": "hi"}]});
+    plain(&p, &body).await.unwrap();
+    let (_, sent) = f.last_request().unwrap();
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
+    );
+}
