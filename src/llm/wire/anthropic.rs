@@ -379,10 +379,12 @@ struct CacheCreation {
 
 impl WireUsage {
     /// All input tokens, cached ones included (OpenAI's and pas's way of counting).
+    /// Saturating: the counts are the upstream's, and no number it sends may panic pas.
     fn input(&self) -> u64 {
-        self.input_tokens.unwrap_or(0)
-            + self.cache_read_input_tokens.unwrap_or(0)
-            + self.cache_creation_input_tokens.unwrap_or(0)
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
     }
 
     /// The input counts of one stream event into a tally: reads, writes, the writes for an
@@ -421,7 +423,7 @@ impl WireUsage {
 /// Usage in OpenAI's shape, for bodies and usage chunks.
 fn openai_usage(u: &Usage) -> Value {
     json!({"prompt_tokens": u.input, "completion_tokens": u.output,
-        "total_tokens": u.input + u.output,
+        "total_tokens": u.input.saturating_add(u.output),
         "prompt_tokens_details": {"cached_tokens": u.cached}})
 }
 

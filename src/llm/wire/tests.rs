@@ -782,3 +782,67 @@ async fn empty_turns_and_system_text_are_not_sent_to_anthropic() {
         json!([{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
     );
 }
+
+/// Regression: the input total of an Anthropic answer (`input_tokens` plus the cache
+/// counts) and its `total_tokens` were plain sums of the upstream's numbers, so an
+/// upstream's nonsense panicked pas (debug) or wrapped around (release).
+#[test]
+fn usage_counts_near_u64_max_saturate_instead_of_overflowing() {
+    let max = u64::MAX;
+    let an = json!({"id": "msg_1", "type": "message", "content": [{"type": "text",
+        "text": "a"}], "stop_reason": "end_turn", "usage": {"input_tokens": max - 1,
+        "output_tokens": max, "cache_read_input_tokens": max,
+        "cache_creation_input_tokens": 7, "cache_creation":
+        {"ephemeral_1h_input_tokens": max}}});
+    let p = anthropic::reply(an.to_string().as_bytes(), "m").unwrap();
+    let u = p.usage.unwrap();
+    assert_eq!((u.input, u.output, u.cached), (max, max, max));
+    assert_eq!(p.body["usage"]["prompt_tokens"], max);
+    assert_eq!(p.body["usage"]["total_tokens"], max);
+    let oa = json!({"choices": [{"message": {"role": "assistant", "content": "a"}}],
+        "usage": {"prompt_tokens": max, "completion_tokens": max, "total_tokens": max,
+        "prompt_tokens_details": {"cached_tokens": max},
+        "completion_tokens_details": {"reasoning_tokens": max}}});
+    let u = openai::reply(oa.to_string().as_bytes(), "m")
+        .unwrap()
+        .usage
+        .unwrap();
+    assert_eq!(
+        (u.input, u.output, u.cached, u.reasoning),
+        (max, max, max, max)
+    );
+    // Streamed: the counts of message_start and message_delta, merged.
+    let mut s = anthropic::StreamState::new("m", true);
+    let mut t = Tally::default();
+    for v in [
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {
+            "input_tokens": max, "cache_read_input_tokens": max,
+            "cache_creation_input_tokens": max, "output_tokens": 1}}}),
+        json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "a"}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+            "usage": {"input_tokens": max, "output_tokens": max}}),
+        json!({"type": "message_stop"}),
+    ] {
+        let ev = sse::Event {
+            event: v["type"].as_str().unwrap().into(),
+            data: v.to_string(),
+        };
+        s.on_event(&ev, &mut t).unwrap();
+    }
+    assert_eq!((t.input, t.output, t.cached), (Some(max), Some(max), max));
+    let usage_chunk = std::str::from_utf8(&t.frames[t.frames.len() - 2]).unwrap();
+    assert!(
+        usage_chunk.contains(&format!("\"total_tokens\":{max}")),
+        "{usage_chunk}"
+    );
+    // And its cost is a number, not a panic.
+    let price = crate::llm::config::Price {
+        input: "3".parse().unwrap(),
+        output: "15".parse().unwrap(),
+        cached_input: None,
+        cache_write: None,
+        cache_write_1h: None,
+    };
+    assert!(crate::llm::cost::cost(Some(&price), &u).is_some());
+}
