@@ -142,8 +142,9 @@ struct Tally {
 impl Tally {
     fn add(&mut self, t: &Total) {
         self.calls += t.calls;
-        self.input += t.input_tokens;
-        self.output += t.output_tokens;
+        // Saturating: a total may already hold an upstream's nonsense, clamped.
+        self.input = self.input.saturating_add(t.input_tokens);
+        self.output = self.output.saturating_add(t.output_tokens);
         self.cost += t.cost_usd;
         self.unpriced += t.unpriced;
     }

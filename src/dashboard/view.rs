@@ -229,8 +229,9 @@ impl View {
                     .as_str()
                     .and_then(|c| c.parse::<Decimal>().ok())
                     .unwrap_or_default();
-                o.tokens += r["input_tokens"].as_u64().unwrap_or(0)
-                    + r["output_tokens"].as_u64().unwrap_or(0);
+                // Saturating: the counts are an upstream's, which may be nonsense.
+                let tokens = ["input_tokens", "output_tokens"].map(|k| r[k].as_u64().unwrap_or(0));
+                o.tokens = o.tokens.saturating_add(tokens[0]).saturating_add(tokens[1]);
             }
         }
         for c in &self.cards {

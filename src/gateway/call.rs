@@ -8,7 +8,10 @@
 //! SDK would say the caller's own key is wrong. A stream counts as answered once its first
 //! chunk has arrived, so a failure before that is invisible to the caller. Every attempt
 //! gives its provider's breaker one verdict, and gets a receipt: these go to the telemetry
-//! writer's queue (batched off the request path) and onto the event stream.
+//! writer's queue (batched off the request path) and onto the event stream. A request a
+//! candidate's protocol cannot say (the deprecated `functions` in the Messages API) is no
+//! attempt: nothing is sent, so there is no verdict and no receipt, and the next candidate
+//! may take it; only when none can is it the caller's 400.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,6 +150,9 @@ pub enum Failure {
         message: String,
         upstream: Duration,
     },
+    /// No candidate's protocol can say the request (each one's reason, naming the field);
+    /// nothing was sent.
+    Untranslatable(String),
     /// Every candidate failed or is cooling down; `upstream` as for `Rejected`.
     Exhausted {
         attempts: Vec<String>,
@@ -162,6 +168,7 @@ impl Failure {
             Failure::Budget(r) if r.exhausted() => 402,
             Failure::Budget(_) => 429,
             Failure::Rejected { code, .. } => *code,
+            Failure::Untranslatable(_) => 400,
             Failure::Exhausted {
                 retry_after: Some(_),
                 ..
@@ -187,6 +194,9 @@ impl Failure {
                 "invalid_request_error",
                 "upstream_rejected",
             ),
+            Failure::Untranslatable(m) => {
+                (m.clone(), "invalid_request_error", "untranslatable_request")
+            }
             Failure::Exhausted { attempts, .. } => (
                 format!("no provider answered: {}", attempts.join("; ")),
                 "api_error",
@@ -200,7 +210,9 @@ impl Failure {
     pub fn upstream(&self) -> Duration {
         match self {
             Failure::Rejected { upstream, .. } | Failure::Exhausted { upstream, .. } => *upstream,
-            Failure::NoCandidate(_) | Failure::Budget(_) => Duration::ZERO,
+            Failure::NoCandidate(_) | Failure::Budget(_) | Failure::Untranslatable(_) => {
+                Duration::ZERO
+            }
         }
     }
 
@@ -243,7 +255,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
     let mut refusal: Option<Refusal> = None;
     let mut upstream = Duration::ZERO;
     let mut soonest: Option<Duration> = None;
+    // Attempts sent, and candidates whose protocol could not say the request.
     let mut n = 0u32;
+    let mut unsaid = 0usize;
     for (pi, mi) in order {
         let provider = &gw.providers[pi];
         let model = &provider.models[mi];
@@ -320,10 +334,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 continue;
             }
         };
-        n += 1;
-        if n > 1 {
-            gw.metrics.fallback();
-        }
+        let attempt = n + 1;
         let mut body = req.body.clone();
         if req.max_output.is_none()
             && worst > Decimal::ZERO
@@ -349,6 +360,29 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 .map(Got::Plain)
         };
         let took = started.elapsed();
+        if let Err(e @ CallError::Untranslatable(_)) = &got {
+            // Nothing was sent: it says nothing of the provider (a probe it took goes back
+            // untried), costs nothing, and is no attempt, so it gets no receipt (there is no
+            // call to account for) and no fallback is counted; the next candidate, of
+            // another protocol, may take the request.
+            if probing {
+                gw.lock_health().end_probe(&provider.name);
+            }
+            let now = Utc::now();
+            for al in gw
+                .ledger
+                .settle(hold, Some(Decimal::ZERO), req.job_budget, now)
+            {
+                gw.alert(al, now);
+            }
+            attempts.push(format!("{label}: {e}"));
+            unsaid += 1;
+            continue;
+        }
+        n = attempt;
+        if n > 1 {
+            gw.metrics.fallback();
+        }
         upstream += took;
         // Every attempt tells the breaker something, and ends its probe if it took one.
         let verdict = match &got {
@@ -361,9 +395,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             Err(e) if !e.retryable() => Verdict::Answered,
             Err(e) => e.retry_after().map_or(Verdict::Failed, Verdict::HoldOff),
         };
-        let opened = gw
-            .lock_health()
-            .record(&provider.name, &model.id, verdict, Instant::now());
+        let opened =
+            gw.lock_health()
+                .record(&provider.name, &model.id, verdict, probing, Instant::now());
         if let Some(cool) = opened {
             tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
                 "provider keeps failing: cooling down");
@@ -442,6 +476,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         if !(r.exhausted() && soonest.is_some()) {
             return Err(Failure::Budget(r));
         }
+    }
+    if unsaid > 0 && unsaid == attempts.len() {
+        return Err(Failure::Untranslatable(attempts.join("; ")));
     }
     Err(Failure::Exhausted {
         attempts,

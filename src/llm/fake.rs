@@ -50,6 +50,23 @@ pub struct FakeOptions {
     /// `finish_reason: tool_calls` (OpenAI) or `stop_reason: tool_use` (Anthropic), and a
     /// stream sends each call's arguments in pieces.
     pub tool_calls: Vec<FakeToolCall>,
+    /// Anthropic streams: which counts `message_delta` carries besides `output_tokens`.
+    pub delta_usage: DeltaUsage,
+}
+
+/// The counts a streamed Anthropic answer's `message_delta` repeats besides
+/// `output_tokens` (`message_start` always carries them all). The API has sent more of
+/// them there over time, and a count an event leaves out is unchanged, not 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeltaUsage {
+    /// Only `output_tokens`, as Anthropic long did.
+    #[default]
+    Output,
+    /// `input_tokens` too, without any cache count.
+    Input,
+    /// Every total (`input_tokens`, cache reads and writes), without the split of the
+    /// writes by lifetime (`cache_creation`).
+    Totals,
 }
 
 /// One tool call the fake answers with.
@@ -73,6 +90,7 @@ impl Default for FakeOptions {
             chunk_delay: Duration::ZERO,
             thinking: String::new(),
             tool_calls: Vec::new(),
+            delta_usage: DeltaUsage::Output,
         }
     }
 }

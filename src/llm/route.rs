@@ -65,7 +65,9 @@ pub fn blended_price(m: &Model) -> Option<Decimal> {
 /// down; when the cool-down ends one request may probe it (half-open); any answer from
 /// the provider closes it (a success, or a refusal of the request itself), failure
 /// doubles the cool-down (up to `MAX_COOLDOWN`). Every attempt that took a probe ends
-/// it with one [`Verdict`], so a probe can never stay taken.
+/// it with one [`Verdict`], so a probe can never stay taken; and only that attempt ends
+/// it, so a late answer of an attempt sent while the breaker was closed can neither let
+/// a second probe run beside the first nor have the first's result taken for another's.
 #[derive(Debug, Default)]
 pub struct Health {
     /// The first cool-down (`routing.cooldown_s`); zero means the default, 5 s.
@@ -169,26 +171,28 @@ impl Health {
     }
 
     /// Records what an attempt at `provider`'s `model` showed, ending its probe if it
-    /// had one; returns the cool-down when this opened (or reopened) the breaker.
+    /// took one (`probe`: its [`Health::begin_probe`] found the provider half-open);
+    /// returns the cool-down when this opened (or reopened) the breaker.
     pub fn record(
         &mut self,
         provider: &str,
         model: &str,
         verdict: Verdict,
+        probe: bool,
         now: Instant,
     ) -> Option<Duration> {
         match verdict {
-            Verdict::Served { latency_ms } => self.success(provider, model, latency_ms),
-            Verdict::Answered => self.answered(provider),
-            Verdict::HoldOff(wait) => self.hold_off(provider, wait, now),
-            Verdict::Failed => return self.failure(provider, now),
+            Verdict::Served { latency_ms } => self.success(provider, model, latency_ms, probe),
+            Verdict::Answered => self.answered(provider, probe),
+            Verdict::HoldOff(wait) => self.hold_off(provider, wait, probe, now),
+            Verdict::Failed => return self.failure(provider, probe, now),
         }
         None
     }
 
     /// Records a success: closes the breaker and feeds the latency average.
-    pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64) {
-        self.answered(provider);
+    pub fn success(&mut self, provider: &str, model: &str, latency_ms: f64, probe: bool) {
+        self.answered(provider, probe);
         self.observe(provider, model, latency_ms);
     }
 
@@ -215,26 +219,37 @@ impl Health {
     }
 
     /// Records an answer that proves the provider up, though it served nothing (it
-    /// refused the request itself): closes the breaker, ends any probe. A hold-off it
-    /// asked for stands.
-    pub fn answered(&mut self, provider: &str) {
+    /// refused the request itself): closes the breaker, and ends the probe if this
+    /// attempt took it. Another attempt's probe stays taken until that attempt ends, so
+    /// no second probe starts beside it. A hold-off it asked for stands.
+    pub fn answered(&mut self, provider: &str, probe: bool) {
         let b = self.providers.entry(provider.to_string()).or_default();
         *b = Breaker {
             held_until: b.held_until,
+            probing: b.probing && !probe,
             ..Breaker::default()
         };
     }
 
     /// Records a failure that the provider is to blame for; returns the cool-down when it
-    /// opened (or reopened) the breaker.
-    pub fn failure(&mut self, provider: &str, now: Instant) -> Option<Duration> {
+    /// opened (or reopened) the breaker. A failed probe reopens it for twice as long; a
+    /// late failure of an attempt sent before the breaker opened leaves the cool-down as
+    /// it is (it neither shortens it nor counts as the probe's result).
+    pub fn failure(&mut self, provider: &str, probe: bool, now: Instant) -> Option<Duration> {
         let first = self.first();
         let b = self.providers.entry(provider.to_string()).or_default();
-        b.fails += 1;
-        let was_probe = b.probing;
-        b.probing = false;
-        if was_probe || b.fails >= FAILS_TO_OPEN {
-            b.cooldown = if was_probe {
+        b.fails = b.fails.saturating_add(1);
+        if probe {
+            b.probing = false;
+        }
+        let reopen = match b.open_until {
+            // Closed since the probe went out (another attempt's answer): a plain failure.
+            None => false,
+            Some(_) if probe => true,
+            Some(_) => return None,
+        };
+        if reopen || b.fails >= FAILS_TO_OPEN {
+            b.cooldown = if reopen {
                 (b.cooldown * 2).min(MAX_COOLDOWN)
             } else {
                 first
@@ -248,10 +263,13 @@ impl Health {
     /// Keeps requests away from `provider` for `wait` (a 429's `Retry-After`), without
     /// counting it as broken: after the wait its breaker is as it was (closed, no probe
     /// needed; or half-open when this answered a probe, so the next call probes again).
-    pub fn hold_off(&mut self, provider: &str, wait: Duration, now: Instant) {
+    /// Only the attempt that took the probe gives it back.
+    pub fn hold_off(&mut self, provider: &str, wait: Duration, probe: bool, now: Instant) {
         let b = self.providers.entry(provider.to_string()).or_default();
         let until = now + wait.min(MAX_COOLDOWN);
-        b.probing = false;
+        if probe {
+            b.probing = false;
+        }
         if b.held_until.is_none_or(|t| t < until) {
             b.held_until = Some(until);
         }
@@ -494,9 +512,9 @@ mod tests {
     fn breaker_opens_after_three_failures_probes_once_and_backs_off() {
         let mut h = Health::default();
         let t0 = Instant::now();
-        assert_eq!(h.failure("cloud", t0), None);
-        assert_eq!(h.failure("cloud", t0), None);
-        assert_eq!(h.failure("cloud", t0), Some(FIRST_COOLDOWN));
+        assert_eq!(h.failure("cloud", false, t0), None);
+        assert_eq!(h.failure("cloud", false, t0), None);
+        assert_eq!(h.failure("cloud", false, t0), Some(FIRST_COOLDOWN));
         assert!(matches!(h.gate("cloud", t0), Gate::Open(_)));
         let f = fleet();
         h.seed_latency("cloud", "smart", 10.0);
@@ -512,19 +530,19 @@ mod tests {
         assert_eq!(h.gate("cloud", later), Gate::HalfOpen);
         assert!(h.begin_probe("cloud", later));
         assert!(!h.begin_probe("cloud", later), "one probe at a time");
-        assert_eq!(h.failure("cloud", later), Some(FIRST_COOLDOWN * 2));
+        assert_eq!(h.failure("cloud", true, later), Some(FIRST_COOLDOWN * 2));
         let again = later + FIRST_COOLDOWN * 2;
         assert!(h.begin_probe("cloud", again));
-        h.success("cloud", "cheap", 100.0);
+        h.success("cloud", "cheap", 100.0, true);
         assert_eq!(h.gate("cloud", again), Gate::Closed);
-        h.success("cloud", "cheap", 200.0);
+        h.success("cloud", "cheap", 200.0, false);
         assert_eq!(h.latency_ms("cloud", "cheap"), Some(130.0));
     }
 
     /// Opens `cloud`'s breaker at `t0` and returns when its probe may go.
     fn half_open(h: &mut Health, t0: Instant) -> Instant {
         for _ in 0..FAILS_TO_OPEN {
-            h.failure("cloud", t0);
+            h.failure("cloud", false, t0);
         }
         let later = t0 + FIRST_COOLDOWN;
         assert!(h.begin_probe("cloud", later));
@@ -535,11 +553,11 @@ mod tests {
     fn a_probe_answered_with_a_refusal_of_the_request_closes_the_breaker() {
         let mut h = Health::default();
         let t = half_open(&mut h, Instant::now());
-        assert_eq!(h.record("cloud", "cheap", Verdict::Answered, t), None);
+        assert_eq!(h.record("cloud", "cheap", Verdict::Answered, true, t), None);
         assert_eq!(h.gate("cloud", t), Gate::Closed);
         // And the failures before it no longer count as a row.
-        h.failure("cloud", t);
-        h.failure("cloud", t);
+        h.failure("cloud", false, t);
+        h.failure("cloud", false, t);
         assert_eq!(h.gate("cloud", t), Gate::Closed);
     }
 
@@ -548,7 +566,7 @@ mod tests {
         let mut h = Health::default();
         let t = half_open(&mut h, Instant::now());
         let wait = Duration::from_secs(2);
-        h.record("cloud", "cheap", Verdict::HoldOff(wait), t);
+        h.record("cloud", "cheap", Verdict::HoldOff(wait), true, t);
         assert_eq!(h.gate("cloud", t), Gate::Open(wait));
         assert_eq!(
             h.gate("cloud", t + wait),
@@ -558,12 +576,66 @@ mod tests {
         // On a closed breaker, the wait passes into closed, with no probe.
         let mut h = Health::default();
         let t0 = Instant::now();
-        h.record("cloud", "cheap", Verdict::HoldOff(wait), t0);
+        h.record("cloud", "cheap", Verdict::HoldOff(wait), false, t0);
         assert!(matches!(h.gate("cloud", t0), Gate::Open(_)));
         assert_eq!(h.gate("cloud", t0 + wait), Gate::Closed);
         // It is not counted as broken: two failures after it do not open the breaker.
-        h.failure("cloud", t0 + wait);
-        h.failure("cloud", t0 + wait);
+        h.failure("cloud", false, t0 + wait);
+        h.failure("cloud", false, t0 + wait);
         assert_eq!(h.gate("cloud", t0 + wait), Gate::Closed);
+    }
+
+    /// Regression: a 429 (with `Retry-After`) of an attempt sent while the breaker was
+    /// closed gave back the probe another attempt held, so a second probe could go beside
+    /// it after the wait, and the first probe's failure then counted as a plain one (the
+    /// cool-down restarted at its first length instead of doubling).
+    #[test]
+    fn a_hold_off_of_an_attempt_that_did_not_probe_leaves_the_probe_taken() {
+        let mut h = Health::default();
+        let t = half_open(&mut h, Instant::now());
+        let wait = Duration::from_secs(2);
+        h.record("cloud", "cheap", Verdict::HoldOff(wait), false, t);
+        assert_eq!(
+            h.gate("cloud", t + wait),
+            Gate::Open(Duration::ZERO),
+            "the probe is still out"
+        );
+        assert!(!h.begin_probe("cloud", t + wait), "no second probe");
+        let failed = h.record("cloud", "cheap", Verdict::Failed, true, t + wait);
+        assert_eq!(failed, Some(FIRST_COOLDOWN * 2), "the probe's own failure");
+    }
+
+    /// Regression: an answer of an attempt sent while the breaker was closed reset the
+    /// breaker whole, the probe another attempt held included: once the breaker opened
+    /// again, a second probe went while the first was still out.
+    #[test]
+    fn an_answer_of_an_attempt_that_did_not_probe_closes_but_leaves_the_probe_taken() {
+        let mut h = Health::default();
+        let t = half_open(&mut h, Instant::now());
+        let served = Verdict::Served { latency_ms: 50.0 };
+        h.record("cloud", "cheap", served, false, t);
+        assert_eq!(h.gate("cloud", t), Gate::Closed, "the provider is up");
+        for _ in 0..FAILS_TO_OPEN {
+            h.record("cloud", "cheap", Verdict::Failed, false, t);
+        }
+        let later = t + FIRST_COOLDOWN;
+        assert_eq!(h.gate("cloud", later), Gate::Open(Duration::ZERO));
+        assert!(
+            !h.begin_probe("cloud", later),
+            "the first probe is still out"
+        );
+        h.record("cloud", "cheap", Verdict::Answered, true, later);
+        assert_eq!(h.gate("cloud", later), Gate::Closed, "its answer ends it");
+    }
+
+    /// A late failure of an attempt sent before the breaker opened neither counts as the
+    /// probe's result nor shortens a long cool-down.
+    #[test]
+    fn a_late_failure_of_an_attempt_that_did_not_probe_leaves_the_cool_down() {
+        let mut h = Health::default();
+        let t = half_open(&mut h, Instant::now());
+        assert_eq!(h.failure("cloud", true, t), Some(FIRST_COOLDOWN * 2));
+        assert_eq!(h.record("cloud", "cheap", Verdict::Failed, false, t), None);
+        assert_eq!(h.gate("cloud", t), Gate::Open(FIRST_COOLDOWN * 2));
     }
 }

@@ -77,10 +77,10 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         r.agent,
         r.provider,
         r.model,
-        r.usage.input as i64,
-        r.usage.output as i64,
-        r.usage.cached as i64,
-        r.usage.reasoning as i64,
+        count(r.usage.input),
+        count(r.usage.output),
+        count(r.usage.cached),
+        count(r.usage.reasoning),
         source,
         r.cost_usd.map(|c| c.to_string()),
         r.latency_ms,
@@ -88,13 +88,19 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         r.stream,
         r.status,
         r.error,
-        r.usage.cache_write as i64,
-        r.usage.cache_write_1h as i64,
+        count(r.usage.cache_write),
+        count(r.usage.cache_write_1h),
     ])?;
     if inserted == 1 {
         super::totals::add(tx, r)?;
     }
     Ok(())
+}
+
+/// A token count as SQLite's integer: clamped, since `as` would turn a count above
+/// `i64::MAX` (an upstream's nonsense, passed on saturated) into a negative one.
+pub(super) fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The columns [`read_row`] reads, in its order.
@@ -253,6 +259,45 @@ mod tests {
             status: "ok".into(),
             error: None,
         }
+    }
+
+    /// Regression: counts were bound `as i64`, so an upstream's count above `i64::MAX`
+    /// was stored negative; and two such receipts overflowed their total into a float,
+    /// which no reader could read back as a count.
+    #[test]
+    fn counts_beyond_sqlite_integers_are_stored_clamped_and_totals_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::db::open(&dir.path().join("t.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        let huge = Usage {
+            input: u64::MAX,
+            output: u64::MAX - 1,
+            cached: u64::MAX,
+            cache_write: u64::MAX,
+            cache_write_1h: u64::MAX,
+            reasoning: u64::MAX,
+            ..Usage::default()
+        };
+        for id in ["r1", "r2"] {
+            let mut r = row(id, "2026-11-01T10:00:00.000Z", None, Some("1"));
+            r.usage = huge;
+            insert(&tx, &r).unwrap();
+        }
+        tx.commit().unwrap();
+        let big = i64::MAX as u64;
+        for r in since(&conn, None).unwrap() {
+            let u = r.usage;
+            let all = [u.input, u.output, u.cached, u.cache_write, u.cache_write_1h];
+            assert_eq!(all, [big; 5], "{u:?}");
+            assert_eq!(u.reasoning, big);
+        }
+        let totals = super::super::totals::since(&conn, None).unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(
+            (totals[0].input_tokens, totals[0].output_tokens),
+            (big, big)
+        );
+        assert_eq!(totals[0].calls, 2);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use rust_decimal::Decimal;
 
-use super::receipts::ReceiptRow;
+use super::receipts::{count, ReceiptRow};
 
 /// One total: the receipts of one day, provider, model, agent and job.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,14 +51,18 @@ pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> 
         .and_then(|c| c.parse::<Decimal>().ok())
         .unwrap_or_default()
         + r.cost_usd.unwrap_or_default();
+    // The token sums saturate at i64::MAX: SQLite turns an integer sum that overflows
+    // into a float, which the readers cannot read back as a count.
     tx.prepare_cached(
         "INSERT INTO receipt_totals (day, provider, model, agent, job_id, kind, calls, unpriced,
              input_tokens, output_tokens, cost_usd)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
          ON CONFLICT (day, provider, model, agent, job_id, kind) DO UPDATE SET
              calls = calls + 1, unpriced = unpriced + excluded.unpriced,
-             input_tokens = input_tokens + excluded.input_tokens,
-             output_tokens = output_tokens + excluded.output_tokens,
+             input_tokens = input_tokens + min(excluded.input_tokens,
+                 9223372036854775807 - input_tokens),
+             output_tokens = output_tokens + min(excluded.output_tokens,
+                 9223372036854775807 - output_tokens),
              cost_usd = excluded.cost_usd",
     )?
     .execute(params![
@@ -69,8 +73,8 @@ pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> 
         job,
         kind,
         i64::from(r.cost_usd.is_none()),
-        r.usage.input as i64,
-        r.usage.output as i64,
+        count(r.usage.input),
+        count(r.usage.output),
         sum.normalize().to_string(),
     ])?;
     Ok(())
@@ -162,8 +166,8 @@ fn summed_from_receipts(
             cost_usd: Decimal::ZERO,
         });
         t.calls += 1;
-        t.input_tokens += r.usage.input;
-        t.output_tokens += r.usage.output;
+        t.input_tokens = t.input_tokens.saturating_add(r.usage.input);
+        t.output_tokens = t.output_tokens.saturating_add(r.usage.output);
         match r.cost_usd {
             Some(c) => t.cost_usd += c,
             None => t.unpriced += 1,

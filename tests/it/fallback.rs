@@ -454,3 +454,127 @@ fn policies_order_candidates() {
     let r = gw.chat(&ask("cap:x", false), &[("x-pas-policy", "nope")]);
     assert_eq!(r.status, 400);
 }
+
+/// `ask` with OpenAI's deprecated `functions`, which the Messages API has no form for.
+fn ask_with_functions(model: &str, stream: bool) -> serde_json::Value {
+    let mut body = ask(model, stream);
+    body["functions"] = serde_json::json!([{"name": "f", "parameters": {"type": "object"}}]);
+    body
+}
+
+/// `an` (anthropic protocol, cheaper: tried first under `cheapest`) and `oa` (openai),
+/// both serving capability `x`, cooling down for 0.5 s after three failures.
+fn anthropic_then_openai(an: &Fake, oa: &Fake) -> Gw {
+    Gw::start(
+        &[
+            provider(
+                "an",
+                an,
+                Protocol::Anthropic,
+                "",
+                &model("m-an", &["x"], Some(("0.10", "0.10"))),
+            ),
+            provider(
+                "oa",
+                oa,
+                Protocol::Openai,
+                "",
+                &model("m-oa", &["x"], Some(("1", "1"))),
+            ),
+        ],
+        "routing: {policy: cheapest, cooldown_s: 0.5}\n",
+        &[],
+    )
+}
+
+/// Regression: a request the Messages API cannot say (here `functions`) was answered 400
+/// by pas as if the anthropic provider had refused it, though an openai candidate would
+/// have taken it; and it was receipted as an `http_400` attempt that never left pas.
+#[test]
+fn a_request_one_protocol_cannot_say_goes_to_a_provider_of_the_other() {
+    let an = fake::start(FakeOptions::default());
+    let oa = fake::start(FakeOptions::default());
+    let gw = anthropic_then_openai(&an, &oa);
+    for stream in [false, true] {
+        let r = gw.chat(&ask_with_functions("cap:x", stream), &[]);
+        assert_eq!(r.status, 200, "stream={stream}: {}", r.body);
+        assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
+    }
+    assert_eq!(an.requests(), 0, "nothing went to the anthropic provider");
+    let (_, sent) = oa.last_request().unwrap();
+    assert_eq!(sent["functions"][0]["name"], "f", "passed on as it came");
+    // Only the calls that were made have receipts: one each, the first attempt.
+    let r = gw.chat(&ask("cap:x", false), &[]);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("an"));
+    let rows = gw.receipts(3);
+    let seen: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap(),
+                r["attempt"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("oa", 1), ("oa", 1), ("an", 1)], "{rows:?}");
+}
+
+/// Regression: an untranslatable request counted as the provider answering, so the probe
+/// of a provider that was down closed its breaker and traffic went back to it.
+#[test]
+fn an_untranslatable_probe_leaves_the_breaker_half_open() {
+    let an = fake::start(FakeOptions::default());
+    let oa = fake::start(FakeOptions::default());
+    let gw = anthropic_then_openai(&an, &oa);
+    an.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        let r = gw.chat(&ask("cap:x", false), &[]);
+        assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
+    }
+    assert_eq!(an.requests(), 3, "open now");
+    std::thread::sleep(Duration::from_millis(600));
+    // Half-open: this call takes the probe, but nothing can be sent to `an`.
+    let r = gw.chat(&ask_with_functions("cap:x", false), &[]);
+    assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
+    assert_eq!(an.requests(), 3);
+    // Still half-open: the next call probes it, which fails and reopens the breaker, so
+    // the call after it does not go there (as it would to a provider judged healthy).
+    for _ in 0..2 {
+        let r = gw.chat(&ask("cap:x", false), &[]);
+        assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
+    }
+    assert_eq!(an.requests(), 4, "one probe, then cooling down again");
+}
+
+/// With no candidate that can say it, the request is the caller's 400 naming the field:
+/// nothing sent, no receipt, its budget hold released.
+#[test]
+fn a_request_no_candidate_can_say_is_a_400_naming_the_field() {
+    let an = fake::start(FakeOptions::default());
+    // Room for one call's worst case (its bytes as input at $1/Mtok, 50 output at $10),
+    // not two: a hold left behind would refuse the next call.
+    let gw = Gw::one(
+        &an,
+        Protocol::Anthropic,
+        "m",
+        Some(("1", "10")),
+        "budgets: {daily_usd: \"0.001\"}\n",
+    );
+    for stream in [false, true] {
+        let r = gw.chat(&ask_with_functions("m", stream), &[]);
+        assert_eq!(r.status, 400, "{}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "untranslatable_request");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("p/m") && msg.contains("`functions`"), "{msg}");
+    }
+    assert_eq!(an.requests(), 0);
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 200, "no hold left behind: {}", r.body);
+    let rows = gw.receipts(1);
+    assert_eq!(rows.len(), 1, "only the call that was made: {rows:?}");
+    assert_eq!(rows[0]["attempt"], 1);
+}

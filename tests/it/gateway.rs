@@ -648,6 +648,93 @@ fn cache_writes_are_priced_at_their_own_rates_streamed_or_not() {
     assert_eq!(writes, vec![(2, 6, 2); 5]);
 }
 
+/// Regression: a streamed Anthropic answer whose `message_delta` repeated some counts
+/// but not others (`input_tokens` without the cache counts, or the totals without the
+/// split of writes by lifetime) had the missing ones set to 0: cache reads booked as
+/// fresh input, 1-hour writes at the 5-minute rate. Streamed must cost what plain does.
+#[test]
+fn streamed_cache_counts_survive_a_message_delta_that_leaves_them_out() {
+    use pas::llm::fake::DeltaUsage;
+    let variants = [
+        ("output", DeltaUsage::Output),
+        ("input", DeltaUsage::Input),
+        ("totals", DeltaUsage::Totals),
+    ];
+    // 12 input tokens: 2 read from the cache, 6 written (2 of them for an hour), 4 fresh.
+    let fakes: Vec<Fake> = variants
+        .iter()
+        .map(|(_, d)| {
+            fake::start(FakeOptions {
+                cached_tokens: 2,
+                cache_write_tokens: 6,
+                cache_write_1h_tokens: 2,
+                delta_usage: *d,
+                ..FakeOptions::default()
+            })
+        })
+        .collect();
+    let providers: Vec<String> = variants
+        .iter()
+        .zip(&fakes)
+        .map(|((id, _), f)| {
+            let m = format!(
+                "      - id: {id}\n        capabilities: [chat]\n        price_per_mtok: {{input: \"3\", output: \"15\", cached_input: \"0.30\"}}\n"
+            );
+            provider(id, f, Protocol::Anthropic, "", &m)
+        })
+        .collect();
+    let gw = Gw::start(&providers, "", &[]);
+    for (id, _) in variants {
+        for stream in [false, true] {
+            let r = gw.chat(&ask(id, stream), &[]);
+            assert_eq!(r.status, 200, "{id}: {}", r.body);
+        }
+    }
+    let rows = gw.receipts(6);
+    // 4 × 3 + 2 × 0.30 + 4 × 3.75 + 2 × 6 + 5 × 15, per million, as a plain call.
+    let costs: Vec<(&str, bool, &str)> = rows
+        .iter()
+        .map(|r| {
+            let (m, s, c) = (&r["model"], &r["stream"], &r["cost"]);
+            (
+                m.as_str().unwrap(),
+                s.as_bool().unwrap(),
+                c.as_str().unwrap(),
+            )
+        })
+        .collect();
+    for (model, stream, cost) in &costs {
+        assert_eq!(*cost, "0.0001146", "{model} stream={stream}: {costs:?}");
+    }
+    let conn = rusqlite::Connection::open(gw.ws.path("telemetry/pas.db")).unwrap();
+    let counts: Vec<(String, bool, i64, i64, i64, i64)> = conn
+        .prepare(
+            "SELECT model, stream, input_tokens, cached_tokens, cache_write_tokens,
+                    cache_write_1h_tokens FROM receipts ORDER BY ts",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (model, stream, input, cached, write, write_1h) in &counts {
+        assert_eq!(
+            (*input, *cached, *write, *write_1h),
+            (12, 2, 6, 2),
+            "{model} stream={stream}: {counts:?}"
+        );
+    }
+}
+
 #[test]
 fn a_call_marked_for_the_cache_reserves_its_input_at_the_write_price() {
     let an = fake::start(FakeOptions::default());

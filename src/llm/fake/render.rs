@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use serde_json::{json, Value};
 
-use super::FakeOptions;
+use super::{DeltaUsage, FakeOptions};
 
 /// Every answer body, rendered once.
 pub(super) struct Rendered {
@@ -153,10 +153,23 @@ impl Rendered {
             "delta": {"stop_reason": stop_reason, "stop_sequence": null}});
         if with_usage {
             a_plain["usage"] = a_usage.clone();
+            let mut last = json!({"output_tokens": out});
+            let repeated: &[&str] = match o.delta_usage {
+                DeltaUsage::Output => &[],
+                DeltaUsage::Input => &["input_tokens"],
+                DeltaUsage::Totals => &[
+                    "input_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                ],
+            };
+            for key in repeated {
+                last[*key] = a_usage[*key].clone();
+            }
             let mut first = a_usage;
             first["output_tokens"] = 1.into(); // as Anthropic does: a placeholder
             start["message"]["usage"] = first;
-            delta["usage"] = json!({"output_tokens": out});
+            delta["usage"] = last;
         }
         let mut head = vec![event(&start)];
         if thinks {

@@ -34,7 +34,8 @@
 //! JSON but nothing enforces it. What has no translation at all (the deprecated
 //! `functions`, a non-function tool, unparsable tool-call arguments, an unknown
 //! `response_format`, an image that is neither base64 nor http(s) or of a type Anthropic
-//! does not take) is refused with a 400 naming the field, never dropped silently.
+//! does not take) is never sent and never dropped silently: the gateway moves on to the
+//! next candidate, and only when none can take the request answers a 400 naming the field.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,8 +48,8 @@ use crate::llm::cost::{estimate_tokens, Usage, UsageSource};
 /// Output tokens asked for when neither the caller nor the model config names a limit.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// The upstream request body, or why the request cannot be said in the Messages API (the
-/// caller's fault: the gateway answers it as a 400 naming the field).
+/// The upstream request body, or why the request cannot be said in the Messages API (then
+/// another candidate may take it; with none left, the gateway answers a 400 naming it).
 pub(super) fn request(body: &Value, model: &Model, stream: bool) -> Result<Vec<u8>, String> {
     let out = translate_request(body, model, stream)?;
     // Serializing a `Value` into a Vec cannot fail.
@@ -145,7 +146,21 @@ fn translate_request(body: &Value, model: &Model, stream: bool) -> Result<Value,
 /// Appends a message, merged into the previous one when both have the same role: the
 /// Messages API wants user and assistant turns to alternate, while OpenAI's history has
 /// one message per tool result (and tool results are a user turn in Anthropic's terms).
+/// A message with nothing in it (`""`, `null`, no parts, only blank text parts) is
+/// skipped, as Anthropic refuses an empty turn or a blank text block with a 400; the
+/// merge keeps the roles alternating around the gap.
 fn push(messages: &mut Vec<Value>, role: &str, content: Value) {
+    let blank = |t: &Value| t.as_str().is_some_and(|t| t.trim().is_empty());
+    let content = match content {
+        Value::Array(mut blocks) => {
+            blocks.retain(|b| !(b["type"] == "text" && blank(&b["text"])));
+            Value::Array(blocks)
+        }
+        other => other,
+    };
+    if content.is_null() || blank(&content) || content.as_array().is_some_and(Vec::is_empty) {
+        return;
+    }
     if let Some(last) = messages.last_mut().filter(|l| l["role"] == role) {
         let mut blocks = into_blocks(last["content"].take());
         blocks.extend(into_blocks(content));
@@ -249,17 +264,27 @@ fn image_source(p: &Value) -> Result<Value, String> {
 }
 
 /// The text blocks of a system message: a string is one block; parts are joined into one
-/// block, unless one of them carries `cache_control`, when each keeps its own.
+/// block, unless one of them carries `cache_control`, when each keeps its own. Blank text
+/// makes no block: Anthropic refuses a blank text block (a cache mark on one too).
 fn system_blocks(c: &Value) -> Result<Vec<Value>, String> {
+    let said = |p: &&Value| p["text"].as_str().is_some_and(|t| !t.trim().is_empty());
     Ok(match c {
+        Value::String(s) if s.trim().is_empty() => Vec::new(),
         Value::String(s) => vec![json!({"type": "text", "text": s})],
         Value::Array(parts) if parts.iter().any(|p| p.get("cache_control").is_some()) => parts
             .iter()
-            .filter(|p| p["text"].is_string())
+            .filter(said)
             .map(part)
             .collect::<Result<_, _>>()?,
         Value::Array(parts) => {
-            let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(said)
+                .filter_map(|p| p["text"].as_str())
+                .collect();
+            if texts.is_empty() {
+                return Ok(Vec::new());
+            }
             vec![json!({"type": "text", "text": texts.join("\n")})]
         }
         _ => Vec::new(),
@@ -419,17 +444,39 @@ struct CacheCreation {
 
 impl WireUsage {
     /// All input tokens, cached ones included (OpenAI's and pas's way of counting).
+    /// Saturating: the counts are the upstream's, and no number it sends may panic pas.
     fn input(&self) -> u64 {
-        self.input_tokens.unwrap_or(0)
-            + self.cache_read_input_tokens.unwrap_or(0)
-            + self.cache_creation_input_tokens.unwrap_or(0)
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
     }
 
-    /// The cache counts into a tally: reads, writes, and the writes for an hour.
-    fn cache_into(&self, t: &mut Tally) {
-        t.cached = self.cache_read_input_tokens.unwrap_or(0);
-        t.cache_write = self.cache_creation_input_tokens.unwrap_or(0);
-        t.cache_write_1h = self.write_1h();
+    /// The input counts of one stream event into a tally: reads, writes, the writes for an
+    /// hour, and the input they are part of. Only the counts the event carries: a later
+    /// event (`message_delta`) may repeat some and leave others out, and a count left out
+    /// is unchanged, not 0 (else cache reads would be booked as fresh input and 1-hour
+    /// writes at the 5-minute rate).
+    fn input_into(&self, t: &mut Tally) {
+        let fresh = t
+            .input
+            .map(|i| i.saturating_sub(t.cached.saturating_add(t.cache_write)));
+        if let Some(n) = self.cache_read_input_tokens {
+            t.cached = n;
+        }
+        if let Some(n) = self.cache_creation_input_tokens {
+            t.cache_write = n;
+        }
+        if let Some(n) = self
+            .cache_creation
+            .as_ref()
+            .and_then(|c| c.ephemeral_1h_input_tokens)
+        {
+            t.cache_write_1h = n;
+        }
+        if let Some(fresh) = self.input_tokens.or(fresh) {
+            t.input = Some(fresh.saturating_add(t.cached).saturating_add(t.cache_write));
+        }
     }
 
     fn write_1h(&self) -> u64 {
@@ -441,7 +488,7 @@ impl WireUsage {
 /// Usage in OpenAI's shape, for bodies and usage chunks.
 fn openai_usage(u: &Usage) -> Value {
     json!({"prompt_tokens": u.input, "completion_tokens": u.output,
-        "total_tokens": u.input + u.output,
+        "total_tokens": u.input.saturating_add(u.output),
         "prompt_tokens_details": {"cached_tokens": u.cached}})
 }
 
@@ -586,10 +633,7 @@ impl StreamState {
                 let m = &v["message"];
                 self.id = m["id"].as_str().unwrap_or_default().to_owned();
                 if let Ok(u) = WireUsage::deserialize(&m["usage"]) {
-                    if u.input_tokens.is_some() {
-                        t.input = Some(u.input());
-                        u.cache_into(t);
-                    }
+                    u.input_into(t);
                 }
             }
             "content_block_start" => {
@@ -635,10 +679,7 @@ impl StreamState {
                     if let Some(out) = u.output_tokens {
                         t.output = Some(out);
                     }
-                    if u.input_tokens.is_some() {
-                        t.input = Some(u.input());
-                        u.cache_into(t);
-                    }
+                    u.input_into(t);
                 }
             }
             "message_stop" => {

@@ -60,6 +60,11 @@ pub enum CallError {
     /// The stream broke after its first bytes reached the caller: too late to retry.
     #[error("stream cut: {message}")]
     Cut { usage: Usage, message: String },
+    /// The request has no form in this provider's protocol (the deprecated `functions`
+    /// in the Messages API...): nothing was sent, so it says nothing of the provider,
+    /// and a candidate of another protocol may still take it.
+    #[error("pas cannot say this request in the Messages API: {0}")]
+    Untranslatable(String),
 }
 
 impl CallError {
@@ -67,10 +72,14 @@ impl CallError {
     /// faults are, the request's own faults (other 4xx) are not, and a cut stream is not
     /// because the caller already has part of an answer. A 401 or 403 (the key pas holds
     /// for that provider) and a 404 (its model id or `base_url`) are the provider's
-    /// setup, not the request: another provider may well serve it.
+    /// setup, not the request: another provider may well serve it. So may a provider of
+    /// another protocol serve a request this one's cannot say.
     pub fn retryable(&self) -> bool {
         match self {
-            CallError::Connect(_) | CallError::Timeout { .. } | CallError::Malformed(_) => true,
+            CallError::Connect(_)
+            | CallError::Timeout { .. }
+            | CallError::Malformed(_)
+            | CallError::Untranslatable(_) => true,
             CallError::Status { code, .. } => {
                 matches!(code, 401 | 403 | 404 | 408 | 429 | 500..=599)
             }
@@ -79,7 +88,7 @@ impl CallError {
     }
 
     /// A short status for receipts: `connect_error`, `timeout`, `first_token_timeout`,
-    /// `http_<code>`, `malformed`, `cut`.
+    /// `http_<code>`, `malformed`, `cut`, `untranslatable`.
     pub fn status(&self) -> String {
         match self {
             CallError::Connect(_) => "connect_error".into(),
@@ -90,6 +99,7 @@ impl CallError {
             CallError::Status { code, .. } => format!("http_{code}"),
             CallError::Malformed(_) => "malformed".into(),
             CallError::Cut { .. } => "cut".into(),
+            CallError::Untranslatable(_) => "untranslatable".into(),
         }
     }
 
@@ -168,7 +178,8 @@ struct Plain {
     reasoning_bytes: usize,
 }
 
-/// Sends the request and turns an HTTP error into `CallError::Status`.
+/// Sends the request and turns an HTTP error into `CallError::Status`; a request the
+/// protocol cannot say is `CallError::Untranslatable`, and never leaves pas.
 async fn send(
     client: &reqwest::Client,
     t: &Target<'_>,
@@ -194,11 +205,7 @@ async fn send(
                 None => req,
             };
             let bytes =
-                anthropic::request(body, t.model, stream).map_err(|e| CallError::Status {
-                    code: 400,
-                    retry_after: None,
-                    message: format!("pas cannot say this request in the Messages API: {e}"),
-                })?;
+                anthropic::request(body, t.model, stream).map_err(CallError::Untranslatable)?;
             req.body(bytes)
         }
     };

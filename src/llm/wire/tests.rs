@@ -534,24 +534,20 @@ async fn tools_and_tool_history_reach_anthropic_in_its_own_terms() {
         assert!(!sent.to_string().contains(key), "{key} sent raw: {sent}");
     }
 
-    // What cannot be translated is the request's fault, named, and never sent.
+    // What cannot be translated is named, and never sent: no status, since no provider
+    // answered (the gateway tries a provider of another protocol, else answers 400).
     let mut bad = tool_request();
     bad["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!("{\"city\":");
     let before = f.requests();
     let e = plain(&p, &bad).await.unwrap_err();
-    let CallError::Status {
-        code: 400,
-        ref message,
-        ..
-    } = e
-    else {
+    let CallError::Untranslatable(ref message) = e else {
         panic!("{e:?}")
     };
     assert!(
         message.contains("messages[2]: tool_calls[0]: `function.arguments` is not JSON"),
         "{message}"
     );
-    assert!(!e.retryable());
+    assert_eq!(e.status(), "untranslatable");
     assert_eq!(f.requests(), before, "nothing went upstream");
 }
 
@@ -737,4 +733,116 @@ async fn anthropic_reasoning_is_estimated_from_the_thinking_text() {
     let mut s = open(&p, &request(false)).await.unwrap();
     drain(&mut s).await;
     assert_eq!(s.usage(), want);
+}
+
+/// Regression: an empty turn (an assistant's `""` or `null` without tool calls, a user's
+/// `""`, empty or blank text parts) went to Anthropic as `{"content": ""}` or `null`, and
+/// an empty system string as an empty text block, all of which it refuses with a 400.
+#[tokio::test]
+async fn empty_turns_and_system_text_are_not_sent_to_anthropic() {
+    let f = fake::start(FakeOptions::default());
+    let p = provider(&f, Protocol::Anthropic, 5.0, 5.0);
+    let body = json!({"model": "m", "messages": [
+        {"role": "system", "content": ""},
+        {"role": "system", "content": [{"type": "text", "text": "",
+            "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": null},
+        {"role": "assistant", "content": null, "tool_calls": []},
+        {"role": "user", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}]},
+        {"role": "assistant", "content": " \n"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": []},
+        {"role": "user", "content": "bye"}]});
+    plain(&p, &body).await.unwrap();
+    let (_, sent) = f.last_request().unwrap();
+    assert!(sent.get("system").is_none(), "{sent}");
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"},
+                {"type": "text", "text": "again"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "bye"}]),
+        "empty turns skipped, the roles still alternating"
+    );
+    // A system prompt with text keeps it, without the empty parts beside it.
+    let body = json!({"model": "m", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": ""},
+            {"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "system", "content": "  "},
+        {"role": "user", "content": "hi"}]});
+    plain(&p, &body).await.unwrap();
+    let (_, sent) = f.last_request().unwrap();
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}])
+    );
+}
+
+/// Regression: the input total of an Anthropic answer (`input_tokens` plus the cache
+/// counts) and its `total_tokens` were plain sums of the upstream's numbers, so an
+/// upstream's nonsense panicked pas (debug) or wrapped around (release).
+#[test]
+fn usage_counts_near_u64_max_saturate_instead_of_overflowing() {
+    let max = u64::MAX;
+    let an = json!({"id": "msg_1", "type": "message", "content": [{"type": "text",
+        "text": "a"}], "stop_reason": "end_turn", "usage": {"input_tokens": max - 1,
+        "output_tokens": max, "cache_read_input_tokens": max,
+        "cache_creation_input_tokens": 7, "cache_creation":
+        {"ephemeral_1h_input_tokens": max}}});
+    let p = anthropic::reply(an.to_string().as_bytes(), "m").unwrap();
+    let u = p.usage.unwrap();
+    assert_eq!((u.input, u.output, u.cached), (max, max, max));
+    assert_eq!(p.body["usage"]["prompt_tokens"], max);
+    assert_eq!(p.body["usage"]["total_tokens"], max);
+    let oa = json!({"choices": [{"message": {"role": "assistant", "content": "a"}}],
+        "usage": {"prompt_tokens": max, "completion_tokens": max, "total_tokens": max,
+        "prompt_tokens_details": {"cached_tokens": max},
+        "completion_tokens_details": {"reasoning_tokens": max}}});
+    let u = openai::reply(oa.to_string().as_bytes(), "m")
+        .unwrap()
+        .usage
+        .unwrap();
+    assert_eq!(
+        (u.input, u.output, u.cached, u.reasoning),
+        (max, max, max, max)
+    );
+    // Streamed: the counts of message_start and message_delta, merged.
+    let mut s = anthropic::StreamState::new("m", true);
+    let mut t = Tally::default();
+    for v in [
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {
+            "input_tokens": max, "cache_read_input_tokens": max,
+            "cache_creation_input_tokens": max, "output_tokens": 1}}}),
+        json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "a"}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+            "usage": {"input_tokens": max, "output_tokens": max}}),
+        json!({"type": "message_stop"}),
+    ] {
+        let ev = sse::Event {
+            event: v["type"].as_str().unwrap().into(),
+            data: v.to_string(),
+        };
+        s.on_event(&ev, &mut t).unwrap();
+    }
+    assert_eq!((t.input, t.output, t.cached), (Some(max), Some(max), max));
+    let usage_chunk = std::str::from_utf8(&t.frames[t.frames.len() - 2]).unwrap();
+    assert!(
+        usage_chunk.contains(&format!("\"total_tokens\":{max}")),
+        "{usage_chunk}"
+    );
+    // And its cost is a number, not a panic.
+    let price = crate::llm::config::Price {
+        input: "3".parse().unwrap(),
+        output: "15".parse().unwrap(),
+        cached_input: None,
+        cache_write: None,
+        cache_write_1h: None,
+    };
+    assert!(crate::llm::cost::cost(Some(&price), &u).is_some());
 }
