@@ -305,6 +305,9 @@ fn a_stale_completion_that_overwrites_a_finished_card_is_undone() {
     ws.wait_card("b's result recorded", "job", |c| {
         c["pas"]["state"] == "done"
     });
+    // `pas done` writes the state itself; wait for the daemon to have taken the move in,
+    // or the stale copy below could be the first done/ version it reads (seen under load).
+    ws.wait_commit_line("pas: job assigned/b -> done");
 
     // a's old process writes its copy over b's finished card.
     let stale = copy.replace("title: job\n", "title: job\nresult: a did it\n");
