@@ -173,18 +173,25 @@ pub fn start(
                 let until = |mut rx: watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
+                // Serve until told to stop; only then does the drain's clock start.
+                let mut stop = stopped.clone();
                 let d = axum::serve(dash_listener, dash_app)
                     .with_graceful_shutdown(until(stopped.clone()));
                 let g = axum::serve(gw_listener, gw_app).with_graceful_shutdown(until(stopped));
-                let started = std::time::Instant::now();
-                // Streams keep their connections open until they end: bounded like calls.
-                let served = within(drain, async {
+                let serving = async {
                     let (d, g) = tokio::join!(d, g);
                     if let Err(e) = d.and(g) {
                         tracing::error!(error = %e, "HTTP server failed");
                     }
-                })
-                .await;
+                };
+                tokio::pin!(serving);
+                let served = tokio::select! {
+                    _ = &mut serving => true,
+                    _ = stop.wait_for(|s| *s) => false,
+                };
+                let started = std::time::Instant::now();
+                // Streams keep their connections open until they end: bounded like calls.
+                let served = served || within(drain, &mut serving).await;
                 // Calls whose callers left, and LLM cards', finish here so their receipts
                 // are written and their holds settled; no new card call starts.
                 calls.close();

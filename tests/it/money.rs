@@ -388,3 +388,20 @@ fn an_image_is_reserved_by_its_pixels_not_its_base64_bytes() {
     assert_eq!(r.json()["error"]["code"], "budget_exceeded", "{}", r.body);
     assert_eq!(up.requests(), 2);
 }
+
+/// Regression: the shutdown drain's clock started with the servers, so after the drain
+/// window (10 s at least) the gateway and the dashboard stopped answering for good.
+#[test]
+fn the_servers_outlive_the_shutdown_drain_window() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::paid(&up, "");
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 200);
+    std::thread::sleep(Duration::from_secs(11));
+    let r = gw.chat(&ask("m", false), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (dash, _) = gw.ws.addresses();
+    assert_eq!(
+        crate::http::get(&format!("http://{dash}/api/status")).status,
+        200
+    );
+}
