@@ -409,6 +409,7 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>, closing: &A
 /// Inserts one batch in one transaction. Duplicates are ignored: start-up replay resends.
 pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut totals = super::totals::Pending::default();
     {
         let mut transition = tx.prepare_cached(
             "INSERT OR IGNORE INTO transitions (job_id, n, ts, from_state, to_state, agent, reason)
@@ -433,10 +434,15 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::
                 Record::Event(e) => {
                     event.execute(params![e.seq, ts_text(&e.ts), e.kind, e.data.to_string()])?;
                 }
-                Record::Receipt(r) => super::receipts::insert(&tx, r)?,
+                Record::Receipt(r) => {
+                    if super::receipts::insert_only(&tx, r)? {
+                        totals.add(r);
+                    }
+                }
             }
         }
     }
+    totals.apply(&tx)?;
     tx.commit()
 }
 

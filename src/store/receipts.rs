@@ -54,8 +54,19 @@ impl ReceiptRow {
     }
 }
 
-/// Inserts one receipt inside the writer's transaction (a duplicate id is ignored).
+/// Inserts one receipt inside a transaction (a duplicate id is ignored) and adds it to its
+/// total: the writer's way, one receipt at a time (tests).
+#[cfg(test)]
 pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> {
+    if insert_only(tx, r)? {
+        super::totals::add(tx, r)?;
+    }
+    Ok(())
+}
+
+/// Inserts one receipt, leaving its total to the caller; whether it was new (a replayed
+/// duplicate is not, and must not be counted again).
+pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO receipts (id, request_id, attempt, ts, job_id, agent, provider,
             model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source,
@@ -91,10 +102,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<(
         count(r.usage.cache_write),
         count(r.usage.cache_write_1h),
     ])?;
-    if inserted == 1 {
-        super::totals::add(tx, r)?;
-    }
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// A token count as SQLite's integer: clamped, since `as` would turn a count above
@@ -302,10 +310,10 @@ mod tests {
 
     #[test]
     fn totals_follow_every_new_receipt_exactly_and_a_migration_fills_them() {
+        use super::super::db::{write_batch, Record};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let mut conn = super::super::db::open(&path).unwrap();
-        let tx = conn.transaction().unwrap();
         let mut rows = Vec::new();
         for i in 0..30 {
             let day = if i < 20 { "2026-11-01" } else { "2026-11-02" };
@@ -317,11 +325,16 @@ mod tests {
                 job,
                 cost,
             );
-            insert(&tx, &r).unwrap();
-            rows.push(r);
+            rows.push(Record::Receipt(Box::new(r)));
         }
-        // A replayed receipt (start-up resends) is not counted twice.
-        insert(&tx, &rows[0]).unwrap();
+        // The writer's batches, and a replayed receipt (start-up resends) not counted twice.
+        write_batch(&mut conn, &rows[..12]).unwrap();
+        write_batch(&mut conn, &rows[11..]).unwrap();
+        let Record::Receipt(first) = &rows[0] else {
+            unreachable!()
+        };
+        let tx = conn.transaction().unwrap();
+        insert(&tx, first).unwrap();
         tx.commit().unwrap();
         let totals = super::super::totals::since(&conn, None).unwrap();
         let key = |t: &super::super::totals::Total| (t.day.to_string(), t.job_id.clone());

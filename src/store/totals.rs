@@ -32,57 +32,106 @@ pub struct Total {
     pub cost_usd: Decimal,
 }
 
-/// Adds one newly inserted receipt to its total (inside the writer's transaction).
+/// A total's key: day, provider, model, agent ('' for none), job ('' for none), kind.
+type Key = (String, String, String, String, String, String);
+
+/// What some receipts add to one total.
+#[derive(Debug, Default)]
+struct Delta {
+    calls: u64,
+    unpriced: u64,
+    input: u64,
+    output: u64,
+    cost: Decimal,
+}
+
+/// New receipts summed by total, to be added in one go: the writer's batch of a hundred
+/// receipts of one agent's calls is one read and one write, not two per receipt.
+#[derive(Debug, Default)]
+pub(crate) struct Pending(std::collections::HashMap<Key, Delta>);
+
+impl Pending {
+    /// Counts one newly inserted receipt.
+    pub(crate) fn add(&mut self, r: &ReceiptRow) {
+        let key = (
+            r.ts.date_naive().to_string(),
+            r.provider.clone(),
+            r.model.clone(),
+            r.agent.clone().unwrap_or_default(),
+            r.job_id.clone().unwrap_or_default(),
+            r.kind().to_string(),
+        );
+        let d = self.0.entry(key).or_default();
+        d.calls += 1;
+        d.unpriced += u64::from(r.cost_usd.is_none());
+        d.input = d.input.saturating_add(r.usage.input);
+        d.output = d.output.saturating_add(r.usage.output);
+        d.cost += r.cost_usd.unwrap_or_default();
+    }
+
+    /// Adds everything counted to the totals (inside the writer's transaction).
+    pub(crate) fn apply(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        for ((day, provider, model, agent, job, kind), d) in self.0 {
+            let key = params![day, provider, model, agent, job, kind];
+            let before: Option<String> = tx
+                .prepare_cached(
+                    "SELECT cost_usd FROM receipt_totals WHERE day = ?1 AND provider = ?2
+                         AND model = ?3 AND agent = ?4 AND job_id = ?5 AND kind = ?6",
+                )?
+                .query_row(key, |row| row.get(0))
+                .optional()?;
+            let sum = before
+                .and_then(|c| c.parse::<Decimal>().ok())
+                .unwrap_or_default()
+                + d.cost;
+            // The token sums saturate at i64::MAX: SQLite turns an integer sum that
+            // overflows into a float, which the readers cannot read back as a count.
+            tx.prepare_cached(
+                "INSERT INTO receipt_totals (day, provider, model, agent, job_id, kind, calls,
+                     unpriced, input_tokens, output_tokens, cost_usd)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (day, provider, model, agent, job_id, kind) DO UPDATE SET
+                     calls = calls + excluded.calls, unpriced = unpriced + excluded.unpriced,
+                     input_tokens = input_tokens + min(excluded.input_tokens,
+                         9223372036854775807 - input_tokens),
+                     output_tokens = output_tokens + min(excluded.output_tokens,
+                         9223372036854775807 - output_tokens),
+                     cost_usd = excluded.cost_usd",
+            )?
+            .execute(params![
+                day,
+                provider,
+                model,
+                agent,
+                job,
+                kind,
+                count(d.calls),
+                count(d.unpriced),
+                count(d.input),
+                count(d.output),
+                sum.normalize().to_string(),
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds one newly inserted receipt to its total (inside a transaction).
+#[cfg(test)]
 pub(crate) fn add(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Result<()> {
-    let day = r.ts.date_naive().to_string();
-    let agent = r.agent.as_deref().unwrap_or("");
-    let job = r.job_id.as_deref().unwrap_or("");
-    let kind = r.kind();
-    let before: Option<String> = tx
-        .prepare_cached(
-            "SELECT cost_usd FROM receipt_totals WHERE day = ?1 AND provider = ?2
-                 AND model = ?3 AND agent = ?4 AND job_id = ?5 AND kind = ?6",
-        )?
-        .query_row(params![day, r.provider, r.model, agent, job, kind], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    let sum = before
-        .and_then(|c| c.parse::<Decimal>().ok())
-        .unwrap_or_default()
-        + r.cost_usd.unwrap_or_default();
-    // The token sums saturate at i64::MAX: SQLite turns an integer sum that overflows
-    // into a float, which the readers cannot read back as a count.
-    tx.prepare_cached(
-        "INSERT INTO receipt_totals (day, provider, model, agent, job_id, kind, calls, unpriced,
-             input_tokens, output_tokens, cost_usd)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)
-         ON CONFLICT (day, provider, model, agent, job_id, kind) DO UPDATE SET
-             calls = calls + 1, unpriced = unpriced + excluded.unpriced,
-             input_tokens = input_tokens + min(excluded.input_tokens,
-                 9223372036854775807 - input_tokens),
-             output_tokens = output_tokens + min(excluded.output_tokens,
-                 9223372036854775807 - output_tokens),
-             cost_usd = excluded.cost_usd",
-    )?
-    .execute(params![
-        day,
-        r.provider,
-        r.model,
-        agent,
-        job,
-        kind,
-        i64::from(r.cost_usd.is_none()),
-        count(r.usage.input),
-        count(r.usage.output),
-        sum.normalize().to_string(),
-    ])?;
-    Ok(())
+    let mut one = Pending::default();
+    one.add(r);
+    one.apply(tx)
 }
 
 /// Fills the totals from the receipts already recorded (the migration that adds them).
 pub(crate) fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    each_receipt(tx, |r| add(tx, &r))
+    let mut all = Pending::default();
+    each_receipt(tx, |r| {
+        all.add(&r);
+        Ok(())
+    })?;
+    all.apply(tx)
 }
 
 /// Hands `f` every receipt (what a total needs of it), streamed.
