@@ -336,11 +336,28 @@ fn python_with_openai() -> Option<std::path::PathBuf> {
     has(Some(&dir)).then_some(dir)
 }
 
-#[test]
-fn the_official_openai_python_client_works_unchanged() {
+/// Runs `tests/sdk/<script>` with the official openai package against the gateway at
+/// `gw` and returns what it printed (JSON); fails the test if it fails.
+fn run_sdk(script: &str, gw: &Gw) -> Value {
     let pythonpath = python_with_openai().expect(
         "python3 with the openai package (pip install --target target/pysdk openai failed)",
     );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", gw.url))
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_official_openai_python_client_works_unchanged() {
     let oa = fake::start(FakeOptions::default());
     let gw = Gw::start(
         &[provider(
@@ -353,17 +370,7 @@ fn the_official_openai_python_client_works_unchanged() {
         "",
         &[],
     );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(format!("{}/v1", gw.url))
-        .env("PYTHONPATH", &pythonpath)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_sdk("openai_client.py", &gw);
     assert_eq!(seen["plain_text"], TEXT);
     assert_eq!(seen["plain_usage"], 12);
     assert!(seen["overhead_header"].is_string());
@@ -556,24 +563,12 @@ fn images_reach_an_anthropic_provider_as_image_blocks() {
 
 #[test]
 fn the_official_openai_python_client_parses_tool_calls_from_anthropic() {
-    let pythonpath = python_with_openai().expect(
-        "python3 with the openai package (pip install --target target/pysdk openai failed)",
-    );
     let an = fake::start(FakeOptions {
         tool_calls: fake_tool_calls(),
         ..FakeOptions::default()
     });
     let gw = Gw::one(&an, Protocol::Anthropic, "claude-x", None, "");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_tools.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(format!("{}/v1", gw.url))
-        .env("PYTHONPATH", &pythonpath)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_sdk("openai_tools.py", &gw);
     let want = json!([
         {"id": "toolu_0", "name": "weather", "arguments": "{\"city\":\"Oslo\",\"unit\":\"C\"}"},
         {"id": "toolu_1", "name": "weather", "arguments": "{\"city\":\"Bergen\",\"unit\":\"C\"}"}]);

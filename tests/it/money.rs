@@ -11,20 +11,11 @@ use serde_json::{json, Value};
 use crate::fixture::wait_until;
 use crate::gateway::{ask, read_all_receipts, Gw};
 
-/// The `budget.alert` events' thresholds, in order.
+/// The `budget.alert` events' scopes and thresholds, in order.
 fn alert_thresholds(gw: &Gw) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        gw.ws.path("telemetry/pas.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT data FROM events WHERE kind = 'budget.alert' ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|d| {
-            let v: Value = serde_json::from_str(&d.unwrap()).unwrap();
+    crate::spend::events(gw, "budget.alert")
+        .iter()
+        .map(|v| {
             format!(
                 "{} {}",
                 v["scope"].as_str().unwrap(),

@@ -10,7 +10,8 @@ use serde_json::Value;
 use crate::fixture::wait_until;
 use crate::gateway::{ask, model, provider, Gw};
 
-fn events(gw: &Gw, kind: &str) -> Vec<Value> {
+/// The data of every event of `kind`, in order.
+pub fn events(gw: &Gw, kind: &str) -> Vec<Value> {
     let conn = rusqlite::Connection::open_with_flags(
         gw.ws.path("telemetry/pas.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
