@@ -5,6 +5,7 @@
 //!   OpenAI-shaped answers for everything else (404, 405, 413).
 //! - `budget`: the books of every budget; reservation on admission, settlement after.
 //! - `metrics`: counters and the overhead histogram for `/metrics`.
+//! - `receipt`: each attempt's receipt, its settled hold and its alerts; a stream's relay.
 //!
 //! The same [`Gateway`] runs LLM job cards, so a card's call is routed, budgeted and
 //! receipted exactly like a request from an agent.
@@ -14,6 +15,7 @@ pub mod call;
 pub mod cards;
 pub mod http;
 pub mod metrics;
+mod receipt;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,189 @@
+//! Receipts of the gateway's attempts: each settles its budget hold, becomes one row in
+//! the database and one `cost.receipt` event, and raises the budget alerts it crossed. A
+//! stream's receipt waits for the stream to end, break off or be dropped ([`Relay`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::budget::{Alert, Hold};
+use super::call::Request;
+use super::Gateway;
+use crate::llm::config::{Model, Provider};
+use crate::llm::cost::{self, Usage};
+use crate::llm::wire;
+use crate::store::db::Record;
+use crate::store::receipts::ReceiptRow;
+
+/// How an attempt ended, for its receipt.
+pub(super) struct Ending {
+    pub usage: Usage,
+    pub cost: Option<Decimal>,
+    pub took: Duration,
+    pub ttft: Option<Duration>,
+    /// `ok`, `error` or `cut`.
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+/// Who made an attempt, for its receipt.
+pub(super) struct Attempt<'a> {
+    pub request: &'a Request,
+    pub attempt: u32,
+    pub provider: &'a Provider,
+    pub model: &'a Model,
+}
+
+impl Gateway {
+    /// Settles `hold`, writes the receipt of one attempt (and its event, and any budget
+    /// alerts it crossed) under `id` (a new one when `None`); returns the receipt id.
+    pub(super) fn record(
+        &self,
+        a: &Attempt<'_>,
+        id: Option<String>,
+        end: Ending,
+        hold: Hold,
+    ) -> String {
+        let id = id.unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let Ending {
+            usage,
+            cost,
+            took,
+            ttft,
+            status,
+            error,
+        } = end;
+        let now = Utc::now();
+        if cost.is_none() && status == "ok" {
+            self.warn_unpriced(&a.provider.name, &a.model.id);
+        }
+        let alerts = self.ledger.settle(hold, cost, a.request.job_budget, now);
+        let row = ReceiptRow {
+            id: id.clone(),
+            request_id: a.request.id.clone(),
+            attempt: a.attempt,
+            ts: now,
+            job_id: a.request.job.clone(),
+            agent: a.request.agent.clone(),
+            provider: a.provider.name.clone(),
+            model: a.model.id.clone(),
+            usage,
+            cost_usd: cost,
+            latency_ms: took.as_secs_f64() * 1000.0,
+            ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+            stream: a.request.stream,
+            status: status.to_string(),
+            error,
+        };
+        self.shared
+            .hub
+            .emit(now, "cost.receipt", receipt_event(&row));
+        if let Some(db) = &self.shared.db {
+            db.send(Record::Receipt(Box::new(row)));
+        }
+        for al in alerts {
+            self.alert(al, now);
+        }
+        id
+    }
+
+    /// Logs one budget alert and puts it on the event stream.
+    pub(super) fn alert(&self, al: Alert, now: chrono::DateTime<Utc>) {
+        tracing::warn!(scope = %al.scope, period = %al.period, threshold = %al.threshold,
+            spent_usd = %al.spent, limit_usd = %al.limit, "budget alert");
+        self.shared.hub.emit(
+            now,
+            "budget.alert",
+            json!({
+                "scope": al.scope,
+                "period": al.period,
+                "threshold": al.threshold.normalize().to_string(),
+                "spent_usd": al.spent.normalize().to_string(),
+                "limit_usd": al.limit.normalize().to_string(),
+            }),
+        );
+    }
+}
+
+fn receipt_event(r: &ReceiptRow) -> Value {
+    json!({
+        "id": r.id,
+        "request_id": r.request_id,
+        "attempt": r.attempt,
+        "job": r.job_id,
+        "agent": r.agent,
+        "provider": r.provider,
+        "model": r.model,
+        "input_tokens": r.usage.input,
+        "output_tokens": r.usage.output,
+        "cached_tokens": r.usage.cached,
+        "cache_write_tokens": r.usage.cache_write,
+        "reasoning_tokens": r.usage.reasoning,
+        "usage_source": r.usage.source,
+        "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
+        "latency_ms": (r.latency_ms * 1000.0).round() / 1000.0,
+        "stream": r.stream,
+        "status": r.status,
+        "error": r.error,
+    })
+}
+
+/// The answering stream of a call; its receipt is written when it ends, breaks off, or
+/// is dropped because the caller went away.
+pub struct Relay {
+    pub stream: wire::Stream,
+    pub(super) open: Option<Open>,
+}
+
+/// A stream's attempt until its receipt is written.
+pub(super) struct Open {
+    pub gw: Arc<Gateway>,
+    pub request: Request,
+    pub attempt: u32,
+    /// Indices into the gateway's providers and that provider's models.
+    pub provider: usize,
+    pub model: usize,
+    pub receipt_id: String,
+    pub started: Instant,
+    pub hold: Hold,
+}
+
+impl Relay {
+    /// Writes the receipt: `ok`, or `cut` with why.
+    pub fn finish(&mut self, status: &'static str, error: Option<String>) {
+        let Some(o) = self.open.take() else {
+            return;
+        };
+        let provider = &o.gw.providers[o.provider];
+        let model = &provider.models[o.model];
+        let usage = self.stream.usage();
+        let c = cost::cost(model.price_per_mtok.as_ref(), &usage);
+        let a = Attempt {
+            request: &o.request,
+            attempt: o.attempt,
+            provider,
+            model,
+        };
+        let end = Ending {
+            usage,
+            cost: c,
+            took: o.started.elapsed(),
+            ttft: Some(self.stream.ttft()),
+            status,
+            error,
+        };
+        o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.finish(
+            "cut",
+            Some("the caller closed the connection mid-stream".into()),
+        );
+    }
+}
