@@ -39,12 +39,7 @@ pub struct RouteArgs {
 
 /// Latency per `provider/model` as the gateway averages it, from the last receipts.
 fn seeded_health(ws: &Workspace) -> Health {
-    let past = match crate::store::db::open_read_only(&ws.db_path()) {
-        Ok(Some(conn)) => {
-            receipts::recent_latencies(&conn, receipts::LATENCY_MEMORY).unwrap_or_default()
-        }
-        _ => Vec::new(),
-    };
+    let past = receipts::past_latencies(&ws.db_path()).unwrap_or_default();
     Health::remembering(std::time::Duration::ZERO, past)
 }
 

@@ -159,19 +159,10 @@ impl Gateway {
 
 /// The latencies `fastest` saw before this start (an unreadable database: none, said).
 fn past_latencies(shared: &Shared) -> Vec<(String, String, f64)> {
-    let conn = match crate::store::db::open_read_only(&shared.ws.db_path()) {
-        Ok(Some(conn)) => conn,
-        Ok(None) => return Vec::new(),
-        Err(e) => {
-            tracing::warn!("cannot read past latencies, `fastest` starts blind: {e:#}");
-            return Vec::new();
-        }
-    };
-    crate::store::receipts::recent_latencies(&conn, crate::store::receipts::LATENCY_MEMORY)
-        .unwrap_or_else(|e| {
-            tracing::warn!("cannot read past latencies, `fastest` starts blind: {e}");
-            Vec::new()
-        })
+    crate::store::receipts::past_latencies(&shared.ws.db_path()).unwrap_or_else(|e| {
+        tracing::warn!("cannot read past latencies, `fastest` starts blind: {e:#}");
+        Vec::new()
+    })
 }
 
 /// The budgets' ledger, counting the receipts they must: this month's, and every one with

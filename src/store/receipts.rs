@@ -212,6 +212,15 @@ pub fn recent_latencies(
     Ok(rows)
 }
 
+/// [`recent_latencies`] of the database at `path` (none when there is no database yet):
+/// what the gateway seeds `fastest` with at start, and `pas route` shows.
+pub fn past_latencies(path: &std::path::Path) -> anyhow::Result<Vec<(String, String, f64)>> {
+    match super::db::open_read_only(path)? {
+        Some(conn) => Ok(recent_latencies(&conn, LATENCY_MEMORY)?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// What a budget needs of one past receipt.
 #[derive(Debug, Clone)]
 pub struct Spent {

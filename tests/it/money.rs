@@ -25,6 +25,15 @@ fn alert_thresholds(gw: &Gw) -> Vec<String> {
         .collect()
 }
 
+/// Waits for the first request to reach the fake upstream `up`: a call is in flight.
+fn wait_call_started(up: &fake::Fake) {
+    wait_until("the call to start", Duration::from_secs(10), || {
+        (up.requests() >= 1)
+            .then_some(())
+            .ok_or("no request yet".to_string())
+    });
+}
+
 #[test]
 fn sigterm_lets_an_llm_cards_call_finish_into_done_with_its_receipt() {
     let up = fake::start(FakeOptions::default());
@@ -34,11 +43,7 @@ fn sigterm_lets_an_llm_cards_call_finish_into_done_with_its_receipt() {
         "J-late",
         "title: late\nllm:\n  model: m\n  messages:\n    - {role: user, content: hi}\n",
     );
-    wait_until("the call to start", Duration::from_secs(10), || {
-        (up.requests() >= 1)
-            .then_some(())
-            .ok_or("no request yet".to_string())
-    });
+    wait_call_started(&up);
     assert!(gw._daemon.stop().success());
     // Bought and paid for before pas stopped: the answer is kept, not bought again later.
     assert_eq!(gw.ws.places_of("J-late"), vec!["done".to_string()]);
@@ -50,12 +55,11 @@ fn sigterm_lets_an_llm_cards_call_finish_into_done_with_its_receipt() {
         card["result"]["receipt_id"].as_str(),
         rows[0]["id"].as_str()
     );
-    let git = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--", "work"])
-        .current_dir(gw.ws.path(""))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&git.stdout), "", "committed");
+    assert_eq!(
+        gw.ws.git_status(&["work"]),
+        Vec::<String>::new(),
+        "committed"
+    );
 }
 
 #[test]
@@ -78,11 +82,7 @@ fn pas_waits_for_a_long_paid_call_at_stop_unless_told_twice() {
         "J-long",
         "title: long\nllm:\n  model: m\n  messages:\n    - {role: user, content: hi}\n",
     );
-    wait_until("the call to start", Duration::from_secs(10), || {
-        (up.requests() >= 1)
-            .then_some(())
-            .ok_or("no request yet".to_string())
-    });
+    wait_call_started(&up);
     gw._daemon.term();
     // Still waiting for the call (its provider allows it 60 s), and saying how to stop now.
     std::thread::sleep(Duration::from_secs(2));
@@ -109,11 +109,7 @@ fn a_call_whose_caller_left_is_receipted_even_when_pas_stops() {
         body.len()
     )
     .unwrap();
-    wait_until("the call to start", Duration::from_secs(10), || {
-        (up.requests() >= 1)
-            .then_some(())
-            .ok_or("no request yet".to_string())
-    });
+    wait_call_started(&up);
     drop(conn); // the caller hangs up; the call goes on
     assert!(gw._daemon.stop().success());
     let rows = read_all_receipts(&gw.ws);
@@ -290,15 +286,7 @@ fn an_llm_card_waits_out_a_budget_held_by_calls_in_flight() {
     let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.001\"}\n");
     std::thread::scope(|s| {
         let caller = s.spawn(|| gw.chat(&ask("m", false), &[]).status);
-        wait_until(
-            "the caller's call to start",
-            Duration::from_secs(10),
-            || {
-                (up.requests() >= 1)
-                    .then_some(())
-                    .ok_or("no request yet".to_string())
-            },
-        );
+        wait_call_started(&up);
         gw.ws.drop_card(
             "J-patient",
             "title: patient\nllm:\n  model: m\n  max_tokens: 40\n  messages:\n    - {role: user, content: hi}\n",
