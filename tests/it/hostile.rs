@@ -195,11 +195,10 @@ fn a_thousand_hostile_files_are_all_rejected_and_the_daemon_goes_on() {
         &format!("{expected} rejections"),
         Duration::from_secs(60),
         || {
-            let names: Vec<String> = fs::read_dir(&rejected)
-                .map_err(|e| e.to_string())?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.ends_with(".reason.txt") && n != ".gitkeep")
+            // Visible names only: a reason still being written is a dot-file (`.x.tmp`).
+            let names: Vec<String> = crate::fixture::visible_names(&rejected)
+                .into_iter()
+                .filter(|n| !n.ends_with(".reason.txt"))
                 .collect();
             if names.len() >= expected {
                 Ok(names)
