@@ -105,6 +105,30 @@ fn yaml_err(e: serde_yaml::Error, line_offset: usize) -> AgentError {
     }
 }
 
+/// Largest epoch pas accepts: exact in a JSON number (2^53), and far from overflowing
+/// when pas raises it.
+pub const MAX_EPOCH: u64 = 1 << 53;
+
+/// Most slots (`max_concurrent`) one agent may claim.
+pub const MAX_SLOTS: u32 = 100_000;
+
+fn plain(message: String) -> AgentError {
+    AgentError {
+        message,
+        line: None,
+        column: None,
+    }
+}
+
+/// The YAML guards of [`crate::intake::yaml_guard`], lines shifted by `line_offset`.
+fn guard(text: &str, line_offset: usize) -> Result<(), AgentError> {
+    crate::intake::yaml_guard(text).map_err(|e| AgentError {
+        message: e.message,
+        line: e.line.map(|l| l + line_offset),
+        column: e.column,
+    })
+}
+
 /// Splits `---\nfront matter\n---\nbody`; `None` when there is no front matter.
 pub fn split_front_matter(text: &str) -> Option<(&str, &str)> {
     let rest = text
@@ -129,7 +153,11 @@ impl AgentDef {
             line: Some(1),
             column: Some(1),
         })?;
+        guard(front, 1)?;
         let mut def: AgentDef = serde_yaml::from_str(front).map_err(|e| yaml_err(e, 1))?;
+        if def.max_concurrent.is_some_and(|n| n > MAX_SLOTS) {
+            return Err(plain(format!("max_concurrent must be at most {MAX_SLOTS}")));
+        }
         if def.name.is_empty() {
             def.name = stem.to_string();
         }
@@ -156,7 +184,31 @@ impl Registration {
                 ..Registration::default()
             });
         }
-        serde_yaml::from_str(text).map_err(|e| yaml_err(e, 0))
+        guard(text, 0)?;
+        let reg: Registration = serde_yaml::from_str(text).map_err(|e| yaml_err(e, 0))?;
+        reg.check()?;
+        Ok(reg)
+    }
+
+    /// Range checks on the numbers an agent wrote: pas does arithmetic on each of them.
+    fn check(&self) -> Result<(), AgentError> {
+        if self.epoch > MAX_EPOCH {
+            return Err(plain(format!(
+                "epoch must be at most {MAX_EPOCH}, got {}",
+                self.epoch
+            )));
+        }
+        if self.max_concurrent.is_some_and(|n| n > MAX_SLOTS) {
+            return Err(plain(format!("max_concurrent must be at most {MAX_SLOTS}")));
+        }
+        if let Some(at) = self.registered_at {
+            if !crate::card::sane_date(at) {
+                return Err(plain(format!(
+                    "registered_at {at} is outside the years 2000 to 9999"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The YAML pas writes.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::agent::Agent;
 use crate::card::{Card, HistoryEntry, PasMeta, Priority, Resources, State};
@@ -156,8 +156,10 @@ impl Board {
             return None;
         }
         let since = e.card.spec.pas.assigned_at?;
-        let ms = (e.card.timeout_s(self.defaults.timeout_s) * 1000.0).round() as i64;
-        Some(since + Duration::milliseconds(ms))
+        Some(crate::card::after(
+            since,
+            e.card.timeout_s(self.defaults.timeout_s),
+        ))
     }
 
     /// The earliest timeout among assigned cards.
@@ -416,7 +418,7 @@ pub fn transition_meta(
 /// Where a taken-back card goes: back to the inbox with `attempts` raised, or to `failed/`
 /// once it has used up `max_attempts`.
 pub fn take_back_target(card: &Card, default_max: u32) -> (Place, u32) {
-    let attempts = card.spec.pas.attempts + 1;
+    let attempts = card.spec.pas.attempts.saturating_add(1);
     if attempts >= card.max_attempts(default_max) {
         (Place::of(State::Failed), attempts)
     } else {
@@ -428,6 +430,7 @@ pub fn take_back_target(card: &Card, default_max: u32) -> (Place, u32) {
 mod tests {
     use super::*;
     use crate::agent::{AgentDef, Registration};
+    use chrono::Duration;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()

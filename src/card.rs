@@ -5,7 +5,7 @@
 //! untouched, and rewrites only its own `pas:` block (and `result`/`error` when asked) by
 //! editing the text, so a user's comments and formatting survive every move.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Largest card file pas accepts (SPEC section 12).
@@ -204,6 +204,37 @@ impl CardError {
     }
 }
 
+/// Longest `timeout_s` a card may ask for: a year.
+pub const MAX_TIMEOUT_S: f64 = 365.0 * 86_400.0;
+
+/// Most take-backs a card may allow (`max_attempts`), and most `pas.attempts` it may show.
+pub const MAX_ATTEMPTS: u32 = 1_000_000;
+
+/// Largest resource amount a card may ask for (cpu, mem_mb, gpu, gpu_mem_mb): far beyond
+/// any machine, far from overflowing a sum.
+pub const MAX_AMOUNT: u64 = 1 << 40;
+
+/// Most history lines a card may carry (each transition adds one; a card that has moved a
+/// million times is a loop, not a card).
+pub const MAX_HISTORY: usize = 100_000;
+
+/// Whether a date an agent could have written is one pas can do arithmetic with: from the
+/// year 2000 to 9999 (chrono's own range is wider, but adding a year's timeout to its end
+/// would overflow).
+pub fn sane_date(d: DateTime<Utc>) -> bool {
+    let y = d.year();
+    (2000..=9999).contains(&y)
+}
+
+/// `since` plus `seconds` (a checked timeout), saturating at the end of the year 9999
+/// instead of overflowing.
+pub fn after(since: DateTime<Utc>, seconds: f64) -> DateTime<Utc> {
+    let ms = (seconds.clamp(0.0, MAX_TIMEOUT_S) * 1000.0).round() as i64;
+    chrono::TimeDelta::try_milliseconds(ms)
+        .and_then(|d| since.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Whether `id` is a valid job id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
 pub fn valid_id(id: &str) -> bool {
     valid_name(id, 128)
@@ -252,26 +283,13 @@ impl Card {
                 "bad id {id:?}: ids are 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
             )));
         }
-        let deep = crate::yaml_depth::scan(text);
-        if let Some(line) = deep.too_deep {
-            // serde_yaml reads the whole event stream before its recursion limit applies,
-            // and that read is quadratic in the depth: minutes for a 1 MiB bracket tower.
-            return Err(CardError {
-                message: format!(
-                    "YAML nested more than {} levels deep",
-                    crate::yaml_depth::MAX_FLOW_DEPTH
-                ),
-                line: Some(line),
-                column: None,
-            });
-        }
-        if (text.contains('&') && text.contains('*')) || deep.maybe {
-            // Anchors and aliases: expand once, so a document that expands without bound
-            // (a "billion laughs") is refused by serde_yaml's limit, not carried along.
-            // Deep nesting likewise: the typed parse skips unknown keys without serde_yaml's
-            // recursion limit, and a value nested thousands deep takes it minutes.
-            serde_yaml::from_str::<serde_yaml::Value>(text).map_err(yaml_error)?;
-        }
+        // Deep nesting and alias bombs are refused before the typed parse, which skips
+        // unknown keys without serde_yaml's limits (see `intake::yaml_guard`).
+        crate::intake::yaml_guard(text).map_err(|e| CardError {
+            message: e.message,
+            line: e.line,
+            column: e.column,
+        })?;
         let spec: Spec = serde_yaml::from_str(text).map_err(|e| {
             // A type error can stop the typed parse before it reaches a syntax error
             // further on (`title: [unclosed`); the syntax error is what the writer needs.
@@ -330,12 +348,24 @@ impl Card {
             }
         }
         if let Some(t) = s.timeout_s {
-            if !(t > 0.0 && t.is_finite()) {
-                return at("timeout_s", format!("timeout_s must be positive, got {t}"));
+            if !(t > 0.0 && t <= MAX_TIMEOUT_S) {
+                return at(
+                    "timeout_s",
+                    format!(
+                        "timeout_s must be above 0 and at most {MAX_TIMEOUT_S} (a year), got {t}"
+                    ),
+                );
             }
         }
-        if s.max_attempts == Some(0) {
-            return at("max_attempts", "max_attempts must be at least 1".into());
+        match s.max_attempts {
+            Some(0) => return at("max_attempts", "max_attempts must be at least 1".into()),
+            Some(n) if n > MAX_ATTEMPTS => {
+                return at(
+                    "max_attempts",
+                    format!("max_attempts must be at most {MAX_ATTEMPTS}, got {n}"),
+                )
+            }
+            _ => {}
         }
         if let Some(b) = &s.budget_usd {
             let ok = {
@@ -354,12 +384,73 @@ impl Card {
             }
         }
         if let Some(r) = &s.resources {
-            if !(r.cpu >= 0.0 && r.cpu.is_finite()) {
+            if !(r.cpu >= 0.0 && r.cpu <= MAX_AMOUNT as f64) {
                 return at(
                     "resources",
-                    format!("resources.cpu must be >= 0, got {}", r.cpu),
+                    format!(
+                        "resources.cpu must be from 0 to {MAX_AMOUNT}, got {}",
+                        r.cpu
+                    ),
                 );
             }
+            for (name, v) in [
+                ("mem_mb", r.mem_mb),
+                ("gpu", r.gpu),
+                ("gpu_mem_mb", r.gpu_mem_mb),
+            ] {
+                if v > MAX_AMOUNT {
+                    return at(
+                        "resources",
+                        format!("resources.{name} must be at most {MAX_AMOUNT}, got {v}"),
+                    );
+                }
+            }
+        }
+        self.check_meta()
+    }
+
+    /// Range checks on the `pas:` block. pas wrote it, but anyone can edit a file, and pas
+    /// does arithmetic on these numbers and dates: a card that would overflow one is
+    /// refused here rather than panicking (and crash-looping) the daemon later. Whether the
+    /// block is pas's own is judged elsewhere, against pas's records.
+    fn check_meta(&self) -> Result<(), CardError> {
+        let at = |message: String| {
+            let (line, column) = key_position(&self.text, "pas").unzip();
+            Err(CardError {
+                message,
+                line,
+                column,
+            })
+        };
+        let m = &self.spec.pas;
+        if m.attempts > MAX_ATTEMPTS {
+            return at(format!(
+                "pas.attempts must be at most {MAX_ATTEMPTS}, got {}",
+                m.attempts
+            ));
+        }
+        if m.epoch.is_some_and(|e| e > crate::agent::MAX_EPOCH) {
+            return at(format!(
+                "pas.epoch must be at most {}",
+                crate::agent::MAX_EPOCH
+            ));
+        }
+        if let Some(a) = &m.assigned_to {
+            if !valid_agent_name(a) {
+                return at(format!("pas.assigned_to {a:?} is not a valid agent name"));
+            }
+        }
+        let dates = m.assigned_at.iter().chain(m.history.iter().map(|h| &h.at));
+        for d in dates {
+            if !sane_date(*d) {
+                return at(format!("pas: date {d} is outside the years 2000 to 9999"));
+            }
+        }
+        if m.history.len() > MAX_HISTORY {
+            return at(format!(
+                "pas.history has {} entries, more than {MAX_HISTORY}",
+                m.history.len()
+            ));
         }
         Ok(())
     }

@@ -175,13 +175,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads `pas.yaml` from `path`; a missing file gives the defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => {
+        let text = match crate::intake::read_text_if_present(path, crate::intake::FileKind::Config)
+        {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Config::default()),
+            Err(e) => {
                 return Err(ConfigError::Read {
                     path: path.display().to_string(),
-                    source,
+                    source: std::io::Error::other(e.to_string()),
                 })
             }
         };
@@ -206,6 +207,13 @@ impl Config {
         let config: Config = if is_empty {
             Config::default()
         } else {
+            crate::intake::yaml_guard(text).map_err(|e| ConfigError::Parse {
+                path: "pas.yaml".into(),
+                message: match e.line {
+                    Some(l) => format!("line {l}: {}", e.message),
+                    None => e.message,
+                },
+            })?;
             serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
                 path: "pas.yaml".into(),
                 message: e.to_string(),

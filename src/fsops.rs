@@ -49,7 +49,11 @@ fn temp_name(path: &Path) -> PathBuf {
 pub fn write_atomic(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
     let tmp = temp_name(path);
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        // A new file, never one that is there (a link planted at the name is not followed).
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if fsync {
             f.sync_all()?;
@@ -149,13 +153,27 @@ impl Spares {
         }
     }
 
-    /// A writable file at `path`: a spare renamed there, or a new file.
+    /// A writable file at `path`: a spare renamed there, or a new file. A spare is written
+    /// into in place, so it must be a regular file with no other name: a hard link's other
+    /// name may be outside the workspace (an agent's card that was a hard link to a file of
+    /// someone else's becomes, once superseded, a spare), and writing into it would write
+    /// there. Such a spare is dropped (its name removed; the other name keeps the data).
     fn take(&mut self, path: &Path) -> io::Result<fs::File> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         while let Some(spare) = self.free.pop() {
-            if fs::rename(&spare, path).is_ok() {
-                return fs::OpenOptions::new().write(true).open(path);
+            if fs::rename(&spare, path).is_err() {
+                continue; // another pas process took it first; try the next
             }
-            // Another pas process took it first; try the next.
+            let opened = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path);
+            match opened {
+                Ok(f) if f.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1) => return Ok(f),
+                _ => {
+                    let _ = fs::remove_file(path);
+                }
+            }
         }
         fs::OpenOptions::new()
             .write(true)
@@ -163,8 +181,14 @@ impl Spares {
             .open(path)
     }
 
-    /// Keeps a superseded version as a spare.
+    /// Keeps a superseded version as a spare, unless it is not a plain file of its own
+    /// (a hard link, a link): then only its name here is removed.
     pub fn give(&mut self, path: &Path) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let own = fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() == 1);
+        if !own {
+            return fs::remove_file(path);
+        }
         let spare = self
             .dir
             .join(format!("{SPARE_PREFIX}{}", ulid::Ulid::new()));

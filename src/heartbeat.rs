@@ -6,12 +6,13 @@
 //! for the next look; a line that is not a valid beat is reported and skipped, and never
 //! takes the good lines around it with it.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+
+use crate::intake::{self, FileKind};
 use serde::{Deserialize, Serialize};
 
 /// What an agent says it is doing.
@@ -64,9 +65,15 @@ impl Beat {
             return Err("progress must be between 0 and 1".into());
         }
         for (name, v) in [("cpu", beat.cpu), ("mem_mb", beat.mem_mb)] {
-            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
+            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
                 return Err(format!("{name} must be a number of at least 0"));
             }
+        }
+        if !crate::card::sane_date(beat.ts) {
+            return Err(format!("ts {} is outside the years 2000 to 9999", beat.ts));
+        }
+        if beat.epoch.is_some_and(|e| e > crate::agent::MAX_EPOCH) {
+            return Err(format!("epoch must be at most {}", crate::agent::MAX_EPOCH));
         }
         Ok(beat)
     }
@@ -106,10 +113,7 @@ impl Tail {
     /// A tail that starts at the end of the file as it is now, with the last good beat
     /// before that end (found by reading only the file's last bytes).
     pub fn at_end(path: &Path) -> (Tail, Option<Beat>) {
-        let Ok(mut f) = File::open(path) else {
-            return (Tail::default(), None);
-        };
-        let Ok(meta) = f.metadata() else {
+        let Ok((mut f, meta)) = intake::open_noatime(path, FileKind::Heartbeat) else {
             return (Tail::default(), None);
         };
         let len = meta.len();
@@ -152,8 +156,7 @@ impl Tail {
 
     /// Reads the complete lines appended since the last call.
     pub fn read_new(&mut self, path: &Path) -> std::io::Result<Vec<Line>> {
-        let f = open_noatime(path)?;
-        let meta = f.metadata()?;
+        let (f, meta) = intake::open_noatime(path, FileKind::Heartbeat)?;
         if meta.ino() != self.ino || meta.len() < self.offset {
             // Replaced or truncated (rotated): read it from the start.
             self.ino = meta.ino();
@@ -184,6 +187,17 @@ impl Tail {
         for raw in buf[..last_nl].split(|b| *b == b'\n') {
             let line_offset = at;
             at += raw.len() as u64 + 1;
+            if raw.len() > intake::MAX_LINE_BYTES {
+                lines.push(Line::Bad {
+                    offset: line_offset,
+                    reason: format!(
+                        "line of {} bytes, over the {} byte limit for a beat",
+                        raw.len(),
+                        intake::MAX_LINE_BYTES
+                    ),
+                });
+                continue;
+            }
             let text = String::from_utf8_lossy(raw);
             let text = text.trim();
             if text.is_empty() {
@@ -193,21 +207,6 @@ impl Tail {
         }
         self.offset += last_nl as u64 + 1;
         Ok(lines)
-    }
-}
-
-/// Opens for reading without updating the access time (a write to the inode per read,
-/// a thousand times a second with a thousand agents); falls back to a plain open where
-/// `O_NOATIME` is not allowed (files of another user).
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        other => other,
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
 //! - [`config`]     `pas.yaml`: typed, validated, defaults.
 //! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
+//! - [`intake`]     the one way in for every file an agent can write: no links, FIFOs or
+//!   hard links, size caps, YAML guards.
 //! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).
 //! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
 //! - [`agent`]      agent definitions and registrations (pure).
@@ -45,6 +47,7 @@ pub mod fsops;
 pub mod fuzzing;
 pub mod gateway;
 pub mod heartbeat;
+pub mod intake;
 pub mod liveness;
 pub mod llm;
 pub mod resources;

@@ -59,10 +59,12 @@ pub fn wait_reason(need: &Resources, cap: &Capacity, used: &Resources) -> Option
 
 /// Adds what a card holds to `used`.
 pub fn reserve(used: &mut Resources, need: &Resources) {
+    // Saturating: each amount is range-checked when the card is read, but a sum of many
+    // must still never wrap.
     used.cpu += need.cpu;
-    used.mem_mb += need.mem_mb;
-    used.gpu += need.gpu;
-    used.gpu_mem_mb += need.gpu_mem_mb;
+    used.mem_mb = used.mem_mb.saturating_add(need.mem_mb);
+    used.gpu = used.gpu.saturating_add(need.gpu);
+    used.gpu_mem_mb = used.gpu_mem_mb.saturating_add(need.gpu_mem_mb);
 }
 
 #[cfg(test)]

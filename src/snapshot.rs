@@ -10,6 +10,7 @@ use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Entry, Place};
 use crate::card::{self, Card};
 use crate::heartbeat::Tail;
+use crate::intake::{self, FileKind};
 use crate::liveness::Health;
 use crate::workspace::{Kind, Workspace};
 
@@ -113,25 +114,6 @@ pub fn load_at(
     Ok(snap)
 }
 
-/// Reads a file pas would accept as a card: no symbolic links, at most 1 MiB, UTF-8.
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => "symbolic link".to_string(),
-            _ => e.to_string(),
-        })?;
-    let mut bytes = Vec::with_capacity(1024);
-    file.take(card::MAX_CARD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
 fn count_rejected(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -149,10 +131,18 @@ fn count_rejected(dir: &Path) -> usize {
 type Parsed = (PathBuf, Kind, Result<Card, String>);
 
 /// Reads (where no bytes are given) and parses one file.
-fn parse_one((path, kind, source): (PathBuf, Kind, Source)) -> (Parsed, Option<String>) {
+fn parse_one(
+    (path, kind, source): (PathBuf, Kind, Source),
+) -> (Parsed, Option<Result<String, String>>) {
     let bytes = match source {
         Source::Bytes(b) => Ok(b),
-        Source::Disk => read_limited(&path),
+        Source::Disk => {
+            let kind = match &kind {
+                Kind::Registration { .. } => FileKind::Registration,
+                _ => FileKind::Card,
+            };
+            intake::read(&path, kind).map_err(|e| e.to_string())
+        }
         Source::Skip => {
             let card = match &kind {
                 Kind::Card { id, .. } => Ok(Card::stub(id)),
@@ -171,10 +161,7 @@ fn parse_one((path, kind, source): (PathBuf, Kind, Source)) -> (Parsed, Option<S
             let card = text.and_then(|t| Card::parse(id, &t).map_err(|e| e.to_string()));
             ((path, kind, card), None)
         }
-        _ => {
-            let t = text.ok();
-            ((path, kind, Err(String::new())), t)
-        }
+        _ => ((path, kind, Err(String::new())), Some(text)),
     }
 }
 
@@ -190,7 +177,7 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
         chunks.push(std::mem::replace(&mut items, rest));
     }
     chunks.push(items);
-    let parsed: Vec<(Parsed, Option<String>)> = std::thread::scope(|s| {
+    let parsed: Vec<(Parsed, Option<Result<String, String>>)> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|c| s.spawn(move || c.into_iter().map(parse_one).collect::<Vec<_>>()))
@@ -208,9 +195,12 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
     for ((path, kind, card), reg_text) in parsed {
         match kind {
             Kind::Registration { name } => {
-                match Registration::parse(reg_text.as_deref().unwrap_or("")) {
+                let parsed = reg_text
+                    .unwrap_or_else(|| Err("not read".into()))
+                    .and_then(|t| Registration::parse(&t).map_err(|e| e.message));
+                match parsed {
                     Ok(r) => regs.push((name, r)),
-                    Err(e) => problems.push((crate::daemon::rel(ws, &path), e.message)),
+                    Err(e) => problems.push((crate::daemon::rel(ws, &path), e)),
                 }
             }
             k => cards.push((path, k, card)),

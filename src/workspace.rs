@@ -13,6 +13,7 @@ use rust_embed::RustEmbed;
 use crate::board::Place;
 use crate::card::{self, Card, CardError, State};
 use crate::config::{Config, DEFAULT_CONFIG_YAML};
+use crate::intake::{self, FileKind};
 
 /// The JSON Schemas, compiled in so `pas init` works anywhere.
 #[derive(RustEmbed)]
@@ -135,8 +136,12 @@ impl Workspace {
             let Some(stem) = name.strip_suffix(".md").filter(|_| !is_ignored_name(name)) else {
                 continue;
             };
-            let Ok(text) = fs::read_to_string(&path) else {
-                continue;
+            let text = match intake::read_text(&path, FileKind::Definition) {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "agent definition ignored");
+                    continue;
+                }
             };
             match crate::agent::AgentDef::parse(stem, &text) {
                 Ok(d) => {
@@ -273,28 +278,14 @@ fn state_named(dir: &str) -> State {
     }
 }
 
-/// Reads and parses the card at `path`: symbolic links, oversized and binary files are
-/// refused before any parsing.
+/// Reads and parses the card at `path` through [`crate::intake`]: links, FIFOs and other
+/// non-files, hard links, oversized and binary files are refused before any parsing.
 pub fn read_card(path: &Path, id: &str) -> Result<Card, CardError> {
-    let plain = |message: String| CardError {
-        message,
+    let bytes = intake::read(path, FileKind::Card).map_err(|e| CardError {
+        message: e.to_string(),
         line: None,
         column: None,
-    };
-    let meta = fs::symlink_metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
-    if meta.file_type().is_symlink() {
-        return Err(plain("symbolic link: cards must be regular files".into()));
-    }
-    if !meta.is_file() {
-        return Err(plain("not a regular file".into()));
-    }
-    if meta.len() > card::MAX_CARD_BYTES {
-        return Err(plain(format!(
-            "file is {} bytes, over the 1 MiB limit for cards",
-            meta.len()
-        )));
-    }
-    let bytes = fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    })?;
     let text = card::check_bytes(&bytes)?;
     Card::parse(id, text)
 }

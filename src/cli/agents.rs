@@ -21,12 +21,13 @@ use crate::workspace::Workspace;
 /// commits it). A paused agent keeps its cards but is given no new ones.
 pub fn set_paused(ws: &Workspace, name: &str, paused: bool, out: &Out) -> Result<i32> {
     let path = ws.registration_path(name);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{name} is not registered (no {})",
-            crate::daemon::rel(ws, &path)
-        )
-    })?;
+    let text = crate::intake::read_text(&path, crate::intake::FileKind::Registration)
+        .with_context(|| {
+            format!(
+                "{name} is not registered (no {})",
+                crate::daemon::rel(ws, &path)
+            )
+        })?;
     let mut reg = Registration::parse(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", crate::daemon::rel(ws, &path), e.message))?;
     if reg.paused == paused {

@@ -18,18 +18,16 @@ use crate::workspace::Workspace;
 pub fn daemon_pid(ws: &Workspace) -> Option<String> {
     use std::os::fd::AsRawFd;
     let path = ws.lock_path();
-    let file = std::fs::File::open(&path).ok()?;
+    // Under work/, so anyone could have put a FIFO there: opened the one safe way.
+    let (file, meta) = crate::intake::open(&path, crate::intake::FileKind::Marker).ok()?;
     // SAFETY: flock on a descriptor we own; a shared probe released when `file` drops.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
     if rc == 0 {
         return None;
     }
-    Some(
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    )
+    let holder =
+        crate::intake::read_open(file, &meta, crate::intake::FileKind::Marker).unwrap_or_default();
+    Some(String::from_utf8_lossy(&holder).trim().to_string())
 }
 
 /// The board as JSON in the SPEC's `pas status --json` shape (and a little more).

@@ -358,7 +358,7 @@ pub fn register(ws: &Workspace, args: RegisterArgs, out: &Out) -> Result<i32> {
         );
     }
     let path = ws.registration_path(&args.name);
-    let previous = std::fs::read_to_string(&path)
+    let previous = crate::intake::read_text(&path, crate::intake::FileKind::Registration)
         .ok()
         .and_then(|t| Registration::parse(&t).ok());
     let role = match args.role.as_deref() {
@@ -398,7 +398,7 @@ fn next_epoch(ws: &Workspace, name: &str, previous: Option<&Registration>) -> u6
         .map_or(0, |p| p.epoch)
         .max(recorded.registered)
         .max(recorded.retired)
-        + 1
+        .saturating_add(1)
 }
 
 /// `pas deregister`.

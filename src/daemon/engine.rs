@@ -19,6 +19,7 @@ use crate::card::{Card, HistoryEntry, State};
 use crate::config::Config;
 use crate::events::Hub;
 use crate::fsops::{self, Moved, Stamp};
+use crate::intake::{self, FileKind, Refused};
 use crate::store::db::{Record, TelemetryWriter, TransitionRow};
 use crate::store::git::{Change, CommitWorker};
 use crate::workspace::{Kind, Workspace};
@@ -224,6 +225,18 @@ impl Engine {
         self.look_at(path);
     }
 
+    /// Whether the file at `path` changed within the settle time (a writer may still be
+    /// writing it in place); a file that cannot be looked at is not fresh.
+    pub(super) fn is_fresh(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .map_or(true, |age| age < self.settle())
+            })
+    }
+
     /// Paths whose settle time has come.
     pub fn due_settled(&mut self) -> Vec<PathBuf> {
         let now = Instant::now();
@@ -294,7 +307,7 @@ impl Engine {
     pub fn reconcile_registration(&mut self, name: &str) {
         let path = self.ws.registration_path(name);
         let was = self.board.agents.get(name).and_then(|a| a.reg.clone());
-        let mut now_reg = match std::fs::read_to_string(&path) {
+        let mut now_reg = match intake::read_text(&path, FileKind::Registration) {
             Ok(text) => match Registration::parse(&text) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -306,7 +319,16 @@ impl Engine {
                     None
                 }
             },
-            Err(_) => None,
+            Err(Refused::Missing) => None,
+            Err(e) if e.may_settle() && self.is_fresh(&path) => {
+                // Perhaps still being written in place: look again once it has settled.
+                self.settling.insert(path, Instant::now() + self.settle());
+                return;
+            }
+            Err(e) => {
+                self.reject(&path, &e.to_string());
+                None
+            }
         };
         if was == now_reg {
             return;

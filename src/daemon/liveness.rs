@@ -31,6 +31,9 @@ pub struct LiveState {
     pub(super) next_check: Option<DateTime<Utc>>,
     /// When this daemon started: expiry waits one interval after it.
     pub(super) started: Option<DateTime<Utc>>,
+    /// Heartbeat files refused (a FIFO, a link, a hard link), by agent, with the stamp
+    /// seen: one alert per version of the file, not one per look.
+    pub(super) refused: HashMap<String, crate::fsops::Stamp>,
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -81,10 +84,22 @@ impl Engine {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                tracing::warn!(agent = name, error = %e, "cannot read heartbeats");
+                let seen = crate::fsops::Stamp::of(path).ok();
+                if seen.is_some() && self.live.refused.get(name) != seen.as_ref() {
+                    let shown = super::rel(&self.ws, path);
+                    tracing::warn!(agent = name, file = %shown, error = %e, "heartbeat file refused");
+                    self.emit(
+                        "file.refused",
+                        json!({"file": shown, "agent": name, "reason": e.to_string()}),
+                    );
+                    if let Some(seen) = seen {
+                        self.live.refused.insert(name.to_string(), seen);
+                    }
+                }
                 return;
             }
         };
+        self.live.refused.remove(name);
         if !registered {
             if !lines.is_empty() {
                 tracing::debug!(agent = name, "beats from an agent that is not registered");
@@ -413,7 +428,7 @@ impl Engine {
             return;
         }
         let was = reg.epoch;
-        reg.epoch = held.retired.max(held.registered).max(current.unwrap_or(0)) + 1;
+        reg.epoch = (held.retired.max(held.registered).max(current.unwrap_or(0))).saturating_add(1);
         held.registered = reg.epoch;
         let path = self.ws.registration_path(name);
         tracing::info!(

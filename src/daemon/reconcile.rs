@@ -10,6 +10,7 @@ use super::engine::{place_from_meta, rel, Engine};
 use crate::board::{transition_meta, Entry, Place};
 use crate::card::{Card, State};
 use crate::fsops::Stamp;
+use crate::intake::{self, FileKind};
 use crate::workspace::{read_card, Kind};
 
 impl Engine {
@@ -58,7 +59,12 @@ impl Engine {
                     let fresh = SystemTime::now()
                         .duration_since(stamp.mtime)
                         .map_or(true, |age| age < self.settle());
-                    if fresh && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+                    // A link, a FIFO or a hard link never becomes a card by waiting.
+                    let settles = match intake::open(&path, FileKind::Card) {
+                        Err(refused) => refused.may_settle(),
+                        Ok(_) => true,
+                    };
+                    if fresh && settles {
                         self.settling.insert(path, Instant::now() + self.settle());
                     } else {
                         self.reject(&path, &e.to_string());

@@ -19,6 +19,7 @@ pub(crate) const ALERT_KINDS: &[&str] = &[
     "budget.alert",
     "job.rejected",
     "job.failed",
+    "file.refused",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,7 +167,7 @@ fn read_detail(ws: &Workspace, id: &str) -> (Option<String>, Value, Vec<Value>) 
     let text = ws
         .card_candidates(id)
         .into_iter()
-        .find_map(|p| std::fs::read_to_string(p).ok());
+        .find_map(|p| crate::intake::read_text(&p, crate::intake::FileKind::Card).ok());
     let commits = crate::store::git::GitStore::open(&ws.root)
         .ok()
         .flatten()
@@ -265,7 +266,8 @@ fn read_alerts(ws: &Workspace, limit: usize) -> Value {
             if name.starts_with('.') || name.ends_with(".reason.txt") {
                 continue;
             }
-            let reason = std::fs::read_to_string(ws.rejected().join(format!("{name}.reason.txt")))
+            let reason_path = ws.rejected().join(format!("{name}.reason.txt"));
+            let reason = crate::intake::read_text(&reason_path, crate::intake::FileKind::Reason)
                 .unwrap_or_default();
             let reason: String = reason.chars().take(2000).collect();
             let at = crate::workspace::mtime(&e.path()).map(super::view::stamp);

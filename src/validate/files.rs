@@ -87,33 +87,34 @@ impl Run<'_> {
             .root
             .join("contracts")
             .join(format!("{}.schema.json", contract.name()));
-        let text = std::fs::read_to_string(&path).ok()?;
+        let text = crate::intake::read_text(&path, crate::intake::FileKind::Config).ok()?;
         Schema::compile(&text)
             .map_err(|e| self.push(&path, None, None, format!("{e}; using the built-in schema")))
             .ok()
     }
 
-    /// Reads a file as pas would accept it, or records why it would not.
-    fn read(&mut self, path: &Path) -> Option<String> {
-        let problem = match path.symlink_metadata() {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                "is a symbolic link; pas does not follow links".to_string()
-            }
-            Ok(meta) if meta.len() > 1 << 20 => "is larger than 1 MiB".to_string(),
-            Ok(_) => match std::fs::read(path).map(String::from_utf8) {
-                Ok(Ok(text)) if !text.contains('\0') => return Some(text),
-                Ok(_) => "is not UTF-8 text (binary data?)".to_string(),
-                Err(e) => format!("cannot be read: {e}"),
-            },
-            Err(e) => format!("cannot be read: {e}"),
+    /// Reads a file as pas would accept it (through [`crate::intake`]), or records why not.
+    fn read(&mut self, path: &Path, contract: Contract) -> Option<String> {
+        use crate::intake::FileKind;
+        let kind = match contract {
+            Contract::Card => FileKind::Card,
+            Contract::Agent => FileKind::Definition,
+            Contract::Registration => FileKind::Registration,
+            Contract::Heartbeat => FileKind::BeatLog,
+            Contract::Config => FileKind::Config,
         };
-        self.push(path, None, None, problem);
-        None
+        match crate::intake::read_text(path, kind) {
+            Ok(text) => Some(text),
+            Err(refused) => {
+                self.push(path, None, None, refused.to_string());
+                None
+            }
+        }
     }
 
     /// Checks a file against its contract's schema; returns its text when it could be read.
     pub(super) fn check_file(&mut self, path: &Path, contract: Contract) -> Option<String> {
-        let text = self.read(path)?;
+        let text = self.read(path, contract)?;
         let schema = match &self.schemas[contract as usize] {
             Some(schema) => Ok(schema),
             None => Schema::embedded(contract),

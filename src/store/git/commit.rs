@@ -285,11 +285,10 @@ fn build_tree(
     let mut folders: HashMap<&str, Option<Tree<'_>>> = HashMap::new();
     for (rel, step) in staged {
         if let Step::Put(entry) = step {
-            let exec = entry.mode == 0o100755;
-            let mode = if exec {
-                FileMode::BlobExecutable
-            } else {
-                FileMode::Blob
+            let mode = match entry.mode {
+                0o100755 => FileMode::BlobExecutable,
+                0o120000 => FileMode::Link,
+                _ => FileMode::Blob,
             };
             update.upsert(rel.as_str(), entry.id, mode);
             continue;

@@ -46,6 +46,12 @@ impl GitStore {
             let disk = self.root.join(ws_rel);
             let link = first_link(&self.root, ws_rel, &mut real_dirs);
             let on_disk = match link {
+                // The path itself is a link (its folders are real): what git stores of a
+                // link is its target's name, read with readlink, never the target.
+                Some(link) if link == disk => match link_entry(&disk, rel) {
+                    Some((target, entry)) => OnDisk::LinkItself(target, entry),
+                    None => OnDisk::Gone,
+                },
                 Some(link) => OnDisk::Link(link),
                 None if *source == Source::Absent => OnDisk::Gone,
                 None => match read_file(&disk, rel) {
@@ -60,6 +66,15 @@ impl GitStore {
                     Step::Put(entry)
                 }
                 (Source::Disk, OnDisk::Gone) => Step::Remove { unindex: true },
+                (Source::Disk, OnDisk::LinkItself(target, mut entry)) => {
+                    entry.id = store(&target).map_err(git(|| format!("storing {rel}")))?;
+                    Step::Put(entry)
+                }
+                (Source::Disk, OnDisk::Refused(why)) => {
+                    tracing::warn!(path = %path.display(), reason = %why, "not committing a file pas would not read");
+                    self.exclude(rel);
+                    continue;
+                }
                 (Source::Disk, OnDisk::Link(link)) => {
                     tracing::warn!(
                         path = %path.display(),
@@ -80,8 +95,10 @@ impl GitStore {
                 }
                 (Source::Absent, on_disk) => {
                     // Something back at the path (a link counts) keeps its index entry.
-                    let back = matches!(on_disk, OnDisk::Link(_))
-                        || disk.symlink_metadata().is_ok_and(|m| !m.is_dir());
+                    let back = matches!(
+                        on_disk,
+                        OnDisk::Link(_) | OnDisk::LinkItself(..) | OnDisk::Refused(_)
+                    ) || disk.symlink_metadata().is_ok_and(|m| !m.is_dir());
                     Step::Remove { unindex: !back }
                 }
             };
@@ -91,14 +108,84 @@ impl GitStore {
     }
 }
 
+impl GitStore {
+    /// Keeps a file pas will not commit out of `git status` and a user's `git add -A` (which
+    /// would read a sparse giant whole): one line in `.git/info/exclude`, never shared.
+    fn exclude(&self, rel: &str) {
+        let path = self.repo.path().join("info").join("exclude");
+        let escaped: String = rel
+            .chars()
+            .flat_map(|c| {
+                let special = matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#' | ' ');
+                special
+                    .then_some('\\')
+                    .into_iter()
+                    .chain(std::iter::once(c))
+            })
+            .collect();
+        let line = format!("/{escaped}");
+        let existing = crate::intake::read_text_if_present(&path, crate::intake::FileKind::Config)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if existing.lines().any(|l| l == line) {
+            return;
+        }
+        let appended = (|| {
+            use std::io::Write;
+            fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?;
+            let sep = if existing.is_empty() || existing.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            f.write_all(format!("{sep}{line}\n").as_bytes())
+        })();
+        if let Err(e) = appended {
+            tracing::warn!(path = rel, error = %e, "cannot add to .git/info/exclude");
+        }
+    }
+}
+
 /// What [`read_file`] found at a path.
 pub(super) enum OnDisk {
     /// A file: its bytes, and its index entry (blob id not yet set).
     File(Vec<u8>, IndexEntry),
     /// Nothing (or a folder, a FIFO, a device): the path is removed from the tree.
     Gone,
-    /// A symbolic link (this one): skipped, never followed.
+    /// A symbolic link above the path (this one): skipped, never followed.
     Link(PathBuf),
+    /// The path is itself a symbolic link: its target's name, and its index entry.
+    LinkItself(Vec<u8>, IndexEntry),
+    /// A file pas would not read (a hard link, over its cap): never staged.
+    Refused(String),
+}
+
+/// The index entry of a symbolic link at `path` and the name it points to (`lstat` and
+/// `readlink`: the target is never opened).
+fn link_entry(path: &Path, rel: &str) -> Option<(Vec<u8>, IndexEntry)> {
+    use std::os::unix::ffi::OsStrExt;
+    let meta = path.symlink_metadata().ok()?;
+    let target = fs::read_link(path).ok()?;
+    let mut entry = index_entry(&meta, rel);
+    entry.mode = 0o120000;
+    Some((target.as_os_str().as_bytes().to_vec(), entry))
+}
+
+/// The most the git worker reads of a file under `rel`: what pas itself would read of that
+/// kind of file (a sparse 64 GiB file in `work/rejected/` costs nothing to make and would
+/// cost 64 GiB of memory to stage). Heartbeat files, committed only when
+/// `git.track_heartbeats` asks, may be larger than any card.
+fn cap_for(rel: &str) -> u64 {
+    if rel.contains("/heartbeats/") || rel.starts_with("heartbeats/") {
+        64 << 20
+    } else {
+        crate::intake::FileKind::Rejected.cap()
+    }
 }
 
 /// The first symbolic link on the way from `root` down to `root/rel`, `rel` itself included,
@@ -148,8 +235,31 @@ pub(super) fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
     if !meta.is_file() {
         return Ok(OnDisk::Gone);
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Ok(OnDisk::Refused(format!(
+                "a hard link ({} names for one file)",
+                meta.nlink()
+            )));
+        }
+    }
+    let cap = cap_for(rel);
+    if meta.len() > cap {
+        return Ok(OnDisk::Refused(format!(
+            "{} bytes, over the {cap} bytes pas reads of such a file",
+            meta.len()
+        )));
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(io_at(path))?;
+    (&mut file)
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_at(path))?;
+    if bytes.len() as u64 > cap {
+        return Ok(OnDisk::Refused(format!("grew past {cap} bytes while read")));
+    }
     Ok(OnDisk::File(bytes, index_entry(&meta, rel)))
 }
 
@@ -255,11 +365,70 @@ mod tests {
         }
         let (oid, store) = committer.join().unwrap();
         let oid = oid.unwrap().expect("the real card is committed");
-        assert_eq!(tree_paths(&store.repo, oid), ["work/done/J-3.yaml"]);
+        // The links themselves are committed as links (their targets' names, as git does);
+        // nothing under the linked folder is.
+        assert_eq!(
+            tree_paths(&store.repo, oid),
+            [
+                "work/done/J-3.yaml",
+                "work/rejected/J-1.yaml",
+                "work/rejected/J-2.yaml"
+            ]
+        );
+        let tree = store.repo.find_commit(oid).unwrap().tree().unwrap();
+        let entry = tree.get_path(Path::new("work/rejected/J-1.yaml")).unwrap();
+        assert_eq!(entry.filemode(), 0o120000);
+        let blob = store.repo.find_blob(entry.id()).unwrap();
+        assert_eq!(blob.content(), secret.as_os_str().as_encoded_bytes());
         let leaked = Oid::hash_object(ObjectType::Blob, b"token: SECRET\n").unwrap();
         assert!(store.repo.find_blob(leaked).is_err(), "outside file stored");
         let index = Repository::open(&root).unwrap().index().unwrap();
         let indexed: Vec<_> = index.iter().map(|e| e.path).collect();
-        assert_eq!(indexed, [b"work/done/J-3.yaml".to_vec()]);
+        assert_eq!(
+            indexed,
+            [
+                b"work/done/J-3.yaml".to_vec(),
+                b"work/rejected/J-1.yaml".to_vec(),
+                b"work/rejected/J-2.yaml".to_vec()
+            ]
+        );
+        // And `git status` agrees: nothing left over (the linked folder is not pas's).
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain", "--", "work/rejected"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "");
+    }
+
+    /// The git worker never reads more of a file than pas would: a sparse 64 GiB file and a
+    /// hard link to a file outside are left out of the commit (and out of `git status`,
+    /// through `.git/info/exclude`), and the rest of the commit is made.
+    #[cfg(unix)]
+    #[test]
+    fn giants_and_hard_links_are_not_staged() {
+        let (dir, mut store) = setup();
+        let root = dir.path().to_path_buf();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = write(outside.path(), "secret.yaml", "token: SECRET\n");
+        fs::create_dir_all(root.join("work/rejected")).unwrap();
+        let giant = root.join("work/rejected/giant.yaml");
+        fs::File::create(&giant).unwrap().set_len(64 << 30).unwrap();
+        let hard = root.join("work/rejected/hard [1].yaml");
+        fs::hard_link(&secret, &hard).unwrap();
+        let card = write(&root, "work/done/J-3.yaml", "title: real\n");
+        let oid = store
+            .commit_paths(&[giant, hard, card], "pas: hostile", "pas")
+            .unwrap()
+            .expect("the real card is committed");
+        assert_eq!(tree_paths(&store.repo, oid), ["work/done/J-3.yaml"]);
+        let leaked = Oid::hash_object(ObjectType::Blob, b"token: SECRET\n").unwrap();
+        assert!(store.repo.find_blob(leaked).is_err(), "outside file stored");
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "");
     }
 }
