@@ -124,10 +124,23 @@ impl Workspace {
     /// Every readable agent definition in `agents/`, by name. A definition that does not
     /// parse is left out with a warning (`pas validate` names its line).
     pub fn definitions(&self) -> std::collections::BTreeMap<String, crate::agent::AgentDef> {
+        self.definitions_cached(&mut DefCache::default())
+    }
+
+    /// [`Workspace::definitions`], reading again only the files whose stamp changed since
+    /// `cache` saw them: the daemon reloads on every change under `agents/`, and a folder
+    /// of fifty definitions (or one alias bomb) must not be parsed fifty times over, nor a
+    /// refused file warned about on every look.
+    pub fn definitions_cached(
+        &self,
+        cache: &mut DefCache,
+    ) -> std::collections::BTreeMap<String, crate::agent::AgentDef> {
         let mut defs = std::collections::BTreeMap::new();
         let Ok(rd) = fs::read_dir(self.agents_dir()) else {
+            cache.clear();
             return defs;
         };
+        let mut seen = std::collections::HashSet::new();
         for e in rd.flatten() {
             let path = e.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -136,22 +149,34 @@ impl Workspace {
             let Some(stem) = name.strip_suffix(".md").filter(|_| !is_ignored_name(name)) else {
                 continue;
             };
-            let text = match intake::read_text(&path, FileKind::Definition) {
-                Ok(text) => text,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "agent definition ignored");
-                    continue;
+            let Ok(stamp) = crate::fsops::Stamp::of(&path) else {
+                continue;
+            };
+            seen.insert(path.clone());
+            let def = match cache.get(&path) {
+                Some((known, def)) if *known == stamp => def.clone(),
+                _ => {
+                    let def = intake::read_text(&path, FileKind::Definition)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| {
+                            crate::agent::AgentDef::parse(stem, &text).map_err(|e| e.to_string())
+                        });
+                    let def = match def {
+                        Ok(d) => Some(d),
+                        Err(error) => {
+                            tracing::warn!(file = %path.display(), %error, "agent definition ignored");
+                            None
+                        }
+                    };
+                    cache.insert(path, (stamp, def.clone()));
+                    def
                 }
             };
-            match crate::agent::AgentDef::parse(stem, &text) {
-                Ok(d) => {
-                    defs.insert(d.name.clone(), d);
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "agent definition ignored")
-                }
+            if let Some(d) = def {
+                defs.insert(d.name.clone(), d);
             }
         }
+        cache.retain(|p, _| seen.contains(p));
         defs
     }
 
@@ -277,6 +302,11 @@ fn state_named(dir: &str) -> State {
         _ => State::Assigned,
     }
 }
+
+/// What [`Workspace::definitions_cached`] knows of each definition file: its stamp when
+/// read, and the definition it held (`None`: refused or unparsable).
+pub type DefCache =
+    std::collections::HashMap<PathBuf, (crate::fsops::Stamp, Option<crate::agent::AgentDef>)>;
 
 /// Reads and parses the card at `path` through [`crate::intake`]: links, FIFOs and other
 /// non-files, hard links, oversized and binary files are refused before any parsing.

@@ -16,6 +16,9 @@
 //! `pas bench soak` holds a steady load of cards, beats, gateway calls and a dashboard
 //! client for an hour and reports whether the daemon's RSS or descriptors grow.
 //!
+//! `pas bench hostile` plants a tree of hostile files of every kind and checks that the
+//! daemon stays alive and assigning, loses nothing and touches nothing outside.
+//!
 //! `pas bench dashboard` connects a thousand WebSocket clients to the dashboard and times
 //! each card from its rename into the inbox to its event at every client.
 
@@ -24,6 +27,7 @@ mod crash;
 mod dashboard;
 mod done;
 mod gateway;
+mod hostile;
 mod lifecycle;
 mod soak;
 
@@ -56,6 +60,9 @@ pub enum Which {
     /// An hour (`--minutes`) of steady cards, beats, gateway calls and a dashboard client:
     /// RSS, descriptors and threads sampled, nothing may grow or be lost.
     Soak,
+    /// `--files` hostile files of every kind in every folder pas reads, against the real
+    /// daemon: it must stay alive and assigning, lose nothing and touch nothing outside.
+    Hostile,
 }
 
 /// Flags of `pas bench`.
@@ -106,6 +113,10 @@ pub struct BenchArgs {
     /// Gateway calls per second in `pas bench soak`.
     #[arg(long, default_value_t = 50)]
     pub calls_per_s: u32,
+    /// Hostile files planted by `pas bench hostile` (the kinds in turn; `--seed` picks
+    /// the folders).
+    #[arg(long, default_value_t = 1000)]
+    pub files: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -154,6 +165,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Crash => crash::crash(&args),
         Which::Dashboard => dashboard::dashboard(&args),
         Which::Soak => soak::soak(&args),
+        Which::Hostile => hostile::hostile(&args),
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Engine {
     pub(super) faults: super::faults::FileFaults,
     /// When the next plan may start (see `pacing.rs`).
     pub(super) pacing: super::pacing::Pacing,
+    /// The agent definitions as last read, by file and stamp.
+    pub(super) def_cache: crate::workspace::DefCache,
 }
 
 impl Engine {
@@ -94,6 +96,7 @@ impl Engine {
             llm_running: HashSet::new(),
             faults: Default::default(),
             pacing: Default::default(),
+            def_cache: Default::default(),
         }
     }
 
@@ -165,7 +168,7 @@ impl Engine {
 
     /// Reads every agent definition in `agents/`.
     pub fn load_definitions(&mut self) {
-        let mut defs = self.ws.definitions();
+        let mut defs = self.ws.definitions_cached(&mut self.def_cache);
         for a in self.board.agents.values_mut() {
             a.def = defs.remove(&a.name);
         }

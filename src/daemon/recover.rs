@@ -114,7 +114,7 @@ impl Engine {
             }
         };
         // Only pas's own paths: state folders, registry and rejected files; never temp,
-        // hidden or heartbeat files, never a symbolic link.
+        // hidden or heartbeat files.
         let work = self.ws.work();
         let dirty: Vec<PathBuf> = dirty
             .into_iter()
@@ -126,8 +126,9 @@ impl Engine {
                     .iter()
                     .all(|c| c.to_str().is_some_and(|c| !is_ignored_name(c)));
                 let first = rel.iter().next().and_then(|c| c.to_str());
+                // Links too: the git worker commits a link as a link (its target's name),
+                // never what it points at, and skips what lies under a linked folder.
                 own && first != Some("heartbeats")
-                    && !std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
             })
             .collect();
         if dirty.is_empty() {

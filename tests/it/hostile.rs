@@ -255,3 +255,29 @@ fn a_thousand_hostile_files_are_all_rejected_and_the_daemon_goes_on() {
     );
     d.assert_running();
 }
+
+/// The hostile-tree bench with a fixed seed: a thousand files of every kind (non-regular
+/// files, links of both kinds, sizes around each cap, sparse giants, bombs, every number at
+/// its edges, forged `pas:` blocks, bad encodings) in every folder pas reads, against the
+/// real daemon. Every check of `pas bench hostile` must pass: alive and assigning, status
+/// and `/api/status` answering, nothing lost, nothing outside changed, a clean restart.
+#[test]
+fn the_hostile_tree_bench_passes_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::fixture::pas_bin())
+        .args([
+            "bench", "hostile", "--files", "1000", "--seed", "7", "--json", "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("PAS_LOG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(v["failures"], serde_json::json!([]), "{stderr}");
+    assert!(v["files"].as_u64().unwrap() >= 990, "{v}");
+    assert!(v["kinds"].as_u64().unwrap() >= 50, "{v}");
+    assert!(v["rejected"].as_u64().unwrap() >= 500, "{v}");
+}

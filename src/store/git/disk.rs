@@ -228,6 +228,14 @@ pub(super) fn read_file(path: &Path, rel: &str) -> Result<OnDisk, GitError> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OnDisk::Gone),
         Err(e) if is_link_refused(&e) => return Ok(OnDisk::Link(path.to_path_buf())),
+        // A socket cannot be opened at all (ENXIO), nor some devices: no file to commit.
+        Err(_)
+            if path
+                .symlink_metadata()
+                .is_ok_and(|m| !m.is_file() && !m.is_symlink()) =>
+        {
+            return Ok(OnDisk::Gone)
+        }
         Err(e) => return Err(io_at(path)(e)),
     };
     // Stat the open file before reading it: if it changes after, its mtime tells git.

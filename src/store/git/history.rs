@@ -18,8 +18,8 @@ use super::{git, CommitInfo, GitError, GitStore};
 impl GitStore {
     /// Paths under `dir` that differ between HEAD and the work tree (untracked, modified,
     /// deleted), leaving out git-ignored files: at start-up these are what a crash left
-    /// uncommitted. Absolute paths under the root as the caller named it. A path that is a
-    /// symbolic link is left out: `commit_paths` would skip it anyway.
+    /// uncommitted. Absolute paths under the root as the caller named it. A symbolic link is
+    /// listed like a file: `commit_paths` commits it as a link, never what it points at.
     pub fn dirty_paths_under(&self, dir: &Path) -> Result<Vec<PathBuf>, GitError> {
         let Some(rel) = self.repo_rel(dir) else {
             return Ok(Vec::new());
@@ -43,10 +43,6 @@ impl GitStore {
             .iter()
             .filter(|s| !s.status().is_ignored())
             .filter_map(|s| s.path().filter(|p| under(p)).and_then(|p| self.abs(p)))
-            .filter(|p| {
-                !p.symlink_metadata()
-                    .is_ok_and(|m| m.file_type().is_symlink())
-            })
             .collect())
     }
 
