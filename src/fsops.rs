@@ -254,6 +254,19 @@ pub fn move_card(
 pub fn land(staged: &Path, to: &Path) -> io::Result<Moved> {
     if let Some(dir) = to.parent() {
         fs::create_dir_all(dir)?;
+        // Never into a linked folder (`assigned/<agent>` or a state folder swapped for a
+        // link to elsewhere): the card would land wherever it points.
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            if fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link; pas never writes through links",
+                        d.display()
+                    ),
+                ));
+            }
+        }
     }
     let stamp = Stamp::of(staged)?;
     if rename_no_replace(staged, to)? {

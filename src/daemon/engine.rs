@@ -259,11 +259,16 @@ impl Engine {
         match self.ws.classify(path) {
             Kind::Card { id, .. } => self.reconcile_card(&id, &[path.to_path_buf()]),
             Kind::Registration { name } => self.reconcile_registration(&name),
-            Kind::Misplaced(reason) => {
-                if std::fs::symlink_metadata(path).is_ok() {
-                    self.reject(path, &reason);
-                }
-            }
+            Kind::Misplaced(reason) => match std::fs::symlink_metadata(path) {
+                // A linked folder where a state folder or an agent's folder belongs: pas
+                // would otherwise move cards into wherever it points.
+                Ok(m) if m.is_symlink() => self.reject(
+                    path,
+                    &format!("symbolic link: pas never follows links, and folders under work/ must be real folders ({reason})"),
+                ),
+                Ok(_) => self.reject(path, &reason),
+                Err(_) => {}
+            },
             Kind::Heartbeat { .. } | Kind::Ignored => {}
         }
     }

@@ -14,6 +14,7 @@ mod liveness;
 mod pacing;
 mod reconcile;
 mod recover;
+mod trust;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -115,6 +115,17 @@ impl Engine {
         self.take_card(id, path, place, card, stamp);
     }
 
+    /// Says that an edited `pas:` block was put back as pas recorded it: in the log and as
+    /// a line of the commit that writes the corrected card.
+    fn correct(&mut self, id: &str, path: &std::path::Path, forged: &[String]) {
+        let what = forged.join("; ");
+        tracing::warn!(job = id, file = %rel(&self.ws, path), corrected = %what, "pas: block edited outside pas; pas's record restored");
+        self.stage(
+            &[path],
+            format!("pas: {id} pas: block restored from pas's record ({what})"),
+        );
+    }
+
     /// Records what a readable card file at `path` means for the board.
     fn take_card(&mut self, id: &str, path: PathBuf, place: Place, card: Card, stamp: Stamp) {
         if let Some(why) = self.stale_completion(id, &place, &card) {
@@ -122,6 +133,8 @@ impl Engine {
         }
         self.replan = true;
         let now = self.now();
+        // What pas itself recorded of the card, to hold an edited `pas:` block against.
+        let known_meta = self.board.cards.get(id).map(|e| e.card.spec.pas.clone());
         let prev: Option<Place> = self
             .board
             .cards
@@ -154,6 +167,14 @@ impl Engine {
                 if edited {
                     self.stage(&[&path], format!("pas: {id} edited in {}", place.label()));
                 }
+                if let Some(known) = &known_meta {
+                    let forged = super::trust::edited(known, &card.spec.pas);
+                    if !forged.is_empty() {
+                        card = card.with_meta(known);
+                        self.dirty.insert(id.to_string());
+                        self.correct(id, &path, &forged);
+                    }
+                }
                 if card.spec.pas.state != Some(place.state) {
                     let mut meta = card.spec.pas.clone();
                     meta.state = Some(place.state);
@@ -164,6 +185,15 @@ impl Engine {
             prev => {
                 let from = prev.clone();
                 let from_label = from.as_ref().map_or("new".to_string(), Place::label);
+                if let (Some(known), Some(f)) = (&known_meta, &from) {
+                    let forged = super::trust::moved(known, &card.spec.pas, f, &place, now);
+                    if !forged.is_empty() {
+                        // pas's own block, and the move recorded below as pas saw it.
+                        card = card.with_meta(known);
+                        self.dirty.insert(id.to_string());
+                        self.correct(id, &path, &forged);
+                    }
+                }
                 let meta = &card.spec.pas;
                 let recorded = meta.state == Some(place.state)
                     && meta

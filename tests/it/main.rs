@@ -28,3 +28,4 @@ mod routing;
 mod security;
 mod server;
 mod spend;
+mod trust;
