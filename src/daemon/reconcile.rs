@@ -117,7 +117,7 @@ impl Engine {
 
     /// Says that an edited `pas:` block was put back as pas recorded it: in the log and as
     /// a line of the commit that writes the corrected card.
-    fn correct(&mut self, id: &str, path: &std::path::Path, forged: &[String]) {
+    pub(super) fn correct(&mut self, id: &str, path: &std::path::Path, forged: &[String]) {
         let what = forged.join("; ");
         tracing::warn!(job = id, file = %rel(&self.ws, path), corrected = %what, "pas: block edited outside pas; pas's record restored");
         self.stage(

@@ -17,6 +17,7 @@ impl Engine {
         self.recover_staging();
         self.load_definitions();
         self.rescan();
+        self.check_records();
         self.start_liveness();
         self.step();
         self.commit_leftovers();
@@ -206,6 +207,39 @@ impl Engine {
             );
         }
         lines
+    }
+
+    /// Holds the `pas:` block of every live card against the database's rows of its
+    /// transitions (see `trust::against_rows`): what was edited while pas was not running
+    /// is put back before anything is decided on it.
+    fn check_records(&mut self) {
+        let Ok(Some(conn)) = db::open_read_only(&self.ws.db_path()) else {
+            return; // no database (a fresh clone): the files are all there is
+        };
+        let live: Vec<String> = (self.board.cards.iter())
+            .filter(|(_, e)| matches!(e.place.state, State::Inbox | State::Assigned))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in live {
+            let Ok(rows) = db::transitions_for(&conn, &id) else {
+                continue;
+            };
+            let Some(entry) = self.board.cards.get(&id) else {
+                continue;
+            };
+            let Some((meta, found)) = super::trust::against_rows(&entry.card.spec.pas, &rows)
+            else {
+                continue;
+            };
+            let card = entry.card.with_meta(&meta);
+            if let Some(e) = self.board.cards.get_mut(&id) {
+                e.card = card;
+            }
+            self.dirty.insert(id.clone());
+            if let Some((path, _)) = self.files.get(&id).cloned() {
+                self.correct(&id, &path, &found);
+            }
+        }
     }
 
     /// Writes the telemetry rows of every history entry the database lacks (a crash

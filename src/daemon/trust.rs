@@ -32,7 +32,7 @@ pub(super) fn edited(known: &PasMeta, file: &PasMeta) -> Vec<String> {
             file.assigned_to, known.assigned_to
         ));
     }
-    if file.assigned_at != known.assigned_at {
+    if !same_time(file.assigned_at, known.assigned_at) {
         out.push(format!(
             "assigned_at {} (pas: {})",
             show(file.assigned_at),
@@ -48,7 +48,7 @@ pub(super) fn edited(known: &PasMeta, file: &PasMeta) -> Vec<String> {
     if file.epoch != known.epoch {
         out.push(format!("epoch {:?} (pas: {:?})", file.epoch, known.epoch));
     }
-    if file.history != known.history {
+    if !same_history(&file.history, &known.history) {
         out.push(format!(
             "history of {} entries (pas: {})",
             file.history.len(),
@@ -69,7 +69,11 @@ pub(super) fn moved(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let n = known.history.len();
-    let extends = file.history.len() <= n + 1 && file.history.get(..n) == Some(&known.history[..]);
+    let extends = file.history.len() <= n + 1
+        && file
+            .history
+            .get(..n)
+            .is_some_and(|h| same_history(h, &known.history));
     if !extends {
         out.push(format!(
             "history of {} entries does not extend pas's {}",
@@ -80,7 +84,9 @@ pub(super) fn moved(
     let added = file.history.get(n).filter(|_| extends);
     if let Some(e) = added {
         let last = known.history.last().map(|h| h.at);
-        if e.at > now + chrono::TimeDelta::seconds(SKEW_S) || last.is_some_and(|l| e.at < l) {
+        if e.at > now + chrono::TimeDelta::seconds(SKEW_S)
+            || last.is_some_and(|l| e.at.timestamp_millis() < l.timestamp_millis())
+        {
             out.push(format!("history entry dated {}", show(Some(e.at))));
         }
     }
@@ -96,7 +102,7 @@ pub(super) fn moved(
         // say when it happened, as its history entry does.
         State::Assigned => {
             if let Some(e) = added {
-                if file.assigned_at != Some(e.at) {
+                if !same_time(file.assigned_at, Some(e.at)) {
                     out.push(format!(
                         "assigned_at {} (the move was at {})",
                         show(file.assigned_at),
@@ -106,7 +112,7 @@ pub(super) fn moved(
             }
         }
         State::Done | State::Failed => {
-            if file.assigned_at != known.assigned_at {
+            if !same_time(file.assigned_at, known.assigned_at) {
                 out.push(format!(
                     "assigned_at {} (pas: {})",
                     show(file.assigned_at),
@@ -120,6 +126,92 @@ pub(super) fn moved(
         State::Inbox => {}
     }
     out
+}
+
+/// At start-up pas knows a card only from its file, so the file's block is held against the
+/// database's rows of the card's transitions (one per history entry, written as pas made
+/// them). An entry the rows contradict, a history shorter than the rows, an `assigned_at`
+/// that is not the time of the assignment, or `attempts` below the number of take-backs by
+/// pas since the last move from `done/` or `failed/` back to the inbox (a retry) is put
+/// back. Rows the database lacks (a crash before its writer committed) are
+/// not held against the file. Returns the corrected block and what was corrected.
+pub(super) fn against_rows(
+    file: &PasMeta,
+    rows: &[crate::store::db::TransitionRow],
+) -> Option<(PasMeta, Vec<String>)> {
+    use crate::card::HistoryEntry;
+    let mut found = Vec::new();
+    let mut meta = file.clone();
+    let agrees = |h: &HistoryEntry, r: &crate::store::db::TransitionRow| {
+        h.from == r.from && h.to == r.to && h.at.timestamp_millis() == r.ts.timestamp_millis()
+    };
+    let same = file.history.len() >= rows.len()
+        && file.history.iter().zip(rows).all(|(h, r)| agrees(h, r));
+    if !same {
+        found.push(format!(
+            "history of {} entries (pas's database: {})",
+            file.history.len(),
+            rows.len()
+        ));
+        meta.history = rows
+            .iter()
+            .map(|r| HistoryEntry {
+                at: r.ts,
+                from: r.from.clone(),
+                to: r.to.clone(),
+                by: r.agent.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect();
+    }
+    if let Some(last) = meta.history.last() {
+        if last.to.starts_with("assigned/") && !same_time(meta.assigned_at, Some(last.at)) {
+            found.push(format!(
+                "assigned_at {} (assigned at {})",
+                show(meta.assigned_at),
+                show(Some(last.at))
+            ));
+            meta.assigned_at = Some(last.at);
+        }
+    }
+    // Each take-back by pas raised `attempts` by one; a retry from done/ or failed/ may
+    // have reset it.
+    let taken_back = meta
+        .history
+        .iter()
+        .rev()
+        .take_while(|h| !(h.to == "inbox" && (h.from == "done" || h.from == "failed")))
+        .filter(|h| {
+            h.from.starts_with("assigned/")
+                && (h.to == "inbox" || h.to == "failed")
+                && h.by.as_deref() == Some("pas")
+        })
+        .count() as u32;
+    if meta.attempts < taken_back {
+        found.push(format!(
+            "attempts {} (pas took it back {taken_back} times)",
+            meta.attempts
+        ));
+        meta.attempts = taken_back;
+    }
+    (!found.is_empty()).then_some((meta, found))
+}
+
+/// Times as a card holds them: to the millisecond (pas's clock in memory is finer).
+fn same_time(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
+    a.map(|t| t.timestamp_millis()) == b.map(|t| t.timestamp_millis())
+}
+
+/// Histories equal as a card holds them (times to the millisecond).
+fn same_history(a: &[crate::card::HistoryEntry], b: &[crate::card::HistoryEntry]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            same_time(Some(x.at), Some(y.at))
+                && x.from == y.from
+                && x.to == y.to
+                && x.by == y.by
+                && x.reason == y.reason
+        })
 }
 
 fn show(t: Option<DateTime<Utc>>) -> String {
@@ -184,6 +276,41 @@ mod tests {
         assert!(moves.is_empty(), "{moves:?}");
     }
 
+    /// pas's clock in memory has nanoseconds; a card holds milliseconds. The same block
+    /// read back from the file is not an edit (this was once taken for a forged history).
+    #[test]
+    fn a_block_read_back_at_millisecond_precision_is_not_an_edit() {
+        let fine = t(0) + chrono::TimeDelta::nanoseconds(123_456_789);
+        let known = transition_meta(
+            &PasMeta::default(),
+            &Place::of(State::Inbox),
+            &Place::assigned("w"),
+            "pas",
+            None,
+            fine,
+        );
+        let text = serde_yaml::to_string(&known).unwrap();
+        let file: PasMeta = serde_yaml::from_str(&text).unwrap();
+        assert_ne!(file, known, "the file holds milliseconds only");
+        assert!(edited(&known, &file).is_empty());
+        let done = transition_meta(
+            &file,
+            &Place::assigned("w"),
+            &Place::of(State::Done),
+            "w",
+            None,
+            fine,
+        );
+        let found = moved(
+            &known,
+            &done,
+            &Place::assigned("w"),
+            &Place::of(State::Done),
+            fine,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
     #[test]
     fn forged_times_attempts_and_history_are_found() {
         let known = assigned();
@@ -229,6 +356,66 @@ mod tests {
             t(1)
         )
         .is_empty());
+    }
+
+    #[test]
+    fn the_database_rows_win_at_start_up() {
+        use crate::store::db::TransitionRow;
+        let row = |n: u32, s: i64, from: &str, to: &str, reason: Option<&str>| TransitionRow {
+            job_id: "J".into(),
+            n,
+            ts: t(s),
+            from: from.into(),
+            to: to.into(),
+            agent: None,
+            reason: reason.map(str::to_string),
+        };
+        let rows = vec![
+            row(0, 0, "new", "inbox", None),
+            row(1, 1, "inbox", "assigned/w", None),
+            TransitionRow {
+                agent: Some("pas".into()),
+                ..row(2, 5, "assigned/w", "inbox", Some("timed out after 4s"))
+            },
+            row(3, 6, "inbox", "assigned/w", None),
+        ];
+        let honest = PasMeta {
+            state: Some(State::Assigned),
+            assigned_to: Some("w".into()),
+            assigned_at: Some(t(6)),
+            attempts: 1,
+            epoch: None,
+            waiting_for: None,
+            history: rows
+                .iter()
+                .map(|r| crate::card::HistoryEntry {
+                    at: r.ts,
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    by: r.agent.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+        };
+        assert_eq!(against_rows(&honest, &rows), None);
+        // A crash before the database caught up: the file may hold more than the rows.
+        assert_eq!(against_rows(&honest, &rows[..3]).map(|(_, f)| f), None);
+        let forged = PasMeta {
+            assigned_at: Some(t(1_000_000_000)),
+            attempts: 0,
+            ..honest.clone()
+        };
+        let (fixed, found) = against_rows(&forged, &rows).unwrap();
+        assert_eq!(fixed, honest, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let cut = PasMeta {
+            history: honest.history[..2].to_vec(),
+            attempts: 0,
+            ..honest.clone()
+        };
+        let (fixed, _) = against_rows(&cut, &rows).unwrap();
+        assert_eq!(fixed.history.len(), 4);
+        assert_eq!(fixed.attempts, 1);
     }
 
     #[test]

@@ -67,3 +67,42 @@ fn a_forged_assigned_at_and_attempts_are_put_back_and_the_card_still_fails() {
     assert!(line.contains("assigned_at 9999-12-31"), "{line}");
     assert!(line.contains("attempts 0 (pas: 1)"), "{line}");
 }
+
+/// The same forgery made while pas is not running: at start-up pas knows the card only from
+/// its file, so the database's rows of its transitions are what the block is held against.
+#[test]
+fn a_block_forged_while_pas_was_stopped_is_put_back_at_start_up() {
+    let ws = Workspace::new();
+    ws.register("sly", &[], 1);
+    let mut d = ws.serve_ready();
+    ws.drop_card(
+        "forged",
+        "title: never finished\ntimeout_s: 3\nmax_attempts: 2\n",
+    );
+    ws.wait_card("assigned a second time", "forged", |c| {
+        history(c).len() >= 4
+    });
+    assert!(d.stop().success());
+    let path = ws.work("assigned/sly/forged.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, forge(&text)).unwrap();
+
+    let _d = ws.serve_ready();
+    let card = wait_until("forged in failed/", Duration::from_secs(30), || {
+        match ws.state_of("forged").as_deref() {
+            Some("failed") => ws.try_card("forged").ok_or_else(|| "moved".to_string()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(card["pas"]["attempts"].as_u64(), Some(2), "{card:?}");
+    let log = ws.git(&["log", "--format=%B", "--", "work"]);
+    let line = log
+        .lines()
+        .find(|l| l.contains("forged pas: block restored from pas's record"))
+        .unwrap_or_else(|| panic!("no correction in the git log:\n{log}"));
+    assert!(line.contains("assigned_at 9999-12-31"), "{line}");
+    assert!(
+        line.contains("attempts 0 (pas took it back 1 times)"),
+        "{line}"
+    );
+}
