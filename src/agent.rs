@@ -109,6 +109,12 @@ fn yaml_err(e: serde_yaml::Error, line_offset: usize) -> AgentError {
 /// when pas raises it.
 pub const MAX_EPOCH: u64 = 1 << 53;
 
+/// The epoch after `e`, never past [`MAX_EPOCH`] (so what pas writes it reads back; only a
+/// forged epoch gets near the limit).
+pub fn next_epoch(e: u64) -> u64 {
+    e.saturating_add(1).min(MAX_EPOCH)
+}
+
 /// Most slots (`max_concurrent`) one agent may claim.
 pub const MAX_SLOTS: u32 = 100_000;
 

@@ -1,10 +1,12 @@
-//! Fuzz targets: the parsers that read bytes other programs wrote.
+//! Fuzz targets: the parsers that read bytes other programs wrote (cards, heartbeat lines,
+//! registrations, agent definitions, upstream SSE streams).
 //!
 //! Each target takes arbitrary bytes, must never panic, and checks what must hold of any
 //! input it accepts. `fuzz/` runs them under libFuzzer (`cargo +nightly fuzz run card`);
 //! the unit tests below run them on a stable toolchain over a seeded stream of random and
 //! mutated inputs, so CI exercises every target on every change.
 
+use crate::agent::{AgentDef, Registration};
 use crate::card::Card;
 use crate::heartbeat::Beat;
 use crate::llm::wire::sse;
@@ -42,6 +44,54 @@ pub fn heartbeat(data: &[u8]) {
     assert_eq!(back.ts, beat.ts);
     assert_eq!(back.status, beat.status);
     assert_eq!(back.epoch, beat.epoch);
+}
+
+/// Registrations: an accepted one holds numbers pas can do arithmetic on, and what pas
+/// writes of it (epoch raised, `paused` set) parses back to the same registration.
+pub fn registration(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(reg) = Registration::parse(text) else {
+        return;
+    };
+    assert!(
+        reg.epoch <= crate::agent::MAX_EPOCH,
+        "an epoch past the range was accepted"
+    );
+    assert!(reg
+        .max_concurrent
+        .is_none_or(|n| n <= crate::agent::MAX_SLOTS));
+    let raised = Registration {
+        epoch: crate::agent::next_epoch(reg.epoch),
+        paused: !reg.paused,
+        ..reg.clone()
+    };
+    let back = Registration::parse(&raised.to_yaml()).expect("what pas writes parses");
+    assert_eq!(back, raised);
+}
+
+/// Agent definitions: an accepted one has a valid name, and any interval it sets is either
+/// used (a valid one) or ignored, never an overflow.
+pub fn definition(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(def) = AgentDef::parse("fuzz", text) else {
+        return;
+    };
+    assert!(crate::card::valid_agent_name(&def.name));
+    assert!(def
+        .max_concurrent
+        .is_none_or(|n| n <= crate::agent::MAX_SLOTS));
+    let agent = crate::agent::Agent {
+        name: def.name.clone(),
+        def: Some(def),
+        ..Default::default()
+    };
+    let i = agent.interval_s(60.0);
+    assert!(crate::agent::valid_interval(i), "interval {i} used");
+    let _ = crate::liveness::health(chrono::Utc::now(), i, chrono::Utc::now(), None);
 }
 
 /// SSE parser: the events do not depend on how the bytes were split into chunks.
@@ -151,6 +201,31 @@ mod tests {
         ];
         for data in inputs(&seeds, 5000, Rng(0x5eed_0002)) {
             super::heartbeat(&data);
+        }
+    }
+
+    #[test]
+    fn registration_target_holds_on_mutated_registrations() {
+        let seeds = [
+            "name: coder-1\nepoch: 3\ncapabilities: [code, rust]\nmax_concurrent: 2\n",
+            "epoch: 9007199254740992\nheartbeat_interval_s: 0.5\npaused: true\nlabels: {team: a}\n",
+            "registered_at: 2026-11-21T10:00:00Z\nrole: canary\npid: 4242\nurl: http://x\n",
+            "a: &x [1, 2]\nlabels: *x\n",
+        ];
+        for data in inputs(&seeds, 3000, Rng(0x5eed_0004)) {
+            super::registration(&data);
+        }
+    }
+
+    #[test]
+    fn definition_target_holds_on_mutated_definitions() {
+        let seeds = [
+            "---\nname: director-code\nparent: architect\ncapabilities: [plan, review]\nmax_concurrent: 2\nctx_limit: 200000\ntoken_budget: {target: 0.5, hard_max: 0.75}\nheartbeat_interval_s: 60\n---\nYou lead.\n",
+            "---\nname: code-reviewer\ndescription: Reviews code\ntools: Read, Grep\nmodel: sonnet\n---\nbody\n",
+            "---\nheartbeat_interval_s: 1e300\nmax_concurrent: 4294967295\n---\n",
+        ];
+        for data in inputs(&seeds, 3000, Rng(0x5eed_0005)) {
+            super::definition(&data);
         }
     }
 

@@ -394,11 +394,11 @@ fn next_epoch(ws: &Workspace, name: &str, previous: Option<&Registration>) -> u6
         .and_then(|conn| crate::store::db::agent_epochs(&conn).ok())
         .and_then(|m| m.get(name).copied())
         .unwrap_or_default();
-    previous
+    let held = previous
         .map_or(0, |p| p.epoch)
         .max(recorded.registered)
-        .max(recorded.retired)
-        .saturating_add(1)
+        .max(recorded.retired);
+    crate::agent::next_epoch(held)
 }
 
 /// `pas deregister`.

@@ -428,7 +428,8 @@ impl Engine {
             return;
         }
         let was = reg.epoch;
-        reg.epoch = (held.retired.max(held.registered).max(current.unwrap_or(0))).saturating_add(1);
+        reg.epoch =
+            crate::agent::next_epoch(held.retired.max(held.registered).max(current.unwrap_or(0)));
         held.registered = reg.epoch;
         let path = self.ws.registration_path(name);
         tracing::info!(
