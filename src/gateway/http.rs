@@ -140,6 +140,19 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
     ]
 }
 
+/// The answer to a call past `gateway.max_concurrent_requests`: OpenAI's 503 with
+/// `Retry-After`, which the client libraries retry with backoff.
+pub(crate) fn overloaded(max: usize) -> Response {
+    let message = format!(
+        "the gateway is answering its limit of {max} requests at once \
+         (gateway.max_concurrent_requests in pas.yaml): retry shortly"
+    );
+    let mut r = error(503, message, "api_error", "overloaded");
+    r.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+    r
+}
+
 /// An OpenAI-shaped error response.
 fn error(status: u16, message: String, kind: &str, code: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});

@@ -28,8 +28,8 @@ use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
 
+pub(crate) use http::{overloaded, secure, stamped};
 pub use http::{router, routes};
-pub(crate) use http::{secure, stamped};
 
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {

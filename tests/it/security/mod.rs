@@ -7,6 +7,7 @@
 //! what went on the wire.
 
 mod escaping;
+mod listeners;
 mod routes;
 mod secrets;
 mod token;
