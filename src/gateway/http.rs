@@ -280,7 +280,7 @@ async fn chat(
             finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
         }
         Ok((Answer::Stream(relay), served)) => {
-            let body = Body::from_stream(frames(relay));
+            let body = Body::from_stream(frames(&gw, relay));
             let mut resp = (StatusCode::OK, body).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -346,28 +346,87 @@ fn finish(
     resp
 }
 
+/// Frames the relay may read ahead of a slow caller.
+const RELAY_AHEAD: usize = 16;
+
 /// The relay as a body: upstream frames as they come; a break-off becomes an OpenAI
 /// error frame (the client libraries raise it) and the receipt says `cut`.
+///
+/// The relay runs as a task of its own, which hands frames to the body through a short
+/// channel. Hyper polls a body only when it can write, so a relay inside the body would
+/// stop with a caller that stops reading (its socket buffers full), keeping its budget
+/// hold, its receipt unwritten, and its upstream open, for as long as the caller likes.
+/// The task instead gives each frame until the stream's deadline (the provider's
+/// `timeout_s` from the request, the longest the call could have run anyway) to be
+/// taken; past it the stream is cut, its receipt written and its hold settled, whether or
+/// not the caller ever reads again. The body then ends in an error, so hyper drops the
+/// connection rather than close the stream as if it were complete.
 fn frames(
+    gw: &Gateway,
     relay: Box<call::Relay>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(Some(relay), |state| async move {
-        let mut relay = state?;
-        match relay.stream.next().await {
-            Some(Ok(frame)) => Some((Ok(frame), Some(relay))),
+    let (tx, rx) = tokio::sync::mpsc::channel(RELAY_AHEAD);
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    gw.tasks.spawn(pump(relay, tx, stalled.clone()));
+    futures_util::stream::unfold(Some(rx), move |state| {
+        let stalled = stalled.clone();
+        async move {
+            let mut rx = state?;
+            match rx.recv().await {
+                Some(frame) => Some((Ok(frame), Some(rx))),
+                None if stalled.load(std::sync::atomic::Ordering::Acquire) => Some((
+                    Err(std::io::Error::other(
+                        "the caller stopped reading the stream",
+                    )),
+                    None,
+                )),
+                None => None,
+            }
+        }
+    })
+}
+
+/// Reads the relay into `tx` until its end, its cut, the caller's leaving, or its deadline.
+async fn pump(
+    mut relay: Box<call::Relay>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let deadline = relay.stream.deadline();
+    loop {
+        let (frame, last) = match relay.stream.next().await {
+            Some(Ok(frame)) => (frame, false),
             Some(Err(e)) => {
                 let msg = e.to_string();
                 relay.finish("cut", Some(msg.clone()));
                 let body = json!({"error": {"message": format!("the upstream stream broke off: {msg}"),
                     "type": "api_error", "param": null, "code": "upstream_cut"}});
-                Some((Ok(Bytes::from(format!("data: {body}\n\n"))), None))
+                (Bytes::from(format!("data: {body}\n\n")), true)
             }
             None => {
                 relay.finish("ok", None);
-                None
+                return;
+            }
+        };
+        match tokio::time::timeout_at(deadline, tx.send(frame)).await {
+            Ok(Ok(())) if last => return,
+            Ok(Ok(())) => {}
+            // The caller hung up: dropping the relay writes its receipt (`cut`, saying so).
+            Ok(Err(_)) => return,
+            Err(_) => {
+                stalled.store(true, std::sync::atomic::Ordering::Release);
+                relay.finish(
+                    "cut",
+                    Some(format!(
+                        "the caller stopped reading the stream: it was cut at its deadline \
+                         ({:.0} s, the provider's timeout_s)",
+                        relay.stream.total().as_secs_f64()
+                    )),
+                );
+                return;
             }
         }
-    })
+    }
 }
 
 /// `GET /v1/models`: every model with its provider, capabilities, context and price, and

@@ -183,6 +183,16 @@ impl Stream {
         }
     }
 
+    /// When the whole call must be over: `timeout_s` after its request was sent.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The provider's `timeout_s`, which set the deadline.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
     /// Time from sending the request to the first content.
     pub fn ttft(&self) -> Duration {
         self.ttft
