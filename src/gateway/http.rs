@@ -169,24 +169,51 @@ fn json_response(status: StatusCode, body: String) -> Response {
     r
 }
 
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+/// Header `name`, trimmed; `None` when absent or blank. Refused (with a message naming
+/// it) when sent twice or not visible ASCII: an attribution that pas cannot read must not
+/// turn silently into no attribution.
+fn header(h: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+    let mut all = h.get_all(name).iter();
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(format!("{name} is sent more than once: send it once"));
+    }
+    let v = v
+        .to_str()
+        .map_err(|_| format!("{name} holds bytes that are not visible ASCII"))?
+        .trim();
+    Ok((!v.is_empty()).then(|| v.to_string()))
+}
+
+/// Header `name`, which must follow the SPEC's id rule (`[A-Za-z0-9][A-Za-z0-9._-]*`, at
+/// most `max` characters), like the agent names and card ids it stands for. Whatever
+/// the caller sends here ends up in receipts, budgets by agent and job, and the
+/// dashboard, so it is bounded and plain.
+fn id_header(
+    h: &HeaderMap,
+    name: &str,
+    max: usize,
+    valid: fn(&str) -> bool,
+) -> Result<Option<String>, String> {
+    match header(h, name)? {
+        Some(v) if !valid(&v) => {
+            let shown: String = v.chars().take(40).collect();
+            let more = if v.len() > shown.len() { "..." } else { "" };
+            Err(format!(
+                "{name} {shown:?}{more} is not a valid id: it must start with a letter or \
+                 digit and hold only letters, digits, '.', '_' and '-', at most {max} characters"
+            ))
+        }
+        v => Ok(v),
+    }
 }
 
 /// Reads the caller's request into a [`Request`], or says what is wrong with it.
 fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, String> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "the request body is not valid JSON: {e} (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let policy = match header(headers, "x-pas-policy") {
+    // The headers first: a request with a bad one is refused whatever its body.
+    let policy = match header(headers, "x-pas-policy")? {
         None => None,
         Some(p) => Some(
             <Policy as clap::ValueEnum>::from_str(&p, true).map_err(|_| {
@@ -194,16 +221,25 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
             })?,
         ),
     };
-    let job = header(headers, "x-pas-job");
+    let agent = id_header(headers, "x-pas-agent", 64, crate::card::valid_agent_name)?;
+    let job = id_header(headers, "x-pas-job", 128, crate::card::valid_id)?;
+    let request_id = id_header(headers, "x-request-id", 128, crate::card::valid_id)?;
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
     let job_budget = match &job {
         Some(j) => job_budget(gw, j)?,
         None => None,
     };
     let mut req = Request::build(gw, body, bytes.len(), policy)?;
-    if let Some(id) = header(headers, "x-request-id") {
+    if let Some(id) = request_id {
         req.id = id;
     }
-    req.agent = header(headers, "x-pas-agent");
+    req.agent = agent;
     req.job = job;
     req.job_budget = job_budget;
     Ok(req)
