@@ -11,6 +11,7 @@ mod listeners;
 mod routes;
 mod secrets;
 mod token;
+mod upstreams;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
