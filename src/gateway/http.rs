@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
 use crate::llm::route::Policy;
+use crate::server::listen::ConnSlot;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
 /// answers are JSON or an event stream, never to be sniffed into anything else, and all of
@@ -261,6 +262,7 @@ pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, Stri
 
 async fn chat(
     State(gw): State<Arc<Gateway>>,
+    conn: Option<Extension<ConnSlot>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -316,7 +318,7 @@ async fn chat(
             finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
         }
         Ok((Answer::Stream(relay), served)) => {
-            let body = Body::from_stream(frames(&gw, relay));
+            let body = Body::from_stream(frames(&gw, relay, conn.map(|c| c.0)));
             let mut resp = (StatusCode::OK, body).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -395,15 +397,17 @@ const RELAY_AHEAD: usize = 16;
 /// The task instead gives each frame until the stream's deadline (the provider's
 /// `timeout_s` from the request, the longest the call could have run anyway) to be
 /// taken; past it the stream is cut, its receipt written and its hold settled, whether or
-/// not the caller ever reads again. The body then ends in an error, so hyper drops the
-/// connection rather than close the stream as if it were complete.
+/// not the caller ever reads again, and the connection is closed (`conn`): hyper, blocked
+/// writing to the caller, would not close it. Should the body be polled again, it ends
+/// in an error, so hyper drops the connection rather than end the stream as if complete.
 fn frames(
     gw: &Gateway,
     relay: Box<call::Relay>,
+    conn: Option<ConnSlot>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(RELAY_AHEAD);
     let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    gw.tasks.spawn(pump(relay, tx, stalled.clone()));
+    gw.tasks.spawn(pump(relay, tx, stalled.clone(), conn));
     futures_util::stream::unfold(Some(rx), move |state| {
         let stalled = stalled.clone();
         async move {
@@ -427,6 +431,7 @@ async fn pump(
     mut relay: Box<call::Relay>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     stalled: Arc<std::sync::atomic::AtomicBool>,
+    conn: Option<ConnSlot>,
 ) {
     let deadline = relay.stream.deadline();
     loop {
@@ -459,6 +464,9 @@ async fn pump(
                         relay.stream.total().as_secs_f64()
                     )),
                 );
+                if let Some(c) = conn {
+                    c.close();
+                }
                 return;
             }
         }

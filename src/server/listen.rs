@@ -33,8 +33,21 @@ use crate::config::Limits;
 /// A connection's slot of `max_connections`, in each of its requests' extensions. Whoever
 /// takes the connection over after its request (the dashboard's websocket) keeps this
 /// for as long as it uses the connection; the slot is free when the last clone is gone.
+/// A handler may also [`close`](ConnSlot::close) the connection: the gateway does when a
+/// caller stopped reading its stream, since hyper, blocked writing to that caller, would
+/// otherwise keep the connection as long as the caller keeps the socket.
 #[derive(Clone)]
-pub struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct ConnSlot {
+    _permit: Arc<OwnedSemaphorePermit>,
+    close: tokio_util::sync::CancellationToken,
+}
+
+impl ConnSlot {
+    /// Drops the connection now, whatever it is doing.
+    pub fn close(&self) {
+        self.close.cancel();
+    }
+}
 
 /// How often a refused connection is logged at most (a flood would fill the log).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -82,7 +95,10 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let slot = ConnSlot(Arc::new(permit));
+        let slot = ConnSlot {
+            _permit: Arc::new(permit),
+            close: tokio_util::sync::CancellationToken::new(),
+        };
         let app = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
         conns.spawn(connection(tcp, app, slot, limits.header_timeout, stop));
@@ -100,6 +116,7 @@ async fn connection(
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let closed = slot.close.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(slot.clone());
         hyper::service::Service::call(&app, req)
@@ -114,9 +131,13 @@ async fn connection(
     tokio::pin!(conn);
     let done = tokio::select! {
         done = conn.as_mut() => done,
+        _ = closed.cancelled() => return,
         _ = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                done = conn => done,
+                _ = closed.cancelled() => return,
+            }
         }
     };
     if let Err(e) = done {
