@@ -282,7 +282,7 @@ enum Capped {
 /// The message of an answer cut at `cap`.
 fn too_large(cap: usize) -> String {
     format!(
-        "too_large: the answer is larger than {} pas reads of it; it was cut off there",
+        "too_large: the answer went past the {} pas reads of an answer and was cut off there",
         size(cap)
     )
 }
