@@ -243,7 +243,10 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     assert_eq!(job["job"]["title"], HOSTILE, "{job}");
     let costs = raw(&dash, "GET", "/api/costs", &[], "").body;
     let costs: Value = serde_json::from_str(&costs).unwrap();
-    assert_eq!(costs["budgets"]["agents"][0]["agent"], "sec-agent", "{costs}");
+    assert_eq!(
+        costs["budgets"]["agents"][0]["agent"], "sec-agent",
+        "{costs}"
+    );
     let metrics = raw(&dash, "GET", "/metrics", &[], "");
     assert!(metrics
         .header("content-type")

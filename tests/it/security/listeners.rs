@@ -149,10 +149,11 @@ fn past_max_connections_new_ones_are_closed_and_those_in_are_still_answered() {
             "a connection past the cap was kept"
         );
     }
+    let took = t0.elapsed();
+    eprintln!("20 connections past the cap closed in {took:?}");
     assert!(
-        t0.elapsed() < Duration::from_secs(5),
-        "refusals must be quick: 20 took {:?}",
-        t0.elapsed()
+        took < Duration::from_secs(5),
+        "refusals must be quick: 20 took {took:?}"
     );
     assert_eq!(
         get_on(&mut client, &gateway, "/v1/models"),
