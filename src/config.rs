@@ -30,8 +30,8 @@ pub struct Config {
     pub token_budget: TokenBudget,
     /// Git audit trail.
     pub git: GitConfig,
-    /// Dashboard listener.
-    pub dashboard: BindConfig,
+    /// Dashboard listener and its limits.
+    pub dashboard: DashboardConfig,
     /// LLM gateway listener and request limits.
     pub gateway: GatewayConfig,
     /// LLM providers (section 7); validated by the router.
@@ -53,9 +53,7 @@ impl Default for Config {
             capacity: Capacity::default(),
             token_budget: TokenBudget::default(),
             git: GitConfig::default(),
-            dashboard: BindConfig {
-                bind: "127.0.0.1:6101".into(),
-            },
+            dashboard: DashboardConfig::default(),
             gateway: GatewayConfig::default(),
             providers: Vec::new(),
             budgets: None,
@@ -116,11 +114,26 @@ impl Default for GitConfig {
     }
 }
 
-/// A listener address.
+/// The dashboard's listener and its limits (see [`Limits`] for what they bound).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BindConfig {
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
     pub bind: String,
+    pub max_connections: u32,
+    pub max_concurrent_requests: u32,
+    pub header_timeout_s: f64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            bind: "127.0.0.1:6101".into(),
+            // A handful of browsers, each with a websocket and a few fetches, and scripts.
+            max_connections: 256,
+            max_concurrent_requests: 64,
+            header_timeout_s: 10.0,
+        }
+    }
 }
 
 /// The LLM gateway's listener and request limits.
@@ -131,7 +144,36 @@ pub struct GatewayConfig {
     /// Largest request body in MiB (long-context and image prompts pass 2 MB easily);
     /// a larger one is answered 413 without reading further.
     pub max_body_mb: u64,
+    pub max_connections: u32,
+    pub max_concurrent_requests: u32,
+    pub header_timeout_s: f64,
 }
+
+/// What one listener lets its clients hold, so that no client (a runaway agent, a
+/// slowloris, a flood of keep-alive connections) can take all of pas's sockets, memory
+/// or tasks:
+///
+/// - `max_connections`: open connections, websockets included; one past it is closed
+///   as soon as it is accepted (the listener keeps accepting, so it never piles up in
+///   the kernel's backlog).
+/// - `max_concurrent_requests`: requests being answered at once, streams until they end;
+///   one past it is answered 503 at once (OpenAI-shaped with `Retry-After` from the
+///   gateway) rather than queued.
+/// - `header_timeout_s`: how long a client has to send a request's headers whole, timed
+///   from when the connection is ready for a request: on a new connection, and on a
+///   kept-alive one after its last answer, so it is also the idle keep-alive timeout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+    pub header_timeout: Duration,
+}
+
+/// Most `max_connections` and `max_concurrent_requests` may be (a process rarely has
+/// more file descriptors than this).
+pub const MAX_CONNECTIONS_LIMIT: u32 = 65_536;
+/// Most `header_timeout_s` may be.
+pub const MAX_HEADER_TIMEOUT_S: f64 = 3600.0;
 
 /// Most `gateway.max_body_mb` may be: a request body is held in memory whole.
 pub const MAX_BODY_MB_LIMIT: u64 = 1024;
@@ -141,6 +183,10 @@ impl Default for GatewayConfig {
         GatewayConfig {
             bind: "127.0.0.1:6120".into(),
             max_body_mb: 32,
+            // Agents of a big swarm each keep a connection or two to their gateway.
+            max_connections: 1024,
+            max_concurrent_requests: 256,
+            header_timeout_s: 10.0,
         }
     }
 }
@@ -150,6 +196,61 @@ impl GatewayConfig {
     pub fn max_body_bytes(&self) -> usize {
         mib(self.max_body_mb)
     }
+
+    /// The listener's limits.
+    pub fn limits(&self) -> Limits {
+        limits(
+            self.max_connections,
+            self.max_concurrent_requests,
+            self.header_timeout_s,
+        )
+    }
+}
+
+impl DashboardConfig {
+    /// The listener's limits.
+    pub fn limits(&self) -> Limits {
+        limits(
+            self.max_connections,
+            self.max_concurrent_requests,
+            self.header_timeout_s,
+        )
+    }
+}
+
+fn limits(connections: u32, requests: u32, header_timeout_s: f64) -> Limits {
+    Limits {
+        max_connections: connections as usize,
+        max_concurrent_requests: requests as usize,
+        header_timeout: Duration::try_from_secs_f64(header_timeout_s)
+            .unwrap_or(Duration::from_secs(10)),
+    }
+}
+
+/// Whether one listener's limits are in range; else what is wrong, naming the key.
+fn check_limits(
+    section: &str,
+    connections: u32,
+    requests: u32,
+    header_s: f64,
+) -> Result<(), String> {
+    for (key, v) in [
+        ("max_connections", connections),
+        ("max_concurrent_requests", requests),
+    ] {
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&v) {
+            return Err(format!(
+                "{section}.{key} must be between 1 and {MAX_CONNECTIONS_LIMIT}, got {v}"
+            ));
+        }
+    }
+    if !(header_s > 0.0 && header_s <= MAX_HEADER_TIMEOUT_S) {
+        return Err(format!(
+            "{section}.header_timeout_s must be a number of seconds above 0 and at most \
+             {MAX_HEADER_TIMEOUT_S}, got {header_s}"
+        ));
+    }
+    Ok(())
 }
 
 /// `n` MiB in bytes (saturating).
@@ -251,6 +352,21 @@ impl Config {
                 self.gateway.max_body_mb
             ));
         }
+        let (d, g) = (&self.dashboard, &self.gateway);
+        check_limits(
+            "dashboard",
+            d.max_connections,
+            d.max_concurrent_requests,
+            d.header_timeout_s,
+        )
+        .or_else(bad)?;
+        check_limits(
+            "gateway",
+            g.max_connections,
+            g.max_concurrent_requests,
+            g.header_timeout_s,
+        )
+        .or_else(bad)?;
         let tb = &self.token_budget;
         if !(0.0..=1.0).contains(&tb.target) || !(0.0..=1.0).contains(&tb.hard_max) {
             return bad("token_budget.target and hard_max must be between 0 and 1".into());
@@ -288,10 +404,17 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   author: pas
 #   track_heartbeats: false       # heartbeat files are git-ignored by default
 
-# dashboard: {bind: "127.0.0.1:6101"}
+# dashboard:
+#   bind: "127.0.0.1:6101"
+#   max_connections: 256          # open connections (websockets included); more are closed at once
+#   max_concurrent_requests: 64   # requests answered at once; more get a 503
+#   header_timeout_s: 10          # a request's headers must arrive whole within this (also the idle keep-alive)
 # gateway:
 #   bind: "127.0.0.1:6120"
 #   max_body_mb: 32               # larger request bodies get a 413 (long prompts and images are big)
+#   max_connections: 1024         # open connections; more are closed at once
+#   max_concurrent_requests: 256  # calls answered at once (streams until they end); more get a 503 with Retry-After
+#   header_timeout_s: 10          # a request's headers must arrive whole within this (also the idle keep-alive)
 
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
@@ -362,5 +485,35 @@ mod tests {
         let err = Config::parse("gateway: {max_body_mb: 0}\n").unwrap_err();
         assert!(err.to_string().contains("gateway.max_body_mb"), "{err}");
         assert!(Config::parse("default_timeout_s: -1\n").is_err());
+    }
+
+    #[test]
+    fn listener_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "gateway: {max_connections: 8, max_concurrent_requests: 2, header_timeout_s: 0.5}\n",
+        )
+        .unwrap();
+        let l = c.gateway.limits();
+        assert_eq!((l.max_connections, l.max_concurrent_requests), (8, 2));
+        assert_eq!(l.header_timeout, Duration::from_millis(500));
+        assert_eq!(c.dashboard.limits().max_connections, 256);
+        for (text, key) in [
+            ("gateway: {max_connections: 0}\n", "gateway.max_connections"),
+            (
+                "dashboard: {max_concurrent_requests: 0}\n",
+                "dashboard.max_concurrent_requests",
+            ),
+            (
+                "dashboard: {header_timeout_s: 0}\n",
+                "dashboard.header_timeout_s",
+            ),
+            (
+                "gateway: {header_timeout_s: .nan}\n",
+                "gateway.header_timeout_s",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 }

@@ -21,7 +21,7 @@
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
-//! - [`server`]     the dashboard and gateway listeners (one tokio runtime), token guard.
+//! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
 //! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
 //! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,

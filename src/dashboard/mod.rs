@@ -86,6 +86,24 @@ pub(crate) fn secure(app: Router) -> Router {
     headers::apply(app)
 }
 
+/// The answer to a request past `dashboard.max_concurrent_requests`: a 503 saying so, in
+/// the dashboard's error shape (its pages retry on their own).
+pub(crate) fn overloaded(max: usize) -> Response {
+    let mut r = WebError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!(
+            "the dashboard is answering its limit of {max} requests at once \
+             (dashboard.max_concurrent_requests in pas.yaml): retry shortly"
+        ),
+    }
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(1),
+    );
+    r
+}
+
 /// Every path the dashboard serves, in the router's own syntax (`{id}`, `{*path}`).
 /// The security suite walks each of them with every method, and fails when this list
 /// and its own disagree, so a new route cannot slip in untested.

@@ -57,7 +57,13 @@ pub(crate) async fn upgrade(
         Err(refusal) => return refusal.into_response(),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // The connection's slot of dashboard.max_connections, kept while the session lives:
+    // a websocket is a connection like any other.
+    let slot = req
+        .extensions_mut()
+        .remove::<crate::server::listen::ConnSlot>();
     tokio::spawn(async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(conn) => {
                 if let Err(e) = session(dash, TokioIo::new(conn), q.since).await {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
 use crate::llm::route::Policy;
+use crate::server::listen::ConnSlot;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
 /// answers are JSON or an event stream, never to be sniffed into anything else, and all of
@@ -140,6 +141,19 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
     ]
 }
 
+/// The answer to a call past `gateway.max_concurrent_requests`: OpenAI's 503 with
+/// `Retry-After`, which the client libraries retry with backoff.
+pub(crate) fn overloaded(max: usize) -> Response {
+    let message = format!(
+        "the gateway is answering its limit of {max} requests at once \
+         (gateway.max_concurrent_requests in pas.yaml): retry shortly"
+    );
+    let mut r = error(503, message, "api_error", "overloaded");
+    r.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+    r
+}
+
 /// An OpenAI-shaped error response.
 fn error(status: u16, message: String, kind: &str, code: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
@@ -156,24 +170,51 @@ fn json_response(status: StatusCode, body: String) -> Response {
     r
 }
 
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+/// Header `name`, trimmed; `None` when absent or blank. Refused (with a message naming
+/// it) when sent twice or not visible ASCII: an attribution that pas cannot read must not
+/// turn silently into no attribution.
+fn header(h: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+    let mut all = h.get_all(name).iter();
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(format!("{name} is sent more than once: send it once"));
+    }
+    let v = v
+        .to_str()
+        .map_err(|_| format!("{name} holds bytes that are not visible ASCII"))?
+        .trim();
+    Ok((!v.is_empty()).then(|| v.to_string()))
+}
+
+/// Header `name`, which must follow the SPEC's id rule (`[A-Za-z0-9][A-Za-z0-9._-]*`, at
+/// most `max` characters), like the agent names and card ids it stands for. Whatever
+/// the caller sends here ends up in receipts, budgets by agent and job, and the
+/// dashboard, so it is bounded and plain.
+fn id_header(
+    h: &HeaderMap,
+    name: &str,
+    max: usize,
+    valid: fn(&str) -> bool,
+) -> Result<Option<String>, String> {
+    match header(h, name)? {
+        Some(v) if !valid(&v) => {
+            let shown: String = v.chars().take(40).collect();
+            let more = if v.len() > shown.len() { "..." } else { "" };
+            Err(format!(
+                "{name} {shown:?}{more} is not a valid id: it must start with a letter or \
+                 digit and hold only letters, digits, '.', '_' and '-', at most {max} characters"
+            ))
+        }
+        v => Ok(v),
+    }
 }
 
 /// Reads the caller's request into a [`Request`], or says what is wrong with it.
 fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, String> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "the request body is not valid JSON: {e} (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let policy = match header(headers, "x-pas-policy") {
+    // The headers first: a request with a bad one is refused whatever its body.
+    let policy = match header(headers, "x-pas-policy")? {
         None => None,
         Some(p) => Some(
             <Policy as clap::ValueEnum>::from_str(&p, true).map_err(|_| {
@@ -181,16 +222,25 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
             })?,
         ),
     };
-    let job = header(headers, "x-pas-job");
+    let agent = id_header(headers, "x-pas-agent", 64, crate::card::valid_agent_name)?;
+    let job = id_header(headers, "x-pas-job", 128, crate::card::valid_id)?;
+    let request_id = id_header(headers, "x-request-id", 128, crate::card::valid_id)?;
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
     let job_budget = match &job {
         Some(j) => job_budget(gw, j)?,
         None => None,
     };
     let mut req = Request::build(gw, body, bytes.len(), policy)?;
-    if let Some(id) = header(headers, "x-request-id") {
+    if let Some(id) = request_id {
         req.id = id;
     }
-    req.agent = header(headers, "x-pas-agent");
+    req.agent = agent;
     req.job = job;
     req.job_budget = job_budget;
     Ok(req)
@@ -212,6 +262,7 @@ pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, Stri
 
 async fn chat(
     State(gw): State<Arc<Gateway>>,
+    conn: Option<Extension<ConnSlot>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -267,7 +318,7 @@ async fn chat(
             finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
         }
         Ok((Answer::Stream(relay), served)) => {
-            let body = Body::from_stream(frames(relay));
+            let body = Body::from_stream(frames(&gw, relay, conn.map(|c| c.0)));
             let mut resp = (StatusCode::OK, body).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -333,28 +384,93 @@ fn finish(
     resp
 }
 
+/// Frames the relay may read ahead of a slow caller.
+const RELAY_AHEAD: usize = 16;
+
 /// The relay as a body: upstream frames as they come; a break-off becomes an OpenAI
 /// error frame (the client libraries raise it) and the receipt says `cut`.
+///
+/// The relay runs as a task of its own, which hands frames to the body through a short
+/// channel. Hyper polls a body only when it can write, so a relay inside the body would
+/// stop with a caller that stops reading (its socket buffers full), keeping its budget
+/// hold, its receipt unwritten, and its upstream open, for as long as the caller likes.
+/// The task instead gives each frame until the stream's deadline (the provider's
+/// `timeout_s` from the request, the longest the call could have run anyway) to be
+/// taken; past it the stream is cut, its receipt written and its hold settled, whether or
+/// not the caller ever reads again, and the connection is closed (`conn`): hyper, blocked
+/// writing to the caller, would not close it. Should the body be polled again, it ends
+/// in an error, so hyper drops the connection rather than end the stream as if complete.
 fn frames(
+    gw: &Gateway,
     relay: Box<call::Relay>,
+    conn: Option<ConnSlot>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(Some(relay), |state| async move {
-        let mut relay = state?;
-        match relay.stream.next().await {
-            Some(Ok(frame)) => Some((Ok(frame), Some(relay))),
+    let (tx, rx) = tokio::sync::mpsc::channel(RELAY_AHEAD);
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    gw.tasks.spawn(pump(relay, tx, stalled.clone(), conn));
+    futures_util::stream::unfold(Some(rx), move |state| {
+        let stalled = stalled.clone();
+        async move {
+            let mut rx = state?;
+            match rx.recv().await {
+                Some(frame) => Some((Ok(frame), Some(rx))),
+                None if stalled.load(std::sync::atomic::Ordering::Acquire) => Some((
+                    Err(std::io::Error::other(
+                        "the caller stopped reading the stream",
+                    )),
+                    None,
+                )),
+                None => None,
+            }
+        }
+    })
+}
+
+/// Reads the relay into `tx` until its end, its cut, the caller's leaving, or its deadline.
+async fn pump(
+    mut relay: Box<call::Relay>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    conn: Option<ConnSlot>,
+) {
+    let deadline = relay.stream.deadline();
+    loop {
+        let (frame, last) = match relay.stream.next().await {
+            Some(Ok(frame)) => (frame, false),
             Some(Err(e)) => {
                 let msg = e.to_string();
                 relay.finish("cut", Some(msg.clone()));
                 let body = json!({"error": {"message": format!("the upstream stream broke off: {msg}"),
                     "type": "api_error", "param": null, "code": "upstream_cut"}});
-                Some((Ok(Bytes::from(format!("data: {body}\n\n"))), None))
+                (Bytes::from(format!("data: {body}\n\n")), true)
             }
             None => {
                 relay.finish("ok", None);
-                None
+                return;
+            }
+        };
+        match tokio::time::timeout_at(deadline, tx.send(frame)).await {
+            Ok(Ok(())) if last => return,
+            Ok(Ok(())) => {}
+            // The caller hung up: dropping the relay writes its receipt (`cut`, saying so).
+            Ok(Err(_)) => return,
+            Err(_) => {
+                stalled.store(true, std::sync::atomic::Ordering::Release);
+                relay.finish(
+                    "cut",
+                    Some(format!(
+                        "the caller stopped reading the stream: it was cut at its deadline \
+                         ({:.0} s, the provider's timeout_s)",
+                        relay.stream.total().as_secs_f64()
+                    )),
+                );
+                if let Some(c) = conn {
+                    c.close();
+                }
+                return;
             }
         }
-    })
+    }
 }
 
 /// `GET /v1/models`: every model with its provider, capabilities, context and price, and

@@ -28,8 +28,8 @@ use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
 
+pub(crate) use http::{overloaded, secure, stamped};
 pub use http::{router, routes};
-pub(crate) use http::{secure, stamped};
 
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
@@ -79,6 +79,9 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
+            // A redirect would take the request, and its key, where pas.yaml never said:
+            // a 3xx is a failed attempt instead (see llm::wire).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
         let metrics = shared.gateway_metrics.clone();

@@ -120,6 +120,11 @@ pub enum Mode {
     /// Reads the request, then resets the connection (TCP RST) without a byte of answer:
     /// an upstream that crashed or a middlebox that dropped the connection.
     Reset,
+    /// Answers `307 Temporary Redirect` to this URL (which a client must not follow).
+    Redirect(String),
+    /// A 200 whose body goes on for a GiB: plain, a JSON string that never closes;
+    /// streamed, content frames of 32 KiB each, without end in sight.
+    Endless,
 }
 
 /// A running fake upstream; dropping it stops it.
@@ -371,6 +376,11 @@ async fn answer(
     match mode {
         Mode::Hang => std::future::pending().await,
         Mode::Reset => reset(conn),
+        Mode::Redirect(to) => {
+            let h = [(header::LOCATION, to)];
+            (StatusCode::TEMPORARY_REDIRECT, h, "moved").into_response()
+        }
+        Mode::Endless => endless(req.stream),
         Mode::Status { .. } | Mode::EchoKey { .. } => {
             let (code, retry_after, message) = match mode {
                 Mode::Status { code, retry_after } => {
@@ -447,6 +457,34 @@ async fn answer(
             )
         }
     }
+}
+
+/// [`Mode::Endless`]'s answer: 1 GiB, a chunk at a time.
+fn endless(stream: bool) -> Response {
+    let word = "a".repeat(32 << 10);
+    let (kind, head, chunk) = if stream {
+        let frame = json!({"id": "endless", "object": "chat.completion.chunk", "created": 0,
+            "model": "m", "choices": [{"index": 0, "delta": {"content": word},
+            "finish_reason": null}]});
+        (
+            "text/event-stream",
+            String::new(),
+            format!("data: {frame}\n\n"),
+        )
+    } else {
+        (
+            "application/json",
+            "{\"choices\": [{\"message\": {\"content\": \"".into(),
+            word,
+        )
+    };
+    let chunk = Bytes::from(chunk);
+    let n = (1usize << 30) / chunk.len();
+    let body = futures_util::stream::iter(
+        std::iter::once(Bytes::from(head)).chain(std::iter::repeat_n(chunk, n)),
+    )
+    .map(Ok::<_, std::io::Error>);
+    reply(kind, Body::from_stream(body))
 }
 
 fn reply(content_type: &'static str, body: Body) -> Response {

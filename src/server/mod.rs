@@ -8,9 +8,13 @@
 //! gateway spends money and the dashboard shows everything. The bound addresses are
 //! written to `.pas/serve.json` (port 0 binds a free port, which tests and benchmarks use).
 //! In front of both, `origin` refuses foreign web pages (cross-origin requests and DNS
-//! rebinding), which a token-less loopback listener would otherwise serve.
+//! rebinding), which a token-less loopback listener would otherwise serve. Each listener
+//! is served within its limits (`max_connections`, `max_concurrent_requests`,
+//! `header_timeout_s` of its section of pas.yaml): see `listen` and `limits`.
 
 pub mod auth;
+pub mod limits;
+pub mod listen;
 pub mod origin;
 
 use std::net::SocketAddr;
@@ -151,6 +155,19 @@ pub fn start(
     let gw_app = auth::guard(crate::gateway::router(gateway_state.clone()), token);
     let dash_app = origin::guard(dash_app, dashboard.ip().is_loopback());
     let gw_app = origin::guard(gw_app, gateway.ip().is_loopback());
+    // Before the guards: a flood is refused without the work of checking it.
+    let cfg = shared.ws.config().context("cannot read pas.yaml")?;
+    let (dash_limits, gw_limits) = (cfg.dashboard.limits(), cfg.gateway.limits());
+    let dash_app = limits::capped(
+        dash_app,
+        dash_limits.max_concurrent_requests,
+        crate::dashboard::overloaded,
+    );
+    let gw_app = limits::capped(
+        gw_app,
+        gw_limits.max_concurrent_requests,
+        crate::gateway::overloaded,
+    );
     // Outermost, so the guards' own refusals carry the same security headers as the
     // answers behind them (the layers inside add them only to what passed the guards),
     // and, from the gateway, its `x-pas-overhead-ms`.
@@ -170,19 +187,18 @@ pub fn start(
         .name("pas-http".into())
         .spawn(move || {
             rt.block_on(async move {
-                let until = |mut rx: watch::Receiver<bool>| async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
                 // Serve until told to stop; only then does the drain's clock start.
                 let mut stop = stopped.clone();
-                let d = axum::serve(dash_listener, dash_app)
-                    .with_graceful_shutdown(until(stopped.clone()));
-                let g = axum::serve(gw_listener, gw_app).with_graceful_shutdown(until(stopped));
+                let d = listen::serve(
+                    dash_listener,
+                    dash_app,
+                    dash_limits,
+                    "dashboard",
+                    stopped.clone(),
+                );
+                let g = listen::serve(gw_listener, gw_app, gw_limits, "gateway", stopped);
                 let serving = async {
-                    let (d, g) = tokio::join!(d, g);
-                    if let Err(e) = d.and(g) {
-                        tracing::error!(error = %e, "HTTP server failed");
-                    }
+                    tokio::join!(d, g);
                 };
                 tokio::pin!(serving);
                 let served = tokio::select! {

@@ -135,3 +135,104 @@ fn a_held_branch_lock_holds_commits_back_and_they_all_land_when_released() {
     );
     stores_intact(&ws);
 }
+
+/// Starts a user's `git commit -a` in the workspace whose editor waits until `release`
+/// exists; returns once git holds `index.lock`, closed, for the editor's time.
+fn user_commit_waiting_on_editor(ws: &Workspace, release: &std::path::Path) -> std::process::Child {
+    let editor = ws.root.join(".git/test-editor.sh");
+    fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\necho 'the user commits' > \"$1\"\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    let mut perm = fs::metadata(&editor).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&editor, perm).unwrap();
+    fs::write(ws.path("notes.txt"), format!("{release:?}\n")).unwrap();
+    let child = std::process::Command::new("git")
+        .args(["-c", "user.name=user", "-c", "user.email=user@example.com"])
+        .args(["commit", "-a"])
+        .env("GIT_EDITOR", &editor)
+        .current_dir(&ws.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = ws.path(".git/index.lock");
+    crate::fixture::wait_until(
+        "git commit to take index.lock",
+        Duration::from_secs(10),
+        || match lock.exists() {
+            true => Ok(()),
+            false => Err("not yet".to_string()),
+        },
+    );
+    child
+}
+
+#[test]
+fn a_live_git_commit_keeps_its_closed_index_lock_and_a_killed_ones_is_cleared() {
+    let _serial = serial();
+    let ws = Workspace::new();
+    ws.register("a", &[], 10);
+    fs::write(ws.path("notes.txt"), "the user's notes\n").unwrap();
+    ws.git(&["add", "notes.txt"]);
+    ws.git(&["commit", "-qm", "the user's notes"]);
+    let d = ws.serve_ready();
+    let lock = ws.path(".git/index.lock");
+
+    // A user's `git commit -a` waits on its editor: index.lock is there, open by nobody.
+    let release = ws.root.join(".git/test-release-1");
+    let mut user = user_commit_waiting_on_editor(&ws, &release);
+    let ids: Vec<String> = (0..3).map(|i| format!("gc-{i}")).collect();
+    drop_and_assign(&ws, &ids);
+    wait_log(
+        &d,
+        &[
+            "git index not updated",
+            "index.lock is held by another process",
+        ],
+        Duration::from_secs(10),
+    );
+    // A retry after the lock passed the age at which a lock nobody has open used to be
+    // removed: pas keeps it because the git that took it lives, and says so.
+    wait_log(
+        &d,
+        &["git locks kept", "git process"],
+        Duration::from_secs(15),
+    );
+    holds_for(
+        "the live git commit's index.lock in place",
+        Duration::from_millis(1000),
+        || match lock.exists() {
+            true => Ok(()),
+            false => Err("pas removed the index.lock of a live git commit".into()),
+        },
+    );
+    for id in &ids {
+        one_place(&ws, id);
+    }
+    fs::write(&release, b"").unwrap();
+    user.wait().unwrap();
+    ws.wait_work_clean("git status -- work clean once the user's commit ended");
+
+    // The same commit killed while its editor waits: its lock is a leftover, removed.
+    let release = ws.root.join(".git/test-release-2");
+    let mut killed = user_commit_waiting_on_editor(&ws, &release);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let more: Vec<String> = (0..2).map(|i| format!("gk-{i}")).collect();
+    drop_and_assign(&ws, &more);
+    wait_log(
+        &d,
+        &["removed a stale git lock", "index.lock"],
+        Duration::from_secs(15),
+    );
+    ws.wait_work_clean("git status -- work clean once the killed commit's lock was cleared");
+    fs::write(&release, b"").unwrap();
+    every_transition_committed(&ws, &more);
+    stores_intact(&ws);
+}

@@ -149,8 +149,8 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
         b.screenshot(&shots().join(format!("{page}.png")));
     }
 
-    // The costs page follows new receipts: an answered call by an agent with a hostile
-    // name, and one refused upstream, show in the by-status table and the agent's budget.
+    // The costs page follows new receipts: an answered call by an agent, and one refused
+    // upstream, show in the by-status table and the agent's budget.
     b.open(&format!("{base}/costs"));
     b.wait_for(
         "the stream to be live",
@@ -158,12 +158,17 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
     );
     b.eval("window.__noReload = 44");
     b.eval(WATCH_CSP);
-    let agent = "<img src=x onerror=\"window.__pwned = 2\">";
     let chat = |agent: Option<&str>| {
         let headers: Vec<(&str, &str)> = agent.map(|a| ("x-pas-agent", a)).into_iter().collect();
         let url = format!("http://{gw}/v1/chat/completions");
         http::send("POST", &url, &headers, Some(&ask("m", false))).status
     };
+    // A hostile agent name never gets as far as a receipt; a plain one does.
+    assert_eq!(
+        chat(Some("<img src=x onerror=\"window.__pwned = 2\">")),
+        400
+    );
+    let agent = "e2e-agent";
     assert_eq!(chat(Some(agent)), 200);
     up.set_mode(Mode::Status {
         code: 429,

@@ -10,7 +10,7 @@ use pas::llm::fake::{self, Fake, FakeOptions, Mode};
 use crate::gateway::{ask, model, provider, sse_text, Gw};
 
 /// `bad` (cheaper, tried first under `cheapest`) and `good`, both serving capability `x`.
-fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
+pub(crate) fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
     Gw::start(
         &[
             provider(
@@ -37,7 +37,7 @@ fn pair(bad: &Fake, good: &Fake, more: &str) -> Gw {
 /// two receipts (the failed attempt, then the answer) under one request id. The failed
 /// attempt's error starts with the kind of failure (`kinds`: plain, streamed), so SQL and
 /// `pas costs` can tell a timeout from a 429.
-fn falls_back(what: &str, mode: Option<Mode>, kinds: [&str; 2]) {
+pub(crate) fn falls_back(what: &str, mode: Option<Mode>, kinds: [&str; 2]) {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
     let gw = pair(&bad, &good, "");

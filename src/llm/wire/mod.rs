@@ -10,6 +10,14 @@
 //! Timeouts are per provider (`timeout_s`, `first_token_timeout_s`) with
 //! `tokio::time`, since one client serves every provider.
 //!
+//! What a provider sends is read up to a cap: a plain answer up to [`MAX_ANSWER_BYTES`],
+//! an error body up to [`MAX_ERROR_BYTES`], a stream up to [`MAX_ANSWER_BYTES`] in all
+//! (and each of its events up to the SSE parser's own cap), so a provider that answers
+//! without end is a failed attempt (`malformed`, naming the cap), never pas's memory. The
+//! client follows no redirects (see `gateway::Gateway::new`): a 3xx is a failed attempt
+//! (`http_3xx`, naming where it pointed), since following it would send the request,
+//! and the key with it, somewhere the configuration never named.
+//!
 //! - `openai`: requests, replies and stream frames of chat completions.
 //! - `anthropic`: translation to and from the Messages API.
 //! - `sse`: an incremental server-sent-events parser.
@@ -80,8 +88,9 @@ impl CallError {
             | CallError::Timeout { .. }
             | CallError::Malformed(_)
             | CallError::Untranslatable(_) => true,
+            // A redirect is the provider's setup too (pas follows none): the next may serve.
             CallError::Status { code, .. } => {
-                matches!(code, 401 | 403 | 404 | 408 | 429 | 500..=599)
+                matches!(code, 300..=399 | 401 | 403 | 404 | 408 | 429 | 500..=599)
             }
             CallError::Cut { .. } => false,
         }
@@ -133,10 +142,12 @@ pub async fn complete(
     let total = seconds(t.provider.timeout_s);
     let call = async {
         let resp = send(client, t, body, false).await?;
-        let bytes = resp
-            .bytes()
+        let bytes = read_capped(resp, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| CallError::Connect(format!("reading the answer: {}", chain(&e))))?;
+            .map_err(|e| match e {
+                Capped::Read(e) => CallError::Connect(format!("reading the answer: {e}")),
+                Capped::TooLarge => CallError::Malformed(too_large(MAX_ANSWER_BYTES)),
+            })?;
         let plain = match t.provider.protocol {
             Protocol::Openai => openai::reply(&bytes, &t.model.id),
             Protocol::Anthropic => anthropic::reply(&bytes, &t.model.id),
@@ -223,12 +234,82 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let text = resp.bytes().await.unwrap_or_default();
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| excerpt(v.as_bytes()))
+            .unwrap_or_else(|| "nowhere".into());
+        return Err(CallError::Status {
+            code: status.as_u16(),
+            retry_after: None,
+            message: redact(
+                format!(
+                    "the provider redirected to {to}, which pas does not follow \
+                     (point its base_url at the right place)"
+                ),
+                t.api_key,
+            ),
+        });
+    }
+    // Only its message is wanted: a provider's error body is read no further than this.
+    let text = read_capped(resp, MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_else(|e| match e {
+            Capped::Read(_) => Vec::new(),
+            Capped::TooLarge => too_large(MAX_ERROR_BYTES).into_bytes(),
+        });
     Err(CallError::Status {
         code: status.as_u16(),
         retry_after,
         message: redact(error_message(&text), t.api_key),
     })
+}
+
+/// Most bytes of a provider's answer pas reads: a plain answer's body, or a whole stream.
+/// Far above any real answer (a long completion is a few hundred KiB), low enough that
+/// a few calls at once cannot run pas out of memory.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Most bytes of a provider's error body pas reads (only its message is used).
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
+
+/// Why a body could not be read whole.
+enum Capped {
+    Read(String),
+    TooLarge,
+}
+
+/// The message of an answer cut at `cap`.
+fn too_large(cap: usize) -> String {
+    format!(
+        "too_large: the answer went past the {} pas reads of an answer and was cut off there",
+        size(cap)
+    )
+}
+
+/// `n` bytes, in MiB or KiB.
+fn size(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{} KiB", n >> 10)
+    }
+}
+
+/// The body of `resp`, or `TooLarge` as soon as it passes `cap` (a `Content-Length`
+/// above it is refused before a byte is read).
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, Capped> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Capped::Read(chain(&e)))? {
+        if out.len() + chunk.len() > cap {
+            return Err(Capped::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// The `error.message` of an OpenAI or Anthropic error body, else the start of the body.

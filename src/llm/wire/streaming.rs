@@ -55,6 +55,7 @@ pub async fn stream(
         total,
         ttft: Duration::ZERO,
         over: false,
+        read: 0,
     };
     while !s.tally.started && !s.over {
         if let Err(f) = s.pump(first_deadline).await {
@@ -92,6 +93,8 @@ pub struct Stream {
     ttft: Duration,
     /// Nothing more will be read: the end was seen, or the stream failed.
     over: bool,
+    /// Bytes of the body read so far, up to [`super::MAX_ANSWER_BYTES`].
+    read: usize,
 }
 
 /// What a stream has produced and learned so far; the protocol decoders fill it.
@@ -180,6 +183,16 @@ impl Stream {
         }
     }
 
+    /// When the whole call must be over: `timeout_s` after its request was sent.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The provider's `timeout_s`, which set the deadline.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
     /// Time from sending the request to the first content.
     pub fn ttft(&self) -> Duration {
         self.ttft
@@ -207,6 +220,15 @@ impl Stream {
             Ok(Some(Ok(c))) => Some(c),
             Ok(None) => None,
         };
+        if let Some(c) = &chunk {
+            self.read += c.len();
+            if self.read > super::MAX_ANSWER_BYTES {
+                return Err(Failure::Upstream {
+                    code: None,
+                    message: super::too_large(super::MAX_ANSWER_BYTES),
+                });
+            }
+        }
         let mut events = std::mem::take(&mut self.events);
         match &chunk {
             Some(c) => self

@@ -1,6 +1,7 @@
 //! Every user string escaped: hostile text in every place a user or an agent can put
 //! text (card titles and descriptions, agent descriptions and heartbeat notes, results,
-//! errors, rejected file names, receipt attribution) is shown as text on every page,
+//! errors, rejected file names; hostile receipt attribution is refused at the gateway) is
+//! shown as text on every page,
 //! round-trips exactly through the JSON API, and is never evaluated as a template.
 
 use pas::llm::fake::{self, FakeOptions};
@@ -127,25 +128,28 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     ws.pas_ok(&["fail", "SEC-FAIL", "--error", HOSTILE]);
     ws.wait_state("SEC-DONE", "done");
     ws.wait_state("SEC-FAIL", "failed");
-    // Receipts attributed to a hostile agent name; a hostile job id is refused as JSON.
+    // A hostile agent name or job id is refused as JSON (never reaching a receipt); a
+    // plain one gets the receipt the pages show.
     let chat = serde_json::to_string(&ask("m", false)).unwrap();
+    for header in ["x-pas-agent", "x-pas-job"] {
+        let r = raw(
+            &gw,
+            "POST",
+            "/v1/chat/completions",
+            &[(header, HOSTILE)],
+            &chat,
+        );
+        assert_eq!(r.status, 400, "{header}: {r:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
     let r = raw(
         &gw,
         "POST",
         "/v1/chat/completions",
-        &[("x-pas-agent", HOSTILE)],
+        &[("x-pas-agent", "sec-agent")],
         &chat,
     );
     assert_eq!(r.status, 200, "{r:?}");
-    let r = raw(
-        &gw,
-        "POST",
-        "/v1/chat/completions",
-        &[("x-pas-job", HOSTILE)],
-        &chat,
-    );
-    assert_eq!(r.status, 400, "{r:?}");
-    assert_eq!(r.header("content-type"), Some("application/json"));
     wait_until("the receipt and both rejections", WAIT, || {
         let s = super::super::http::get(&format!("http://{dash}/api/status")).json();
         let receipts = ws
@@ -239,7 +243,10 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     assert_eq!(job["job"]["title"], HOSTILE, "{job}");
     let costs = raw(&dash, "GET", "/api/costs", &[], "").body;
     let costs: Value = serde_json::from_str(&costs).unwrap();
-    assert_eq!(costs["budgets"]["agents"][0]["agent"], HOSTILE, "{costs}");
+    assert_eq!(
+        costs["budgets"]["agents"][0]["agent"], "sec-agent",
+        "{costs}"
+    );
     let metrics = raw(&dash, "GET", "/metrics", &[], "");
     assert!(metrics
         .header("content-type")

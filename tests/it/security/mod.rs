@@ -7,9 +7,11 @@
 //! what went on the wire.
 
 mod escaping;
+mod listeners;
 mod routes;
 mod secrets;
 mod token;
+mod upstreams;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
