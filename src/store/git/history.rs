@@ -336,10 +336,11 @@ mod tests {
             .is_empty());
     }
 
-    /// Links are not reported dirty: neither a linked card nor a linked folder.
+    /// Links are reported like files (a linked card and a linked folder alike), since the
+    /// commit stores a link as a link; nothing is listed from inside the linked folder.
     #[cfg(unix)]
     #[test]
-    fn dirty_paths_leave_out_links() {
+    fn dirty_paths_list_links_as_links() {
         use std::os::unix::fs::symlink;
         let (dir, store) = setup();
         let root = dir.path();
@@ -349,8 +350,17 @@ mod tests {
         fs::create_dir_all(root.join("work/rejected")).unwrap();
         symlink(&secret, root.join("work/rejected/J-2.yaml")).unwrap();
         symlink(outside.path(), root.join("work/inbox")).unwrap();
-        let dirty = store.dirty_paths_under(&root.join("work")).unwrap();
-        assert_eq!(dirty, [card]);
+        fs::write(outside.path().join("inside-the-link.yaml"), "y\n").unwrap();
+        let mut dirty = store.dirty_paths_under(&root.join("work")).unwrap();
+        dirty.sort();
+        assert_eq!(
+            dirty,
+            [
+                card,
+                root.join("work/inbox"),
+                root.join("work/rejected/J-2.yaml")
+            ]
+        );
     }
 
     #[test]
