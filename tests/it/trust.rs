@@ -28,6 +28,16 @@ fn forge(text: &str) -> String {
         + "\n"
 }
 
+/// Waits for card `id` to be in `failed/` and returns it.
+fn wait_failed(ws: &Workspace, id: &str) -> serde_yaml::Value {
+    wait_until(&format!("{id} in failed/"), Duration::from_secs(30), || {
+        match ws.state_of(id).as_deref() {
+            Some("failed") => ws.try_card(id).ok_or_else(|| "moved".to_string()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+}
+
 #[test]
 fn a_forged_assigned_at_and_attempts_are_put_back_and_the_card_still_fails() {
     let ws = Workspace::new();
@@ -51,12 +61,7 @@ fn a_forged_assigned_at_and_attempts_are_put_back_and_the_card_still_fails() {
     std::fs::rename(&tmp, &path).unwrap();
 
     // pas puts its record back, so the card times out again and, out of attempts, fails.
-    let card = wait_until("forged in failed/", Duration::from_secs(30), || {
-        match ws.state_of("forged").as_deref() {
-            Some("failed") => ws.try_card("forged").ok_or_else(|| "moved".to_string()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let card = wait_failed(&ws, "forged");
     assert_eq!(card["pas"]["attempts"].as_u64(), Some(2), "{card:?}");
     assert_eq!(history(&card).last().unwrap(), "assigned/sly -> failed");
     let log = ws.git(&["log", "--format=%B", "--", "work"]);
@@ -88,12 +93,7 @@ fn a_block_forged_while_pas_was_stopped_is_put_back_at_start_up() {
     std::fs::write(&path, forge(&text)).unwrap();
 
     let _d = ws.serve_ready();
-    let card = wait_until("forged in failed/", Duration::from_secs(30), || {
-        match ws.state_of("forged").as_deref() {
-            Some("failed") => ws.try_card("forged").ok_or_else(|| "moved".to_string()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let card = wait_failed(&ws, "forged");
     assert_eq!(card["pas"]["attempts"].as_u64(), Some(2), "{card:?}");
     let log = ws.git(&["log", "--format=%B", "--", "work"]);
     let line = log
