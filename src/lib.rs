@@ -12,6 +12,7 @@
 //! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
 //! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).
 //! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
+//! - [`clock`]      the wall and monotonic time the money path reads (real, or a test's).
 //! - [`agent`]      agent definitions and registrations (pure).
 //! - [`board`]      in-memory board and the rules of assignment (pure: board + time -> plan).
 //! - [`resources`]  machine capacity against what cards need and hold (pure).
@@ -36,6 +37,7 @@ pub mod bench;
 pub mod board;
 pub mod card;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

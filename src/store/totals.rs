@@ -54,7 +54,7 @@ impl Pending {
     /// Counts one newly inserted receipt.
     pub(crate) fn add(&mut self, r: &ReceiptRow) {
         let key = (
-            r.ts.date_naive().to_string(),
+            r.counts_in().to_string(),
             r.provider.clone(),
             r.model.clone(),
             r.agent.clone().unwrap_or_default(),
