@@ -237,6 +237,9 @@ fn recover_holds(
             cards.insert(j.clone(), (r.id.clone(), cost));
         }
     }
+    let holds = holds
+        .serving()
+        .with_context(|| format!("cannot configure {}", path.display()))?;
     Ok((Some(holds), cards))
 }
 

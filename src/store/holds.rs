@@ -41,6 +41,9 @@ pub struct HoldRow {
     pub stream: bool,
 }
 
+/// How long writing a hold waits for another connection's lock.
+const HOLD_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The status of a receipt recovered from a hold.
 pub const INTERRUPTED: &str = "interrupted";
 
@@ -50,11 +53,22 @@ pub struct Holds {
 }
 
 impl Holds {
-    /// Opens (and migrates) the database at `path` for holds.
+    /// Opens (and migrates) the database at `path` for holds; until
+    /// [`serving`](Self::serving), it waits out other connections' locks as long as the
+    /// writer does (start-up recovery should wait, not fail the start).
     pub fn open(path: &Path) -> Result<Holds, DbError> {
         Ok(Holds {
             conn: Mutex::new(db::open(path)?),
         })
+    }
+
+    /// Shortens the wait for other connections' locks to [`HOLD_WAIT`], for the request
+    /// path: the writer's transactions take milliseconds, and waiting longer means another
+    /// process holds the database (a backup, a script's long transaction); a paid call
+    /// should not stall behind it. The write fails, is logged, and the call goes on.
+    pub fn serving(self) -> rusqlite::Result<Holds> {
+        self.lock().busy_timeout(HOLD_WAIT)?;
+        Ok(self)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
