@@ -95,11 +95,18 @@ fn fifty_calls_across_a_months_last_midnight_overshoot_neither_budget() {
             &model("m", &["x"], Some(("1", "10"))),
         )],
         &format!("budgets: {{daily_usd: \"{daily}\", monthly_usd: \"{monthly}\"}}\n"),
-        &[("PAS_CLOCK_START", "2026-01-31T23:59:55Z")],
+        &[("PAS_CLOCK_START", "2026-01-31T23:59:48Z")],
     );
-    // The first call teaches the model's surplus (none); then waves of 5 every 700 ms,
-    // each call 1.5 s upstream, so calls are in flight whenever midnight comes.
+    // The first call teaches the model's surplus (none), and its receipt tells the time
+    // on the daemon's clock however long the start took; the waves (5 calls every 700 ms,
+    // each 1.5 s upstream) begin about 3 s before midnight, so calls are in flight at it.
     assert_eq!(gw.chat(&ask("m", false), &[]).status, 200);
+    gw.receipts(1);
+    let first_ts = chrono::DateTime::parse_from_rfc3339(&receipt_days(&gw)[0].1).unwrap();
+    let midnight = chrono::DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z").unwrap();
+    if let Ok(left) = (midnight - first_ts - chrono::Duration::seconds(3)).to_std() {
+        std::thread::sleep(left);
+    }
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for _ in 0..10 {
