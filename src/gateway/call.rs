@@ -344,9 +344,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             }
         };
         // The receipt's id, chosen now so the durable hold and the receipt share it.
-        let receipt_id = ulid::Ulid::new().to_string();
-        gw.hold_durably(req, n + 1, provider, model, &receipt_id, &hold);
         let attempt = n + 1;
+        let receipt_id = ulid::Ulid::new().to_string();
+        gw.hold_durably(req, attempt, provider, model, &receipt_id, &hold);
         let mut body = req.body.clone();
         if req.max_output.is_none()
             && worst > Decimal::ZERO

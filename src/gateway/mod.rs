@@ -61,7 +61,7 @@ pub struct Gateway {
     pub surplus: surplus::Surplus,
     /// LLM cards whose call this start found interrupted: card id -> its receipt id and
     /// reserved cost (taken by the card's next run, which fails instead of buying again).
-    interrupted: Mutex<HashMap<String, (String, rust_decimal::Decimal)>>,
+    interrupted: Mutex<Interrupted>,
 }
 
 impl Gateway {
