@@ -221,7 +221,7 @@ fn recover_holds(
     let found = holds.recover(now).with_context(|| {
         format!(
             "cannot book the calls a stopped run left in flight ({})",
-            path.display()
+            crate::store::holds::path_for(&path).display()
         )
     })?;
     let mut cards = HashMap::new();
@@ -237,9 +237,6 @@ fn recover_holds(
             cards.insert(j.clone(), (r.id.clone(), cost));
         }
     }
-    let holds = holds
-        .serving()
-        .with_context(|| format!("cannot configure {}", path.display()))?;
     Ok((Some(holds), cards))
 }
 

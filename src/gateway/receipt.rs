@@ -39,11 +39,11 @@ pub(super) struct Attempt<'a> {
 }
 
 impl Gateway {
-    /// Writes `hold` of a paid attempt to the database before its upstream is called, so
+    /// Writes `hold` of a paid attempt to the holds file before its upstream is called, so
     /// a run killed mid-call leaves its spend behind (`store::holds`). A free call has
     /// nothing to lose. A failed write is logged and the call goes on: refusing every
-    /// call while the database is unwell would stop the swarm, and the receipt still
-    /// comes unless pas is also killed in the meantime.
+    /// call while the disk is unwell would stop the swarm, and the receipt still comes
+    /// unless pas is also killed in the meantime.
     pub(super) fn hold_durably(
         &self,
         req: &Request,

@@ -42,7 +42,10 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         5,
         include_str!("../../telemetry/migrations/005_receipt_totals.sql"),
     ),
-    (6, include_str!("../../telemetry/migrations/006_holds.sql")),
+    (
+        6,
+        include_str!("../../telemetry/migrations/006_receipts_day.sql"),
+    ),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).
@@ -439,8 +442,6 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::
                     if super::receipts::insert_only(&tx, r)? {
                         totals.add(r);
                     }
-                    // Its hold is settled by this very transaction: never both, never neither.
-                    super::holds::settled(&tx, &r.id)?;
                 }
             }
         }
