@@ -13,7 +13,7 @@
 //!
 //! A hold is deleted only once its receipt is committed in `pas.db`: every [`SWEEP_EVERY`]
 //! holds written (and at start), one statement deletes the holds whose receipt exists
-//! there (`pas.db` attached read-only; in WAL mode reading it never waits for the writer).
+//! there (`pas.db` attached and only read; in WAL mode reading never waits for the writer).
 //! So a crash leaves either a committed receipt (its hold, if still here, is dropped at
 //! start, not booked again: receipts and holds share the receipt's id) or a hold to book.
 //! The file is WAL with `synchronous=OFF`: a commit is a write to the OS, which survives
@@ -105,13 +105,14 @@ impl Holds {
             conn.query_row("PRAGMA main.locking_mode = EXCLUSIVE", [], |r| {
                 r.get::<_, String>(0)
             })?;
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
-            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.query_row("PRAGMA main.journal_mode = WAL", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+            conn.execute_batch("PRAGMA main.synchronous = OFF")?;
             conn.execute_batch(SCHEMA)?;
-            conn.execute(
-                "ATTACH DATABASE ?1 AS tel",
-                [format!("file:{}?mode=ro", db.display())],
-            )?;
+            // Attached by its plain path (a URI would misread `?`, `#` or `%` in a
+            // workspace's path); only ever read, so it takes no write lock.
+            conn.execute("ATTACH DATABASE ?1 AS tel", [db.to_string_lossy()])?;
             Ok(())
         };
         setup().with_context(|| format!("cannot set up {}", path.display()))?;
