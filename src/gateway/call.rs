@@ -312,7 +312,10 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
         // Under a budget, a model whose billed surplus is unknown takes one paid call at a
         // time until an answer teaches it (see `surplus`).
         let probe = if budgeted && worst_for(req.input_bound) > Decimal::ZERO {
-            gw.surplus.first_call(&provider.name, &model.id).await
+            let patience = Duration::try_from_secs_f64(provider.timeout_s).unwrap_or(Duration::MAX);
+            gw.surplus
+                .first_call(&provider.name, &model.id, patience)
+                .await
         } else {
             None
         };

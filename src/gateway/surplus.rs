@@ -9,8 +9,8 @@
 //! figure follows a provider that adds more, and forgets a spike after a while). Each
 //! later reservation adds it to the input bound. Until a model has one observation (in
 //! this run, or from the receipts of earlier runs), its paid calls under a budget go one
-//! at a time ([`Surplus::first_call`]): the first answer teaches the surplus before a
-//! second call is admitted, so the most a surplus can push spend past a budget is one
+//! at a time ([`Surplus::first_call`], each waiting at most as long as a call may run):
+//! the first answer teaches the surplus before a second call is admitted, so the most a surplus can push spend past a budget is one
 //! call's surplus per model the first time pas ever calls it (and after, a surplus larger
 //! than any of the last calls', once per call in flight when it grows).
 
@@ -69,8 +69,17 @@ impl Surplus {
 
     /// Waits until this paid call may go: at once when the model's surplus is known
     /// (`None`), else as the only call to it in flight (`Some(permit)`, held until its
-    /// receipt has taught the surplus, or it failed and the next waiter tries).
-    pub async fn first_call(&self, provider: &str, model: &str) -> Option<OwnedSemaphorePermit> {
+    /// receipt has taught the surplus, or it failed and the next waiter tries). A call
+    /// waits at most `patience` (the provider's `timeout_s`: as long as the call before
+    /// it may run), then goes without the gate: a slow or failing model must not queue
+    /// calls behind each other, and only a first call that outlives its own timeout (a
+    /// long stream) lets others go unlearnt.
+    pub async fn first_call(
+        &self,
+        provider: &str,
+        model: &str,
+        patience: std::time::Duration,
+    ) -> Option<OwnedSemaphorePermit> {
         let gate = {
             let mut m = self.lock();
             let l = m
@@ -82,7 +91,15 @@ impl Surplus {
             l.gate.clone()
         };
         // The semaphore is never closed, so acquiring only waits.
-        let permit = gate.acquire_owned().await.ok()?;
+        let Ok(Ok(permit)) = tokio::time::timeout(patience, gate.acquire_owned()).await else {
+            tracing::debug!(
+                provider,
+                model,
+                "waited a call's time for the first call to \
+                teach the model's surplus: going without it"
+            );
+            return None;
+        };
         if self.of(provider, model).is_some() {
             return None; // learnt while this call waited: no need to go alone
         }
@@ -110,10 +127,11 @@ mod tests {
     async fn the_first_call_goes_alone_and_the_largest_recent_surplus_counts() {
         let s = Arc::new(Surplus::default());
         assert_eq!(s.of("p", "m"), None);
-        let first = s.first_call("p", "m").await;
+        let wait = std::time::Duration::from_secs(60);
+        let first = s.first_call("p", "m", wait).await;
         assert!(first.is_some(), "nothing known: the call goes alone");
         let s2 = s.clone();
-        let second = tokio::spawn(async move { s2.first_call("p", "m").await.is_some() });
+        let second = tokio::spawn(async move { s2.first_call("p", "m", wait).await.is_some() });
         tokio::task::yield_now().await;
         assert!(
             !second.is_finished(),
@@ -136,6 +154,6 @@ mod tests {
             "a spike is forgotten after WINDOW calls"
         );
         let known = Surplus::remembering([("p".into(), "m".into(), 5)]);
-        assert!(known.first_call("p", "m").await.is_none());
+        assert!(known.first_call("p", "m", wait).await.is_none());
     }
 }
