@@ -6,7 +6,7 @@
 //! as an input to the engine, which writes `result` (or `error`) and moves the card to
 //! `done/` (or `failed/`). A card whose call had not started when pas stopped is run
 //! again after the restart, since it is still in `inbox/`. One whose call was in flight
-//! when pas was killed (its hold left in the database, booked at start as an
+//! when pas was killed (its hold left in `telemetry/pas.db-holds`, booked at start as an
 //! `interrupted` receipt) is not: the provider may have billed that call, so buying it
 //! again silently could pay twice. It goes to `failed/` with an error that names the
 //! receipt and says to `pas retry` it, which runs it again on purpose.
