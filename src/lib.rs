@@ -14,6 +14,7 @@
 //!   hard links, size caps, YAML guards.
 //! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).
 //! - [`card`]       job cards: parse, validate, rewrite pas's own block (pure).
+//! - [`clock`]      the wall and monotonic time the money path reads (real, or a test's).
 //! - [`agent`]      agent definitions and registrations (pure).
 //! - [`board`]      in-memory board and the rules of assignment (pure: board + time -> plan).
 //! - [`resources`]  machine capacity against what cards need and hold (pure).
@@ -38,6 +39,7 @@ pub mod bench;
 pub mod board;
 pub mod card;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

@@ -5,14 +5,18 @@
 //! limit together: admission counts what is spent plus what is reserved. Free calls (a
 //! worst case of $0, e.g. local models) are always admitted. Each `alert_at` share of each
 //! budget raises one alert per period; thresholds already crossed when the daemon starts
-//! (from the receipts) do not alert again. Periods are UTC days and months.
+//! (from the receipts) do not alert again. Periods are UTC days and months, read from the
+//! ledger's [`Clock`]; a hold belongs to the day (and month) it was admitted in, whenever it
+//! settles, so calls in flight at midnight can overshoot neither the day they started in
+//! nor the new one (see [`Books`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
+use crate::clock::Clock;
 use crate::llm::config::Budgets;
 use crate::store::receipts::Spent;
 
@@ -37,18 +41,56 @@ impl Pot {
     fn committed(&self) -> Decimal {
         self.spent + self.reserved
     }
+
+    fn release(&mut self, reserved: Decimal, cost: Decimal) {
+        self.reserved = (self.reserved - reserved).max(Decimal::ZERO);
+        self.spent += cost;
+    }
 }
 
+/// One UTC day's books: the daily budget and each agent's.
+#[derive(Debug, Default)]
+struct Day {
+    pot: Pot,
+    agents: HashMap<String, Pot>,
+    /// Holds admitted this day and not settled yet: the day's books stay until they are.
+    live: usize,
+}
+
+/// One UTC month's books.
+#[derive(Debug, Default)]
+struct Month {
+    pot: Pot,
+    live: usize,
+}
+
+type MonthKey = (i32, u32);
+
+fn month_of(day: NaiveDate) -> MonthKey {
+    (day.year(), day.month())
+}
+
+/// Every period's books. A period's are kept while it is the current one or while a hold
+/// admitted in it is still live, so a call admitted before midnight settles against the
+/// day (and month) it was admitted in, and the new period starts from what was admitted
+/// in it only: yesterday's reservations are neither dropped (they still bound
+/// yesterday's spend) nor charged to today (today never reserved them).
 #[derive(Debug, Default)]
 struct Books {
-    day: Option<NaiveDate>,
-    month: Option<(i32, u32)>,
-    daily: Pot,
-    monthly: Pot,
-    agents: HashMap<String, Pot>,
+    days: BTreeMap<NaiveDate, Day>,
+    months: BTreeMap<MonthKey, Month>,
     jobs: HashMap<String, Pot>,
     /// (scope, period, threshold) already alerted.
     fired: HashSet<(String, String, Decimal)>,
+}
+
+impl Books {
+    /// Drops the books of past periods that no live hold needs any more.
+    fn prune(&mut self, today: NaiveDate) {
+        self.days.retain(|d, b| *d >= today || b.live > 0);
+        let month = month_of(today);
+        self.months.retain(|m, b| *m >= month || b.live > 0);
+    }
 }
 
 /// A reservation held by an admitted call; give it back with [`Ledger::settle`].
@@ -58,7 +100,20 @@ pub struct Hold {
     amount: Decimal,
     agent: Option<String>,
     job: Option<String>,
+    /// The UTC day it was admitted in: its cost counts in this day and its month.
     day: NaiveDate,
+}
+
+impl Hold {
+    /// The worst case reserved.
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+
+    /// The UTC day (and so the month) the call counts in, whenever it settles.
+    pub fn day(&self) -> NaiveDate {
+        self.day
+    }
 }
 
 /// Why a paid call was refused.
@@ -111,14 +166,15 @@ pub struct Alert {
 /// The books of every budget; shared by all gateway requests and LLM job cards.
 pub struct Ledger {
     cfg: Budgets,
+    clock: Clock,
     books: Mutex<Books>,
 }
 
 impl Ledger {
     /// A ledger that already counts `past` receipts (this month's, and every one with a
     /// job), with the thresholds they crossed marked as alerted.
-    pub fn new(cfg: Budgets, past: impl IntoIterator<Item = Spent>, now: DateTime<Utc>) -> Ledger {
-        Self::counting(cfg, now, |add| {
+    pub fn new(cfg: Budgets, past: impl IntoIterator<Item = Spent>, clock: Clock) -> Ledger {
+        Self::counting(cfg, clock, |add| {
             past.into_iter().for_each(add);
             Ok::<(), std::convert::Infallible>(())
         })
@@ -129,25 +185,31 @@ impl Ledger {
     /// from the database); `fill`'s error is returned.
     pub fn counting<E>(
         cfg: Budgets,
-        now: DateTime<Utc>,
+        clock: Clock,
         fill: impl FnOnce(&mut dyn FnMut(Spent)) -> Result<(), E>,
     ) -> Result<Ledger, E> {
+        let now = clock.now();
+        let today = now.date_naive();
         let ledger = Ledger {
             cfg,
+            clock,
             books: Mutex::new(Books::default()),
         };
         {
             let mut b = ledger.lock();
-            ledger.roll(&mut b, now);
+            b.days.entry(today).or_default();
+            b.months.entry(month_of(today)).or_default();
             fill(&mut |r: Spent| {
                 let c = r.cost_usd;
-                if (r.ts.year(), r.ts.month()) == (now.year(), now.month()) {
-                    b.monthly.spent += c;
+                let day = r.ts.date_naive();
+                if month_of(day) == month_of(today) {
+                    b.months.entry(month_of(day)).or_default().pot.spent += c;
                 }
-                if r.ts.date_naive() == now.date_naive() {
-                    b.daily.spent += c;
+                if day == today {
+                    let d = b.days.entry(day).or_default();
+                    d.pot.spent += c;
                     if let Some(a) = &r.agent {
-                        b.agents.entry(a.clone()).or_default().spent += c;
+                        d.agents.entry(a.clone()).or_default().spent += c;
                     }
                 }
                 if let Some(j) = r.job_id {
@@ -155,52 +217,45 @@ impl Ledger {
                 }
             })?;
             // Thresholds crossed before this start were alerted by the run that crossed them.
-            let _ = ledger.crossed(&mut b, None, None, &HashMap::new(), now);
+            let _ = ledger.crossed(&mut b, today, None, None, &HashMap::new());
         }
         Ok(ledger)
+    }
+
+    /// The clock this ledger reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Books> {
         self.books.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new day or month starts with empty pots; reservations of calls still running
-    /// are settled against the period they were admitted in.
-    fn roll(&self, b: &mut Books, now: DateTime<Utc>) {
-        let day = now.date_naive();
-        if b.day != Some(day) {
-            b.day = Some(day);
-            b.daily = Pot::default();
-            b.agents.clear();
-        }
-        let month = (now.year(), now.month());
-        if b.month != Some(month) {
-            b.month = Some(month);
-            b.monthly = Pot::default();
-        }
-    }
-
-    /// Admits a call that may cost up to `worst` (reserving it), or says which budget it
-    /// would break. `job_budget` is the job card's `budget_usd`.
+    /// Admits a call that may cost up to `worst` (reserving it in today's and this
+    /// month's books), or says which budget it would break. `job_budget` is the job
+    /// card's `budget_usd`.
     pub fn admit(
         &self,
         worst: Decimal,
         agent: Option<&str>,
         job: Option<&str>,
         job_budget: Option<Decimal>,
-        now: DateTime<Utc>,
     ) -> Result<Hold, Refusal> {
+        let today = self.clock.now().date_naive();
         let mut b = self.lock();
-        self.roll(&mut b, now);
+        b.prune(today);
+        let b = &mut *b;
+        let day = b.days.entry(today).or_default();
+        let month = b.months.entry(month_of(today)).or_default();
         if worst > Decimal::ZERO {
             let agent_pot = agent
-                .and_then(|a| b.agents.get(a))
+                .and_then(|a| day.agents.get(a))
                 .copied()
                 .unwrap_or_default();
             let job_pot = job.and_then(|j| b.jobs.get(j)).copied().unwrap_or_default();
             let checks = [
-                ("daily".to_string(), self.cfg.daily_usd, b.daily),
-                ("monthly".to_string(), self.cfg.monthly_usd, b.monthly),
+                ("daily".to_string(), self.cfg.daily_usd, day.pot),
+                ("monthly".to_string(), self.cfg.monthly_usd, month.pot),
                 (
                     format!("agent {}", agent.unwrap_or("-")),
                     self.cfg.agent_daily_usd.filter(|_| agent.is_some()),
@@ -226,10 +281,12 @@ impl Ledger {
                 }
             }
         }
-        b.daily.reserved += worst;
-        b.monthly.reserved += worst;
+        day.pot.reserved += worst;
+        day.live += 1;
+        month.pot.reserved += worst;
+        month.live += 1;
         if let Some(a) = agent {
-            b.agents.entry(a.to_string()).or_default().reserved += worst;
+            day.agents.entry(a.to_string()).or_default().reserved += worst;
         }
         if let Some(j) = job {
             b.jobs.entry(j.to_string()).or_default().reserved += worst;
@@ -238,84 +295,101 @@ impl Ledger {
             amount: worst,
             agent: agent.map(str::to_string),
             job: job.map(str::to_string),
-            day: now.date_naive(),
+            day: today,
         })
     }
 
-    /// Gives back `hold` and books `actual` (unknown cost books nothing); returns the
-    /// alerts this crossed. `job_budget` as given to `admit`.
+    /// Gives back `hold` and books `actual` (unknown cost books nothing) in the day and
+    /// month it was admitted in; returns the alerts this crossed. `job_budget` as given
+    /// to `admit`.
     pub fn settle(
         &self,
         hold: Hold,
         actual: Option<Decimal>,
         job_budget: Option<Decimal>,
-        now: DateTime<Utc>,
     ) -> Vec<Alert> {
+        let today = self.clock.now().date_naive();
         let mut b = self.lock();
-        let same_day = b.day == Some(hold.day);
-        let same_month = b.month == Some((hold.day.year(), hold.day.month()));
-        self.roll(&mut b, now);
         let cost = actual.unwrap_or_default();
-        let release = |p: &mut Pot, live: bool| {
-            if live {
-                p.reserved = (p.reserved - hold.amount).max(Decimal::ZERO);
-            }
-            p.spent += cost;
-        };
-        release(&mut b.daily, same_day);
-        release(&mut b.monthly, same_month);
+        let day = b.days.entry(hold.day).or_default();
+        day.pot.release(hold.amount, cost);
+        day.live = day.live.saturating_sub(1);
         if let Some(a) = &hold.agent {
-            release(b.agents.entry(a.clone()).or_default(), same_day);
+            day.agents
+                .entry(a.clone())
+                .or_default()
+                .release(hold.amount, cost);
         }
+        let month = b.months.entry(month_of(hold.day)).or_default();
+        month.pot.release(hold.amount, cost);
+        month.live = month.live.saturating_sub(1);
         if let Some(j) = &hold.job {
-            release(b.jobs.entry(j.clone()).or_default(), true);
+            b.jobs
+                .entry(j.clone())
+                .or_default()
+                .release(hold.amount, cost);
         }
         let jobs: HashMap<String, Decimal> = hold
             .job
             .iter()
             .filter_map(|j| job_budget.map(|l| (j.clone(), l)))
             .collect();
-        self.crossed(
+        let alerts = self.crossed(
             &mut b,
+            hold.day,
             hold.agent.as_deref(),
             hold.job.as_deref(),
             &jobs,
-            now,
-        )
+        );
+        b.prune(today);
+        alerts
     }
 
-    /// Marks every threshold now crossed as fired and returns the new ones.
+    /// Marks every threshold now crossed in the books of `day` (and its month) as fired
+    /// and returns the new ones.
     fn crossed(
         &self,
         b: &mut Books,
+        day: NaiveDate,
         agent: Option<&str>,
         job: Option<&str>,
         job_limits: &HashMap<String, Decimal>,
-        now: DateTime<Utc>,
     ) -> Vec<Alert> {
-        let day = now.date_naive().to_string();
-        let month = now.format("%Y-%m").to_string();
+        let month = day.format("%Y-%m").to_string();
+        let (day_spent, agent_spent) = match b.days.get(&day) {
+            Some(d) => {
+                let agents: Vec<(String, Decimal)> = match agent {
+                    Some(a) => vec![(
+                        a.to_string(),
+                        d.agents.get(a).map_or(Decimal::ZERO, |p| p.spent),
+                    )],
+                    None => d.agents.iter().map(|(a, p)| (a.clone(), p.spent)).collect(),
+                };
+                (d.pot.spent, agents)
+            }
+            None => (Decimal::ZERO, Vec::new()),
+        };
+        let month_spent = b
+            .months
+            .get(&month_of(day))
+            .map_or(Decimal::ZERO, |m| m.pot.spent);
+        let day = day.to_string();
         let mut scopes = vec![
             (
                 "daily".to_string(),
                 day.clone(),
                 self.cfg.daily_usd,
-                b.daily.spent,
+                day_spent,
             ),
             (
                 "monthly".to_string(),
                 month,
                 self.cfg.monthly_usd,
-                b.monthly.spent,
+                month_spent,
             ),
         ];
-        let agents: Vec<String> = match agent {
-            Some(a) => vec![a.to_string()],
-            None => b.agents.keys().cloned().collect(),
-        };
         if let Some(limit) = self.cfg.agent_daily_usd {
-            for a in agents {
-                let spent = b.agents.get(&a).map_or(Decimal::ZERO, |p| p.spent);
+            for (a, spent) in agent_spent {
                 scopes.push((format!("agent {a}"), day.clone(), Some(limit), spent));
             }
         }
@@ -348,7 +422,7 @@ impl Ledger {
     /// The 100 % alert of a budget that refused a call because what is already spent
     /// leaves no room for it (reservations keep spend itself from ever reaching the
     /// limit); a refusal only because of calls still running is not exhaustion yet.
-    pub fn refused(&self, r: &Refusal, now: DateTime<Utc>) -> Option<Alert> {
+    pub fn refused(&self, r: &Refusal) -> Option<Alert> {
         if !r.exhausted() {
             return None;
         }
@@ -357,6 +431,7 @@ impl Ledger {
         if top < Decimal::ONE {
             return None;
         }
+        let now = self.clock.now();
         let period = if r.scope == "monthly" {
             now.format("%Y-%m").to_string()
         } else if r.scope.starts_with("job ") {
@@ -384,119 +459,33 @@ impl Ledger {
             || self.cfg.agent_daily_usd.is_some()
     }
 
-    /// Spent and reserved today and this month (for `/api/costs` and tests).
+    /// Spent today, spent this month, and reserved today (for `/api/costs` and tests).
     pub fn totals(&self) -> (Decimal, Decimal, Decimal) {
+        let today = self.clock.now().date_naive();
         let b = self.lock();
-        (b.daily.spent, b.monthly.spent, b.daily.reserved)
+        let day = b.days.get(&today).map(|d| d.pot).unwrap_or_default();
+        let month = b
+            .months
+            .get(&month_of(today))
+            .map(|m| m.pot)
+            .unwrap_or_default();
+        (day.spent, month.spent, day.reserved)
+    }
+
+    /// Spent and reserved in the books of `day` and of its month, while they are kept
+    /// (the current period, or one with calls still live): `(day, month)`.
+    pub fn period(&self, day: NaiveDate) -> (Decimal, Decimal, Decimal, Decimal) {
+        let b = self.lock();
+        let d = b.days.get(&day).map(|d| d.pot).unwrap_or_default();
+        let m = b
+            .months
+            .get(&month_of(day))
+            .map(|m| m.pot)
+            .unwrap_or_default();
+        (d.spent, d.reserved, m.spent, m.reserved)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Decimal {
-        s.parse().unwrap()
-    }
-
-    fn budgets(daily: &str) -> Budgets {
-        Budgets {
-            daily_usd: Some(d(daily)),
-            ..Budgets::default()
-        }
-    }
-
-    #[test]
-    fn reservations_stop_concurrent_calls_at_the_limit() {
-        let l = Ledger::new(budgets("1.00"), [], Utc::now());
-        let now = Utc::now();
-        let holds: Vec<_> = (0..10)
-            .filter_map(|_| l.admit(d("0.30"), None, None, None, now).ok())
-            .collect();
-        assert_eq!(holds.len(), 3, "0.30 × 3 fits in 1.00, a fourth does not");
-        let refused = l.admit(d("0.30"), None, None, None, now).unwrap_err();
-        assert_eq!(refused.scope, "daily");
-        assert!(
-            refused.to_string().contains("daily budget of $1.00"),
-            "{refused}"
-        );
-        assert!(!refused.exhausted(), "only reservations are in the way");
-        // Free calls still run at the limit.
-        let free = l.admit(Decimal::ZERO, None, None, None, now).unwrap();
-        let _ = l.settle(free, Some(Decimal::ZERO), None, now);
-        // Settling for less frees room.
-        for h in holds {
-            let _ = l.settle(h, Some(d("0.10")), None, now);
-        }
-        assert_eq!(l.totals(), (d("0.30"), d("0.30"), Decimal::ZERO));
-        assert!(l.admit(d("0.70"), None, None, None, now).is_ok());
-    }
-
-    #[test]
-    fn alerts_fire_once_per_threshold_per_period() {
-        let l = Ledger::new(budgets("1.00"), [], Utc::now());
-        let now = Utc::now();
-        let mut seen = Vec::new();
-        for _ in 0..10 {
-            let h = l.admit(d("0.10"), None, None, None, now).unwrap();
-            seen.extend(l.settle(h, Some(d("0.10")), None, now));
-        }
-        let shares: Vec<String> = seen
-            .iter()
-            .map(|a| a.threshold.normalize().to_string())
-            .collect();
-        assert_eq!(shares, vec!["0.75", "0.9", "1"]);
-        assert!(seen.iter().all(|a| a.scope == "daily"));
-        // At 100 % a paid call is refused, for good this period.
-        let refused = l.admit(d("0.01"), None, None, None, now).unwrap_err();
-        assert!(refused.exhausted());
-    }
-
-    #[test]
-    fn job_and_agent_budgets_cap_their_own_calls() {
-        let cfg = Budgets {
-            agent_daily_usd: Some(d("0.50")),
-            ..Budgets::default()
-        };
-        let l = Ledger::new(cfg, [], Utc::now());
-        let now = Utc::now();
-        let h = l
-            .admit(d("0.40"), Some("a"), Some("J1"), Some(d("0.45")), now)
-            .unwrap();
-        let e = l
-            .admit(d("0.11"), Some("a"), Some("J2"), None, now)
-            .unwrap_err();
-        assert_eq!(e.scope, "agent a");
-        let e = l
-            .admit(d("0.10"), Some("b"), Some("J1"), Some(d("0.45")), now)
-            .unwrap_err();
-        assert_eq!(e.scope, "job J1");
-        assert!(l.admit(d("0.10"), Some("b"), Some("J2"), None, now).is_ok());
-        let alerts = l.settle(h, Some(d("0.45")), Some(d("0.45")), now);
-        assert!(alerts
-            .iter()
-            .any(|a| a.scope == "job J1" && a.threshold == Decimal::ONE));
-    }
-
-    #[test]
-    fn past_spend_counts_and_does_not_alert_again() {
-        let now = Utc::now();
-        let past = Spent {
-            ts: now,
-            job_id: None,
-            agent: None,
-            cost_usd: d("0.80"),
-        };
-        let l = Ledger::new(budgets("1.00"), [past], now);
-        let h = l.admit(d("0.05"), None, None, None, now).unwrap();
-        let alerts = l.settle(h, Some(d("0.05")), None, now);
-        assert!(
-            alerts.is_empty(),
-            "0.75 was crossed before the start: {alerts:?}"
-        );
-        let h = l.admit(d("0.10"), None, None, None, now).unwrap();
-        let alerts = l.settle(h, Some(d("0.10")), None, now);
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].threshold, d("0.90"));
-    }
-}
+#[path = "budget_tests.rs"]
+mod tests;

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -300,28 +299,41 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             .unwrap_or(DEFAULT_MAX_OUTPUT);
         // Every one of `n` choices may run to the bound, and each is billed as output.
         let may_write_cache = req.marks_cache && provider.protocol == Protocol::Anthropic;
-        let worst = cost::worst_case(
-            price,
-            req.input_bound,
-            max_out.saturating_mul(req.choices),
-            may_write_cache,
-        )
-        .unwrap_or_default();
+        let worst_for = |input: u64| {
+            cost::worst_case(
+                price,
+                input,
+                max_out.saturating_mul(req.choices),
+                may_write_cache,
+            )
+            .unwrap_or_default()
+        };
+        let budgeted = gw.ledger.limited() || req.job_budget.is_some();
+        // Under a budget, a model whose billed surplus is unknown takes one paid call at a
+        // time until an answer teaches it (see `surplus`).
+        let probe = if budgeted && worst_for(req.input_bound) > Decimal::ZERO {
+            let patience = Duration::try_from_secs_f64(provider.timeout_s).unwrap_or(Duration::MAX);
+            gw.surplus
+                .first_call(&provider.name, &model.id, patience)
+                .await
+        } else {
+            None
+        };
+        let surplus = gw.surplus.of(&provider.name, &model.id).unwrap_or(0);
+        let worst = worst_for(req.input_bound.saturating_add(surplus));
         let hold = match gw.ledger.admit(
             worst,
             req.agent.as_deref(),
             req.job.as_deref(),
             req.job_budget,
-            Utc::now(),
         ) {
             Ok(h) => h,
             Err(r) => {
                 if probing {
                     gw.lock_health().end_probe(&provider.name);
                 }
-                let now = Utc::now();
-                if let Some(al) = gw.ledger.refused(&r, now) {
-                    gw.alert(al, now);
+                if let Some(al) = gw.ledger.refused(&r) {
+                    gw.alert(al, gw.ledger.clock().now());
                 }
                 attempts.push(format!("{label}: {r}"));
                 // Say the refusal a retry could get past, if any candidate has one.
@@ -334,7 +346,10 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                 continue;
             }
         };
+        // The receipt's id, chosen now so the durable hold and the receipt share it.
         let attempt = n + 1;
+        let receipt_id = ulid::Ulid::new().to_string();
+        gw.hold_durably(req, attempt, provider, model, &receipt_id, &hold);
         let mut body = req.body.clone();
         if req.max_output.is_none()
             && worst > Decimal::ZERO
@@ -368,11 +383,9 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             if probing {
                 gw.lock_health().end_probe(&provider.name);
             }
-            let now = Utc::now();
-            for al in gw
-                .ledger
-                .settle(hold, Some(Decimal::ZERO), req.job_budget, now)
-            {
+            gw.forget_hold(&receipt_id);
+            let now = gw.ledger.clock().now();
+            for al in gw.ledger.settle(hold, Some(Decimal::ZERO), req.job_budget) {
                 gw.alert(al, now);
             }
             attempts.push(format!("{label}: {e}"));
@@ -419,12 +432,12 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     status: "ok",
                     error: None,
                 };
-                let receipt_id = gw.record(&base, None, end, hold);
+                let receipt_id = gw.record(&base, Some(receipt_id), end, hold);
+                drop(probe); // the surplus is learnt (or this answer had no usage)
                 let served = served(provider, model, receipt_id, c, upstream);
                 return Ok((Answer::Plain(reply), served));
             }
             Ok(Got::Stream(stream)) => {
-                let receipt_id = ulid::Ulid::new().to_string();
                 let relay = Relay {
                     stream: *stream,
                     open: Some(Open {
@@ -436,6 +449,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                         receipt_id: receipt_id.clone(),
                         started,
                         hold,
+                        probe,
                     }),
                 };
                 let mut served = served(provider, model, receipt_id, None, upstream);
@@ -454,7 +468,8 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     // The kind first (`timeout: ...`, `http_429: ...`): see ReceiptRow::kind.
                     error: Some(format!("{}: {e}", e.status())),
                 };
-                gw.record(&base, None, end, hold);
+                gw.record(&base, Some(receipt_id), end, hold);
+                drop(probe);
                 attempts.push(format!("{label}: {e}{}", hint(&e)));
                 if !e.retryable() {
                     let code = match &e {

@@ -4,8 +4,12 @@
 //! The engine hands such a card over when it is ready (its dependencies done) and keeps
 //! it in `inbox/` with `waiting_for: pas is running its LLM call`; the outcome comes back
 //! as an input to the engine, which writes `result` (or `error`) and moves the card to
-//! `done/` (or `failed/`). A card whose call was cut short by a restart is simply run
-//! again, since it is still in `inbox/`.
+//! `done/` (or `failed/`). A card whose call had not started when pas stopped is run
+//! again after the restart, since it is still in `inbox/`. One whose call was in flight
+//! when pas was killed (its hold left in `telemetry/pas.db-holds`, booked at start as an
+//! `interrupted` receipt) is not: the provider may have billed that call, so buying it
+//! again silently could pay twice. It goes to `failed/` with an error that names the
+//! receipt and says to `pas retry` it, which runs it again on purpose.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -101,6 +105,9 @@ pub async fn run(
 
 /// [`run`]'s work; `Ok(None)` when stopped.
 async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml::Value>, String> {
+    if let Some((receipt, cost)) = gw.take_interrupted(&job.id) {
+        return Err(interrupted_reason(&job.id, &receipt, cost));
+    }
     let section: Section = serde_yaml::from_value(job.llm.clone())
         .map_err(|e| format!("the llm section is not valid: {e}"))?;
     if section.messages.is_empty() {
@@ -149,6 +156,16 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
     serde_yaml::to_value(result)
         .map(Some)
         .map_err(|e| format!("cannot write the result: {e}"))
+}
+
+/// Why a card whose call pas was killed during is not run again on its own.
+pub fn interrupted_reason(job: &str, receipt: &str, cost: rust_decimal::Decimal) -> String {
+    format!(
+        "pas stopped while this card's LLM call was in flight (receipt {receipt}, status \
+         interrupted, booked at its reserved ${}); the provider may have billed it, so pas \
+         does not buy it again on its own: `pas retry {job}` to run it again",
+        cost.normalize()
+    )
 }
 
 /// How long a card keeps waiting out transient refusals before it fails with the last one.

@@ -6,6 +6,11 @@
 //! - `budget`: the books of every budget; reservation on admission, settlement after.
 //! - `metrics`: counters and the overhead histogram for `/metrics`.
 //! - `receipt`: each attempt's receipt, its settled hold and its alerts; a stream's relay.
+//! - `surplus`: input a provider bills beyond the request, learnt per model and reserved.
+//!
+//! Paid calls in flight are also in the database (`store::holds`), so a run killed
+//! mid-call leaves their spend behind: the next start books each as an `interrupted`
+//! receipt at its reserved worst case before the budgets count what was spent.
 //!
 //! The same [`Gateway`] runs LLM job cards, so a card's call is routed, budgeted and
 //! receipted exactly like a request from an agent.
@@ -16,13 +21,14 @@ pub mod cards;
 pub mod http;
 pub mod metrics;
 mod receipt;
+pub mod surplus;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::Datelike;
 
 use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
@@ -48,6 +54,14 @@ pub struct Gateway {
     /// Every call's task (callers' and LLM cards'): shutdown waits for them, so a call
     /// whose caller left still writes its receipt and settles its hold.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Where paid calls' holds are written before their upstream is called (`None`
+    /// without a telemetry database).
+    pub(crate) holds: Option<crate::store::holds::Holds>,
+    /// Each model's learnt input surplus.
+    pub surplus: surplus::Surplus,
+    /// LLM cards whose call this start found interrupted: card id -> its receipt id and
+    /// reserved cost (taken by the card's next run, which fails instead of buying again).
+    interrupted: Mutex<Interrupted>,
 }
 
 impl Gateway {
@@ -71,8 +85,14 @@ impl Gateway {
             }
             keys.insert(p.name.clone(), key);
         }
-        let now = Utc::now();
-        let ledger = ledger(&shared, budgets, now)?;
+        let clock = crate::clock::Clock::from_env().map_err(|e| anyhow::anyhow!(e))?;
+        if !clock.is_real() {
+            tracing::warn!(now = %clock.now(), "{} is set: budgets count days by a test's clock, \
+                not today's", crate::clock::START_ENV);
+        }
+        let (holds, interrupted) = recover_holds(&shared, &clock)?;
+        let ledger = ledger(&shared, budgets, clock)?;
+        let surplus = surplus::Surplus::remembering(past_surpluses(&shared));
         let health = Health::remembering(cooldown, past_latencies(&shared));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
@@ -97,7 +117,16 @@ impl Gateway {
             max_body_mb: cfg.gateway.max_body_mb,
             warned: Mutex::new(HashSet::new()),
             tasks: tokio_util::task::TaskTracker::new(),
+            holds,
+            surplus,
+            interrupted: Mutex::new(interrupted),
         })
+    }
+
+    /// The interrupted call of LLM card `job` found at this start, if any (once).
+    pub fn take_interrupted(&self, job: &str) -> Option<(String, rust_decimal::Decimal)> {
+        let mut m = self.interrupted.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(job)
     }
 
     fn lock_health(&self) -> MutexGuard<'_, Health> {
@@ -168,18 +197,65 @@ fn past_latencies(shared: &Shared) -> Vec<(String, String, f64)> {
     })
 }
 
+/// The surplus models billed before this start (an unreadable database: none, said).
+fn past_surpluses(shared: &Shared) -> Vec<(String, String, u64)> {
+    crate::store::receipts::past_surpluses(&shared.ws.db_path()).unwrap_or_else(|e| {
+        tracing::warn!("cannot read past input surpluses, each model relearns its own: {e:#}");
+        Vec::new()
+    })
+}
+
+/// Interrupted LLM cards: card id -> (receipt id, reserved).
+type Interrupted = HashMap<String, (String, rust_decimal::Decimal)>;
+
+/// Opens the holds table and books the holds a killed run left as `interrupted` receipts
+/// (before the ledger reads the totals, so they count); without a telemetry database
+/// there is nowhere to keep holds.
+fn recover_holds(
+    shared: &Shared,
+    clock: &crate::clock::Clock,
+) -> Result<(Option<crate::store::holds::Holds>, Interrupted)> {
+    if shared.db.is_none() {
+        return Ok((None, HashMap::new()));
+    }
+    let path = shared.ws.db_path();
+    let holds = crate::store::holds::Holds::open(&path)?;
+    let now = clock.now();
+    let found = holds.recover(now).with_context(|| {
+        format!(
+            "cannot book the calls a stopped run left in flight ({})",
+            crate::store::holds::path_for(&path).display()
+        )
+    })?;
+    let mut cards = HashMap::new();
+    for r in &found {
+        let cost = r.cost_usd.unwrap_or_default();
+        tracing::warn!(receipt = %r.id, request = %r.request_id, provider = %r.provider,
+            model = %r.model, job = ?r.job_id, cost_usd = %cost,
+            "a paid call was in flight when pas last stopped: booked at its reserved worst case");
+        shared
+            .hub
+            .emit(now, "cost.receipt", receipt::receipt_event(r));
+        if let Some(j) = &r.job_id {
+            cards.insert(j.clone(), (r.id.clone(), cost));
+        }
+    }
+    Ok((Some(holds), cards))
+}
+
 /// The budgets' ledger, counting the receipts they must: this month's, and every one with
 /// a job, streamed from the database.
-fn ledger(shared: &Shared, budgets: Budgets, now: DateTime<Utc>) -> Result<budget::Ledger> {
+fn ledger(shared: &Shared, budgets: Budgets, clock: crate::clock::Clock) -> Result<budget::Ledger> {
+    let now = clock.now();
     let Some(conn) = crate::store::db::open_read_only(&shared.ws.db_path())? else {
-        return Ok(budget::Ledger::new(budgets, [], now));
+        return Ok(budget::Ledger::new(budgets, [], clock));
     };
     let month = now
         .date_naive()
         .with_day(1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map_or(now, |t| t.and_utc());
-    budget::Ledger::counting(budgets, now, |add| {
+    budget::Ledger::counting(budgets, clock, |add| {
         crate::store::receipts::for_budgets(&conn, month, add)
     })
     .with_context(|| {

@@ -13,9 +13,10 @@ use super::budget::{Alert, Hold};
 use super::call::Request;
 use super::Gateway;
 use crate::llm::config::{Model, Provider};
-use crate::llm::cost::{self, Usage};
+use crate::llm::cost::{self, Usage, UsageSource};
 use crate::llm::wire;
 use crate::store::db::Record;
+use crate::store::holds::HoldRow;
 use crate::store::receipts::ReceiptRow;
 
 /// How an attempt ended, for its receipt.
@@ -38,6 +39,56 @@ pub(super) struct Attempt<'a> {
 }
 
 impl Gateway {
+    /// Writes `hold` of a paid attempt to the holds file before its upstream is called, so
+    /// a run killed mid-call leaves its spend behind (`store::holds`). A free call has
+    /// nothing to lose. A failed write is logged and the call goes on: refusing every
+    /// call while the disk is unwell would stop the swarm, and the receipt still comes
+    /// unless pas is also killed in the meantime.
+    pub(super) fn hold_durably(
+        &self,
+        req: &Request,
+        attempt: u32,
+        provider: &Provider,
+        model: &Model,
+        receipt_id: &str,
+        hold: &Hold,
+    ) {
+        let Some(holds) = self
+            .holds
+            .as_ref()
+            .filter(|_| hold.amount() > Decimal::ZERO)
+        else {
+            return;
+        };
+        let row = HoldRow {
+            id: receipt_id.to_string(),
+            request_id: req.id.clone(),
+            attempt,
+            ts: self.ledger.clock().now(),
+            day: hold.day(),
+            job_id: req.job.clone(),
+            agent: req.agent.clone(),
+            provider: provider.name.clone(),
+            model: model.id.clone(),
+            reserved_usd: hold.amount(),
+            stream: req.stream,
+        };
+        if let Err(e) = holds.put(&row) {
+            tracing::error!(request = %req.id, "cannot write the budget hold of a paid call \
+                (a crash during it would forget its spend): {e}");
+        }
+    }
+
+    /// Deletes the durable hold of an attempt that gets no receipt (nothing was sent).
+    pub(super) fn forget_hold(&self, receipt_id: &str) {
+        if let Some(holds) = &self.holds {
+            if let Err(e) = holds.forget(receipt_id) {
+                tracing::error!(receipt = %receipt_id, "cannot delete an unsent call's hold \
+                    (the next start books it as interrupted): {e}");
+            }
+        }
+    }
+
     /// Settles `hold`, writes the receipt of one attempt (and its event, and any budget
     /// alerts it crossed) under `id` (a new one when `None`); returns the receipt id.
     pub(super) fn record(
@@ -56,11 +107,16 @@ impl Gateway {
             status,
             error,
         } = end;
-        let now = Utc::now();
+        let now = self.ledger.clock().now();
         if cost.is_none() && status == "ok" {
             self.warn_unpriced(&a.provider.name, &a.model.id);
         }
-        let alerts = self.ledger.settle(hold, cost, a.request.job_budget, now);
+        if status == "ok" && usage.source == UsageSource::Provider {
+            let surplus = usage.input.saturating_sub(a.request.input_bound);
+            self.surplus.observe(&a.provider.name, &a.model.id, surplus);
+        }
+        let day = hold.day();
+        let alerts = self.ledger.settle(hold, cost, a.request.job_budget);
         let row = ReceiptRow {
             id: id.clone(),
             request_id: a.request.id.clone(),
@@ -77,6 +133,8 @@ impl Gateway {
             stream: a.request.stream,
             status: status.to_string(),
             error,
+            day: Some(day),
+            input_estimate: Some(a.request.input_bound),
         };
         self.shared
             .hub
@@ -108,7 +166,7 @@ impl Gateway {
     }
 }
 
-fn receipt_event(r: &ReceiptRow) -> Value {
+pub(super) fn receipt_event(r: &ReceiptRow) -> Value {
     json!({
         "id": r.id,
         "request_id": r.request_id,
@@ -149,6 +207,9 @@ pub(super) struct Open {
     pub receipt_id: String,
     pub started: Instant,
     pub hold: Hold,
+    /// The model's first-call gate, while its surplus is unknown: freed once the
+    /// receipt has taught it.
+    pub probe: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Relay {
@@ -176,6 +237,7 @@ impl Relay {
             error,
         };
         o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
+        drop(o.probe);
     }
 }
 

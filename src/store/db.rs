@@ -42,6 +42,10 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         5,
         include_str!("../../telemetry/migrations/005_receipt_totals.sql"),
     ),
+    (
+        6,
+        include_str!("../../telemetry/migrations/006_receipts_day.sql"),
+    ),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).

@@ -4,6 +4,7 @@
 pub mod db;
 mod db_retry;
 pub mod git;
+pub mod holds;
 pub mod receipts;
 pub mod totals;
 

@@ -26,12 +26,25 @@ pub struct ReceiptRow {
     pub stream: bool,
     /// `ok`, `error` or `cut`.
     pub status: String,
-    /// Why, for `error` and `cut`. An error's text starts with its kind and a colon
-    /// (`timeout: ...`, `http_429: ...`; see [`ReceiptRow::kind`]).
+    /// Why, for `error`, `cut` and `interrupted`. An error's text starts with its kind
+    /// and a colon (`timeout: ...`, `http_429: ...`; see [`ReceiptRow::kind`]).
     pub error: Option<String>,
+    /// The UTC day the call counts in for budgets and totals: the day its hold was
+    /// admitted, which for a call in flight at midnight is not the day of `ts`. `None`:
+    /// the day of `ts`. (Written, and counted in the totals; readers of single receipts
+    /// go by `ts`.)
+    pub day: Option<chrono::NaiveDate>,
+    /// The input tokens the call's reservation assumed (its bound from the request's
+    /// bytes plus the surplus learnt for its model): what billed input is compared with.
+    pub input_estimate: Option<u64>,
 }
 
 impl ReceiptRow {
+    /// The UTC day the receipt counts in (see [`ReceiptRow::day`]).
+    pub fn counts_in(&self) -> chrono::NaiveDate {
+        self.day.unwrap_or_else(|| self.ts.date_naive())
+    }
+
     /// How the attempt ended, finer than `status`: `ok`, `cut`, or for an error its kind
     /// (`connect_error`, `timeout`, `first_token_timeout`, `http_<code>`, `malformed`),
     /// which leads its error text. In SQL: `CASE status WHEN 'error' THEN
@@ -71,9 +84,9 @@ pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Res
         "INSERT OR IGNORE INTO receipts (id, request_id, attempt, ts, job_id, agent, provider,
             model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source,
             cost_usd, latency_ms, ttft_ms, stream, status, error, cache_write_tokens,
-            cache_write_1h_tokens)
+            cache_write_1h_tokens, day, input_estimate)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21)",
+            ?19, ?20, ?21, ?22, ?23)",
     )?;
     let source = match r.usage.source {
         UsageSource::Provider => "provider",
@@ -101,6 +114,8 @@ pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Res
         r.error,
         count(r.usage.cache_write),
         count(r.usage.cache_write_1h),
+        r.day.map(|d| d.to_string()),
+        r.input_estimate.map(count),
     ])?;
     Ok(inserted == 1)
 }
@@ -150,6 +165,9 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
         stream: r.get(16)?,
         status: r.get(17)?,
         error: r.get(18)?,
+        // Not read back: a reader may open a database older than these columns.
+        day: None,
+        input_estimate: None,
     })
 }
 
@@ -221,6 +239,37 @@ pub fn past_latencies(path: &std::path::Path) -> anyhow::Result<Vec<(String, Str
     }
 }
 
+/// `(provider, model, surplus)` of the last `limit` answered calls whose input the
+/// provider reported, oldest first: billed input less the request's bound, never below 0
+/// (see `gateway::surplus`). Receipts from before the bound was recorded say nothing.
+pub fn recent_surpluses(
+    conn: &Connection,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT provider, model, max(input_tokens - input_estimate, 0)
+         FROM receipts WHERE status = 'ok' AND usage_source = 'provider'
+             AND input_estimate IS NOT NULL
+         ORDER BY ts DESC, id DESC LIMIT ?1",
+    )?;
+    let mut rows = stmt
+        .query_map([limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// [`recent_surpluses`] of the database at `path` (none without a database): what the
+/// gateway's surplus starts from (the daemon has migrated the database by then).
+pub fn past_surpluses(path: &std::path::Path) -> anyhow::Result<Vec<(String, String, u64)>> {
+    match super::db::open_read_only(path)? {
+        Some(conn) => Ok(recent_surpluses(&conn, LATENCY_MEMORY)?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// What a budget needs of one past receipt.
 #[derive(Debug, Clone)]
 pub struct Spent {
@@ -275,6 +324,8 @@ mod tests {
             stream: false,
             status: "ok".into(),
             error: None,
+            day: None,
+            input_estimate: None,
         }
     }
 
@@ -369,7 +420,9 @@ mod tests {
         );
         // A database from before the totals gets them filled, to the same numbers.
         conn.execute_batch(
-            "DROP TABLE receipt_totals; DELETE FROM schema_version; INSERT INTO schema_version VALUES (4);",
+            "DROP TABLE receipt_totals; ALTER TABLE receipts DROP COLUMN day;
+             ALTER TABLE receipts DROP COLUMN input_estimate;
+             DELETE FROM schema_version; INSERT INTO schema_version VALUES (4);",
         )
         .unwrap();
         // Read-only readers of such a database (they never migrate) sum the receipts.

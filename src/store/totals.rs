@@ -1,5 +1,7 @@
 //! Running totals of the receipts, per UTC day, provider, model, agent, job and kind (how
-//! the attempt ended: `ok`, `cut`, or its error's kind).
+//! the attempt ended: `ok`, `cut`, `interrupted`, or its error's kind). The day is the one
+//! a receipt counts in ([`ReceiptRow::counts_in`]: the day its call was admitted), so a
+//! call in flight at midnight is in the same day here as in the budgets that ran it.
 //!
 //! `pas costs`, `pas status` and the dashboard used to read every receipt to sum them: at a
 //! million receipts that was seconds and half a gigabyte per look. The writer now adds each
@@ -54,7 +56,7 @@ impl Pending {
     /// Counts one newly inserted receipt.
     pub(crate) fn add(&mut self, r: &ReceiptRow) {
         let key = (
-            r.ts.date_naive().to_string(),
+            r.counts_in().to_string(),
             r.provider.clone(),
             r.model.clone(),
             r.agent.clone().unwrap_or_default(),

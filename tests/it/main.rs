@@ -19,6 +19,7 @@ mod gateway;
 mod governor;
 mod hostile;
 mod http;
+mod ledger;
 mod lifecycle;
 mod liveness;
 mod money;

@@ -183,13 +183,16 @@ fn an_exhausted_budget_is_a_402_and_one_full_of_reservations_a_429() {
         output_tokens: 50,
         ..FakeOptions::default()
     });
+    // Each call may cost ~$0.00065 and costs $0.000512. A first call teaches the model's
+    // input surplus (until then its calls go one at a time, see gateway::surplus); after
+    // it, one more fits in $0.0016, two do not.
+    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.0016\"}\n");
+    assert_eq!(gw.chat(&ask("m", false), &[]).status, 200);
     up.set_mode(Mode::Delay(Duration::from_millis(800)));
-    // Each call may cost ~$0.00065 and costs $0.000512: one fits in $0.001, two do not.
-    let gw = Gw::paid(&up, "budgets: {daily_usd: \"0.001\"}\n");
     let (first, second) = std::thread::scope(|s| {
         let first = s.spawn(|| gw.chat(&ask("m", false), &[]));
         wait_until("the first call upstream", Duration::from_secs(5), || {
-            if up.requests() == 1 {
+            if up.requests() == 2 {
                 Ok(())
             } else {
                 Err("not yet".to_string())
@@ -213,7 +216,7 @@ fn an_exhausted_budget_is_a_402_and_one_full_of_reservations_a_429() {
     assert_eq!(e["code"], "budget_exceeded");
     assert_eq!(e["type"], "insufficient_quota");
     assert!(r.header("retry-after").is_none());
-    assert_eq!(up.requests(), 1);
+    assert_eq!(up.requests(), 2);
 }
 
 /// Regression: a timed-out attempt was booked at $0, although the provider had the
