@@ -30,12 +30,14 @@ fn forge(text: &str) -> String {
 
 /// Waits for card `id` to be in `failed/` and returns it.
 fn wait_failed(ws: &Workspace, id: &str) -> serde_yaml::Value {
-    wait_until(&format!("{id} in failed/"), Duration::from_secs(30), || {
-        match ws.state_of(id).as_deref() {
+    wait_until(
+        &format!("{id} in failed/"),
+        Duration::from_secs(30),
+        || match ws.state_of(id).as_deref() {
             Some("failed") => ws.try_card(id).ok_or_else(|| "moved".to_string()),
             other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
 }
 
 #[test]
