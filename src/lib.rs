@@ -28,10 +28,11 @@
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
 //!   the loop and an orderly shutdown.
 //! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry
-//!   (`store::db`). Each runs on its own thread.
+//!   (`store::db`), each on its own thread; paid calls' durable holds (`store::holds`).
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
-//! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats, SSE).
+//! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
+//!   registrations, definitions, SSE).
 //! - [`bench`]      `pas bench`: measurements on this machine.
 
 pub mod agent;
