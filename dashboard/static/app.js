@@ -8,6 +8,9 @@
   const $ = (s, r = document) => r.querySelector(s);
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
   const PRIO = { critical: 0, high: 1, medium: 2, low: 3 };
+  // The events that are alerts (the server's list is ALERT_KINDS in src/dashboard/api.rs).
+  const ALERT_TYPES = ['agent.down', 'agent.deregistered', 'token.warning', 'token.breach', 'budget.alert',
+    'job.rejected', 'job.failed', 'file.refused'];
   const S = { seq: null, cards: new Map(), agents: new Map(), doneTotal: 0, rejected: 0, costs: null, rollups: {}, alerts: 0 };
   window.pas = S; // for the end-to-end test and for curious users
 
@@ -125,7 +128,7 @@
         }
       } break;
     }
-    if (['agent.down', 'agent.deregistered', 'token.warning', 'token.breach', 'budget.alert', 'job.rejected', 'job.failed'].includes(e.type)) {
+    if (ALERT_TYPES.includes(e.type)) {
       S.alerts++; const b = $('#alert-badge'); if (b && page !== 'alerts') { b.hidden = false; b.textContent = S.alerts; }
     }
   }
@@ -377,7 +380,7 @@
   };
   function alerts() {
     onEvent = (e) => {
-      if (!['agent.down', 'agent.deregistered', 'token.warning', 'token.breach', 'budget.alert', 'job.rejected', 'job.failed'].includes(e.type)) return;
+      if (!ALERT_TYPES.includes(e.type)) return;
       const none = $('#no-alerts'); if (none) none.remove();
       const li = document.createElement('li'); li.className = 'alert a-' + e.type.replace('.', '-'); li.innerHTML = describe(e);
       $('#alerts').prepend(li);
