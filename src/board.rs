@@ -12,17 +12,24 @@ use chrono::{DateTime, Utc};
 use crate::agent::Agent;
 use crate::card::{Card, HistoryEntry, PasMeta, Priority, Resources, State};
 
-/// Where a card is: its state folder and, for `assigned/`, the agent.
+/// Where a card is: its state folder and, for `assigned/`, the agent; for `archive/`, the
+/// day folder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Place {
     pub state: State,
     pub agent: Option<String>,
+    /// `YYYY/MM/DD` under `work/archive/` (archived cards only).
+    pub day: Option<String>,
 }
 
 impl Place {
     /// A place with no agent.
     pub fn of(state: State) -> Place {
-        Place { state, agent: None }
+        Place {
+            state,
+            agent: None,
+            day: None,
+        }
     }
 
     /// `assigned/<agent>`.
@@ -30,15 +37,45 @@ impl Place {
         Place {
             state: State::Assigned,
             agent: Some(agent.to_string()),
+            day: None,
         }
     }
 
-    /// The folder as written in history and commit messages: `inbox`, `assigned/coder-1`.
-    pub fn label(&self) -> String {
-        match &self.agent {
-            Some(a) => format!("{}/{}", self.state.dir(), a),
-            None => self.state.dir().to_string(),
+    /// `archive/YYYY/MM/DD`, the day folder of a card that finished at `finished`.
+    pub fn archived(finished: DateTime<Utc>) -> Place {
+        Place::archived_in(finished.format("%Y/%m/%d").to_string())
+    }
+
+    /// `archive/<day>` for a day folder already written `YYYY/MM/DD`.
+    pub fn archived_in(day: String) -> Place {
+        Place {
+            state: State::Archived,
+            agent: None,
+            day: Some(day),
         }
+    }
+
+    /// The folder as written in history and commit messages: `inbox`, `assigned/coder-1`,
+    /// `archive/2026/12/07`. The archive's day is in it so a card's history (and the
+    /// database's transitions) say where the card went without walking the archive.
+    pub fn label(&self) -> String {
+        match (&self.agent, &self.day) {
+            (Some(a), _) => format!("{}/{}", self.state.dir(), a),
+            (None, Some(d)) => format!("{}/{}", self.state.dir(), d),
+            (None, None) => self.state.dir().to_string(),
+        }
+    }
+
+    /// The place a history label names (`archive/2026/12/07`, `assigned/a`, `done`).
+    pub fn from_label(label: &str) -> Option<Place> {
+        let (dir, rest) = label.split_once('/').unwrap_or((label, ""));
+        let state = State::ALL.into_iter().find(|s| s.dir() == dir)?;
+        Some(match (state, rest) {
+            (State::Assigned, a) if !a.is_empty() => Place::assigned(a),
+            (State::Archived, d) if crate::workspace::is_day(d) => Place::archived_in(d.into()),
+            (State::Inbox | State::Done | State::Failed, "") => Place::of(state),
+            _ => return None,
+        })
     }
 }
 
@@ -49,6 +86,32 @@ pub struct Entry {
     pub place: Place,
     /// When the card entered the board; orders cards of equal priority.
     pub created: DateTime<Utc>,
+}
+
+impl Entry {
+    /// Whether the card finished well: it is in `done/`, or it was archived from `done/`
+    /// (its last history entry says where it came from). An archived card whose history is
+    /// not at hand (a reading command that read only its folder) counts as done: a failed
+    /// card is archived too, but the daemon, which decides, always has the history.
+    pub fn succeeded(&self) -> bool {
+        match self.place.state {
+            State::Done => true,
+            State::Archived => self
+                .card
+                .spec
+                .pas
+                .history
+                .last()
+                .is_none_or(|h| h.from == "done"),
+            _ => false,
+        }
+    }
+
+    /// When the card finished: its last move (into `done/` or `failed/`), else `None`.
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        let h = self.card.spec.pas.history.last()?;
+        (h.to == "done" || h.to == "failed").then_some(h.at)
+    }
 }
 
 /// Defaults from `pas.yaml` the rules need.
@@ -246,11 +309,7 @@ impl Board {
         let pending: Vec<&str> = spec
             .depends_on
             .iter()
-            .filter(|d| {
-                self.cards
-                    .get(d.as_str())
-                    .is_none_or(|x| x.place.state != State::Done)
-            })
+            .filter(|d| self.cards.get(d.as_str()).is_none_or(|x| !x.succeeded()))
             .map(String::as_str)
             .collect();
         if pending.is_empty() {
@@ -261,6 +320,7 @@ impl Board {
             .map(|d| match self.cards.get(*d) {
                 None => format!("{d} (unknown job)"),
                 Some(x) if x.place.state == State::Failed => format!("{d} (failed)"),
+                Some(x) if x.place.state == State::Archived => format!("{d} (failed, archived)"),
                 Some(_) => d.to_string(),
             })
             .collect();

@@ -61,7 +61,7 @@ fn card_json(id: &str, e: &Entry, waiting: Option<&String>) -> Value {
     json!({
         "id": id,
         "title": s.title,
-        "state": e.place.state.dir(),
+        "state": e.place.state.name(),
         "agent": e.place.agent.clone().or_else(|| worker_of(e)),
         "priority": s.priority.as_str(),
         "requires": s.requires,
