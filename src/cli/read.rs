@@ -309,9 +309,9 @@ pub fn jobs(
     Ok(0)
 }
 
-/// One page of the archive, newest day first (ids in order within a day): only the day
+/// One page of the archive, newest day first (ids descending within a day): only the day
 /// folders the page reaches are listed, and only the page's cards are read.
-fn archived_page(ws: &Workspace, page: Page) -> Result<Vec<(String, Entry)>> {
+pub fn archived_page(ws: &Workspace, page: Page) -> Result<Vec<(String, Entry)>> {
     let want = page.offset.saturating_add(page.limit.unwrap_or(usize::MAX));
     let mut found: Vec<(String, std::path::PathBuf, crate::board::Place)> = Vec::new();
     for day in ws.archive_days() {
@@ -327,7 +327,8 @@ fn archived_page(ws: &Workspace, page: Page) -> Result<Vec<(String, Entry)>> {
                 _ => None,
             })
             .collect();
-        here.sort_by(|a, b| a.0.cmp(&b.0));
+        // Newest first within a day too, as far as ids tell (pas submit's ULIDs do).
+        here.sort_by(|a, b| b.0.cmp(&a.0));
         found.extend(here);
     }
     let page_rows = found.into_iter().skip(page.offset).take(want - page.offset);

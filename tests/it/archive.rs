@@ -6,6 +6,8 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::fixture::{history, wait_until, Workspace, FAST, WAIT};
 
 /// Archive a second after finishing, at most three cards per folder.
@@ -87,7 +89,7 @@ fn finished_cards_move_to_the_archive_and_are_still_found() {
         .iter()
         .map(|j| j["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["arc-1", "arc-2"]);
+    assert_eq!(ids, ["arc-2", "arc-1"]);
     let status = ws.pas_json(&["status", "--json"]);
     assert_eq!(status["jobs"]["archived"], 4, "{status}");
     assert_eq!(status["jobs"]["done"], 0, "{status}");
@@ -224,4 +226,60 @@ fn a_flat_done_is_migrated_in_steps_while_new_cards_are_assigned() {
     );
     let archived = ws.pas_json(&["status", "--json"])["jobs"]["archived"].clone();
     assert_eq!(archived, n, "every old card archived");
+}
+
+#[test]
+fn the_dashboard_done_column_pages_into_the_archive() {
+    let ws = Workspace::with_config(&format!("{FAST}archive: {{after: 1h, keep: 1}}\n"));
+    let d = ws.serve_ready();
+    for id in ["col-0", "col-1", "col-2"] {
+        finish(&ws, id, "title: shown\n", true);
+    }
+    finish(&ws, "col-f", "title: failed\n", false);
+    wait_archived(&ws, "col-0");
+    wait_archived(&ws, "col-1");
+    let day = ws.state_of("col-0").unwrap();
+    drop(d);
+    let shared = pas::server::Shared {
+        ws: pas::workspace::Workspace::at(&ws.root),
+        hub: Arc::new(pas::events::Hub::new(0, None)),
+        db: None,
+        gateway_metrics: Arc::new(Default::default()),
+    };
+    let app = pas::dashboard::router(shared);
+    let get = |uri: &str| -> serde_json::Value {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        crate::http::block_on(async {
+            let r = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(r.status(), 200, "{uri}");
+            let b = axum::body::to_bytes(r.into_body(), 16 << 20).await.unwrap();
+            serde_json::from_slice(&b).unwrap()
+        })
+    };
+    let first = get("/api/jobs?state=done&limit=2");
+    assert_eq!(first["total"], 3, "{first}");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["col-2", "col-1"]);
+    let rest = get("/api/jobs?state=done&offset=2&limit=200");
+    assert_eq!(ids(&rest), ["col-0"]);
+    let j = &rest["jobs"][0];
+    assert_eq!(j["state"], "done");
+    assert_eq!(j["title"], "shown");
+    assert_eq!(j["archived"].as_str(), day.strip_prefix("archive/"));
+    let page = get("/api/jobs/col-0");
+    assert_eq!(page["job"]["id"], "col-0", "{page}");
+    assert!(page["text"].as_str().unwrap().contains("title: shown"));
+    let status = get("/api/status");
+    assert_eq!(status["jobs"]["archived"], 2, "{status}");
+    assert_eq!(status["jobs"]["failed"], 1, "{status}");
 }
