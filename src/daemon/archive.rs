@@ -126,7 +126,7 @@ impl Engine {
                 .next
                 .map(|t| (t - now).to_std().unwrap_or_default())
                 .unwrap_or(IDLE_ROUND);
-            // A second's slack so cards finishing close together share a round.
+            // A little past the due time, so the card is due when the round looks.
             Instant::now() + wait.min(IDLE_ROUND) + Duration::from_millis(10)
         };
         if n > 0 {
