@@ -30,6 +30,8 @@ pub struct Config {
     pub token_budget: TokenBudget,
     /// Git audit trail.
     pub git: GitConfig,
+    /// When finished cards leave `done/` and `failed/` for `work/archive/`.
+    pub archive: ArchiveConfig,
     /// Dashboard listener and its limits.
     pub dashboard: DashboardConfig,
     /// LLM gateway listener and request limits.
@@ -53,6 +55,7 @@ impl Default for Config {
             capacity: Capacity::default(),
             token_budget: TokenBudget::default(),
             git: GitConfig::default(),
+            archive: ArchiveConfig::default(),
             dashboard: DashboardConfig::default(),
             gateway: GatewayConfig::default(),
             providers: Vec::new(),
@@ -112,6 +115,58 @@ impl Default for GitConfig {
             track_heartbeats: false,
         }
     }
+}
+
+/// Archiving of finished cards (SPEC section 2): a card leaves `done/` or `failed/` for
+/// `work/archive/YYYY/MM/DD/` once it finished more than `after` ago, or once `keep` cards
+/// that finished later stand in its folder. The live folders stay small, so each commit
+/// rewrites small trees and every scan of them is cheap.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Off: finished cards stay in `done/` and `failed/` for ever (as before pas archived).
+    pub enabled: bool,
+    /// How long a finished card stays in its folder: a number and a unit, `90s`, `90m`,
+    /// `24h`, `7d`.
+    pub after: String,
+    /// Most cards `done/` (and, separately, `failed/`) hold; older ones are archived first.
+    pub keep: usize,
+    /// Most cards archived in one go; the rest wait for the next round, so a big backlog
+    /// (an upgrade from a flat `done/`) never holds up the board.
+    pub batch: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            after: "24h".into(),
+            keep: 1000,
+            batch: 500,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// `after` as a duration (checked when the file is loaded; a day if unreadable).
+    pub fn after(&self) -> Duration {
+        parse_duration(&self.after).unwrap_or(Duration::from_secs(86_400))
+    }
+}
+
+/// Reads `90s`, `90m`, `24h`, `7d` (a whole number and one unit).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].trim().parse().ok()?;
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
 }
 
 /// The dashboard's listener and its limits (see [`Limits`] for what they bound).
@@ -367,6 +422,15 @@ impl Config {
             g.header_timeout_s,
         )
         .or_else(bad)?;
+        if parse_duration(&self.archive.after).is_none() {
+            return bad(format!(
+                "archive.after {:?} is not a duration: write a whole number and a unit, e.g. 90s, 90m, 24h, 7d",
+                self.archive.after
+            ));
+        }
+        if self.archive.batch == 0 {
+            return bad("archive.batch must be at least 1".into());
+        }
         let tb = &self.token_budget;
         if !(0.0..=1.0).contains(&tb.target) || !(0.0..=1.0).contains(&tb.hard_max) {
             return bad("token_budget.target and hard_max must be between 0 and 1".into());
@@ -403,6 +467,12 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   commit_window_ms: 100         # transitions this close share one commit
 #   author: pas
 #   track_heartbeats: false       # heartbeat files are git-ignored by default
+
+# archive:                       # finished cards leave done/ and failed/ for work/archive/YYYY/MM/DD/
+#   enabled: true                 # false keeps every finished card in done/ and failed/
+#   after: 24h                    # archive a card this long after it finished (90s, 90m, 24h, 7d)
+#   keep: 1000                    # most cards done/ (and failed/) hold; the oldest go first
+#   batch: 500                    # most cards archived in one commit; the rest follow in later rounds
 
 # dashboard:
 #   bind: "127.0.0.1:6101"

@@ -51,8 +51,11 @@ enum Source {
 fn source_for(kind: &Kind, depth: Depth, managed: bool, bytes: Option<Vec<u8>>) -> Source {
     use crate::card::State;
     let needed = |s: State| s == State::Inbox || (managed && s == State::Assigned);
-    let skip =
-        depth == Depth::Board && matches!(kind, Kind::Card { place, .. } if !needed(place.state));
+    // Archived cards are known by id and folder alone, whatever the depth: there may be
+    // a hundred thousand of them, and the commands that want one read it by itself.
+    let skip = matches!(kind, Kind::Card { place, .. } if place.state == State::Archived)
+        || depth == Depth::Board
+            && matches!(kind, Kind::Card { place, .. } if !needed(place.state));
     match (skip, bytes) {
         (true, _) => Source::Skip,
         (false, Some(b)) => Source::Bytes(b),
@@ -78,6 +81,22 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     load_definitions(ws, &mut snap.board);
     read_liveness(ws, &mut snap.board, &cfg, Utc::now());
     Ok(snap)
+}
+
+/// Reads only the cards in one state's folder (`pas jobs --state done`): the other folders,
+/// the archive above all, are not walked.
+pub fn load_state(ws: &Workspace, state: crate::card::State) -> anyhow::Result<Snapshot> {
+    let cfg = ws.config()?;
+    let items: Vec<(PathBuf, Kind, Source)> = ws
+        .scan_dir(&ws.state_dir(state))
+        .into_iter()
+        .filter(|(_, kind)| matches!(kind, Kind::Card { .. }))
+        .map(|(path, kind)| {
+            let source = source_for(&kind, Depth::Full, false, None);
+            (path, kind, source)
+        })
+        .collect();
+    Ok(build(ws, items, Defaults::from(&cfg)))
 }
 
 /// Reads the tree as it stood at a git commit.

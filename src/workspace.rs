@@ -188,11 +188,50 @@ impl Workspace {
     /// Where a card with this id lives in `place`.
     pub fn card_path(&self, id: &str, place: &Place) -> PathBuf {
         let dir = self.state_dir(place.state);
-        let dir = match &place.agent {
-            Some(a) => dir.join(a),
-            None => dir,
+        let dir = match (&place.agent, &place.day) {
+            (Some(a), _) => dir.join(a),
+            (None, Some(d)) => dir.join(d),
+            (None, None) => dir,
         };
         dir.join(format!("{id}.yaml"))
+    }
+
+    /// The archive's day folders (`YYYY/MM/DD`), newest first. A reading command looks
+    /// for an archived card day by day rather than walking every archived file: there are
+    /// a few hundred days for a hundred thousand cards.
+    pub fn archive_days(&self) -> Vec<String> {
+        let names = |dir: &Path, len: usize| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.len() == len && n.bytes().all(|b| b.is_ascii_digit()))
+                .collect();
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v
+        };
+        let root = self.state_dir(State::Archived);
+        let mut out = Vec::new();
+        for y in names(&root, 4) {
+            for m in names(&root.join(&y), 2) {
+                for d in names(&root.join(&y).join(&m), 2) {
+                    out.push(format!("{y}/{m}/{d}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Where card `id` lies in the archive, if it does (newest day first).
+    pub fn find_archived(&self, id: &str) -> Option<PathBuf> {
+        let file = format!("{id}.yaml");
+        let root = self.state_dir(State::Archived);
+        self.archive_days()
+            .into_iter()
+            .map(|d| root.join(d).join(&file))
+            .find(|p| fs::symlink_metadata(p).is_ok())
     }
 
     /// Where a registration lives.
@@ -214,6 +253,7 @@ impl Workspace {
                 }
             }
         }
+        out.extend(self.find_archived(id));
         out
     }
 
@@ -254,6 +294,21 @@ impl Workspace {
             ["assigned", _] => {
                 Kind::Misplaced("cards in work/assigned/ belong in work/assigned/<agent>/".into())
             }
+            ["archive", y, m, d, file] if is_day(&format!("{y}/{m}/{d}")) => {
+                match yaml_stem(file) {
+                    Some(id) => Kind::Card {
+                        id,
+                        place: Place::archived_in(format!("{y}/{m}/{d}")),
+                    },
+                    None => Kind::Misplaced(format!(
+                        "only <id>.yaml card files belong in work/archive/{y}/{m}/{d}/"
+                    )),
+                }
+            }
+            ["archive", ..] => Kind::Misplaced(
+                "work/archive/ holds cards at work/archive/YYYY/MM/DD/<id>.yaml only (a real day)"
+                    .into(),
+            ),
             ["registry", file] => match yaml_stem(file) {
                 Some(name) if card::valid_agent_name(&name) => Kind::Registration { name },
                 _ => Kind::Misplaced("work/registry/ holds <agent>.yaml registrations only".into()),
@@ -264,7 +319,7 @@ impl Workspace {
             },
             ["heartbeats", ..] => Kind::Ignored,
             [_] => Kind::Misplaced(
-                "not in a state folder (work/inbox, assigned/<agent>, done, failed)".into(),
+                "not in a state folder (work/inbox, assigned/<agent>, done, failed, archive/YYYY/MM/DD)".into(),
             ),
             _ => Kind::Misplaced("nested too deep for a state folder".into()),
         }
@@ -272,15 +327,23 @@ impl Workspace {
 
     /// Every file under `work/` with its kind (walkdir; symbolic links are not followed).
     pub fn scan(&self) -> Vec<(PathBuf, Kind)> {
+        self.scan_dir(&self.work())
+    }
+
+    /// Every file under `dir` (a folder under `work/`) with its kind.
+    pub fn scan_dir(&self, dir: &Path) -> Vec<(PathBuf, Kind)> {
         let mut out = Vec::new();
-        let walker = walkdir::WalkDir::new(self.work())
+        let base = dir
+            .strip_prefix(self.work())
+            .map_or(0, |r| r.iter().count());
+        let walker = walkdir::WalkDir::new(dir)
             .follow_links(false)
             .into_iter()
             .filter_entry(|e| {
                 e.depth() == 0
                     || !(e.file_type().is_dir()
                         && e.file_name().to_str().is_none_or(|n| {
-                            n.starts_with('.') || (e.depth() == 1 && n == "rejected")
+                            n.starts_with('.') || (e.depth() + base == 1 && n == "rejected")
                         }))
             });
         for entry in walker.flatten() {
@@ -292,6 +355,11 @@ impl Workspace {
         }
         out
     }
+}
+
+/// Whether `d` is a real day written `YYYY/MM/DD`, the archive's folder names.
+pub fn is_day(d: &str) -> bool {
+    d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y/%m/%d").is_ok()
 }
 
 fn state_named(dir: &str) -> State {
@@ -488,6 +556,23 @@ mod tests {
             c("/w/work/inbox/sub/J-1.yaml"),
             Kind::Misplaced(_)
         ));
+        assert_eq!(
+            c("/w/work/archive/2026/12/07/J-1.yaml"),
+            Kind::Card {
+                id: "J-1".into(),
+                place: Place::archived_in("2026/12/07".into())
+            }
+        );
+        for bad in [
+            "/w/work/archive/J-1.yaml",
+            "/w/work/archive/2026/12/J-1.yaml",
+            "/w/work/archive/2026/13/07/J-1.yaml",
+            "/w/work/archive/2026/12/7/J-1.yaml",
+            "/w/work/archive/2026/12/07/notes.txt",
+            "/w/work/archive/2026/12/07/x/J-1.yaml",
+        ] {
+            assert!(matches!(c(bad), Kind::Misplaced(_)), "{bad}");
+        }
         assert_eq!(
             c("/w/work/registry/coder-1.yaml"),
             Kind::Registration {

@@ -192,7 +192,7 @@
     <a class="card-title" href="/jobs/${encodeURIComponent(c.id)}">${esc(c.title)}</a>
     <div class="card-meta"><span class="id">${esc(c.id.length > 14 ? c.id.slice(0, 6) + '…' + c.id.slice(-6) : c.id)}</span>
     <span class="prio">${esc(c.priority)}</span>${c.agent ? `<span class="who">@${esc(c.agent)}</span>` : ''}
-    ${c.attempts ? `<span class="attempts">attempt ${c.attempts + 1}</span>` : ''}<span class="age" title="${esc(c.created)}">${ago(c.state === 'inbox' ? c.created : (c.updated || c.created))}</span></div>
+    ${c.attempts ? `<span class="attempts">attempt ${c.attempts + 1}</span>` : ''}${c.archived ? `<span class="archived" title="work/archive/${esc(c.archived)}">archived</span>` : ''}<span class="age" title="${esc(c.created)}">${ago(c.state === 'inbox' ? c.created : (c.updated || c.created))}</span></div>
     ${(c.requires || []).length ? `<div class="caps">${c.requires.map((r) => `<span class="cap">${esc(r)}</span>`).join('')}</div>` : ''}
     ${c.state === 'inbox' && c.waiting ? `<div class="why">${esc(c.waiting)}</div>` : ''}</article>`;
 
@@ -204,11 +204,15 @@
     const byPrio = (a, b) => (PRIO[a.priority] ?? 2) - (PRIO[b.priority] ?? 2) || String(a.created).localeCompare(String(b.created)) || a.id.localeCompare(b.id);
     const byNewest = (a, b) => String(b.updated || '').localeCompare(String(a.updated || '')) || b.id.localeCompare(a.id);
     let fetchingDone = false;
+    // Where the next page of the Done column starts: past the live done cards, it goes on
+    // into the archive, whose cards may land in the Failed column (failed, then archived).
+    let doneOffset = null;
     async function moreDone() {
       if (fetchingDone) return; fetchingDone = true;
-      const have = [...S.cards.values()].filter((c) => c.state === 'done').length;
+      const have = doneOffset ?? [...S.cards.values()].filter((c) => c.state === 'done').length;
       try {
         const j = await (await fetch('/api/jobs?state=done&limit=200&offset=' + have + (boot.at ? '&at=' + encodeURIComponent(boot.at) : ''))).json();
+        doneOffset = have + (j.jobs || []).length;
         for (const c of j.jobs || []) if (!S.cards.has(c.id)) S.cards.set(c.id, c);
       } finally { fetchingDone = false; render(); }
     }

@@ -89,11 +89,17 @@ fn beat(path: &Path) {
     }
 }
 
+/// Whether a folder `places` names holds finished-well cards (`done`, or the archive).
+fn is_done(dir: &str) -> bool {
+    dir == "done" || dir.starts_with("archive/")
+}
+
 /// Where each card is: id -> the state folders it was found in.
 fn places(ws: &Workspace) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     let work = ws.work();
-    for e in walkdir::WalkDir::new(&work).min_depth(2).max_depth(3) {
+    // The archive's cards lie four folders down (archive/YYYY/MM/DD/); they count as done.
+    for e in walkdir::WalkDir::new(&work).min_depth(2).max_depth(5) {
         let Ok(e) = e else { continue };
         let rel = e.path().strip_prefix(&work).unwrap_or(e.path());
         let top = rel
@@ -101,7 +107,8 @@ fn places(ws: &Workspace) -> HashMap<String, Vec<String>> {
             .next()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        if !matches!(top, "inbox" | "assigned" | "done" | "failed") || !e.file_type().is_file() {
+        let state_dir = matches!(top, "inbox" | "assigned" | "done" | "failed" | "archive");
+        if !state_dir || !e.file_type().is_file() {
             continue;
         }
         let name = e.file_name().to_string_lossy();
@@ -221,7 +228,7 @@ pub fn crash(args: &BenchArgs) -> Result<i32> {
         daemon = Daemon::start(&ws.root)?;
         let quiet = wait_for(Duration::from_secs(600), "every card done", || {
             let p = places(&ws);
-            p.len() == dropped.len() && p.values().all(|d| d.len() == 1 && d[0] == "done")
+            p.len() == dropped.len() && p.values().all(|d| d.len() == 1 && is_done(&d[0]))
         });
         let recovered = restart.elapsed();
         // An orderly stop (SIGTERM) commits and writes what is pending; then check, and

@@ -19,6 +19,8 @@ pub enum State {
     Assigned,
     Done,
     Failed,
+    /// Finished and moved to `work/archive/YYYY/MM/DD/` (the day it finished).
+    Archived,
 }
 
 impl State {
@@ -29,11 +31,31 @@ impl State {
             State::Assigned => "assigned",
             State::Done => "done",
             State::Failed => "failed",
+            State::Archived => "archive",
         }
     }
 
     /// Every state, in board order.
-    pub const ALL: [State; 4] = [State::Inbox, State::Assigned, State::Done, State::Failed];
+    pub const ALL: [State; 5] = [
+        State::Inbox,
+        State::Assigned,
+        State::Done,
+        State::Failed,
+        State::Archived,
+    ];
+
+    /// The name `pas jobs --state` and JSON use (`archived`; the folder is `archive/`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Archived => "archived",
+            s => s.dir(),
+        }
+    }
+
+    /// Whether the card's work is over (done, failed or archived).
+    pub fn finished(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Archived)
+    }
 }
 
 /// Scheduling priority; `Ord` puts `Critical` first.

@@ -107,12 +107,19 @@ pub enum Command {
     },
     /// List cards.
     Jobs {
-        /// Only cards in this state (inbox, assigned, done, failed).
+        /// Only cards in this state (inbox, assigned, done, failed, archived). Without it,
+        /// every card but the archived ones.
         #[arg(long, short)]
         state: Option<String>,
         /// Only cards assigned to this agent.
         #[arg(long, short)]
         agent: Option<String>,
+        /// At most this many cards (archived cards: newest day first).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Skip this many cards first (with --limit, pages through a long list).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         #[command(flatten)]
         fmt: Format,
     },
@@ -203,8 +210,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Resume { name } => agents::set_paused(&ws, &name, false, &out),
         Command::Heartbeat(args) => agents::heartbeat(&ws, args, &out),
         Command::Agents { tree, fmt } => agents::list(&ws, tree, fmt, &out),
-        Command::Jobs { state, agent, fmt } => {
-            read::jobs(&ws, state.as_deref(), agent.as_deref(), fmt, &out)
+        Command::Jobs {
+            state,
+            agent,
+            limit,
+            offset,
+            fmt,
+        } => {
+            let page = read::Page { offset, limit };
+            read::jobs(&ws, state.as_deref(), agent.as_deref(), page, fmt, &out)
         }
         Command::Show { id, fmt } => read::show(&ws, &id, fmt, &out),
         Command::Log { id, fmt } => read::log(&ws, &id, fmt, &out),

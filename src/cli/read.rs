@@ -47,6 +47,7 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
             "assigned": counts[&State::Assigned],
             "done": counts[&State::Done],
             "failed": counts[&State::Failed],
+            "archived": counts[&State::Archived],
             "rejected": snap.rejected,
         },
         "agents": agents,
@@ -146,11 +147,12 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         at.map(|r| format!(" at {r}")).unwrap_or_default()
     ));
     out.line(format!(
-        "jobs: inbox {} · assigned {} · done {} · failed {} · rejected {}",
+        "jobs: inbox {} · assigned {} · done {} · failed {} · archived {} · rejected {}",
         counts[&State::Inbox],
         counts[&State::Assigned],
         counts[&State::Done],
         counts[&State::Failed],
+        counts[&State::Archived],
         snap.rejected
     ));
     if let Value::Object(cap) = capacity_json(&snap.board) {
@@ -226,11 +228,21 @@ fn job_json(id: &str, e: &Entry) -> Value {
     })
 }
 
-/// `pas jobs`.
+/// Which part of a long list to show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// `pas jobs`. With a state, only that state's folder is read; archived cards are listed
+/// newest day first and only the page shown is read. Without one, every card but the
+/// archived ones.
 pub fn jobs(
     ws: &Workspace,
     state: Option<&str>,
     agent: Option<&str>,
+    page: Page,
     fmt: Format,
     out: &Out,
 ) -> Result<i32> {
@@ -239,26 +251,43 @@ pub fn jobs(
         Some(s) => Some(
             State::ALL
                 .into_iter()
-                .find(|x| x.dir() == s)
-                .with_context(|| format!("unknown state {s:?} (inbox, assigned, done, failed)"))?,
+                .find(|x| x.name() == s || x.dir() == s)
+                .with_context(|| {
+                    format!("unknown state {s:?} (inbox, assigned, done, failed, archived)")
+                })?,
         ),
     };
-    let snap = snapshot::load(ws)?;
-    let mut rows: Vec<(&String, &Entry)> = snap
-        .board
-        .cards
-        .iter()
-        .filter(|(_, e)| state.is_none_or(|s| e.place.state == s))
-        .filter(|(_, e)| agent.is_none_or(|a| e.place.agent.as_deref() == Some(a)))
-        .collect();
-    rows.sort_by(|a, b| {
-        (a.1.place.state, a.1.card.spec.priority, a.1.created, a.0).cmp(&(
-            b.1.place.state,
-            b.1.card.spec.priority,
-            b.1.created,
-            b.0,
-        ))
-    });
+    let snap;
+    let archived;
+    let mut rows: Vec<(&String, &Entry)> = if state == Some(State::Archived) {
+        archived = archived_page(ws, page)?;
+        archived.iter().map(|(id, e)| (id, e)).collect()
+    } else {
+        snap = match state {
+            Some(s) => snapshot::load_state(ws, s)?,
+            None => snapshot::load(ws)?,
+        };
+        let mut rows: Vec<(&String, &Entry)> = snap
+            .board
+            .cards
+            .iter()
+            .filter(|(_, e)| e.place.state != State::Archived || state.is_some())
+            .filter(|(_, e)| agent.is_none_or(|a| e.place.agent.as_deref() == Some(a)))
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.1.place.state, a.1.card.spec.priority, a.1.created, a.0).cmp(&(
+                b.1.place.state,
+                b.1.card.spec.priority,
+                b.1.created,
+                b.0,
+            ))
+        });
+        let rows = rows.into_iter().skip(page.offset);
+        rows.take(page.limit.unwrap_or(usize::MAX)).collect()
+    };
+    if state == Some(State::Archived) && agent.is_some() {
+        rows.clear(); // an archived card is with no agent
+    }
     if fmt.json {
         out.json(&Value::Array(
             rows.iter().map(|(id, e)| job_json(id, e)).collect(),
@@ -269,7 +298,7 @@ pub fn jobs(
     for (id, e) in rows {
         t.add_row(vec![
             id.clone(),
-            e.place.state.dir().to_string(),
+            e.place.state.name().to_string(),
             e.card.spec.priority.as_str().to_string(),
             e.place.agent.clone().unwrap_or_else(|| "-".into()),
             e.card.spec.pas.attempts.to_string(),
@@ -280,16 +309,90 @@ pub fn jobs(
     Ok(0)
 }
 
+/// One page of the archive, newest day first (ids descending within a day): only the day
+/// folders the page reaches are listed, and only the page's cards are read.
+pub fn archived_page(ws: &Workspace, page: Page) -> Result<Vec<(String, Entry)>> {
+    let want = page.offset.saturating_add(page.limit.unwrap_or(usize::MAX));
+    let mut found: Vec<(String, std::path::PathBuf, crate::board::Place)> = Vec::new();
+    for day in ws.archive_days() {
+        if found.len() >= want {
+            break;
+        }
+        let dir = ws.state_dir(State::Archived).join(&day);
+        let mut here: Vec<(String, std::path::PathBuf, crate::board::Place)> = ws
+            .scan_dir(&dir)
+            .into_iter()
+            .filter_map(|(p, k)| match k {
+                crate::workspace::Kind::Card { id, place } => Some((id, p, place)),
+                _ => None,
+            })
+            .collect();
+        // Newest first within a day too, as far as ids tell (pas submit's ULIDs do).
+        here.sort_by(|a, b| b.0.cmp(&a.0));
+        found.extend(here);
+    }
+    let page_rows = found.into_iter().skip(page.offset).take(want - page.offset);
+    let mut out = Vec::new();
+    for (id, path, place) in page_rows {
+        match crate::workspace::read_card(&path, &id) {
+            Ok(card) => {
+                let created = card
+                    .spec
+                    .pas
+                    .history
+                    .first()
+                    .map_or(DateTime::UNIX_EPOCH, |h| h.at);
+                out.push((
+                    id,
+                    Entry {
+                        card,
+                        place,
+                        created,
+                    },
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "archived card unreadable")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where card `id` is, looking only where it can be (the live folders, then the archive
+/// day by day, newest first): `pas show` reads one file, not the whole tree.
+pub fn locate(ws: &Workspace, id: &str) -> Option<(std::path::PathBuf, crate::board::Place)> {
+    if !crate::card::valid_id(id) {
+        return None;
+    }
+    ws.card_candidates(id)
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .find_map(|p| match ws.classify(&p) {
+            crate::workspace::Kind::Card { place, .. } => Some((p, place)),
+            _ => None,
+        })
+}
+
 /// `pas show`.
 pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
-    let snap = snapshot::load(ws)?;
-    let Some(e) = snap.board.cards.get(id) else {
-        bail!("no card {id} in work/ (inbox, assigned, done, failed)");
+    let Some((path, place)) = locate(ws, id) else {
+        bail!("no card {id} in work/ (inbox, assigned, done, failed, archive)");
     };
-    let path = ws.card_path(id, &e.place);
+    let card = crate::workspace::read_card(&path, id)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
+    let created = card.spec.pas.history.first().map_or_else(
+        || crate::workspace::mtime(&path).unwrap_or(DateTime::UNIX_EPOCH),
+        |h| h.at,
+    );
+    let e = Entry {
+        card,
+        place,
+        created,
+    };
     if fmt.json {
         let doc: serde_yaml::Value = serde_yaml::from_str(e.card.text()).unwrap_or_default();
-        let mut v = job_json(id, e);
+        let mut v = job_json(id, &e);
         v["path"] = json!(crate::daemon::rel(ws, &path));
         v["card"] = serde_json::to_value(doc).unwrap_or(Value::Null);
         v["history"] = serde_json::to_value(&e.card.spec.pas.history)?;
@@ -310,16 +413,13 @@ pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         None
     };
     let Some(git) = git else {
-        let snap = snapshot::load(ws)?;
-        let e = snap
-            .board
-            .cards
-            .get(id)
-            .with_context(|| format!("no card {id}"))?;
+        let (path, _) = locate(ws, id).with_context(|| format!("no card {id}"))?;
+        let card = crate::workspace::read_card(&path, id)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
         if fmt.json {
-            out.json(&serde_json::to_value(&e.card.spec.pas.history)?);
+            out.json(&serde_json::to_value(&card.spec.pas.history)?);
         } else {
-            for h in &e.card.spec.pas.history {
+            for h in &card.spec.pas.history {
                 out.line(format!(
                     "{}  {} -> {}  {}",
                     h.at.to_rfc3339(),

@@ -247,7 +247,7 @@ fn find(ws: &Workspace, id: &str) -> Result<(PathBuf, Place)> {
             }
         }
     }
-    bail!("no card {id} in work/ (inbox, assigned, done, failed)")
+    bail!("no card {id} in work/ (inbox, assigned, done, failed, archive)")
 }
 
 /// Moves card `id` to `to`, setting `key: text` first and recording the transition in
@@ -301,8 +301,8 @@ pub fn finish(
     out: &Out,
 ) -> Result<i32> {
     let (_, from) = find(ws, id)?;
-    if matches!(from.state, State::Done | State::Failed) {
-        bail!("{id} is already in {}/", from.state.dir());
+    if from.state.finished() {
+        bail!("{id} is already in {}/", from.label());
     }
     let (state, key) = if done {
         (State::Done, "result")

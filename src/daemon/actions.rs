@@ -83,6 +83,10 @@ impl Engine {
             .flatten()
             .min()
             .map(|d| Instant::now() + (d - now).to_std().unwrap_or_default());
+        let deadline = match (deadline, self.next_archive()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (settle, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -221,7 +225,7 @@ impl Engine {
     }
 
     /// Moves card `id` to `to` with a new history entry; `adjust` edits the `pas:` block.
-    fn transfer(
+    pub(super) fn transfer(
         &mut self,
         id: &str,
         to: Place,

@@ -62,6 +62,8 @@ pub struct Engine {
     pub(super) pacing: super::pacing::Pacing,
     /// The agent definitions as last read, by file and stamp.
     pub(super) def_cache: crate::workspace::DefCache,
+    /// When the next archive round is due (see `archive.rs`).
+    pub(super) archive_next: Instant,
 }
 
 impl Engine {
@@ -97,6 +99,8 @@ impl Engine {
             faults: Default::default(),
             pacing: Default::default(),
             def_cache: Default::default(),
+            // At once: a workspace from an earlier pas is worked off from the first turn.
+            archive_next: Instant::now(),
         }
     }
 
@@ -427,12 +431,18 @@ impl Engine {
             State::Assigned => Some("job.assigned"),
             State::Done => Some("job.done"),
             State::Failed => Some("job.failed"),
+            // Housekeeping, not news: the SPEC's event types have none for it, and an
+            // upgrade archives thousands at once. The commit and the database record it.
+            State::Archived => None,
         };
         if let Some(kind) = kind {
             self.emit(
                 kind,
                 json!({"id": id, "from": entry.from, "to": entry.to, "agent": to.agent, "by": entry.by, "reason": entry.reason}),
             );
+        }
+        if matches!(to.state, State::Done | State::Failed) {
+            self.archive_soon();
         }
         let line = transition_line(id, entry);
         let mut paths: Vec<&Path> = vec![to_path];
@@ -532,6 +542,10 @@ pub(super) fn transition_line(id: &str, h: &HistoryEntry) -> String {
 pub(super) fn place_from_meta(card: &Card) -> Option<Place> {
     let m = &card.spec.pas;
     let state = m.state?;
+    if state == State::Archived {
+        // The day folder is in the history entry of the move to the archive.
+        return Place::from_label(&m.history.last()?.to).filter(|p| p.state == state);
+    }
     Some(Place {
         state,
         agent: if state == State::Assigned {
@@ -539,6 +553,7 @@ pub(super) fn place_from_meta(card: &Card) -> Option<Place> {
         } else {
             None
         },
+        day: None,
     })
 }
 

@@ -8,6 +8,7 @@
 //! drains.
 
 mod actions;
+mod archive;
 mod engine;
 mod faults;
 mod liveness;
@@ -340,6 +341,8 @@ pub fn run_loop(
         }
         let looked = started.elapsed();
         engine.step();
+        // After the plan, so a round of archiving never delays an assignment.
+        engine.archive_if_due();
         tracing::debug!(
             paths = n_paths,
             look_us = looked.as_micros() as u64,

@@ -79,8 +79,7 @@ impl Engine {
                     return; // another pas process holds it between two folders
                 }
                 // Clearing out finished cards is housekeeping; a live card vanishing is news.
-                let finished = (self.board.cards.get(id))
-                    .is_some_and(|c| matches!(c.place.state, State::Done | State::Failed));
+                let finished = (self.board.cards.get(id)).is_some_and(|c| c.place.state.finished());
                 if finished {
                     tracing::info!(job = id, path = %old.display(), "finished card removed outside pas");
                 } else {
@@ -208,10 +207,7 @@ impl Engine {
                         .unwrap_or_else(|| {
                             if from.is_none() { "submit" } else { "external" }.into()
                         });
-                    let from_place = from.clone().unwrap_or(Place {
-                        state: State::Inbox,
-                        agent: None,
-                    });
+                    let from_place = from.clone().unwrap_or(Place::of(State::Inbox));
                     let mut m = transition_meta(meta, &from_place, &place, &by, None, now);
                     if let Some(h) = m.history.last_mut() {
                         h.from = from_label.clone();

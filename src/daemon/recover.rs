@@ -83,6 +83,10 @@ impl Engine {
                     Some(a) => Place::assigned(a),
                     None => Place::of(State::Inbox),
                 },
+                // Its day folder is in its last history entry; else back to done/.
+                Some(State::Archived) => {
+                    super::engine::place_from_meta(&card).unwrap_or_else(|| Place::of(State::Done))
+                }
                 Some(s) => Place::of(s),
                 None => Place::of(State::Inbox),
             };

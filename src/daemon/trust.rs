@@ -90,7 +90,7 @@ pub(super) fn moved(
             out.push(format!("history entry dated {}", show(Some(e.at))));
         }
     }
-    let retry = to.state == State::Inbox && matches!(from.state, State::Done | State::Failed);
+    let retry = to.state == State::Inbox && from.state.finished();
     if file.attempts != known.attempts && !(retry && file.attempts == 0) {
         out.push(format!(
             "attempts {} (pas: {})",
@@ -111,7 +111,7 @@ pub(super) fn moved(
                 }
             }
         }
-        State::Done | State::Failed => {
+        State::Done | State::Failed | State::Archived => {
             if !same_time(file.assigned_at, known.assigned_at) {
                 out.push(format!(
                     "assigned_at {} (pas: {})",
@@ -180,7 +180,10 @@ pub(super) fn against_rows(
         .history
         .iter()
         .rev()
-        .take_while(|h| !(h.to == "inbox" && (h.from == "done" || h.from == "failed")))
+        .take_while(|h| {
+            !(h.to == "inbox"
+                && (h.from == "done" || h.from == "failed" || h.from.starts_with("archive/")))
+        })
         .filter(|h| {
             h.from.starts_with("assigned/")
                 && (h.to == "inbox" || h.to == "failed")

@@ -100,9 +100,43 @@ pub(crate) async fn jobs(
     }
     let limit = q.limit.unwrap_or(500).min(10_000);
     let all: Vec<&Value> = v.cards.iter().filter(|c| matches(c, &q)).collect();
-    let page: Vec<&Value> = all.iter().skip(q.offset).take(limit).copied().collect();
+    let mut page: Vec<Value> = all
+        .iter()
+        .skip(q.offset)
+        .take(limit)
+        .map(|c| (*c).clone())
+        .collect();
+    let mut total = all.len();
+    // The Done column (and `state=archived`) goes on into the archive, newest day first,
+    // when it is not filtered otherwise: only the page's archived cards are read.
+    let archive = match q.state.as_deref() {
+        Some("archived") => Some(0),
+        Some("done") => Some(all.len()),
+        _ => None,
+    };
+    let plain = [&q.agent, &q.capability, &q.priority, &q.q]
+        .iter()
+        .all(|f| f.as_deref().is_none_or(str::is_empty));
+    if let (Some(before), true, None) = (archive, plain, &v.at) {
+        let archived = v.status["jobs"]["archived"].as_u64().unwrap_or(0) as usize;
+        total = before + archived;
+        let want = limit - page.len();
+        if want > 0 {
+            let offset = q.offset.saturating_sub(before);
+            let ws = dash.shared.ws.clone();
+            let page_ = crate::cli::read::Page {
+                offset,
+                limit: Some(want),
+            };
+            let rows = blocking(move || crate::cli::read::archived_page(&ws, page_)).await?;
+            page.extend(
+                rows.iter()
+                    .map(|(id, e)| super::view::card_json(id, e, None)),
+            );
+        }
+    }
     Ok(Json(
-        json!({"seq": v.seq, "total": all.len(), "offset": q.offset, "jobs": page}),
+        json!({"seq": v.seq, "total": total, "offset": q.offset, "jobs": page}),
     ))
 }
 
@@ -120,9 +154,17 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
         return Err(WebError::bad_request(format!("{id:?} is not a card id")));
     }
     let v = dash.views.live().await?;
-    let Some(card) = v.card(id).cloned() else {
+    let card = match v.card(id).cloned() {
+        Some(c) => Some(c),
+        None => {
+            // Not on the board's view: perhaps archived (read by itself, not listed).
+            let (ws, owned) = (dash.shared.ws.clone(), id.to_string());
+            blocking(move || Ok(archived_card(&ws, &owned))).await?
+        }
+    };
+    let Some(card) = card else {
         return Err(WebError::not_found(format!(
-            "no card {id} in work/ (inbox, assigned, done, failed)"
+            "no card {id} in work/ (inbox, assigned, done, failed, archive)"
         )));
     };
     let children: Vec<&Value> = v
@@ -160,6 +202,22 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
         "parent": parent,
         "children": children,
     }))
+}
+
+/// The compact card of an archived card, read from its one file.
+fn archived_card(ws: &Workspace, id: &str) -> Option<Value> {
+    let (path, place) = crate::cli::read::locate(ws, id)?;
+    if place.state != crate::card::State::Archived {
+        return None;
+    }
+    let card = crate::workspace::read_card(&path, id).ok()?;
+    let created = card.spec.pas.history.first()?.at;
+    let e = crate::board::Entry {
+        card,
+        place,
+        created,
+    };
+    Some(super::view::card_json(id, &e, None))
 }
 
 /// The card's text, its commits (empty without git) and its receipts.

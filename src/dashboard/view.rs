@@ -54,14 +54,21 @@ pub struct View {
     pub snapshot: String,
 }
 
-/// One compact card: what the kanban shows.
-fn card_json(id: &str, e: &Entry, waiting: Option<&String>) -> Value {
+/// One compact card: what the kanban shows. An archived card is shown in the column it
+/// finished in (`done` or `failed`), with its day folder as `archived`.
+pub(crate) fn card_json(id: &str, e: &Entry, waiting: Option<&String>) -> Value {
     let s = &e.card.spec;
     let updated = s.pas.history.last().map(|h| h.at).unwrap_or(e.created);
+    let state = match e.place.state {
+        State::Archived if e.succeeded() => "done",
+        State::Archived => "failed",
+        st => st.name(),
+    };
     json!({
         "id": id,
         "title": s.title,
-        "state": e.place.state.dir(),
+        "state": state,
+        "archived": e.place.day,
         "agent": e.place.agent.clone().or_else(|| worker_of(e)),
         "priority": s.priority.as_str(),
         "requires": s.requires,
@@ -125,7 +132,11 @@ impl View {
         let mut status = status_json(snap, &waiting);
         let why: HashMap<&String, &String> = waiting.iter().map(|(i, r)| (i, r)).collect();
 
-        let mut entries: Vec<(&String, &Entry)> = snap.board.cards.iter().collect();
+        // Archived cards are known here by id alone; the Done column pages into them
+        // through `/api/jobs?state=done`, which reads only the page it shows.
+        let mut entries: Vec<(&String, &Entry)> = (snap.board.cards.iter())
+            .filter(|(_, e)| e.place.state != State::Archived)
+            .collect();
         let updated = |e: &Entry| e.card.spec.pas.history.last().map(|h| h.at);
         entries.sort_by(|a, b| {
             let (ea, eb) = (a.1, b.1);
@@ -187,10 +198,11 @@ impl View {
             }
             shown.push(c);
         }
+        let archived = status["jobs"]["archived"].as_u64().unwrap_or(0) as usize;
         let snapshot = json!({
             "status": status,
             "cards": shown,
-            "done_total": done,
+            "done_total": done + archived,
             "agents": agents,
             "costs": {
                 "today": costs["today"],

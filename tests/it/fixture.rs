@@ -266,7 +266,8 @@ impl Workspace {
         d
     }
 
-    /// Where card `id` is: `inbox`, `assigned/<agent>`, `done`, `failed`; `None` when it is
+    /// Where card `id` is: `inbox`, `assigned/<agent>`, `done`, `failed`,
+    /// `archive/YYYY/MM/DD`; `None` when it is
     /// in no state folder (e.g. between two folders in staging). A card seen in two places
     /// fails the test, unless a second look shows one: the folders are not read at one
     /// instant, so a card moving from one to the next can be seen in both.
@@ -300,6 +301,27 @@ impl Workspace {
             for e in rd.flatten() {
                 if e.path().is_dir() && fs::symlink_metadata(e.path().join(&file)).is_ok() {
                     out.push(format!("assigned/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        // The archive: work/archive/YYYY/MM/DD/<id>.yaml.
+        let subdirs = |d: &Path| -> Vec<PathBuf> {
+            fs::read_dir(d)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for y in subdirs(&self.work("archive")) {
+            for m in subdirs(&y) {
+                for d in subdirs(&m) {
+                    if fs::symlink_metadata(d.join(&file)).is_ok() {
+                        let rel = d.strip_prefix(self.work("")).unwrap();
+                        out.push(rel.display().to_string());
+                    }
                 }
             }
         }

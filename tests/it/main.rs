@@ -4,6 +4,7 @@
 //! the database) are the fixture; the other modules are the tests.
 
 mod agents;
+mod archive;
 mod assignment;
 mod audit;
 mod bad_input;
