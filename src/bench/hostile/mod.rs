@@ -5,8 +5,8 @@
 //! fifty kinds ([`KINDS`]): every type of non-regular file, links of both kinds to places
 //! inside and outside the workspace, sizes around every cap, sparse giants, nesting and alias
 //! bombs, every numeric field at 0, -1, its maximum and one past it, forged `pas:` blocks, bad
-//! UTF-8 and NUL bytes, into every folder pas reads (each state folder, the registry, the
-//! heartbeats, the agent definitions). Then it checks, against one running `pas serve`:
+//! UTF-8 and NUL bytes, into every folder pas reads (each state folder and the archive, the
+//! registry, the heartbeats, the agent definitions). Then it checks, against one running `pas serve`:
 //!
 //! - the daemon stays alive, and a probe card dropped after the tree is assigned to the
 //!   probe agent within a second, several times over;
@@ -73,7 +73,16 @@ fn plant(ws: &Workspace, outside: &Path, inside_card: &Path, n: usize, seed: u64
         ws.state_dir(State::Done),
         ws.state_dir(State::Failed),
         ws.state_dir(State::Assigned).join(PROBE),
+        // The archive is a state folder too (a day folder of today's, and one that is not a
+        // date at all).
+        ws.work()
+            .join("archive")
+            .join(chrono::Utc::now().format("%Y/%m/%d").to_string()),
+        ws.work().join("archive/not/a/day"),
     ];
+    for d in &card_dirs {
+        let _ = std::fs::create_dir_all(d);
+    }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let kind = &KINDS[i % KINDS.len()];
