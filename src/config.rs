@@ -101,6 +101,37 @@ pub struct GitConfig {
     pub author: String,
     /// Commit heartbeat files too (default false: they are git-ignored).
     pub track_heartbeats: bool,
+    /// Keeping the repository packed (loose objects and packs bounded).
+    pub maintenance: MaintenanceConfig,
+}
+
+/// When the daemon repacks the repository (`git repack --geometric=2`, at idle priority):
+/// looked at every `check_every_commits` commits (and a minute after the last one), and
+/// repacked when loose objects exceed `max_loose_objects`, weigh more than half the packs,
+/// or packs exceed `max_packs`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Repack in the background (default true).
+    pub enabled: bool,
+    /// Loose objects allowed before a repack.
+    pub max_loose_objects: u64,
+    /// Packs allowed before everything is packed into one.
+    pub max_packs: u32,
+    /// Commits between two looks at `.git/objects`.
+    pub check_every_commits: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            enabled: true,
+            // Some 6 objects per commit: a repack every few hundred commits at most.
+            max_loose_objects: 2000,
+            max_packs: 32,
+            check_every_commits: 50,
+        }
+    }
 }
 
 impl Default for GitConfig {
@@ -110,6 +141,7 @@ impl Default for GitConfig {
             commit_window_ms: 100,
             author: "pas".into(),
             track_heartbeats: false,
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }

@@ -1,0 +1,826 @@
+//! The history index: which commits touched which card, kept in the telemetry database so
+//! `pas log ID` and the dashboard's job page read a card's history without walking the log.
+//!
+//! The index is built by *one pass* over git: one revwalk of HEAD, each commit's `work/`
+//! tree diffed against its first parent's (a tree diff skips every folder whose tree id is
+//! unchanged, so a commit costs what it changed, not the size of the board), each changed
+//! path `work/<folder>/<id>.yaml` (or `work/assigned/<agent>/<id>.yaml`, or under
+//! `work/archive/`) filed under its card. A card's entry is what [`GitStore::history_of`]'s
+//! walk reports for it: the message lines naming the card (or the subject) and its paths.
+//!
+//! Rows are appended oldest first with a rising `seq`, together with `history_state.head`:
+//! the commit up to which the index is complete. Readers ([`GitStore::card_history`]) trust
+//! the index only when that head is HEAD or an ancestor of it (then they read the commits
+//! past it from git, usually none or a handful), and each row's commit exists with the time
+//! recorded; anything else (no database, no table, a rewritten history, a row that does
+//! not check out, a query that fails) is answered by one pass over git instead, never by a
+//! walk per card. Writers (the git worker after each commit and at start, `pas reindex`)
+//! append only on top of the head they read, in one transaction, so two writers cannot
+//! interleave their rows; a writer that finds the head moved plans again.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use git2::{DiffOptions, Oid, Sort};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::history::mentions;
+use super::{chain, git, CommitInfo, GitError, GitStore};
+
+/// The tables, as migration 7 makes them (its text is idempotent): run again when a
+/// writer finds them gone.
+const TABLES: &str = include_str!("../../../telemetry/migrations/007_history_index.sql");
+
+/// How many of the newest indexed commits the daemon checks against git at start.
+const CHECK_AT_START: usize = 200;
+
+/// One commit that touched at least one card, and what it did to each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedCommit {
+    /// The commit.
+    pub oid: Oid,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// Author name.
+    pub author: String,
+    /// The cards it touched, by id.
+    pub cards: Vec<CardEntry>,
+}
+
+/// What one commit did to one card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardEntry {
+    /// The card's id.
+    pub job_id: String,
+    /// The message lines naming the card, or the subject when none does.
+    pub lines: Vec<String>,
+    /// The card's paths (from the workspace root, `work/...`) the commit added, changed or
+    /// removed, sorted.
+    pub paths: Vec<String>,
+}
+
+impl IndexedCommit {
+    /// The entry of card `id` as `pas log` shows it.
+    fn info(&self, id: &str) -> Option<CommitInfo> {
+        let e = self.cards.iter().find(|c| c.job_id == id)?;
+        Some(commit_info(
+            &self.oid.to_string(),
+            self.time,
+            &self.author,
+            e.lines.clone(),
+            e.paths.clone(),
+        ))
+    }
+}
+
+fn commit_info(
+    oid: &str,
+    time: i64,
+    author: &str,
+    lines: Vec<String>,
+    paths: Vec<String>,
+) -> CommitInfo {
+    CommitInfo {
+        short: oid.get(..7).unwrap_or(oid).to_string(),
+        oid: oid.to_string(),
+        author: author.to_string(),
+        time: DateTime::from_timestamp(time, 0).unwrap_or_default(),
+        lines,
+        paths,
+    }
+}
+
+/// The card a path under `work/` (relative to it, '/'-separated) belongs to, if any: a
+/// `<id>.yaml` directly in a folder (a state folder, `rejected/`, ...), in
+/// `assigned/<agent>/`, or anywhere under `archive/`.
+pub fn card_of(rel: &str) -> Option<&str> {
+    let (dir, file) = rel.rsplit_once('/')?;
+    let id = file.strip_suffix(".yaml")?;
+    let depth = dir.split('/').count();
+    let placed =
+        depth == 1 || (depth == 2 && dir.starts_with("assigned/")) || dir.starts_with("archive/");
+    (placed && crate::card::valid_id(id)).then_some(id)
+}
+
+/// What a pass over git found: the commits that touched cards, oldest first.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// The commit the pass reached (HEAD when it started); `None` on an unborn branch.
+    pub head: Option<Oid>,
+    /// Commits walked, whether they touched a card or not.
+    pub walked: u64,
+    /// The commits that touched a card, oldest first.
+    pub commits: Vec<IndexedCommit>,
+}
+
+/// How [`GitStore::card_history`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistorySource {
+    /// From the index alone (it reaches HEAD).
+    Index,
+    /// From the index, and this many newer commits read from git.
+    IndexAndGit(usize),
+    /// One pass over git; why the index was not used.
+    Pass(String),
+}
+
+impl GitStore {
+    /// HEAD's commit id; `None` on an unborn branch.
+    pub fn head_oid(&self) -> Result<Option<Oid>, GitError> {
+        let head = self.head_commit().map_err(git(|| "reading HEAD".into()))?;
+        Ok(head.map(|c| c.id()))
+    }
+
+    /// The git directory (`.git`).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// Commits reachable from `head` but not from `since`, oldest first (parents before
+    /// children; git's topological order, ties by time, as `history_of` walks them).
+    fn commits_between(&self, since: Option<Oid>, head: Oid) -> Result<Vec<Oid>, git2::Error> {
+        let mut walk = self.repo.revwalk()?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE)?;
+        walk.push(head)?;
+        if let Some(since) = since {
+            walk.hide(since)?;
+        }
+        walk.collect()
+    }
+
+    /// Whether `head` is `base` or a descendant of it (`base` unknown: no).
+    fn reaches(&self, head: Oid, base: Oid) -> bool {
+        head == base
+            || (self.repo.find_commit(base).is_ok()
+                && self.repo.graph_descendant_of(head, base).unwrap_or(false))
+    }
+
+    /// What one commit did to the cards (to card `only`, when given), compared with its
+    /// first parent: `None` when it touched none.
+    pub fn index_commit(
+        &self,
+        oid: Oid,
+        only: Option<&str>,
+    ) -> Result<Option<IndexedCommit>, git2::Error> {
+        let commit = self.repo.find_commit(oid)?;
+        let work = self.work_tree(&commit.tree()?)?;
+        let parent_work = match commit.parent(0) {
+            Ok(p) => self.work_tree(&p.tree()?)?,
+            Err(_) => None,
+        };
+        if work.as_ref().map(|t| t.id()) == parent_work.as_ref().map(|t| t.id()) {
+            return Ok(None); // work/ untouched
+        }
+        let mut opts = DiffOptions::new();
+        opts.skip_binary_check(true).ignore_submodules(true);
+        let diff =
+            self.repo
+                .diff_tree_to_tree(parent_work.as_ref(), work.as_ref(), Some(&mut opts))?;
+        let mut touched: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for delta in diff.deltas() {
+            let (old, new) = (delta.old_file(), delta.new_file());
+            if old.id() == new.id() {
+                continue; // a mode change: the content is the same
+            }
+            for path in [old.path(), new.path()].into_iter().flatten() {
+                let Some(rel) = path.to_str() else { continue };
+                let Some(id) = card_of(rel) else { continue };
+                if only.is_some_and(|o| o != id) {
+                    continue;
+                }
+                touched
+                    .entry(id.to_string())
+                    .or_default()
+                    .insert(format!("work/{rel}"));
+            }
+        }
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        let message = commit.message().unwrap_or_default();
+        let subject = commit.summary().unwrap_or_default().to_string();
+        let naming = LinesNaming::new(message, touched.len());
+        let mut cards: Vec<CardEntry> = touched
+            .into_iter()
+            .map(|(job_id, paths)| {
+                let mut lines = naming.lines(&job_id);
+                if lines.is_empty() {
+                    lines.push(subject.clone());
+                }
+                CardEntry {
+                    job_id,
+                    lines,
+                    paths: paths.into_iter().collect(),
+                }
+            })
+            .collect();
+        cards.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        let author = commit.author().name().unwrap_or_default().to_string();
+        Ok(Some(IndexedCommit {
+            oid,
+            time: commit.time().seconds(),
+            author,
+            cards,
+        }))
+    }
+
+    /// One pass over HEAD's history (all cards, or card `only`), oldest first.
+    pub fn one_pass(&self, only: Option<&str>) -> Result<Pass, GitError> {
+        let doing = || "reading the history of work/ in one pass".to_string();
+        let Some(head) = self.head_oid()? else {
+            return Ok(Pass::default());
+        };
+        self.pass_between(None, head, only).map_err(git(doing))
+    }
+
+    fn pass_between(
+        &self,
+        since: Option<Oid>,
+        head: Oid,
+        only: Option<&str>,
+    ) -> Result<Pass, git2::Error> {
+        let oids = self.commits_between(since, head)?;
+        let mut commits = Vec::new();
+        for &oid in &oids {
+            commits.extend(self.index_commit(oid, only)?);
+        }
+        Ok(Pass {
+            head: Some(head),
+            walked: oids.len() as u64,
+            commits,
+        })
+    }
+
+    /// Every commit on HEAD that touched card `id`, newest first, as [`history_of`]
+    /// reports them, read from the history index in the database at `db` when it can be
+    /// trusted, else from one pass over git (`db` `None`: always). Never writes the
+    /// database.
+    ///
+    /// [`history_of`]: GitStore::history_of
+    pub fn card_history(
+        &self,
+        db: Option<&Path>,
+        id: &str,
+    ) -> Result<(Vec<CommitInfo>, HistorySource), GitError> {
+        let Some(head) = self.head_oid()? else {
+            return Ok((Vec::new(), HistorySource::Index));
+        };
+        let why = match self.read_index(db, id, head) {
+            Ok(found) => return Ok(found),
+            Err(why) => why,
+        };
+        tracing::debug!(job = id, %why, "history index not used; one pass over git");
+        let doing = || format!("reading the history of {id}");
+        let pass = self
+            .pass_between(None, head, Some(id))
+            .map_err(git(doing))?;
+        let mut out: Vec<CommitInfo> = pass.commits.iter().filter_map(|c| c.info(id)).collect();
+        out.reverse();
+        Ok((out, HistorySource::Pass(why)))
+    }
+
+    /// The card's history from the index (and the commits past its head from git), or why
+    /// the index cannot be trusted.
+    fn read_index(
+        &self,
+        db: Option<&Path>,
+        id: &str,
+        head: Oid,
+    ) -> Result<(Vec<CommitInfo>, HistorySource), String> {
+        let Some(db) = db else {
+            return Err("no index asked for".into());
+        };
+        let conn = match crate::store::db::open_read_only(db) {
+            Ok(Some(conn)) => conn,
+            Ok(None) => return Err("no telemetry database".into()),
+            Err(e) => return Err(chain(&e)),
+        };
+        let state = read_state(&conn).map_err(|e| format!("index unreadable: {e}"))?;
+        let Some(state) = state else {
+            return Err("the index is empty".into());
+        };
+        if !self.reaches(head, state.head) {
+            return Err(format!(
+                "the index ends at {}, which is not on HEAD's history",
+                state.head
+            ));
+        }
+        let rows = rows_for(&conn, id).map_err(|e| format!("index unreadable: {e}"))?;
+        for c in &rows {
+            self.check_row(c)?;
+        }
+        if state.head == head {
+            return Ok((rows, HistorySource::Index));
+        }
+        let doing = || format!("reading the commits after {}", state.head);
+        let newer = self
+            .pass_between(Some(state.head), head, Some(id))
+            .map_err(|e| chain(&git(doing)(e)))?;
+        let mut out: Vec<CommitInfo> = newer.commits.iter().filter_map(|c| c.info(id)).collect();
+        out.reverse();
+        out.extend(rows);
+        Ok((out, HistorySource::IndexAndGit(newer.walked as usize)))
+    }
+
+    /// A row is believed only when its commit exists with the time it records.
+    fn check_row(&self, c: &CommitInfo) -> Result<(), String> {
+        let found = Oid::from_str(&c.oid)
+            .and_then(|oid| self.repo.find_commit(oid))
+            .map(|commit| commit.time().seconds());
+        match found {
+            Ok(t) if t == c.time.timestamp() => Ok(()),
+            _ => Err(format!("index row {} does not match git", c.oid)),
+        }
+    }
+}
+
+/// The message lines naming each card, found in one read of the message: a card id is a
+/// whole word of id characters, so a line names a card exactly when the id is one of its
+/// words (what [`mentions`] checks). A batch of thousands of transitions is then read once,
+/// not once per card.
+struct LinesNaming<'a> {
+    lines: Vec<&'a str>,
+    words: Option<HashMap<&'a str, Vec<usize>>>,
+}
+
+impl<'a> LinesNaming<'a> {
+    fn new(message: &'a str, cards: usize) -> Self {
+        let lines: Vec<&str> = message.lines().collect();
+        // For a few cards, scanning is cheaper than building the map.
+        let words = (cards > 4).then(|| {
+            let mut words: HashMap<&str, Vec<usize>> = HashMap::new();
+            let part_of_id = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            for (i, line) in lines.iter().enumerate() {
+                for word in line.split(|c: char| !part_of_id(c)) {
+                    let at = words.entry(word).or_default();
+                    if at.last() != Some(&i) {
+                        at.push(i);
+                    }
+                }
+            }
+            words
+        });
+        LinesNaming { lines, words }
+    }
+
+    fn lines(&self, id: &str) -> Vec<String> {
+        match &self.words {
+            Some(words) => words
+                .get(id)
+                .map(|at| at.iter().map(|&i| self.lines[i].to_string()).collect())
+                .unwrap_or_default(),
+            None => self
+                .lines
+                .iter()
+                .filter(|l| mentions(l, id))
+                .map(|l| l.to_string())
+                .collect(),
+        }
+    }
+}
+
+// ---- the database side ----
+
+/// How far the index reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexState {
+    /// Every commit reachable from this one is indexed.
+    pub head: Oid,
+    /// How many commits that is.
+    pub commits: u64,
+}
+
+/// The index's state; `None` when it holds nothing. An error when the table is missing or
+/// the row unreadable.
+pub fn read_state(conn: &Connection) -> rusqlite::Result<Option<IndexState>> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT head, commits FROM history_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((head, commits)) = row else {
+        return Ok(None);
+    };
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("history_state: {what}").into(),
+        )
+    };
+    Ok(Some(IndexState {
+        head: Oid::from_str(&head).map_err(|_| bad("head is not a commit id"))?,
+        commits: u64::try_from(commits).map_err(|_| bad("negative count"))?,
+    }))
+}
+
+/// Card `id`'s rows, newest first.
+fn rows_for(conn: &Connection, id: &str) -> rusqlite::Result<Vec<CommitInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.oid, c.time, c.author, h.lines, h.paths
+         FROM history_cards h JOIN history_commits c ON c.seq = h.seq
+         WHERE h.job_id = ?1 ORDER BY h.seq DESC",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let json = |i: usize| -> rusqlite::Result<Vec<String>> {
+            let text: String = r.get(i)?;
+            serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        };
+        let oid: String = r.get(0)?;
+        Ok(commit_info(
+            &oid,
+            r.get(1)?,
+            &r.get::<_, String>(2)?,
+            json(3)?,
+            json(4)?,
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Where an append starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// Throw away what the index holds and start afresh.
+    Reset,
+    /// On top of this state (`None`: an empty index); refused if the stored one differs.
+    After(Option<IndexState>),
+}
+
+/// Append `commits` (oldest first) and move the index's head to `head`, `walked` commits
+/// further; in one transaction, and only when the stored state is still `base` (false
+/// otherwise: another writer moved it, plan again).
+pub fn append(
+    conn: &mut Connection,
+    base: Base,
+    commits: &[IndexedCommit],
+    head: Oid,
+    walked: u64,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let start = match base {
+        Base::Reset => {
+            tx.execute_batch(
+                "DELETE FROM history_cards; DELETE FROM history_commits;
+                 DELETE FROM history_state;",
+            )?;
+            0
+        }
+        Base::After(expected) => {
+            if read_state(&tx).ok().flatten() != expected {
+                return Ok(false);
+            }
+            expected.map_or(0, |s| s.commits)
+        }
+    };
+    {
+        let mut seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM history_commits",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut commit = tx.prepare_cached(
+            "INSERT OR IGNORE INTO history_commits (seq, oid, time, author) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut card = tx.prepare_cached(
+            "INSERT OR IGNORE INTO history_cards (job_id, seq, lines, paths) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for c in commits {
+            seq += 1;
+            if commit.execute(params![seq, c.oid.to_string(), c.time, c.author])? == 0 {
+                seq -= 1;
+                continue; // already indexed (with its cards)
+            }
+            for e in &c.cards {
+                let lines = serde_json::to_string(&e.lines).unwrap_or_else(|_| "[]".into());
+                let paths = serde_json::to_string(&e.paths).unwrap_or_else(|_| "[]".into());
+                card.execute(params![e.job_id, seq, lines, paths])?;
+            }
+        }
+    }
+    let total = i64::try_from(start.saturating_add(walked)).unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO history_state (id, head, commits, updated) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET head = ?1, commits = ?2, updated = ?3",
+        params![
+            head.to_string(),
+            total,
+            crate::store::db::ts_text(&Utc::now())
+        ],
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Whether all three tables of the index are there.
+fn tables_present(conn: &Connection) -> rusqlite::Result<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'
+         AND name IN ('history_commits', 'history_cards', 'history_state')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n == 3)
+}
+
+/// Make the index's tables if they are missing (deleted by hand).
+pub fn ensure_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(TABLES)
+}
+
+/// What [`rebuild`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rebuilt {
+    /// Commits walked.
+    pub commits: u64,
+    /// Commits that touched a card.
+    pub card_commits: u64,
+    /// Distinct cards.
+    pub cards: u64,
+    /// The commit the index now reaches (`None` on an unborn branch).
+    pub head: Option<String>,
+    /// How long the pass took, and the write.
+    pub pass_ms: u64,
+    pub write_ms: u64,
+}
+
+/// `pas reindex`: one pass over git, and the index replaced by its result in one
+/// transaction (the database is created and migrated when absent).
+pub fn rebuild(store: &GitStore, db: &Path) -> anyhow::Result<Rebuilt> {
+    let started = Instant::now();
+    let pass = store.one_pass(None)?;
+    let pass_ms = started.elapsed().as_millis() as u64;
+    let mut conn = crate::store::db::open(db)?;
+    let started = Instant::now();
+    ensure_tables(&conn)?;
+    match pass.head {
+        Some(head) => {
+            append(&mut conn, Base::Reset, &pass.commits, head, pass.walked)?;
+        }
+        None => {
+            conn.execute_batch(
+                "DELETE FROM history_cards; DELETE FROM history_commits; DELETE FROM history_state;",
+            )?;
+        }
+    }
+    let cards: BTreeSet<&str> = pass
+        .commits
+        .iter()
+        .flat_map(|c| c.cards.iter().map(|e| e.job_id.as_str()))
+        .collect();
+    Ok(Rebuilt {
+        commits: pass.walked,
+        card_commits: pass.commits.len() as u64,
+        cards: cards.len() as u64,
+        head: pass.head.map(|h| h.to_string()),
+        pass_ms,
+        write_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+// ---- the git worker's side: keeping the index up with HEAD ----
+
+/// How much one catch-up step may do before the worker looks at its queue again.
+const STEP_TIME: Duration = Duration::from_millis(150);
+const STEP_COMMITS: usize = 5000;
+
+/// A catch-up under way: the commits still to index, oldest first.
+struct Plan {
+    base: Base,
+    queue: VecDeque<Oid>,
+    total: usize,
+    why: String,
+}
+
+/// The git worker's indexer: after each commit (and at start, in steps) it brings the
+/// index up to HEAD through its own connection to the database.
+pub(super) struct Indexer {
+    path: PathBuf,
+    conn: Option<Connection>,
+    plan: Option<Plan>,
+    /// The first plan checks the newest rows against git (a corrupt index is rebuilt).
+    checked: bool,
+    /// Whether HEAD may be ahead of the index with no plan made yet.
+    replan: bool,
+    /// After an error, the next attempt waits until then.
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+impl Indexer {
+    pub(super) fn new(path: PathBuf) -> Indexer {
+        Indexer {
+            path,
+            conn: None,
+            plan: None,
+            checked: false,
+            replan: true,
+            retry_at: None,
+            failures: 0,
+        }
+    }
+
+    /// Whether a catch-up waits for its next step (and when it may run).
+    pub(super) fn next_step(&self) -> Option<Instant> {
+        match (&self.plan, self.retry_at) {
+            (_, Some(at)) => Some(at),
+            (Some(_), None) => Some(Instant::now()),
+            (None, None) => self.replan.then(Instant::now),
+        }
+    }
+
+    /// One bounded step: index up to [`STEP_COMMITS`] commits or [`STEP_TIME`] worth.
+    pub(super) fn step(&mut self, store: &GitStore) {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        self.retry_at = None;
+        if let Err(e) = self.try_step(store) {
+            self.failures = self.failures.saturating_add(1);
+            let wait = Duration::from_secs(2u64.saturating_pow(self.failures.min(5)));
+            if self.failures == 1 || self.failures % 10 == 0 {
+                tracing::warn!(error = %e, retry_s = wait.as_secs(),
+                    "cannot update the history index (pas log reads git meanwhile)");
+            }
+            self.retry_at = Some(Instant::now() + wait);
+            self.conn = None;
+            self.plan = None;
+            self.replan = true;
+        }
+    }
+
+    fn try_step(&mut self, store: &GitStore) -> anyhow::Result<()> {
+        if self.conn.is_none() {
+            let conn = crate::store::db::open(&self.path)?;
+            // The worker must not sit long behind another writer (`pas reindex`): a busy
+            // database fails the step, and a later one retries.
+            conn.busy_timeout(Duration::from_millis(500))?;
+            if !tables_present(&conn)? {
+                // Some table was deleted: what is left cannot be trusted; start afresh.
+                ensure_tables(&conn)?;
+                conn.execute("DELETE FROM history_state", [])?;
+            }
+            self.conn = Some(conn);
+        }
+        if self.plan.is_none() {
+            self.plan = self.make_plan(store)?;
+            self.checked = true;
+            self.replan = false;
+            let Some(plan) = &self.plan else {
+                return Ok(());
+            };
+            if plan.total > 1 {
+                tracing::info!(commits = plan.total, why = %plan.why,
+                    "history index: catching up with HEAD");
+            }
+        }
+        let (Some(conn), Some(plan)) = (self.conn.as_mut(), self.plan.as_mut()) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut batch = Vec::new();
+        let mut last = None;
+        let mut walked = 0u64;
+        while let Some(&oid) = plan.queue.front() {
+            if walked as usize >= STEP_COMMITS || started.elapsed() >= STEP_TIME {
+                break;
+            }
+            batch.extend(store.index_commit(oid, None)?);
+            plan.queue.pop_front();
+            last = Some(oid);
+            walked += 1;
+        }
+        let Some(head) = last else {
+            self.plan = None;
+            self.replan = true;
+            return Ok(());
+        };
+        if !append(conn, plan.base, &batch, head, walked)? {
+            tracing::debug!("history index moved under the worker (pas reindex?); planning again");
+            self.plan = None;
+            self.replan = true;
+            return Ok(());
+        }
+        let before = match plan.base {
+            Base::After(Some(s)) => s.commits,
+            _ => 0,
+        };
+        plan.base = Base::After(Some(IndexState {
+            head,
+            commits: before + walked,
+        }));
+        self.failures = 0;
+        if plan.total > 1 {
+            let done = plan.total - plan.queue.len();
+            tracing::info!(
+                done,
+                of = plan.total,
+                card_commits = batch.len(),
+                step_ms = started.elapsed().as_millis() as u64,
+                "history index: step"
+            );
+        }
+        if plan.queue.is_empty() {
+            // HEAD may have moved on meanwhile (commits made during the catch-up).
+            self.plan = None;
+            self.replan = true;
+        }
+        Ok(())
+    }
+
+    /// What the index lacks to reach HEAD; `None` when it reaches it.
+    fn make_plan(&mut self, store: &GitStore) -> anyhow::Result<Option<Plan>> {
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
+        let Some(head) = store.head_oid()? else {
+            return Ok(None);
+        };
+        let state = match read_state(conn) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "history index unreadable; rebuilding it");
+                None
+            }
+        };
+        let reset = |why: String| -> anyhow::Result<Option<Plan>> {
+            let queue: VecDeque<Oid> = store.commits_between(None, head)?.into();
+            Ok(Some(Plan {
+                base: Base::Reset,
+                total: queue.len(),
+                queue,
+                why,
+            }))
+        };
+        let Some(state) = state else {
+            return reset("the index is empty".into());
+        };
+        if !self.checked {
+            if let Err(why) = self.check_newest(store, conn) {
+                return reset(why);
+            }
+        }
+        if state.head == head {
+            return Ok(None);
+        }
+        if !store.reaches(head, state.head) {
+            return reset(format!(
+                "the index ends at {}, which is not on HEAD's history",
+                state.head
+            ));
+        }
+        let queue: VecDeque<Oid> = store.commits_between(Some(state.head), head)?.into();
+        Ok(Some(Plan {
+            base: Base::After(Some(state)),
+            total: queue.len(),
+            queue,
+            why: "commits made while pas was not indexing".into(),
+        }))
+    }
+
+    /// The newest rows must check out against git, or the index is rebuilt.
+    fn check_newest(&self, store: &GitStore, conn: &Connection) -> Result<(), String> {
+        let read = || -> rusqlite::Result<Vec<(String, i64, String, String)>> {
+            let mut stmt = conn.prepare(
+                "SELECT c.oid, c.time, h.lines, h.paths FROM history_commits c
+                 LEFT JOIN history_cards h ON h.seq = c.seq
+                 ORDER BY c.seq DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([CHECK_AT_START as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, Option<String>>(2)?
+                        .unwrap_or_else(|| "[]".into()),
+                    r.get::<_, Option<String>>(3)?
+                        .unwrap_or_else(|| "[]".into()),
+                ))
+            })?;
+            rows.collect()
+        };
+        let rows = read().map_err(|e| format!("the index is unreadable: {e}"))?;
+        for (oid, time, lines, paths) in rows {
+            let parses = |t: &str| serde_json::from_str::<Vec<String>>(t).is_ok();
+            if !parses(&lines) || !parses(&paths) {
+                return Err(format!("the index's row for {oid} is corrupt"));
+            }
+            let info = commit_info(&oid, time, "", Vec::new(), Vec::new());
+            store.check_row(&info)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "hindex_tests.rs"]
+mod tests;
