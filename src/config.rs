@@ -435,6 +435,11 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   commit_window_ms: 100         # transitions this close share one commit
 #   author: pas
 #   track_heartbeats: false       # heartbeat files are git-ignored by default
+#   maintenance:                  # background `git repack --geometric=2` at idle priority
+#     enabled: true
+#     max_loose_objects: 2000     # loose objects (or more than half the packs' bytes) before a repack
+#     max_packs: 32               # packs before everything is packed into one
+#     check_every_commits: 50     # commits between two looks at .git/objects
 
 # dashboard:
 #   bind: "127.0.0.1:6101"
