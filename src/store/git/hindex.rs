@@ -2,9 +2,9 @@
 //! `pas log ID` and the dashboard's job page read a card's history without walking the log.
 //!
 //! The index is built by *one pass* over git: one revwalk of HEAD, each commit's `work/`
-//! tree diffed against its first parent's (a tree diff skips every folder whose tree id is
-//! unchanged, so a commit costs what it changed, not the size of the board), each changed
-//! path `work/<folder>/<id>.yaml` (or `work/assigned/<agent>/<id>.yaml`, or under
+//! tree diffed against its first parent's (a tree diff that skips every folder whose tree
+//! id is unchanged, so a commit costs what it changed, not the size of the board), each
+//! changed path `work/<folder>/<id>.yaml` (or `work/assigned/<agent>/<id>.yaml`, or under
 //! `work/archive/`) filed under its card. A card's entry is what [`GitStore::history_of`]'s
 //! walk reports for it: the message lines naming the card (or the subject) and its paths.
 //!
@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use git2::{DiffOptions, Oid, Sort};
+use std::cmp::Ordering;
+
+use git2::{ObjectType, Oid, Sort, Tree, TreeEntry};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::history::mentions;
@@ -173,23 +175,11 @@ impl GitStore {
         if work.as_ref().map(|t| t.id()) == parent_work.as_ref().map(|t| t.id()) {
             return Ok(None); // work/ untouched
         }
-        let mut opts = DiffOptions::new();
-        opts.skip_binary_check(true).ignore_submodules(true);
-        let diff =
-            self.repo
-                .diff_tree_to_tree(parent_work.as_ref(), work.as_ref(), Some(&mut opts))?;
+        let mut changed = Vec::new();
+        self.changed_cards("", parent_work.as_ref(), work.as_ref(), only, &mut changed)?;
         let mut touched: HashMap<String, BTreeSet<String>> = HashMap::new();
-        for delta in diff.deltas() {
-            let (old, new) = (delta.old_file(), delta.new_file());
-            if old.id() == new.id() {
-                continue; // a mode change: the content is the same
-            }
-            for path in [old.path(), new.path()].into_iter().flatten() {
-                let Some(rel) = path.to_str() else { continue };
-                let Some(id) = card_of(rel) else { continue };
-                if only.is_some_and(|o| o != id) {
-                    continue;
-                }
+        for rel in changed {
+            if let Some(id) = card_of(&rel) {
                 touched
                     .entry(id.to_string())
                     .or_default()
@@ -224,6 +214,90 @@ impl GitStore {
             author,
             cards,
         }))
+    }
+
+    /// The card files (paths relative to `work/`) that differ between two versions of the
+    /// folder `rel` under `work/` (`""`: `work/` itself): a tree diff that skips every
+    /// folder whose id is unchanged and only enters folders that hold cards (any folder of
+    /// `work/`, `assigned/<agent>/`, all of `archive/`). With `only`, the card's file is
+    /// looked up by name in each changed folder instead of listing the folder.
+    fn changed_cards(
+        &self,
+        rel: &str,
+        old: Option<&Tree<'_>>,
+        new: Option<&Tree<'_>>,
+        only: Option<&str>,
+        out: &mut Vec<String>,
+    ) -> Result<(), git2::Error> {
+        let depth = if rel.is_empty() {
+            0
+        } else {
+            rel.split('/').count()
+        };
+        let archive = rel == "archive" || rel.starts_with("archive/");
+        let holds_cards = depth == 1 || (depth == 2 && rel.starts_with("assigned/")) || archive;
+        let has_card_folders = depth == 0 || rel == "assigned" || archive;
+        let join = |name: &str| match rel {
+            "" => name.to_string(),
+            _ => format!("{rel}/{name}"),
+        };
+        if let (true, Some(id)) = (holds_cards, only) {
+            let file = format!("{id}.yaml");
+            let blob = |t: Option<&Tree<'_>>| {
+                t.and_then(|t| t.get_name(&file))
+                    .filter(|e| e.kind() == Some(ObjectType::Blob))
+                    .map(|e| e.id())
+            };
+            if blob(old) != blob(new) {
+                out.push(join(&file));
+            }
+            if !has_card_folders {
+                return Ok(());
+            }
+        }
+        let mut a = old.into_iter().flat_map(|t| t.iter()).peekable();
+        let mut b = new.into_iter().flat_map(|t| t.iter()).peekable();
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(x), Some(y)) => git_order(x, y),
+            };
+            let (x, y) = match order {
+                Ordering::Less => (a.next(), None),
+                Ordering::Greater => (None, b.next()),
+                Ordering::Equal => (a.next(), b.next()),
+            };
+            if let (Some(x), Some(y)) = (&x, &y) {
+                if x.id() == y.id() {
+                    continue; // unchanged (or only its mode changed)
+                }
+            }
+            let Some(name) = x
+                .as_ref()
+                .or(y.as_ref())
+                .and_then(|e| std::str::from_utf8(e.name_bytes()).ok().map(str::to_string))
+            else {
+                continue;
+            };
+            let of = |e: &Option<git2::TreeEntry<'_>>, tree: bool| {
+                e.as_ref()
+                    .filter(|e| (e.kind() == Some(ObjectType::Tree)) == tree)
+                    .filter(|e| e.kind() != Some(ObjectType::Commit))
+                    .map(|e| e.id())
+            };
+            if holds_cards && only.is_none() && of(&x, false) != of(&y, false) {
+                out.push(join(&name));
+            }
+            let (tx, ty) = (of(&x, true), of(&y, true));
+            if has_card_folders && tx != ty {
+                let tx = tx.map(|id| self.repo.find_tree(id)).transpose()?;
+                let ty = ty.map(|id| self.repo.find_tree(id)).transpose()?;
+                self.changed_cards(&join(&name), tx.as_ref(), ty.as_ref(), only, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// One pass over HEAD's history (all cards, or card `only`), oldest first.
@@ -333,6 +407,23 @@ impl GitStore {
             Ok(t) if t == c.time.timestamp() => Ok(()),
             _ => Err(format!("index row {} does not match git", c.oid)),
         }
+    }
+}
+
+/// Git's order of tree entries: by name, a folder's name read with a '/' after it.
+fn git_order(a: &TreeEntry<'_>, b: &TreeEntry<'_>) -> Ordering {
+    let (an, bn) = (a.name_bytes(), b.name_bytes());
+    let common = an.len().min(bn.len());
+    match an[..common].cmp(&bn[..common]) {
+        Ordering::Equal => {
+            let next = |n: &[u8], e: &TreeEntry<'_>| {
+                n.get(common)
+                    .copied()
+                    .or((e.kind() == Some(ObjectType::Tree)).then_some(b'/'))
+            };
+            next(an, a).cmp(&next(bn, b))
+        }
+        other => other,
     }
 }
 
@@ -772,6 +863,16 @@ impl Indexer {
         }
         if state.head == head {
             return Ok(None);
+        }
+        // The usual case, right after the worker's own commit: one commit on top.
+        let parents: Vec<Oid> = store.repo.find_commit(head)?.parent_ids().collect();
+        if parents == [state.head] {
+            return Ok(Some(Plan {
+                base: Base::After(Some(state)),
+                total: 1,
+                queue: VecDeque::from([head]),
+                why: "a new commit".into(),
+            }));
         }
         if !store.reaches(head, state.head) {
             return reset(format!(
