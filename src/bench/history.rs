@@ -10,7 +10,9 @@
 //!   the three outputs must be identical;
 //! - `pas reindex`;
 //! - the dashboard's job page data (`GET /api/jobs/ID`) of both cards, from a daemon
-//!   started on the workspace.
+//!   started on the workspace;
+//! - the bytes one commit writes to `.git` before a repack, for a card into the inbox and
+//!   into `done/` (which holds every finished card).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -108,6 +110,36 @@ pub fn history(args: &BenchArgs) -> Result<i32> {
         eprintln!("GET /api/jobs/{id}: {median:.1} ms (median of {runs})");
         page.push((id.clone(), median));
     }
+    // What a commit writes to .git before a repack: a card into the inbox (a small
+    // folder) and into done/ (which holds every finished card).
+    let git_dir = ws.root.join(".git");
+    let mut written = Vec::new();
+    for (folder, n) in [("inbox", 10), ("done", 10)] {
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            let before = crate::store::git::upkeep::measure(&git_dir);
+            let head = git_head(&ws.root)?;
+            let id = format!("W-{folder}-{i}");
+            let dir = ws.work().join(folder);
+            let tmp = dir.join(format!(".{id}.tmp"));
+            std::fs::write(&tmp, format!("title: {id}\n"))?;
+            std::fs::rename(&tmp, dir.join(format!("{id}.yaml")))?;
+            super::wait_for(Duration::from_secs(30), "the card's commit", || {
+                git_head(&ws.root).is_ok_and(|h| h != head)
+            })?;
+            let after = crate::store::git::upkeep::measure(&git_dir);
+            if after.packs == before.packs {
+                bytes.push(after.loose_bytes.saturating_sub(before.loose_bytes) as f64);
+            }
+        }
+        let per_commit = if bytes.is_empty() {
+            0.0
+        } else {
+            median(&mut bytes)
+        };
+        eprintln!("a commit of a card into {folder}/ writes {per_commit:.0} bytes (median)");
+        written.push((folder, per_commit));
+    }
     drop(daemon);
     let report = json!({
         "commits": commits,
@@ -117,6 +149,7 @@ pub fn history(args: &BenchArgs) -> Result<i32> {
         "reindex_ms": reindex_ms,
         "log_ms": results.iter().map(|(mode, id, ms, _)| json!({"read": mode, "card": id, "median_ms": ms})).collect::<Vec<_>>(),
         "job_page_ms": page.iter().map(|(id, ms)| json!({"card": id, "median_ms": ms})).collect::<Vec<_>>(),
+        "bytes_per_commit": written.iter().map(|(f, b)| json!({"into": f, "loose_bytes": b})).collect::<Vec<_>>(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -128,6 +161,9 @@ pub fn history(args: &BenchArgs) -> Result<i32> {
         }
         for (id, ms) in &page {
             println!("job page {id:<10} {ms:>9.1} ms");
+        }
+        for (folder, b) in &written {
+            println!("a commit into {folder}/ writes {b:.0} bytes before packing");
         }
     }
     Ok(0)
@@ -218,6 +254,16 @@ fn generate(root: &Path, commits: usize) -> Result<usize> {
     }
     git(&["reset", "-q", "--hard"])?;
     Ok(cards)
+}
+
+/// HEAD's commit id.
+fn git_head(root: &Path) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The dashboard's address from `.pas/serve.json`.

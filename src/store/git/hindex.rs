@@ -891,30 +891,31 @@ impl Indexer {
 
     /// The newest rows must check out against git, or the index is rebuilt.
     fn check_newest(&self, store: &GitStore, conn: &Connection) -> Result<(), String> {
-        let read = || -> rusqlite::Result<Vec<(String, i64, String, String)>> {
-            let mut stmt = conn.prepare(
-                "SELECT c.oid, c.time, h.lines, h.paths FROM history_commits c
-                 LEFT JOIN history_cards h ON h.seq = c.seq
-                 ORDER BY c.seq DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([CHECK_AT_START as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, Option<String>>(2)?
-                        .unwrap_or_else(|| "[]".into()),
-                    r.get::<_, Option<String>>(3)?
-                        .unwrap_or_else(|| "[]".into()),
-                ))
-            })?;
-            rows.collect()
+        let read = || -> rusqlite::Result<(Vec<(i64, String, i64)>, Vec<(String, String)>)> {
+            let mut stmt = conn
+                .prepare("SELECT seq, oid, time FROM history_commits ORDER BY seq DESC LIMIT ?1")?;
+            let commits = stmt
+                .query_map([CHECK_AT_START as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let from = commits.last().map_or(i64::MAX, |c| c.0);
+            // One scan of the cards' rows (they are keyed by card, not by seq).
+            let mut stmt =
+                conn.prepare("SELECT lines, paths FROM history_cards WHERE seq >= ?1")?;
+            let cards = stmt
+                .query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((commits, cards))
         };
-        let rows = read().map_err(|e| format!("the index is unreadable: {e}"))?;
-        for (oid, time, lines, paths) in rows {
-            let parses = |t: &str| serde_json::from_str::<Vec<String>>(t).is_ok();
-            if !parses(&lines) || !parses(&paths) {
-                return Err(format!("the index's row for {oid} is corrupt"));
-            }
+        let (commits, cards) = read().map_err(|e| format!("the index is unreadable: {e}"))?;
+        let parses = |t: &str| serde_json::from_str::<Vec<String>>(t).is_ok();
+        if let Some((lines, paths)) = cards.iter().find(|(l, p)| !parses(l) || !parses(p)) {
+            return Err(format!(
+                "the index holds a corrupt row ({lines:.40} / {paths:.40})"
+            ));
+        }
+        for (_, oid, time) in commits {
             let info = commit_info(&oid, time, "", Vec::new(), Vec::new());
             store.check_row(&info)?;
         }
