@@ -166,17 +166,45 @@ impl GitStore {
         oid: Oid,
         only: Option<&str>,
     ) -> Result<Option<IndexedCommit>, git2::Error> {
+        self.index_commit_with(oid, only, &mut Trees::default())
+    }
+
+    /// [`index_commit`](Self::index_commit), keeping the trees it reads in `trees`: in a
+    /// pass, a commit's parent is usually the commit before, whose trees are then read once.
+    fn index_commit_with<'r>(
+        &'r self,
+        oid: Oid,
+        only: Option<&str>,
+        trees: &mut Trees<'r>,
+    ) -> Result<Option<IndexedCommit>, git2::Error> {
+        trees.next_commit();
         let commit = self.repo.find_commit(oid)?;
-        let work = self.work_tree(&commit.tree()?)?;
-        let parent_work = match commit.parent(0) {
-            Ok(p) => self.work_tree(&p.tree()?)?,
-            Err(_) => None,
+        let work_of = |tree: Oid, trees: &mut Trees<'r>| -> Result<Option<Tree<'r>>, git2::Error> {
+            let root = trees.get(&self.repo, tree)?;
+            match root.get_path(&self.prefix.join("work")) {
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => {
+                    trees.get(&self.repo, e.id()).map(Some)
+                }
+                _ => Ok(None),
+            }
+        };
+        let work = work_of(commit.tree_id(), trees)?;
+        let parent_work = match commit.parent_ids().next() {
+            Some(p) => work_of(self.repo.find_commit(p)?.tree_id(), trees)?,
+            None => None,
         };
         if work.as_ref().map(|t| t.id()) == parent_work.as_ref().map(|t| t.id()) {
             return Ok(None); // work/ untouched
         }
         let mut changed = Vec::new();
-        self.changed_cards("", parent_work.as_ref(), work.as_ref(), only, &mut changed)?;
+        self.changed_cards(
+            "",
+            parent_work.as_ref(),
+            work.as_ref(),
+            only,
+            trees,
+            &mut changed,
+        )?;
         let mut touched: HashMap<String, BTreeSet<String>> = HashMap::new();
         for rel in changed {
             if let Some(id) = card_of(&rel) {
@@ -221,12 +249,13 @@ impl GitStore {
     /// folder whose id is unchanged and only enters folders that hold cards (any folder of
     /// `work/`, `assigned/<agent>/`, all of `archive/`). With `only`, the card's file is
     /// looked up by name in each changed folder instead of listing the folder.
-    fn changed_cards(
-        &self,
+    fn changed_cards<'r>(
+        &'r self,
         rel: &str,
-        old: Option<&Tree<'_>>,
-        new: Option<&Tree<'_>>,
+        old: Option<&Tree<'r>>,
+        new: Option<&Tree<'r>>,
         only: Option<&str>,
+        trees: &mut Trees<'r>,
         out: &mut Vec<String>,
     ) -> Result<(), git2::Error> {
         let depth = if rel.is_empty() {
@@ -292,9 +321,9 @@ impl GitStore {
             }
             let (tx, ty) = (of(&x, true), of(&y, true));
             if has_card_folders && tx != ty {
-                let tx = tx.map(|id| self.repo.find_tree(id)).transpose()?;
-                let ty = ty.map(|id| self.repo.find_tree(id)).transpose()?;
-                self.changed_cards(&join(&name), tx.as_ref(), ty.as_ref(), only, out)?;
+                let tx = tx.map(|id| trees.get(&self.repo, id)).transpose()?;
+                let ty = ty.map(|id| trees.get(&self.repo, id)).transpose()?;
+                self.changed_cards(&join(&name), tx.as_ref(), ty.as_ref(), only, trees, out)?;
             }
         }
         Ok(())
@@ -317,8 +346,9 @@ impl GitStore {
     ) -> Result<Pass, git2::Error> {
         let oids = self.commits_between(since, head)?;
         let mut commits = Vec::new();
+        let mut trees = Trees::default();
         for &oid in &oids {
-            commits.extend(self.index_commit(oid, only)?);
+            commits.extend(self.index_commit_with(oid, only, &mut trees)?);
         }
         Ok(Pass {
             head: Some(head),
@@ -407,6 +437,33 @@ impl GitStore {
             Ok(t) if t == c.time.timestamp() => Ok(()),
             _ => Err(format!("index row {} does not match git", c.oid)),
         }
+    }
+}
+
+/// The trees read for the commit being indexed and for the one before. libgit2 does not
+/// cache big trees (a `done/` of thousands of cards), and in a pass each commit's trees are
+/// its child's parent trees: kept here, each is read once.
+#[derive(Default)]
+struct Trees<'r> {
+    prev: HashMap<Oid, Tree<'r>>,
+    cur: HashMap<Oid, Tree<'r>>,
+}
+
+impl<'r> Trees<'r> {
+    fn get(&mut self, repo: &'r git2::Repository, id: Oid) -> Result<Tree<'r>, git2::Error> {
+        if let Some(t) = self.cur.get(&id).or_else(|| self.prev.get(&id)) {
+            let t = t.clone();
+            self.cur.insert(id, t.clone());
+            return Ok(t);
+        }
+        let t = repo.find_tree(id)?;
+        self.cur.insert(id, t.clone());
+        Ok(t)
+    }
+
+    /// The commit before's trees are dropped; this one's become "before".
+    fn next_commit(&mut self) {
+        self.prev = std::mem::take(&mut self.cur);
     }
 }
 
@@ -782,11 +839,12 @@ impl Indexer {
         let mut batch = Vec::new();
         let mut last = None;
         let mut walked = 0u64;
+        let mut trees = Trees::default();
         while let Some(&oid) = plan.queue.front() {
             if walked as usize >= STEP_COMMITS || started.elapsed() >= STEP_TIME {
                 break;
             }
-            batch.extend(store.index_commit(oid, None)?);
+            batch.extend(store.index_commit_with(oid, None, &mut trees)?);
             plan.queue.pop_front();
             last = Some(oid);
             walked += 1;
