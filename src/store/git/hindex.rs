@@ -949,7 +949,8 @@ impl Indexer {
 
     /// The newest rows must check out against git, or the index is rebuilt.
     fn check_newest(&self, store: &GitStore, conn: &Connection) -> Result<(), String> {
-        let read = || -> rusqlite::Result<(Vec<(i64, String, i64)>, Vec<(String, String)>)> {
+        type Rows = (Vec<(i64, String, i64)>, Vec<(String, String)>);
+        let read = || -> rusqlite::Result<Rows> {
             let mut stmt = conn
                 .prepare("SELECT seq, oid, time FROM history_commits ORDER BY seq DESC LIMIT ?1")?;
             let commits = stmt
