@@ -104,6 +104,37 @@ pub struct GitConfig {
     pub author: String,
     /// Commit heartbeat files too (default false: they are git-ignored).
     pub track_heartbeats: bool,
+    /// Keeping the repository packed (loose objects and packs bounded).
+    pub maintenance: MaintenanceConfig,
+}
+
+/// When the daemon repacks the repository (`git repack --geometric=2`, at idle priority):
+/// looked at every `check_every_commits` commits (and a minute after the last one), and
+/// repacked when loose objects exceed `max_loose_objects`, weigh more than half the packs,
+/// or packs exceed `max_packs`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Repack in the background (default true).
+    pub enabled: bool,
+    /// Loose objects allowed before a repack.
+    pub max_loose_objects: u64,
+    /// Packs allowed before everything is packed into one.
+    pub max_packs: u32,
+    /// Commits between two looks at `.git/objects`.
+    pub check_every_commits: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            enabled: true,
+            // Some 6 objects per commit: a repack every few hundred commits at most.
+            max_loose_objects: 2000,
+            max_packs: 32,
+            check_every_commits: 50,
+        }
+    }
 }
 
 impl Default for GitConfig {
@@ -113,6 +144,7 @@ impl Default for GitConfig {
             commit_window_ms: 100,
             author: "pas".into(),
             track_heartbeats: false,
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -467,6 +499,11 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   commit_window_ms: 100         # transitions this close share one commit
 #   author: pas
 #   track_heartbeats: false       # heartbeat files are git-ignored by default
+#   maintenance:                  # background `git repack --geometric=2` at idle priority
+#     enabled: true
+#     max_loose_objects: 2000     # loose objects (or more than half the packs' bytes) before a repack
+#     max_packs: 32               # packs before everything is packed into one
+#     check_every_commits: 50     # commits between two looks at .git/objects
 
 # archive:                       # finished cards leave done/ and failed/ for work/archive/YYYY/MM/DD/
 #   enabled: true                 # false keeps every finished card in done/ and failed/

@@ -21,12 +21,17 @@
 //!
 //! `pas bench dashboard` connects a thousand WebSocket clients to the dashboard and times
 //! each card from its rename into the inbox to its event at every client.
+//!
+//! `pas bench history` writes a history of `--commits` commits and times `pas log` of its
+//! oldest and newest card (the old walk, one pass, the index), `pas reindex` and the job
+//! page (see `history.rs`).
 
 mod agents;
 mod crash;
 mod dashboard;
 mod done;
 mod gateway;
+mod history;
 mod hostile;
 mod lifecycle;
 mod soak;
@@ -63,6 +68,9 @@ pub enum Which {
     /// `--files` hostile files of every kind in every folder pas reads, against the real
     /// daemon: it must stay alive and assigning, lose nothing and touch nothing outside.
     Hostile,
+    /// A history of `--commits` commits: `pas log` of the oldest and newest card by the
+    /// old walk, by one pass and from the index; `pas reindex`; the job page.
+    History,
 }
 
 /// Flags of `pas bench`.
@@ -117,6 +125,9 @@ pub struct BenchArgs {
     /// the folders).
     #[arg(long, default_value_t = 1000)]
     pub files: usize,
+    /// Commits of the history `pas bench history` writes.
+    #[arg(long, default_value_t = 20_000)]
+    pub commits: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -166,6 +177,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Dashboard => dashboard::dashboard(&args),
         Which::Soak => soak::soak(&args),
         Which::Hostile => hostile::hostile(&args),
+        Which::History => history::history(&args),
     }
 }
 

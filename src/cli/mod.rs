@@ -135,6 +135,11 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
+    /// Rebuild the history index (which commits touched which card) from git in one pass.
+    Reindex {
+        #[command(flatten)]
+        fmt: Format,
+    },
     /// Check every file of the workspace against contracts/.
     Validate {
         #[command(flatten)]
@@ -223,6 +228,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Show { id, fmt } => read::show(&ws, &id, fmt, &out),
         Command::Log { id, fmt } => read::log(&ws, &id, fmt, &out),
         Command::Validate { fmt } => read::validate(&ws, fmt, &out),
+        Command::Reindex { fmt } => read::reindex(&ws, fmt, &out),
         Command::Bench(args) => crate::bench::run(&ws, args),
         Command::Route { args, fmt } => llm::route(&ws, args, fmt, &out),
         Command::Costs { fmt } => llm::costs(&ws, fmt, &out),

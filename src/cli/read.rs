@@ -58,6 +58,16 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
     })
 }
 
+/// The repository's size and growth (`null` without git): `store::git::upkeep::report`.
+pub fn repo_json(ws: &Workspace) -> Value {
+    match GitStore::open(&ws.root) {
+        Ok(Some(git)) => {
+            crate::store::git::upkeep::report(git.git_dir(), &ws.db_path(), Utc::now())
+        }
+        _ => Value::Null,
+    }
+}
+
 /// Each managed resource: its capacity and what assigned cards hold.
 fn capacity_json(board: &Board) -> Value {
     let cap = &board.defaults.capacity;
@@ -130,6 +140,7 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
             v["cost_usd"] = super::llm::cost_totals(ws);
         }
         v["daemon"] = json!(daemon_pid(ws).map(|p| json!({"pid": p})));
+        v["repo"] = repo_json(ws);
         if let Some(rev) = at {
             v["at"] = json!(rev);
         }
@@ -431,7 +442,7 @@ pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         }
         return Ok(0);
     };
-    let commits = git.history_of(id)?;
+    let commits = card_commits(ws, &git, id)?;
     if commits.is_empty() {
         bail!("no commit mentions card {id}");
     }
@@ -449,6 +460,46 @@ pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
             ));
         }
     }
+    Ok(0)
+}
+
+/// A card's commits, newest first: from the history index in the telemetry database when
+/// it reaches HEAD's history, else from one pass over git (see `store::git::hindex`).
+/// `PAS_LOG_READ=walk` reads them the way pas did before the index (one walk of the whole
+/// log per card) and `PAS_LOG_READ=pass` skips the index, for `pas bench history`.
+fn card_commits(
+    ws: &Workspace,
+    git: &GitStore,
+    id: &str,
+) -> Result<Vec<crate::store::git::CommitInfo>> {
+    let how = std::env::var("PAS_LOG_READ").unwrap_or_default();
+    if how == "walk" {
+        return Ok(git.history_of(id)?);
+    }
+    let db = ws.db_path();
+    let db = Some(db.as_path()).filter(|_| how != "pass");
+    let (commits, source) = git.card_history(db, id)?;
+    tracing::debug!(job = id, ?source, "pas log read");
+    Ok(commits)
+}
+
+/// `pas reindex`: the history index rebuilt from git in one pass.
+pub fn reindex(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
+    let git = GitStore::open(&ws.root)?
+        .with_context(|| format!("{} is not in a git repository", ws.root.display()))?;
+    let started = std::time::Instant::now();
+    let done = crate::store::git::hindex::rebuild(&git, &ws.db_path())?;
+    let took_ms = started.elapsed().as_millis() as u64;
+    if fmt.json {
+        let mut v = serde_json::to_value(&done)?;
+        v["took_ms"] = json!(took_ms);
+        out.json(&v);
+        return Ok(0);
+    }
+    out.line(format!(
+        "indexed {} commits ({} touching {} cards) in {} ms (pass {} ms, write {} ms)",
+        done.commits, done.card_commits, done.cards, took_ms, done.pass_ms, done.write_ms
+    ));
     Ok(0)
 }
 

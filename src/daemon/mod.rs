@@ -133,10 +133,17 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
                 git::GitStore::init(&ws.root)?
             }
         };
-        Some(git::CommitWorker::spawn(
+        // The worker keeps the history index up with HEAD (catching up at start, in steps,
+        // with what was committed while pas was down) and the repository packed.
+        let keeping = git::Keeping {
+            index: Some(ws.db_path()),
+            maintenance: Some(cfg.git.maintenance.clone()),
+        };
+        Some(git::CommitWorker::spawn_keeping(
             store,
             cfg.commit_window(),
             cfg.git.author.clone(),
+            keeping,
         ))
     } else {
         None

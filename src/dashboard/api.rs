@@ -226,10 +226,12 @@ fn read_detail(ws: &Workspace, id: &str) -> (Option<String>, Value, Vec<Value>) 
         .card_candidates(id)
         .into_iter()
         .find_map(|p| crate::intake::read_text(&p, crate::intake::FileKind::Card).ok());
+    // From the history index; one pass over git when it cannot be trusted.
     let commits = crate::store::git::GitStore::open(&ws.root)
         .ok()
         .flatten()
-        .and_then(|g| g.history_of(id).ok())
+        .and_then(|g| g.card_history(Some(&ws.db_path()), id).ok())
+        .map(|(commits, _)| commits)
         .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or_else(|| json!([]));
     // A job's page lists its receipts: every attempt, up to the last 1,000.

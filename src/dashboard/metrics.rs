@@ -83,6 +83,9 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
         "The event seq of the cached board view.",
     );
     let _ = writeln!(out, "pas_dashboard_view_seq {}", v.seq);
+    let ws = dash.shared.ws.clone();
+    let repo = super::blocking(move || Ok(crate::cli::read::repo_json(&ws))).await?;
+    repo_gauges(&mut out, &repo);
     dash.shared.gateway_metrics.render(&mut out);
     Ok((
         [(
@@ -91,6 +94,67 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
         )],
         out,
     ))
+}
+
+/// The `pas_repo_*` gauges from `pas status --json`'s `repo` object (none without git; a
+/// growth gauge only once the daemon's samples span a minute).
+fn repo_gauges(out: &mut String, repo: &Value) {
+    if !repo.is_object() {
+        return;
+    }
+    let gauges = [
+        (
+            "pas_repo_bytes",
+            "Bytes in .git/objects (loose and packed).",
+            &repo["bytes"],
+        ),
+        (
+            "pas_repo_loose_objects",
+            "Loose objects in .git/objects.",
+            &repo["loose"]["objects"],
+        ),
+        (
+            "pas_repo_loose_bytes",
+            "Bytes of the loose objects.",
+            &repo["loose"]["bytes"],
+        ),
+        (
+            "pas_repo_packs",
+            "Pack files in .git/objects/pack.",
+            &repo["packs"]["count"],
+        ),
+        (
+            "pas_repo_pack_bytes",
+            "Bytes in .git/objects/pack.",
+            &repo["packs"]["bytes"],
+        ),
+        (
+            "pas_repo_commits",
+            "Commits on HEAD, as the history index counts them.",
+            &repo["commits"],
+        ),
+        (
+            "pas_repo_growth_bytes_per_hour",
+            "How fast .git/objects grew over the last hour of samples.",
+            &repo["growth"]["bytes_per_hour"],
+        ),
+        (
+            "pas_repo_growth_bytes_per_commit",
+            "Growth of .git/objects per commit over the last hour of samples.",
+            &repo["growth"]["bytes_per_commit"],
+        ),
+        (
+            "pas_repo_loose_bytes_per_commit",
+            "Loose bytes each commit writes before a repack packs them.",
+            &repo["loose_bytes_per_commit"],
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(n) = value.as_f64() {
+            head(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {n}");
+        }
+    }
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {

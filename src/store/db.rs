@@ -46,6 +46,10 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         6,
         include_str!("../../telemetry/migrations/006_receipts_day.sql"),
     ),
+    (
+        7,
+        include_str!("../../telemetry/migrations/007_history_index.sql"),
+    ),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).

@@ -18,6 +18,7 @@ mod fallback;
 mod fixture;
 mod gateway;
 mod governor;
+mod hindex;
 mod hostile;
 mod http;
 mod ledger;

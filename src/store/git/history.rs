@@ -80,7 +80,7 @@ impl GitStore {
     }
 
     /// The workspace's `work/` folder in a commit's tree.
-    fn work_tree(&self, tree: &Tree<'_>) -> Result<Option<Tree<'_>>, git2::Error> {
+    pub(super) fn work_tree(&self, tree: &Tree<'_>) -> Result<Option<Tree<'_>>, git2::Error> {
         match tree.get_path(&self.prefix.join("work")) {
             Ok(e) if e.kind() == Some(ObjectType::Tree) => self.repo.find_tree(e.id()).map(Some),
             _ => Ok(None),
@@ -240,7 +240,7 @@ impl GitStore {
 }
 
 /// Whether `line` names the card `id` as a whole word (so `J-7` is not found in `J-70`).
-fn mentions(line: &str, id: &str) -> bool {
+pub(super) fn mentions(line: &str, id: &str) -> bool {
     let part_of_id = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     line.match_indices(id).any(|(at, _)| {
         !line[..at].ends_with(part_of_id) && !line[at + id.len()..].starts_with(part_of_id)

@@ -16,6 +16,10 @@
 //! - `index_repair.rs`: bringing the real index back in line with HEAD after a crash;
 //! - `history.rs`: reading the past (`history_of`, `resolve_rev`, `files_at`,
 //!   `dirty_paths_under`);
+//! - `hindex.rs`: the history index in SQLite (which commits touched which card), built in
+//!   one pass over git and kept up by the worker, read by `card_history`;
+//! - `upkeep.rs`: keeping loose objects and packs bounded (`git repack` at idle priority)
+//!   and measuring `.git` for `pas status --json` and `/metrics`;
 //! - `worker.rs`: [`CommitWorker`], the thread that batches [`Change`]s.
 //!
 //! (`snapshot_tests.rs` tests commits from snapshots across those files.)
@@ -30,6 +34,7 @@ use git2::{Commit, ErrorCode, Repository};
 
 mod commit;
 mod disk;
+pub mod hindex;
 mod history;
 mod index_repair;
 mod locks;
@@ -37,9 +42,11 @@ mod locks;
 mod snapshot_tests;
 #[cfg(test)]
 mod test_support;
+pub mod upkeep;
 mod worker;
 
-pub use worker::{Change, CommitWorker};
+pub use hindex::HistorySource;
+pub use worker::{Change, CommitWorker, Keeping};
 
 /// The email on every pas commit; the author name says which pas (and is configurable).
 const EMAIL: &str = "pas@localhost";
@@ -211,6 +218,13 @@ impl GitStore {
             self.given_root
                 .join(Path::new(repo_rel).strip_prefix(&self.prefix).ok()?),
         )
+    }
+
+    /// Make libgit2 look at the packs again (a repack replaced some).
+    pub(crate) fn refresh_odb(&self) {
+        if let Err(e) = self.repo.odb().and_then(|odb| odb.refresh()) {
+            tracing::debug!(error = %e, "cannot refresh the object database");
+        }
     }
 
     fn head_commit(&self) -> Result<Option<Commit<'_>>, git2::Error> {

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 
 use super::commit::Source;
+use super::hindex::Indexer;
+use super::upkeep::Upkeep;
 use super::{chain, GitStore};
 
 /// Transition lines kept in one commit message body, so a 10,000-card batch stays readable.
@@ -60,10 +62,35 @@ pub struct CommitWorker {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What the worker keeps besides the commits: the history index and the repository's
+/// upkeep (both off by default).
+#[derive(Debug, Clone, Default)]
+pub struct Keeping {
+    /// The telemetry database whose history index the worker keeps up with HEAD (after
+    /// each commit, and at start in bounded steps between commits).
+    pub index: Option<PathBuf>,
+    /// Repack in the background under this policy.
+    pub maintenance: Option<crate::config::MaintenanceConfig>,
+}
+
 impl CommitWorker {
     /// Start the worker thread; commits are authored by `author`.
     pub fn spawn(store: GitStore, window: Duration, author: String) -> CommitWorker {
+        Self::spawn_keeping(store, window, author, Keeping::default())
+    }
+
+    /// Start the worker thread, keeping the history index and the repository as `keeping`
+    /// says.
+    pub fn spawn_keeping(
+        store: GitStore,
+        window: Duration,
+        author: String,
+        keeping: Keeping,
+    ) -> CommitWorker {
         let (tx, rx) = mpsc::channel();
+        let upkeep = keeping.maintenance.and_then(|policy| {
+            Upkeep::spawn(store.git_dir().to_path_buf(), keeping.index.clone(), policy)
+        });
         let worker = Worker {
             store,
             window,
@@ -73,6 +100,8 @@ impl CommitWorker {
             last: None,
             failures: 0,
             commit_failures: 0,
+            index: keeping.index.map(Indexer::new),
+            upkeep,
         };
         let thread = thread::Builder::new()
             .name("pas-git".into())
@@ -135,12 +164,17 @@ struct Worker {
     failures: u32,
     /// Commits that failed in a row (for the log; `failures` also counts index retries).
     commit_failures: u32,
+    /// Keeps the history index up with HEAD.
+    index: Option<Indexer>,
+    /// Keeps loose objects and packs bounded, on its own thread.
+    upkeep: Option<Upkeep>,
 }
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        // A start-up index repair that found the index locked is retried from the start.
-        let mut deadline: Option<Instant> = self.retry_at();
+        // A start-up index repair that found the index locked is retried from the start,
+        // and the history index catches up with commits made while pas was down.
+        let mut deadline: Option<Instant> = self.next_wake();
         loop {
             let msg = match deadline {
                 None => rx.recv().ok(),
@@ -152,7 +186,9 @@ impl Worker {
                         } else if self.store.index_pending() {
                             self.failures = self.failures.saturating_add(1);
                         }
-                        deadline = self.retry_at();
+                        // One bounded step of a catch-up, between commits.
+                        self.index_step();
+                        deadline = self.next_wake();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => None,
@@ -167,10 +203,26 @@ impl Worker {
                 Some(Msg::Flush(reply)) => {
                     self.commit();
                     let _ = reply.send(self.last);
-                    deadline = self.retry_at();
+                    deadline = self.next_wake();
                 }
                 Some(Msg::Shutdown) | None => return self.finish(),
             }
+        }
+    }
+
+    /// When the loop must wake without a message: a retry, or a catch-up step.
+    fn next_wake(&self) -> Option<Instant> {
+        let index = self.index.as_ref().and_then(Indexer::next_step);
+        match (self.retry_at(), index) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Bring the history index a step closer to HEAD.
+    fn index_step(&mut self) {
+        if let Some(index) = &mut self.index {
+            index.step(&self.store);
         }
     }
 
@@ -231,6 +283,9 @@ impl Worker {
         }
         let paths = self.pending.len();
         let message = batch_message(&self.lines, paths);
+        if self.upkeep.as_ref().is_some_and(Upkeep::take_repacked) {
+            self.store.refresh_odb();
+        }
         match self
             .store
             .commit_sources(&self.pending, &message, &self.author)
@@ -248,6 +303,14 @@ impl Worker {
                 self.lines.clear();
                 self.failures = 0;
                 self.commit_failures = 0;
+                if oid.is_some() {
+                    // Right after the commit: its entry in the history index (and any
+                    // commit of someone else's before it), then a word to the upkeep.
+                    self.index_step();
+                    if let Some(upkeep) = &self.upkeep {
+                        upkeep.committed();
+                    }
+                }
                 true
             }
             Err(e) => {
