@@ -117,6 +117,10 @@ fn open_lock(path: &std::path::Path) -> Result<File> {
 /// Builds an engine with its sinks from the workspace's configuration.
 pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     let cfg = ws.config()?;
+    // The telemetry writer first: it creates and migrates the database, which the git
+    // worker's history index then opens (two first opens of a new database at once race).
+    let db_path = ws.db_path();
+    let writer = db::TelemetryWriter::spawn(&db_path)?;
     let git_worker = if cfg.git.enabled {
         let store = match git::GitStore::open(&ws.root)? {
             Some(mut s) => {
@@ -148,8 +152,6 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     } else {
         None
     };
-    let db_path = ws.db_path();
-    let writer = db::TelemetryWriter::spawn(&db_path)?;
     let (seq, epochs) = match db::open_read_only(&db_path)? {
         Some(conn) => (db::max_seq(&conn)?, db::agent_epochs(&conn)?),
         None => (0, Default::default()),
