@@ -296,8 +296,15 @@ pub fn reject(path: &Path, rejected: &Path, reason: &str) -> io::Result<(PathBuf
             continue;
         }
         write_atomic(&reason_path, reason.as_bytes(), false)?;
-        if rename_no_replace(path, &target)? {
-            return Ok((target, reason_path));
+        match rename_no_replace(path, &target) {
+            Ok(true) => return Ok((target, reason_path)),
+            Ok(false) => {}
+            Err(e) => {
+                // The file went away (moved by its writer) or could not be moved: no reason
+                // file may stand without the file it explains.
+                let _ = fs::remove_file(&reason_path);
+                return Err(e);
+            }
         }
     }
     unreachable!("u32 suffixes exhausted") // 4 billion rejected files of one name
@@ -306,6 +313,16 @@ pub fn reject(path: &Path, rejected: &Path, reason: &str) -> io::Result<(PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that went away before it could be rejected leaves no reason file behind (the
+    /// demo once showed a reason for a card its agent had just moved to done/).
+    #[test]
+    fn rejecting_a_file_that_is_gone_leaves_no_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let rejected = d.path().join("rejected");
+        assert!(reject(&d.path().join("gone.yaml"), &rejected, "why").is_err());
+        assert_eq!(fs::read_dir(&rejected).unwrap().count(), 0);
+    }
 
     #[test]
     fn atomic_write_and_no_replace() {

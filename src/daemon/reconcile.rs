@@ -55,6 +55,8 @@ impl Engine {
             }
             match read_card(&path, id) {
                 Ok(card) => good.push((path, place, card, stamp)),
+                // Gone since it was seen (its writer moved it on): the next event says where.
+                Err(_) if std::fs::symlink_metadata(&path).is_err() => continue,
                 Err(e) => {
                     let fresh = SystemTime::now()
                         .duration_since(stamp.mtime)
