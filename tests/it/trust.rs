@@ -40,6 +40,16 @@ fn wait_failed(ws: &Workspace, id: &str) -> serde_yaml::Value {
     )
 }
 
+/// The commit line saying pas put card `id`'s `pas:` block back.
+fn correction_line(ws: &Workspace, id: &str) -> String {
+    let log = ws.git(&["log", "--format=%B", "--", "work"]);
+    let want = format!("{id} pas: block restored from pas's record");
+    log.lines()
+        .find(|l| l.contains(&want))
+        .unwrap_or_else(|| panic!("no correction in the git log:\n{log}"))
+        .to_string()
+}
+
 #[test]
 fn a_forged_assigned_at_and_attempts_are_put_back_and_the_card_still_fails() {
     let ws = Workspace::new();
@@ -66,11 +76,7 @@ fn a_forged_assigned_at_and_attempts_are_put_back_and_the_card_still_fails() {
     let card = wait_failed(&ws, "forged");
     assert_eq!(card["pas"]["attempts"].as_u64(), Some(2), "{card:?}");
     assert_eq!(history(&card).last().unwrap(), "assigned/sly -> failed");
-    let log = ws.git(&["log", "--format=%B", "--", "work"]);
-    let line = log
-        .lines()
-        .find(|l| l.contains("forged pas: block restored from pas's record"))
-        .unwrap_or_else(|| panic!("no correction in the git log:\n{log}"));
+    let line = correction_line(&ws, "forged");
     assert!(line.contains("assigned_at 9999-12-31"), "{line}");
     assert!(line.contains("attempts 0 (pas: 1)"), "{line}");
 }
@@ -97,11 +103,7 @@ fn a_block_forged_while_pas_was_stopped_is_put_back_at_start_up() {
     let _d = ws.serve_ready();
     let card = wait_failed(&ws, "forged");
     assert_eq!(card["pas"]["attempts"].as_u64(), Some(2), "{card:?}");
-    let log = ws.git(&["log", "--format=%B", "--", "work"]);
-    let line = log
-        .lines()
-        .find(|l| l.contains("forged pas: block restored from pas's record"))
-        .unwrap_or_else(|| panic!("no correction in the git log:\n{log}"));
+    let line = correction_line(&ws, "forged");
     assert!(line.contains("assigned_at 9999-12-31"), "{line}");
     assert!(
         line.contains("attempts 0 (pas took it back 1 times)"),
