@@ -11,6 +11,21 @@ use crate::card::Card;
 use crate::heartbeat::Beat;
 use crate::llm::wire::sse;
 
+/// A "billion laughs" YAML document: nine anchors, each a list of nine aliases of the one
+/// before, expanding to 9^9 strings. Hostile input for tests and `pas bench hostile`.
+pub fn alias_bomb() -> String {
+    let mut s = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (n, p) in (b'b'..=b'j').zip(b'a'..) {
+        let (n, p) = (n as char, p as char);
+        s.push_str(&format!(
+            "{n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        ));
+    }
+    s
+}
+
 /// Card parser: an accepted card keeps its text, and setting `result` or the `pas:` block
 /// on it gives a card that parses again with the same typed fields.
 pub fn card(data: &[u8]) {

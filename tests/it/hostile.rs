@@ -57,15 +57,7 @@ fn corpus(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
         add(format!("inbox/T-deep-{i}.yaml"), nested.into_bytes());
     }
     for i in 0..60 {
-        let mut bomb = String::from(
-            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-        );
-        for (n, p) in (b'b'..=b'j').zip(b'a'..) {
-            let (n, p) = (n as char, p as char);
-            bomb.push_str(&format!(
-                "{n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
-            ));
-        }
+        let mut bomb = pas::fuzzing::alias_bomb();
         bomb.push_str(&format!("title: bomb {i}\n"));
         add(format!("inbox/T-bomb-{i}.yaml"), bomb.into_bytes());
     }

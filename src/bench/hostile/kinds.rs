@@ -98,19 +98,6 @@ fn card_of(len: usize) -> Vec<u8> {
     b
 }
 
-fn bomb() -> String {
-    let mut s = String::from(
-        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-    );
-    for (n, p) in (b'b'..=b'j').zip(b'a'..) {
-        let (n, p) = (n as char, p as char);
-        s.push_str(&format!(
-            "{n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
-        ));
-    }
-    s
-}
-
 fn tower(depth: usize) -> String {
     format!("x: {}1{}\n", "[".repeat(depth), "]".repeat(depth))
 }
@@ -154,9 +141,9 @@ pub(super) const KINDS: &[Kind] = &[
     // Nesting and alias bombs.
     Kind { name: "flow-tower", folders: &[Folder::Cards, Folder::Registry], make: |p| text(p, &format!("title: t\n{}", tower(5000))) },
     Kind { name: "block-tower", folders: &[Folder::Cards, Folder::Registry], make: |p| text(p, &block_tower(300)) },
-    Kind { name: "alias-bomb", folders: &[Folder::Cards, Folder::Registry], make: |p| text(p, &format!("{}title: bomb\n", bomb())) },
+    Kind { name: "alias-bomb", folders: &[Folder::Cards, Folder::Registry], make: |p| text(p, &format!("{}title: bomb\n", crate::fuzzing::alias_bomb())) },
     Kind { name: "def-tower", folders: DEFS, make: |p| text(p, &format!("---\n{}---\nbody\n", tower(5000))) },
-    Kind { name: "def-bomb", folders: DEFS, make: |p| text(p, &format!("---\n{}---\nbody\n", bomb())) },
+    Kind { name: "def-bomb", folders: DEFS, make: |p| text(p, &format!("---\n{}---\nbody\n", crate::fuzzing::alias_bomb())) },
     // Numbers in cards at 0, -1, the maximum and one past it.
     Kind { name: "timeout-0", folders: CARDS, make: |p| text(p, "title: t\ntimeout_s: 0\n") },
     Kind { name: "timeout-neg", folders: CARDS, make: |p| text(p, "title: t\ntimeout_s: -1\n") },
