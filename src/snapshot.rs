@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::agent::{Agent, Registration};
-use crate::board::{Board, Defaults, Entry, Place};
+use crate::board::{Board, Defaults, Entry, Place, Shelved};
 use crate::card::{self, Card};
 use crate::heartbeat::Tail;
 use crate::intake::{self, FileKind};
@@ -77,10 +77,22 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
         })
         .collect();
     let mut snap = build(ws, items, Defaults::from(&cfg));
+    read_outcomes(ws, &mut snap.board);
     snap.rejected = count_rejected(&ws.rejected());
     load_definitions(ws, &mut snap.board);
     read_liveness(ws, &mut snap.board, &cfg, Utc::now());
     Ok(snap)
+}
+
+/// Reads how each archived card a waiting card depends on finished (those alone), so
+/// `pas status` says why a card waits as the daemon would.
+fn read_outcomes(ws: &Workspace, board: &mut Board) {
+    for id in board.unread_dependencies() {
+        if let Some(s) = board.shelf.get_mut(&id) {
+            let path = ws.card_path(&id, &s.place());
+            s.outcome = Some(outcome_of(&path, &id));
+        }
+    }
 }
 
 /// Reads only the cards in one state's folder (`pas jobs --state done`): the other folders,
@@ -240,6 +252,7 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
         let Kind::Card { id, place } = kind else {
             continue;
         };
+        let shelved = place.day.as_deref().and_then(|d| Shelved::new(d, None));
         match card {
             Ok(card) => {
                 if let Some(first) = seen.get(&id) {
@@ -253,6 +266,10 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
                     continue;
                 }
                 seen.insert(id.clone(), path.clone());
+                if let (Some(s), true) = (shelved, card.text().is_empty()) {
+                    board.shelf.insert(id, s);
+                    continue;
+                }
                 let created = created_of(&card, &path);
                 board.cards.insert(
                     id,
@@ -316,5 +333,18 @@ fn load_definitions(ws: &Workspace, board: &mut Board) {
                 ..Agent::default()
             })
             .def = Some(def);
+    }
+}
+
+/// How the archived card in `path` finished, as its file says (its last move came from
+/// `done/`); a card that cannot be read counts as failed: nothing waiting on it runs on a
+/// guess.
+pub fn outcome_of(path: &std::path::Path, id: &str) -> bool {
+    match crate::workspace::read_card(path, id) {
+        Ok(card) => (card.spec.pas.history.last()).is_some_and(|h| h.from == "done"),
+        Err(e) => {
+            tracing::warn!(job = id, error = %e, "cannot read an archived card another depends on");
+            false
+        }
     }
 }

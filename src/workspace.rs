@@ -332,6 +332,14 @@ impl Workspace {
 
     /// Every file under `dir` (a folder under `work/`) with its kind.
     pub fn scan_dir(&self, dir: &Path) -> Vec<(PathBuf, Kind)> {
+        (self.scan_typed(dir).into_iter())
+            .map(|(p, k, _)| (p, k))
+            .collect()
+    }
+
+    /// Every file under `dir` with its kind and whether it is a regular file, as the
+    /// folder listing says (no `stat` per file: the archive may hold a hundred thousand).
+    pub fn scan_typed(&self, dir: &Path) -> Vec<(PathBuf, Kind, bool)> {
         let mut out = Vec::new();
         let base = dir
             .strip_prefix(self.work())
@@ -351,7 +359,8 @@ impl Workspace {
                 continue;
             }
             let kind = self.classify(entry.path());
-            out.push((entry.into_path(), kind));
+            let regular = entry.file_type().is_file();
+            out.push((entry.into_path(), kind, regular));
         }
         out
     }

@@ -79,6 +79,39 @@ impl Place {
     }
 }
 
+/// An archived card, known by id (the shelf's key), day folder and, once read, how it
+/// finished: a year of finished cards is a hundred thousand of them, and nothing is
+/// decided on their text. Whoever needs a card's text reads its one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shelved {
+    /// The day folder as `YYYYMMDD`: four bytes rather than a string per card.
+    day: u32,
+    /// Whether it finished in `done/` (`Some(true)`) or `failed/`; `None` until read.
+    pub outcome: Option<bool>,
+}
+
+impl Shelved {
+    /// A card in the day folder `YYYY/MM/DD`, or `None` when `day` is not one.
+    pub fn new(day: &str, outcome: Option<bool>) -> Option<Shelved> {
+        if !crate::workspace::is_day(day) {
+            return None;
+        }
+        let day = day.replace('/', "").parse().ok()?;
+        Some(Shelved { day, outcome })
+    }
+
+    /// The day folder, `YYYY/MM/DD`.
+    pub fn day(&self) -> String {
+        let d = self.day;
+        format!("{:04}/{:02}/{:02}", d / 10_000, d / 100 % 100, d % 100)
+    }
+
+    /// Where the card is.
+    pub fn place(&self) -> Place {
+        Place::archived_in(self.day())
+    }
+}
+
 /// A card on the board.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -146,7 +179,10 @@ impl From<&crate::config::Config> for Defaults {
 /// All cards and agents.
 #[derive(Debug, Clone, Default)]
 pub struct Board {
+    /// Every card but the archived ones, with its text.
     pub cards: HashMap<String, Entry>,
+    /// The archived cards, without their text (see `Shelved`).
+    pub shelf: HashMap<String, Shelved>,
     pub agents: BTreeMap<String, Agent>,
     pub defaults: Defaults,
 }
@@ -210,6 +246,7 @@ impl Board {
         for e in self.cards.values() {
             *counts.entry(e.place.state).or_default() += 1;
         }
+        *counts.entry(State::Archived).or_default() += self.shelf.len();
         counts
     }
 
@@ -304,12 +341,37 @@ impl Board {
         plan
     }
 
+    /// Archived cards whose outcome is not known and that an inbox card depends on: the
+    /// few a plan needs read.
+    pub fn unread_dependencies(&self) -> Vec<String> {
+        let mut ids: Vec<String> = (self.cards.values())
+            .filter(|e| e.place.state == State::Inbox)
+            .flat_map(|e| e.card.spec.depends_on.iter())
+            .filter(|d| self.shelf.get(*d).is_some_and(|s| s.outcome.is_none()))
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Whether the card `id` finished well, as far as the board knows. An archived card
+    /// whose outcome was never read counts as done: the daemon reads the outcome of every
+    /// archived card a waiting card depends on before it plans (`Engine::resolve_shelved`),
+    /// and a reading command that did not is only guessing about a card long finished.
+    pub fn succeeded(&self, id: &str) -> bool {
+        match self.cards.get(id) {
+            Some(e) => e.succeeded(),
+            None => self.shelf.get(id).is_some_and(|s| s.outcome != Some(false)),
+        }
+    }
+
     /// Why a card must wait for its dependencies, if it must.
     fn pending_dependencies(&self, spec: &crate::card::Spec) -> Option<String> {
         let pending: Vec<&str> = spec
             .depends_on
             .iter()
-            .filter(|d| self.cards.get(d.as_str()).is_none_or(|x| !x.succeeded()))
+            .filter(|d| !self.succeeded(d))
             .map(String::as_str)
             .collect();
         if pending.is_empty() {
@@ -317,12 +379,17 @@ impl Board {
         }
         let described: Vec<String> = pending
             .iter()
-            .map(|d| match self.cards.get(*d) {
-                None => format!("{d} (unknown job)"),
-                Some(x) if x.place.state == State::Failed => format!("{d} (failed)"),
-                Some(x) if x.place.state == State::Archived => format!("{d} (failed, archived)"),
-                Some(_) => d.to_string(),
-            })
+            .map(
+                |d| match (self.cards.get(*d), self.shelf.contains_key(*d)) {
+                    (Some(x), _) if x.place.state == State::Failed => format!("{d} (failed)"),
+                    (Some(x), _) if x.place.state == State::Archived => {
+                        format!("{d} (failed, archived)")
+                    }
+                    (Some(_), _) => d.to_string(),
+                    (None, true) => format!("{d} (failed, archived)"),
+                    (None, false) => format!("{d} (unknown job)"),
+                },
+            )
             .collect();
         Some(format!("waiting for {}", described.join(", ")))
     }

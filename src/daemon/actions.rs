@@ -35,6 +35,7 @@ impl Engine {
         let mut again = false;
         for _ in 0..4 {
             let now = self.now();
+            self.resolve_shelved();
             let plan = self.board.plan(now);
             // Only a take-back can free room for another pass; assignments use it up.
             again = !plan.take_back.is_empty();
@@ -261,6 +262,9 @@ impl Engine {
                     e.place = to.clone();
                 }
                 self.record(id, n, &h, &to, Some(&from_path), &to_path);
+                if to.state == State::Archived {
+                    self.shelve(id);
+                }
             }
             // Someone else moved it first (a pull claim, a completion): look again.
             Ok(Moved::Gone) => self.reconcile_card(id, &[]),

@@ -64,6 +64,8 @@ pub struct Engine {
     pub(super) def_cache: crate::workspace::DefCache,
     /// When the next archive round is due (see `archive.rs`).
     pub(super) archive_next: Instant,
+    /// Stamps of archive files pas wrote itself (see `shelf.rs`).
+    pub(super) echoes: super::shelf::Echoes,
 }
 
 impl Engine {
@@ -101,6 +103,7 @@ impl Engine {
             def_cache: Default::default(),
             // At once: a workspace from an earlier pas is worked off from the first turn.
             archive_next: Instant::now(),
+            echoes: Default::default(),
         }
     }
 
@@ -161,10 +164,12 @@ impl Engine {
             let text = here
                 .then(|| self.board.cards.get(&id))
                 .flatten()
-                .map(|e| Arc::<str>::from(e.card.text()));
+                .map(|e| Arc::<str>::from(e.card.text()))
+                .or_else(|| self.echoes.shelved_since_flush(&id, &path));
             change.snapshots.push((path, text));
         }
         change.paths = disk;
+        self.echoes.flushed();
         if let Some(git) = &self.git {
             git.send(change);
         }
@@ -282,9 +287,16 @@ impl Engine {
         let mut by_id: HashMap<String, Vec<PathBuf>> = HashMap::new();
         let mut registrations = Vec::new();
         let mut heartbeats = Vec::new();
-        for (path, kind) in self.ws.scan() {
+        // Ids with a file that is not a regular one: read (and refused) however they lie.
+        let mut odd: HashSet<String> = HashSet::new();
+        for (path, kind, regular) in self.ws.scan_typed(&self.ws.work()) {
             match kind {
-                Kind::Card { id, .. } => by_id.entry(id).or_default().push(path),
+                Kind::Card { id, .. } => {
+                    if !regular {
+                        odd.insert(id.clone());
+                    }
+                    by_id.entry(id).or_default().push(path)
+                }
                 Kind::Registration { name } => registrations.push(name),
                 Kind::Misplaced(reason) => self.reject(&path, &reason),
                 Kind::Heartbeat { name } => heartbeats.push((name, path)),
@@ -304,10 +316,16 @@ impl Engine {
         for (name, path) in heartbeats {
             self.read_heartbeats(&name, &path);
         }
-        let known: Vec<String> = self.board.cards.keys().cloned().collect();
+        let known: Vec<String> = (self.board.cards.keys())
+            .chain(self.board.shelf.keys())
+            .cloned()
+            .collect();
         for id in known {
             by_id.entry(id).or_default();
         }
+        // An archived card alone under its id goes on the shelf unread (see `shelf.rs`):
+        // start-up lists the archive, it does not open it.
+        by_id.retain(|id, paths| odd.contains(id) || !self.shelve_unread(id, paths));
         let mut ids: Vec<(String, Vec<PathBuf>)> = by_id.into_iter().collect();
         ids.sort();
         for (id, paths) in ids {
@@ -492,6 +510,10 @@ impl Engine {
                     self.file_ok();
                     self.files.insert(id.clone(), (path.clone(), stamp));
                     self.change.paths.push(path);
+                    if (self.board.cards.get(&id)).is_some_and(|e| e.place.state == State::Archived)
+                    {
+                        self.shelve(&id);
+                    }
                 }
                 Ok(Moved::Gone) => self.reconcile_card(&id, &[]),
                 Ok(Moved::Blocked(staged)) => {

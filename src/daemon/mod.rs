@@ -15,6 +15,7 @@ mod liveness;
 mod pacing;
 mod reconcile;
 mod recover;
+mod shelf;
 mod trust;
 
 use std::fs::File;

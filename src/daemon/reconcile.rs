@@ -16,7 +16,12 @@ use crate::workspace::{read_card, Kind};
 impl Engine {
     /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
     pub fn reconcile_card(&mut self, id: &str, hints: &[PathBuf]) {
-        let known = self.files.get(id).cloned();
+        // The file pas knows, with its stamp when pas knows that too (an archived card on
+        // the shelf since start-up is known by its place alone).
+        let known: Option<(PathBuf, Option<Stamp>)> = match self.files.get(id) {
+            Some((p, s)) => Some((p.clone(), Some(*s))),
+            None => self.shelved_file(id),
+        };
         let mut candidates: Vec<PathBuf> = hints.to_vec();
         if let Some((p, _)) = &known {
             candidates.push(p.clone());
@@ -38,6 +43,7 @@ impl Engine {
 
         // Read what is there; a bad file is rejected once it has stopped changing.
         let mut good: Vec<(PathBuf, Place, Card, Stamp)> = Vec::new();
+        let one = present.len() == 1;
         for path in present {
             let Kind::Card { place, .. } = self.ws.classify(&path) else {
                 continue;
@@ -46,10 +52,13 @@ impl Engine {
                 continue;
             };
             if let Some((kp, ks)) = &known {
-                if *kp == path && *ks == stamp {
+                if *kp == path && *ks == Some(stamp) {
                     if let Some(e) = self.board.cards.get(id) {
                         good.push((path, place, e.card.clone(), stamp));
                         continue;
+                    }
+                    if one && self.board.shelf.contains_key(id) {
+                        return; // pas's own write into the archive, echoed back
                     }
                 }
             }
@@ -89,6 +98,7 @@ impl Engine {
                 }
                 self.files.remove(id);
                 self.board.cards.remove(id);
+                self.unshelve(id);
                 self.dirty.remove(id);
                 self.replan = true;
                 self.stage(&[&old], format!("pas: {id} removed outside pas"));
@@ -134,13 +144,22 @@ impl Engine {
         }
         self.replan = true;
         let now = self.now();
+        // A card coming off the shelf: pas holds no block of it in memory, so the file's
+        // block is held against pas's rows of its transitions, as at start-up.
+        let shelved = self.unshelve(id);
+        let mut card = card;
+        if shelved.is_some() {
+            let (checked, forged) = self.held_against_rows(id, card);
+            card = checked;
+            if !forged.is_empty() {
+                self.dirty.insert(id.to_string());
+                self.correct(id, &path, &forged);
+            }
+        }
         // What pas itself recorded of the card, to hold an edited `pas:` block against.
         let known_meta = self.board.cards.get(id).map(|e| e.card.spec.pas.clone());
-        let prev: Option<Place> = self
-            .board
-            .cards
-            .get(id)
-            .map(|e| e.place.clone())
+        let prev: Option<Place> = (self.board.cards.get(id).map(|e| e.place.clone()))
+            .or_else(|| shelved.map(|s| s.place()))
             .or_else(|| place_from_meta(&card));
         let created = self
             .board
@@ -153,18 +172,19 @@ impl Engine {
             .files
             .insert(id.to_string(), (path.clone(), stamp))
             .map(|(p, _)| p)
-            .filter(|p| *p != path);
+            .filter(|p| *p != path)
+            .or_else(|| {
+                let was = shelved.map(|s| self.ws.card_path(id, &s.place()));
+                was.filter(|p| *p != path)
+            });
 
-        let mut card = card;
         match prev {
             Some(p) if p == place => {
                 // An edit in place (an agent noting progress, a human fixing a title) is
                 // not a transition, but the audit trail still records it.
-                let edited = self
-                    .board
-                    .cards
-                    .get(id)
-                    .is_some_and(|e| e.card.text() != card.text());
+                // (A card off the shelf was read because its file changed.)
+                let edited = shelved.is_some()
+                    || (self.board.cards.get(id)).is_some_and(|e| e.card.text() != card.text());
                 if edited {
                     self.stage(&[&path], format!("pas: {id} edited in {}", place.label()));
                 }
@@ -228,6 +248,7 @@ impl Engine {
                 }
             }
         }
+        let archived = place.state == State::Archived;
         self.board.cards.insert(
             id.to_string(),
             Entry {
@@ -236,5 +257,8 @@ impl Engine {
                 created,
             },
         );
+        if archived && !self.dirty.contains(id) {
+            self.shelve(id);
+        }
     }
 }

@@ -139,6 +139,7 @@ impl Engine {
         if dirty.is_empty() {
             return;
         }
+        self.read_changed_archive(&dirty);
         tracing::info!(
             files = dirty.len(),
             "committing changes made while pas was not running"
@@ -154,6 +155,19 @@ impl Engine {
         );
         self.change.lines.extend(lines);
         self.flush_commit();
+    }
+
+    /// Archived cards changed while pas was not running (git sees them differ from HEAD)
+    /// are read now, as a watch event would have had them read: start-up put them on the
+    /// shelf unread, and a card dropped into the archive by hand must be judged.
+    fn read_changed_archive(&mut self, dirty: &[PathBuf]) {
+        for path in dirty {
+            if let Kind::Card { id, place } = self.ws.classify(path) {
+                if place.state == State::Archived && self.board.shelf.contains_key(&id) {
+                    self.reconcile_card(&id, std::slice::from_ref(path));
+                }
+            }
+        }
     }
 
     /// One commit line per transition that the cards' histories hold but HEAD's versions
@@ -195,17 +209,13 @@ impl Engine {
         sorted.sort();
         let mut lines = Vec::new();
         for id in sorted {
-            let Some(entry) = self.board.cards.get(id) else {
+            // (An archived card is read from its file: the board holds no text of it.)
+            let Some(card) = self.card_of(id) else {
                 continue;
             };
             let skip = committed.get(id).copied().unwrap_or(0);
             lines.extend(
-                entry
-                    .card
-                    .spec
-                    .pas
-                    .history
-                    .iter()
+                (card.spec.pas.history.iter())
                     .skip(skip)
                     .map(|h| transition_line(id, h)),
             );

@@ -63,6 +63,12 @@ fn finished_cards_move_to_the_archive_and_are_still_found() {
         history(&ws.card("arc-0")).last().unwrap(),
         &format!("done -> {day}")
     );
+    // The commit holds the card in its new folder, as it was written there.
+    let committed = ws.git(&["show", &format!("HEAD:work/{day}/arc-0.yaml")]);
+    assert_eq!(
+        committed,
+        fs::read_to_string(ws.work(&format!("{day}/arc-0.yaml"))).unwrap()
+    );
     // Every reading command finds it.
     let shown = ws.pas_ok(&["show", "arc-0"]);
     assert!(
@@ -137,6 +143,66 @@ fn a_dependency_in_the_archive_counts_by_how_it_finished() {
             .as_str()
             .is_some_and(|w| w.contains("dep-bad (failed, archived)"))
     });
+}
+
+/// After a restart the archive is on the shelf unread: what a waiting card depends on is
+/// read when asked, pas's record beats a history forged while pas was down, and a card
+/// dropped into the archive meanwhile is judged like one dropped under a running daemon.
+#[test]
+fn after_a_restart_the_archive_is_read_only_when_asked() {
+    let ws = quick();
+    let mut d = ws.serve_ready();
+    finish(&ws, "rs-ok", "title: done well\n", true);
+    finish(&ws, "rs-bad", "title: failed\n", false);
+    let day = wait_archived(&ws, "rs-ok");
+    let bad_day = wait_archived(&ws, "rs-bad");
+    ws.wait_commit_line(&format!("pas: rs-bad failed -> {bad_day}"));
+    assert!(d.stop().success());
+
+    // While pas is down: rs-bad's history forged to say it came from done/, and a bad
+    // card and a good one dropped into the archive by hand.
+    let bad = ws.work(&format!("{bad_day}/rs-bad.yaml"));
+    let text = fs::read_to_string(&bad).unwrap();
+    let forged = text.replace("from: failed", "from: done");
+    assert_ne!(text, forged, "{text}");
+    fs::write(&bad, forged).unwrap();
+    ws.drop_file(&format!("{day}/rs-junk.yaml"), b"title: [unclosed\n");
+    ws.drop_file(&format!("{day}/rs-hand.yaml"), b"title: put here by hand\n");
+
+    let _d = ws.serve_ready();
+    let reason = wait_until("the bad archived card rejected", WAIT, || {
+        fs::read_to_string(ws.work("rejected/rs-junk.yaml.reason.txt")).map_err(|e| e.to_string())
+    });
+    assert!(reason.contains("rs-junk"), "{reason}");
+    ws.register("a", &[], 5);
+    ws.drop_card("rs-child-ok", "title: c\ndepends_on: [rs-ok]\n");
+    ws.drop_card("rs-child-bad", "title: c\ndepends_on: [rs-bad]\n");
+    ws.wait_state("rs-child-ok", "assigned/a");
+    ws.wait_card("waiting on its failed dependency", "rs-child-bad", |c| {
+        c["pas"]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("rs-bad (failed, archived)"))
+    });
+    ws.wait_commit_line("pas: rs-bad pas: block restored from pas's record");
+    let restored = wait_until("rs-bad's history restored", WAIT, || {
+        let t = fs::read_to_string(&bad).map_err(|e| e.to_string())?;
+        t.contains("from: failed")
+            .then_some(t)
+            .ok_or("not yet".to_string())
+    });
+    assert!(!restored.contains("from: done"), "{restored}");
+    assert_eq!(ws.state_of("rs-hand"), Some(day.clone()));
+    let status = ws.pas_json(&["status", "--json"]);
+    assert_eq!(status["jobs"]["archived"], 3, "{status}");
+    let waits = status["waiting"].as_array().unwrap();
+    assert!(
+        waits.iter().any(|w| w["id"] == "rs-child-bad"
+            && w["reason"]
+                .as_str()
+                .unwrap()
+                .contains("rs-bad (failed, archived)")),
+        "pas status reads the outcome it needs: {status}"
+    );
 }
 
 #[test]
