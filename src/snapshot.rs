@@ -67,21 +67,54 @@ fn source_for(kind: &Kind, depth: Depth, managed: bool, bytes: Option<Vec<u8>>) 
 pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
     let managed = cfg.capacity != crate::config::Capacity::default();
-    let items: Vec<(PathBuf, Kind, Source)> = ws
-        .scan()
-        .into_iter()
-        .filter(|(_, kind)| matches!(kind, Kind::Card { .. } | Kind::Registration { .. }))
-        .map(|(path, kind)| {
+    // The archive is listed, not walked: its cards are known by id and day alone.
+    let (archived, unusual) = ws.list_archive();
+    let unusual = unusual.into_iter().map(|p| {
+        let kind = ws.classify(&p);
+        (p, kind, false)
+    });
+    let items: Vec<(PathBuf, Kind, Source)> = (ws.scan_live().into_iter())
+        .chain(unusual)
+        .filter(|(_, kind, _)| matches!(kind, Kind::Card { .. } | Kind::Registration { .. }))
+        .map(|(path, kind, _)| {
             let source = source_for(&kind, depth, managed, None);
             (path, kind, source)
         })
         .collect();
     let mut snap = build(ws, items, Defaults::from(&cfg));
+    shelve_listed(ws, &mut snap, archived);
     read_outcomes(ws, &mut snap.board);
     snap.rejected = count_rejected(&ws.rejected());
     load_definitions(ws, &mut snap.board);
     read_liveness(ws, &mut snap.board, &cfg, Utc::now());
     Ok(snap)
+}
+
+/// Puts the archive's listed cards on the board's shelf; an id already on the board (or
+/// listed twice) is a problem, as a duplicate anywhere is.
+fn shelve_listed(ws: &Workspace, snap: &mut Snapshot, archived: Vec<(String, Shelved)>) {
+    for (id, shelved) in archived {
+        let first = match (snap.board.cards.get(&id), snap.board.shelf.get(&id)) {
+            (Some(e), _) => Some(ws.card_path(&id, &e.place)),
+            (None, Some(s)) => Some(ws.card_path(&id, &s.place())),
+            (None, None) => None,
+        };
+        match first {
+            Some(first) => {
+                let path = ws.card_path(&id, &shelved.place());
+                snap.problems.push((
+                    crate::daemon::rel(ws, &path),
+                    format!(
+                        "duplicate id {id} (also at {})",
+                        crate::daemon::rel(ws, &first)
+                    ),
+                ));
+            }
+            None => {
+                snap.board.shelf.insert(id, shelved);
+            }
+        }
+    }
 }
 
 /// Reads how each archived card a waiting card depends on finished (those alone), so

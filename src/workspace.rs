@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use rust_embed::RustEmbed;
 
-use crate::board::Place;
+use crate::board::{Place, Shelved};
 use crate::card::{self, Card, CardError, State};
 use crate::config::{Config, DEFAULT_CONFIG_YAML};
 use crate::intake::{self, FileKind};
@@ -340,7 +340,59 @@ impl Workspace {
     /// Every file under `dir` with its kind and whether it is a regular file, as the
     /// folder listing says (no `stat` per file: the archive may hold a hundred thousand).
     pub fn scan_typed(&self, dir: &Path) -> Vec<(PathBuf, Kind, bool)> {
+        self.walk(dir, false)
+    }
+
+    /// Every file under `work/` but those in the archive's day folders, which
+    /// [`list_archive`](Self::list_archive) lists far more cheaply.
+    pub fn scan_live(&self) -> Vec<(PathBuf, Kind, bool)> {
+        self.walk(&self.work(), true)
+    }
+
+    /// The archive's cards as its day folders list them, with no `stat` and no read: each
+    /// regular `<id>.yaml` file with a valid id, by id and day. Whatever else lies in a day
+    /// folder (a link, a FIFO, a folder, another name) comes back as a path, for the
+    /// caller to judge as it would any file.
+    pub fn list_archive(&self) -> (Vec<(String, Shelved)>, Vec<PathBuf>) {
+        let root = self.state_dir(State::Archived);
+        let (mut cards, mut odd) = (Vec::new(), Vec::new());
+        for day in self.archive_days() {
+            let Some(shelved) = Shelved::new(&day, None) else {
+                continue;
+            };
+            let dir = root.join(&day);
+            let Ok(rd) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let id = name
+                    .to_str()
+                    .filter(|n| !is_ignored_name(n))
+                    .and_then(|n| n.strip_suffix(".yaml"));
+                let regular = e.file_type().is_ok_and(|t| t.is_file());
+                match id {
+                    Some(id) if regular && card::valid_id(id) => {
+                        cards.push((id.to_string(), shelved))
+                    }
+                    Some(_) => odd.push(e.path()),
+                    None if name.to_str().is_some_and(is_ignored_name) => {}
+                    None => odd.push(e.path()),
+                }
+            }
+        }
+        (cards, odd)
+    }
+
+    fn walk(&self, dir: &Path, skip_days: bool) -> Vec<(PathBuf, Kind, bool)> {
         let mut out = Vec::new();
+        let archive = self.state_dir(State::Archived);
+        let is_day_dir = |p: &Path| {
+            p.strip_prefix(&archive)
+                .ok()
+                .and_then(|r| r.to_str())
+                .is_some_and(is_day)
+        };
         let base = dir
             .strip_prefix(self.work())
             .map_or(0, |r| r.iter().count());
@@ -350,9 +402,9 @@ impl Workspace {
             .filter_entry(|e| {
                 e.depth() == 0
                     || !(e.file_type().is_dir()
-                        && e.file_name().to_str().is_none_or(|n| {
+                        && (e.file_name().to_str().is_none_or(|n| {
                             n.starts_with('.') || (e.depth() + base == 1 && n == "rejected")
-                        }))
+                        }) || (skip_days && e.depth() + base == 4 && is_day_dir(e.path()))))
             });
         for entry in walker.flatten() {
             if entry.file_type().is_dir() {

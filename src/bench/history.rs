@@ -169,11 +169,11 @@ pub fn history(args: &BenchArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(super) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -267,7 +267,7 @@ fn git_head(root: &Path) -> Result<String> {
 }
 
 /// The dashboard's address from `.pas/serve.json`.
-fn dashboard_addr(ws: &Workspace) -> Result<String> {
+pub(super) fn dashboard_addr(ws: &Workspace) -> Result<String> {
     let path = ws.root.join(".pas/serve.json");
     let started = Instant::now();
     loop {
@@ -285,7 +285,7 @@ fn dashboard_addr(ws: &Workspace) -> Result<String> {
 }
 
 /// A plain HTTP/1.1 GET on loopback; the body.
-fn http_get(addr: &str, path: &str) -> Result<String> {
+pub(super) fn http_get(addr: &str, path: &str) -> Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(

@@ -26,7 +26,7 @@ pub fn lifecycle(args: &BenchArgs) -> Result<i32> {
         noise.1, noise.0, noise.2
     );
 
-    for &n in &args.cards {
+    for n in args.bursts() {
         let slots = n.div_ceil(agents) + 1;
         let (dir, ws) = scratch(args.dir.as_deref(), agents, slots, args)?;
         let daemon = Daemon::start(&ws.root)?;
@@ -95,7 +95,7 @@ pub fn lifecycle(args: &BenchArgs) -> Result<i32> {
     }
 
     let mut done = Vec::new();
-    for &n in &args.cards {
+    for n in args.bursts() {
         done.push(super::done::done_burst(n, args, &mut keep)?);
     }
 

@@ -35,6 +35,7 @@ mod history;
 mod hostile;
 mod lifecycle;
 mod soak;
+mod year;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,7 +81,9 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub which: Which,
     /// Burst sizes (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    /// (lifecycle default 1000,10000; `crash`: the first is the cards per round; `history`:
+    /// a year-old workspace of this many cards and commits instead of `--commits`).
+    #[arg(long, value_delimiter = ',')]
     pub cards: Vec<usize>,
     /// Registered agents (lifecycle default 10; `agents` default 1000).
     #[arg(long)]
@@ -167,6 +170,17 @@ pub struct BenchArgs {
     pub no_max: bool,
 }
 
+impl BenchArgs {
+    /// The burst sizes: `--cards`, else 1,000 and 10,000.
+    fn bursts(&self) -> Vec<usize> {
+        if self.cards.is_empty() {
+            vec![1000, 10_000]
+        } else {
+            self.cards.clone()
+        }
+    }
+}
+
 /// Runs the chosen benchmark and prints its figures.
 pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
     match args.which {
@@ -177,7 +191,10 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Dashboard => dashboard::dashboard(&args),
         Which::Soak => soak::soak(&args),
         Which::Hostile => hostile::hostile(&args),
-        Which::History => history::history(&args),
+        Which::History => match args.cards.first() {
+            Some(&n) => year::year(&args, n),
+            None => history::history(&args),
+        },
     }
 }
 
@@ -197,6 +214,17 @@ impl Daemon {
     }
 
     fn start_logging(root: &Path, level: &str) -> Result<Daemon> {
+        let d = Daemon::spawn(root, level)?;
+        // Ready once the start-up commit has landed and the lock is held.
+        wait_for(Duration::from_secs(30), "the daemon to start", || {
+            crate::cli::daemon_running(&Workspace::at(root))
+        })?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(d)
+    }
+
+    /// Starts `pas serve` on `root` and returns at once.
+    fn spawn(root: &Path, level: &str) -> Result<Daemon> {
         let exe = std::env::current_exe().context("cannot find the pas binary")?;
         let child = Command::new(exe)
             .args(["serve", "--root"])
@@ -208,13 +236,7 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .context("cannot start pas serve")?;
-        let d = Daemon { child };
-        // Ready once the start-up commit has landed and the lock is held.
-        wait_for(Duration::from_secs(30), "the daemon to start", || {
-            crate::cli::daemon_running(&Workspace::at(root))
-        })?;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(d)
+        Ok(Daemon { child })
     }
 
     fn pid(&self) -> u32 {
@@ -317,7 +339,7 @@ fn drop_card(inbox: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn count_assigned(ws: &Workspace) -> usize {
+pub(super) fn count_assigned(ws: &Workspace) -> usize {
     let dir = ws.state_dir(crate::card::State::Assigned);
     std::fs::read_dir(dir)
         .map(|rd| {

@@ -289,7 +289,13 @@ impl Engine {
         let mut heartbeats = Vec::new();
         // Ids with a file that is not a regular one: read (and refused) however they lie.
         let mut odd: HashSet<String> = HashSet::new();
-        for (path, kind, regular) in self.ws.scan_typed(&self.ws.work()) {
+        let (archived, unusual) = self.ws.list_archive();
+        let live = self.ws.scan_live().into_iter();
+        let unusual: Vec<(PathBuf, Kind, bool)> = (unusual.into_iter())
+            .map(|p| (self.ws.classify(&p), p))
+            .map(|(kind, p)| (p, kind, false))
+            .collect();
+        for (path, kind, regular) in live.chain(unusual) {
             match kind {
                 Kind::Card { id, .. } => {
                     if !regular {
@@ -316,16 +322,29 @@ impl Engine {
         for (name, path) in heartbeats {
             self.read_heartbeats(&name, &path);
         }
+        // An archived card alone under its id goes on the shelf unread (see `shelf.rs`):
+        // start-up lists the archive, it does not open it. One with another file anywhere
+        // is reconciled like any card (the duplicate rule).
+        let mut listed: HashSet<String> = HashSet::with_capacity(archived.len());
+        for (id, shelved) in archived {
+            let path = self.ws.card_path(&id, &shelved.place());
+            match by_id.get_mut(&id) {
+                Some(paths) => paths.push(path),
+                None if self.shelve_unread(&id, shelved) => {}
+                None => {
+                    by_id.insert(id.clone(), vec![path]);
+                }
+            }
+            listed.insert(id);
+        }
+        // Known cards whose files were not seen: gone, or moved where the scan missed them.
         let known: Vec<String> = (self.board.cards.keys())
-            .chain(self.board.shelf.keys())
+            .chain(self.board.shelf.keys().filter(|id| !listed.contains(*id)))
             .cloned()
             .collect();
         for id in known {
             by_id.entry(id).or_default();
         }
-        // An archived card alone under its id goes on the shelf unread (see `shelf.rs`):
-        // start-up lists the archive, it does not open it.
-        by_id.retain(|id, paths| odd.contains(id) || !self.shelve_unread(id, paths));
         let mut ids: Vec<(String, Vec<PathBuf>)> = by_id.into_iter().collect();
         ids.sort();
         for (id, paths) in ids {

@@ -80,31 +80,19 @@ impl Engine {
         self.board.shelf.insert(id.to_string(), s);
     }
 
-    /// Puts card `id` on the shelf without reading it when its one file is in the archive
-    /// and the board holds nothing else of it; true when it did (or it was there already).
-    pub(super) fn shelve_unread(&mut self, id: &str, paths: &[PathBuf]) -> bool {
-        let [path] = paths else {
-            return false;
-        };
-        let crate::workspace::Kind::Card { place, .. } = self.ws.classify(path) else {
-            return false;
-        };
-        let Some(day) = place.day.as_deref() else {
-            return false;
-        };
+    /// Puts card `id`, listed in the archive, on the shelf without reading it, unless
+    /// the board holds it otherwise; true when it is on the shelf where listed.
+    pub(super) fn shelve_unread(&mut self, id: &str, listed: Shelved) -> bool {
         if self.board.cards.contains_key(id) {
             return false;
         }
         match self.board.shelf.get(id) {
             // Where pas knows it: a rescan after a lost event changes nothing here.
-            Some(s) => s.day() == day,
-            None => match Shelved::new(day, None) {
-                Some(s) => {
-                    self.board.shelf.insert(id.to_string(), s);
-                    true
-                }
-                None => false,
-            },
+            Some(s) => s.place() == listed.place(),
+            None => {
+                self.board.shelf.insert(id.to_string(), listed);
+                true
+            }
         }
     }
 

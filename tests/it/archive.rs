@@ -168,12 +168,19 @@ fn after_a_restart_the_archive_is_read_only_when_asked() {
     fs::write(&bad, forged).unwrap();
     ws.drop_file(&format!("{day}/rs-junk.yaml"), b"title: [unclosed\n");
     ws.drop_file(&format!("{day}/rs-hand.yaml"), b"title: put here by hand\n");
+    let ok_text = fs::read(ws.work(&format!("{day}/rs-ok.yaml"))).unwrap();
+    ws.drop_file("done/rs-ok.yaml", &ok_text);
 
     let _d = ws.serve_ready();
     let reason = wait_until("the bad archived card rejected", WAIT, || {
         fs::read_to_string(ws.work("rejected/rs-junk.yaml.reason.txt")).map_err(|e| e.to_string())
     });
     assert!(reason.contains("rs-junk"), "{reason}");
+    let reason = wait_until("the copy in done/ rejected", WAIT, || {
+        fs::read_to_string(ws.work("rejected/rs-ok.yaml.reason.txt")).map_err(|e| e.to_string())
+    });
+    assert!(reason.contains("duplicate id rs-ok"), "{reason}");
+    assert_eq!(ws.state_of("rs-ok"), Some(day.clone()));
     ws.register("a", &[], 5);
     ws.drop_card("rs-child-ok", "title: c\ndepends_on: [rs-ok]\n");
     ws.drop_card("rs-child-bad", "title: c\ndepends_on: [rs-bad]\n");

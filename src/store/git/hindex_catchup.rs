@@ -39,6 +39,8 @@ pub(in crate::store::git) struct Indexer {
     /// After an error, the next attempt waits until then.
     pub(in crate::store::git) retry_at: Option<Instant>,
     failures: u32,
+    /// A catch-up (or the start-up check) ended since the worker last asked.
+    settled: bool,
 }
 
 impl Indexer {
@@ -51,6 +53,7 @@ impl Indexer {
             replan: true,
             retry_at: None,
             failures: 0,
+            settled: false,
         }
     }
 
@@ -61,6 +64,12 @@ impl Indexer {
             (Some(_), None) => Some(Instant::now()),
             (None, None) => self.replan.then(Instant::now),
         }
+    }
+
+    /// Whether a catch-up or the start-up check ended since the last call: it read many
+    /// commits and trees, and the worker lets go of what that mapped.
+    pub(in crate::store::git) fn take_settled(&mut self) -> bool {
+        std::mem::take(&mut self.settled)
     }
 
     /// One bounded step: index up to [`STEP_COMMITS`] commits or [`STEP_TIME`] worth.
@@ -97,6 +106,7 @@ impl Indexer {
             self.conn = Some(conn);
         }
         if self.plan.is_none() {
+            self.settled |= !self.checked;
             self.plan = self.make_plan(store)?;
             self.checked = true;
             self.replan = false;
@@ -157,6 +167,7 @@ impl Indexer {
         }
         if plan.queue.is_empty() {
             // HEAD may have moved on meanwhile (commits made during the catch-up).
+            self.settled |= plan.total > 1;
             self.plan = None;
             self.replan = true;
         }

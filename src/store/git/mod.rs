@@ -174,6 +174,17 @@ impl GitStore {
         }))
     }
 
+    /// Opens the repository afresh, letting go of what this handle mapped and cached: a
+    /// start-up that compared a year of trees has touched most of the pack's index, and
+    /// those pages would stay in the daemon's resident memory.
+    pub fn reopen(&mut self) -> Result<(), GitError> {
+        let path = self.repo.path().to_path_buf();
+        self.repo = Repository::open(&path).map_err(git(|| {
+            format!("opening the repository at {}", path.display())
+        }))?;
+        Ok(())
+    }
+
     /// `git init` at `root` unless it is already inside a repository (`pas init` in a
     /// subfolder of an existing project must not nest a second repository).
     pub fn init(root: &Path) -> Result<GitStore, GitError> {

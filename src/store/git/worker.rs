@@ -223,6 +223,11 @@ impl Worker {
     fn index_step(&mut self) {
         if let Some(index) = &mut self.index {
             index.step(&self.store);
+            if index.take_settled() {
+                if let Err(e) = self.store.reopen() {
+                    tracing::debug!(error = %e, "cannot reopen the repository");
+                }
+            }
         }
     }
 
