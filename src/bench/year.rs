@@ -37,7 +37,16 @@ fn card_id(k: usize) -> String {
 
 pub fn year(args: &BenchArgs, cards: usize) -> Result<i32> {
     let runs = args.runs.max(3);
-    let (_dir, ws) = scratch(args.dir.as_deref(), 1, 1000, args)?;
+    let (dir, ws) = scratch(args.dir.as_deref(), 1, 1000, args)?;
+    // PAS_BENCH_KEEP=1 leaves the year-old workspace behind, to look into.
+    let _dir = match std::env::var_os("PAS_BENCH_KEEP") {
+        Some(_) => {
+            eprintln!("keeping {}", dir.path().display());
+            std::mem::forget(dir);
+            None
+        }
+        None => Some(dir),
+    };
     // No simulated agent beats here: give the one agent an hour between beats.
     let reg = crate::agent::Registration {
         name: Some("agent-0".into()),
@@ -129,8 +138,13 @@ pub fn year(args: &BenchArgs, cards: usize) -> Result<i32> {
         eprintln!("job page of {id}: {med:.1} ms");
         page.push(json!({"card": id, "median_ms": med}));
     }
-    let written = commit_bytes(&ws, &git_dir)?;
+    let mut written = commit_bytes(&ws, &git_dir)?;
     let drop_year = drop_to_assigned(&ws, "Y", 1000)?;
+    // A busy day: done/ full to `archive.keep`, and what a commit into it writes then.
+    fill_done(&ws, "Y", 1000)?;
+    if let (Value::Array(w), Value::Array(more)) = (&mut written, commit_bytes(&ws, &git_dir)?) {
+        w.extend(more.into_iter().filter(|m| m["into"] == "done"));
+    }
     drop(daemon);
     let (restart_ms, daemon) = serve_timed(&ws)?;
     std::thread::sleep(Duration::from_secs(2));
@@ -225,6 +239,23 @@ fn drop_to_assigned(ws: &Workspace, prefix: &str, n: usize) -> Result<f64> {
     let took = ms(t.elapsed());
     eprintln!("{n} cards dropped and assigned in {took:.0} ms ({prefix})");
     Ok(took)
+}
+
+/// Finishes the `n` cards dropped as `prefix` (renamed into `done/` as an agent does) and
+/// waits until the archive has brought `done/` back to `archive.keep` (1,000).
+fn fill_done(ws: &Workspace, prefix: &str, n: usize) -> Result<()> {
+    let mine = ws.state_dir(State::Assigned).join("agent-0");
+    for i in 0..n {
+        let name = format!("{prefix}-{i}.yaml");
+        std::fs::rename(mine.join(&name), ws.state_dir(State::Done).join(&name))?;
+    }
+    wait_for(
+        Duration::from_secs(120),
+        "done/ back to 1,000 cards",
+        || std::fs::read_dir(ws.state_dir(State::Done)).is_ok_and(|d| d.count() <= 1000),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(())
 }
 
 /// What one commit writes to `.git` before a repack: a card into the inbox, and one into

@@ -68,6 +68,26 @@ pub fn repo_json(ws: &Workspace) -> Value {
     }
 }
 
+/// The repository's size and growth in one line, from `repo_json`.
+fn repo_line(repo: &Value) -> Option<String> {
+    let mb = |v: &Value| v.as_f64().map(|b| format!("{:.1} MB", b / 1e6));
+    let mut line = format!(
+        "repo: {} (packs {} in {}, loose {} in {} objects)",
+        mb(&repo["bytes"])?,
+        mb(&repo["packs"]["bytes"])?,
+        repo["packs"]["count"],
+        mb(&repo["loose"]["bytes"])?,
+        repo["loose"]["objects"],
+    );
+    if let Some(n) = repo["commits"].as_u64() {
+        line.push_str(&format!(" · {n} commits"));
+    }
+    if let Some(h) = mb(&repo["growth"]["bytes_per_hour"]) {
+        line.push_str(&format!(" · growing {h} an hour"));
+    }
+    Some(line)
+}
+
 /// Each managed resource: its capacity and what assigned cards hold.
 fn capacity_json(board: &Board) -> Value {
     let cap = &board.defaults.capacity;
@@ -166,6 +186,11 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         counts[&State::Archived],
         snap.rejected
     ));
+    if at.is_none() {
+        if let Some(line) = repo_line(&repo_json(ws)) {
+            out.line(line);
+        }
+    }
     if let Value::Object(cap) = capacity_json(&snap.board) {
         let parts: Vec<String> = cap
             .iter()

@@ -93,6 +93,7 @@ impl CommitWorker {
         });
         let worker = Worker {
             store,
+            opened: Instant::now(),
             window,
             author,
             pending: BTreeMap::new(),
@@ -168,7 +169,14 @@ struct Worker {
     index: Option<Indexer>,
     /// Keeps loose objects and packs bounded, on its own thread.
     upkeep: Option<Upkeep>,
+    /// When the repository was last opened (see `REOPEN_EVERY`).
+    opened: Instant,
 }
+
+/// How often the worker opens its repository afresh. Each commit looks objects up in the
+/// pack's index, which libgit2 maps whole; the pages touched stay counted in the daemon's
+/// resident memory while it stays mapped (a 100,000-commit pack has a 42 MB index).
+const REOPEN_EVERY: Duration = Duration::from_secs(60);
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -224,11 +232,17 @@ impl Worker {
         if let Some(index) = &mut self.index {
             index.step(&self.store);
             if index.take_settled() {
-                if let Err(e) = self.store.reopen() {
-                    tracing::debug!(error = %e, "cannot reopen the repository");
-                }
+                self.reopen();
             }
         }
+    }
+
+    /// Opens the repository afresh (see `GitStore::reopen`).
+    fn reopen(&mut self) {
+        if let Err(e) = self.store.reopen() {
+            tracing::debug!(error = %e, "cannot reopen the repository");
+        }
+        self.opened = Instant::now();
     }
 
     /// On shutdown: commit what is pending, then bring the index in line. A lock a crash
@@ -290,6 +304,9 @@ impl Worker {
         let message = batch_message(&self.lines, paths);
         if self.upkeep.as_ref().is_some_and(Upkeep::take_repacked) {
             self.store.refresh_odb();
+        }
+        if self.opened.elapsed() >= REOPEN_EVERY {
+            self.reopen();
         }
         match self
             .store
