@@ -252,7 +252,7 @@ fn fill_done(ws: &Workspace, prefix: &str, n: usize) -> Result<()> {
     wait_for(
         Duration::from_secs(120),
         "done/ back to 1,000 cards",
-        || std::fs::read_dir(ws.state_dir(State::Done)).is_ok_and(|d| d.count() <= 1000),
+        || yaml_count(&ws.state_dir(State::Done)) <= 1000,
     )?;
     std::thread::sleep(Duration::from_secs(2));
     Ok(())
@@ -408,4 +408,13 @@ fn generate(ws: &Workspace, cards: usize) -> Result<()> {
     }
     run_git(root, &["reset", "-q", "--hard"])?;
     Ok(())
+}
+
+/// Card files in `dir` (not its `.gitkeep`).
+fn yaml_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
+            .count()
+    })
 }

@@ -163,17 +163,6 @@ pub fn build(ws: &Workspace, clock: Clock) -> Result<Engine> {
     Ok(Engine::new(ws.clone(), cfg, git_worker, Some(writer), seq, clock).with_epochs(epochs))
 }
 
-/// Gives back to the system what start-up used and freed: listing a year's archive and
-/// comparing it with git takes tens of MiB for a moment, and glibc keeps freed memory in
-/// the heap unless asked.
-fn release_start_up_memory() {
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Runs the daemon until SIGINT/SIGTERM (or once, with `opts.once`).
 pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     let _lock = lock(ws)?;
@@ -211,7 +200,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     let (watcher, overflowed) =
         watch::start(&ws.work(), &ws.agents_dir(), tx.clone()).map_err(|e| watch_error(e, ws))?;
     engine.start();
-    release_start_up_memory();
+    engine.let_go_of_start_up();
     let counts = engine.board.counts();
     tracing::info!(
         root = %ws.root.display(),

@@ -159,3 +159,20 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Gives back what start-up used and no longer needs: listing a year's archive and
+    /// comparing it with git take tens of MiB for a moment, glibc keeps freed memory in
+    /// its heap unless asked, and the git worker's handle keeps the pack index pages that
+    /// start-up touched.
+    pub fn let_go_of_start_up(&self) {
+        if let Some(git) = &self.git {
+            git.let_go();
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}

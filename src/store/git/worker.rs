@@ -52,6 +52,8 @@ pub struct Change {
 enum Msg {
     Change(Change),
     Flush(mpsc::Sender<Option<Oid>>),
+    /// Open the repository afresh (see `CommitWorker::let_go`).
+    Reopen,
     Shutdown,
 }
 
@@ -129,6 +131,14 @@ impl CommitWorker {
         let (reply, answer) = mpsc::channel();
         self.tx.send(Msg::Flush(reply)).ok()?;
         answer.recv().ok().flatten()
+    }
+
+    /// Asks the worker to open its repository afresh once what is queued is done: after
+    /// the daemon's start-up, which compared the whole tree with git through this and
+    /// other handles on the same pack, whose index stays mapped (and resident) while any
+    /// handle that loaded it lives.
+    pub fn let_go(&self) {
+        let _ = self.tx.send(Msg::Reopen);
     }
 
     /// Commit what is pending and join the thread.
@@ -213,6 +223,7 @@ impl Worker {
                     let _ = reply.send(self.last);
                     deadline = self.next_wake();
                 }
+                Some(Msg::Reopen) => self.reopen(),
                 Some(Msg::Shutdown) | None => return self.finish(),
             }
         }
