@@ -42,6 +42,11 @@ pub struct Config {
     pub budgets: Option<serde_yaml::Value>,
     /// LLM routing defaults (section 7).
     pub routing: Option<serde_yaml::Value>,
+    /// What `GET /health` tolerates before it answers 503 (SPEC section 15).
+    pub health: HealthConfig,
+    /// Webhooks told of alerts and their all-clears (SPEC section 15); validated by
+    /// `notify::config`, which names the entry and key that is wrong.
+    pub notify: Vec<serde_yaml::Value>,
 }
 
 impl Default for Config {
@@ -61,6 +66,34 @@ impl Default for Config {
             providers: Vec::new(),
             budgets: None,
             routing: None,
+            health: HealthConfig::default(),
+            notify: Vec::new(),
+        }
+    }
+}
+
+/// The limits of `GET /health`: past them a part of pas counts as broken, not busy.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The engine loop turns at least once a second; this long without a turn is a stall.
+    pub engine_stall_s: f64,
+    /// A git lock (`index.lock`, a ref's lock) another process holds this long stops pas's
+    /// commits for good rather than for a moment.
+    pub git_lock_s: f64,
+    /// How long the probe waits for the database's write lock before calling it locked.
+    pub db_wait_ms: u64,
+    /// Free space below this on the workspace's device counts as a full disk.
+    pub min_free_mb: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            engine_stall_s: 30.0,
+            git_lock_s: 30.0,
+            db_wait_ms: 2000,
+            min_free_mb: 1,
         }
     }
 }

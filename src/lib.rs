@@ -23,6 +23,7 @@
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
 //! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
+//! - [`health`]     `GET /health`: the engine's turn, git locks, database, disk, watcher.
 //! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
 //! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
@@ -49,6 +50,7 @@ pub mod events;
 pub mod fsops;
 pub mod fuzzing;
 pub mod gateway;
+pub mod health;
 pub mod heartbeat;
 pub mod intake;
 pub mod liveness;

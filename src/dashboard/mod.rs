@@ -116,6 +116,7 @@ pub fn routes() -> Vec<&'static str> {
 fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
     vec![
         ("/", get(pages::kanban)),
+        ("/health", get(health)),
         ("/tree", get(pages::tree)),
         ("/costs", get(pages::costs)),
         ("/alerts", get(pages::alerts)),
@@ -134,6 +135,11 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),
     ]
+}
+
+/// `GET /health`: answered without the token (see `server::auth`), for uptime checks.
+async fn health(axum::extract::State(dash): axum::extract::State<Dash>) -> Response {
+    crate::health::http::answer(dash.shared.ws.clone()).await
 }
 
 /// The one error type of the dashboard: a status and a message that names what failed.

@@ -18,6 +18,7 @@ mod fallback;
 mod fixture;
 mod gateway;
 mod governor;
+mod health;
 mod hindex;
 mod hostile;
 mod http;

@@ -17,6 +17,7 @@ use crate::http;
 /// Every dashboard route as the router spells it, and a URL that reaches it.
 pub const DASHBOARD: &[(&str, &str)] = &[
     ("/", "/"),
+    ("/health", "/health"),
     ("/tree", "/tree"),
     ("/costs", "/costs"),
     ("/alerts", "/alerts"),
@@ -42,6 +43,7 @@ pub const GATEWAY: &[(&str, &str)] = &[
     ("POST", "/chat/completions"),
     ("GET", "/v1/models"),
     ("GET", "/models"),
+    ("GET", "/health"),
 ];
 
 /// Paths no server has (traversal attempts among them), walked on both.
