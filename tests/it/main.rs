@@ -26,6 +26,7 @@ mod ledger;
 mod lifecycle;
 mod liveness;
 mod money;
+mod ops;
 mod records;
 mod resources;
 mod routing;
