@@ -27,6 +27,7 @@ mod lifecycle;
 mod liveness;
 mod money;
 mod ops;
+mod ops_browser;
 mod records;
 mod resources;
 mod routing;
