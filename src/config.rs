@@ -559,6 +559,15 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
 # routing: {policy: local, cooldown_s: 5}   # local | cheapest | fastest | balanced
+
+# health:                        # what GET /health tolerates before it answers 503
+#   engine_stall_s: 30            # the engine loop not turning this long is a stall
+#   git_lock_s: 30                # a git lock another process holds this long blocks pas's commits
+#   db_wait_ms: 2000              # how long the probe waits for the database's write lock
+#   min_free_mb: 1                # less free space than this is a full disk
+
+# notify: []                      # webhooks told of alerts and all-clears (see the README), e.g.
+#   - {name: chat, url_env: PAS_SLACK_WEBHOOK, format: slack, kinds: [agent.down], severity: warning}
 "#;
 
 #[cfg(test)]
