@@ -122,3 +122,60 @@ fn a_blocked_agent_stands_out_and_an_alert_shows_until_the_agent_beats_again() {
     b.screenshot(&shots().join("board-clear.png"));
     d.stop();
 }
+
+#[test]
+fn the_providers_page_shows_a_breaker_opening_live_and_the_activity_feed_reads_sentences() {
+    let Some(mut b) = Browser::launch() else {
+        assert!(
+            std::env::var_os("PAS_REQUIRE_BROWSER").is_none(),
+            "PAS_REQUIRE_BROWSER is set but no chromium is installed"
+        );
+        eprintln!("SKIPPED: no chromium installed (apt-get install -y chromium)");
+        return;
+    };
+    use pas::llm::fake::{self, FakeOptions, Mode};
+    let bad = fake::start(FakeOptions::default());
+    let good = fake::start(FakeOptions::default());
+    let gw = crate::fallback::pair(&bad, &good, "");
+    let (dash, _) = gw.ws.addresses();
+    b.open(&format!("http://{dash}/providers"));
+    let row = "document.querySelector('tr.prov[data-provider=\"bad\"]')";
+    b.wait_for("the bad provider's row", &format!("!!{row}"));
+    assert_eq!(b.eval(&format!("{row}.className")), "prov br-closed");
+    b.eval("window.__noReload = 9");
+    bad.set_mode(Mode::Status {
+        code: 500,
+        retry_after: None,
+    });
+    for _ in 0..3 {
+        let r = gw.chat(&crate::gateway::ask("cap:x", false), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    b.wait_for(
+        "the breaker open on the page",
+        &format!("{row}.className === 'prov br-open'"),
+    );
+    b.wait_for(
+        "the cooling alert in the banner",
+        &format!("{BANNER}.textContent.includes('provider bad is cooling down after 3 failures in a row')"),
+    );
+    assert_eq!(b.eval("window.__noReload"), 9, "the page reloaded");
+    b.screenshot(&shots().join("providers-open.png"));
+
+    // The activity feed tells each event in words, live.
+    b.open(&format!("http://{dash}/activity"));
+    b.wait_for(
+        "the stream to be live",
+        "document.getElementById('live').className.includes('on')",
+    );
+    gw.ws
+        .drop_card("ACT-1", "title: a card nobody takes\nrequires: [nobody]\n");
+    b.wait_for(
+        "a sentence in the feed",
+        "document.getElementById('feed').textContent.includes('ACT-1 arrived in inbox')",
+    );
+    b.wait_for(
+        "the receipt as a sentence",
+        "document.getElementById('feed').textContent.includes('good/m-good answered')",
+    );
+}
