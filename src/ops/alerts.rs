@@ -318,3 +318,32 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_context_breach_and_an_error_are_alerts_and_unregistered_agents_are_not() {
+        let agents = json!([
+            {"name": "a", "status": "up", "ctx": "breach", "ctx_ratio": 0.8, "ctx_hard_max": 0.75},
+            {"name": "b", "status": "up", "beat_status": "error", "note": "crashed", "job": "J-1"},
+            {"name": "c", "status": "unregistered", "beat_status": "blocked"},
+        ]);
+        let a = active(
+            agents.as_array().unwrap(),
+            &json!({}),
+            None,
+            &Rejected::default(),
+        );
+        let keys: Vec<&str> = a.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["agent.error:b", "token.breach:a"]);
+        assert_eq!(a[0].links[1].href, "/jobs/J-1");
+        assert!(
+            a[1].text.contains("80%") && a[1].text.contains("75%"),
+            "{}",
+            a[1].text
+        );
+    }
+}

@@ -51,11 +51,19 @@ fn pct(v: &Value) -> String {
     f.map_or_else(|| "?".into(), |f| format!("{:.0}%", f * 100.0))
 }
 
+/// What a path segment keeps as it is: letters, digits and `-._~` (as `encodeURIComponent`
+/// in the page's script, less its `!*'()`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The dashboard path of an agent.
 pub fn agent_href(name: &str) -> String {
     format!(
         "/tree#agent-{}",
-        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(name, SEGMENT)
     )
 }
 
@@ -63,7 +71,7 @@ pub fn agent_href(name: &str) -> String {
 pub fn job_href(id: &str) -> String {
     format!(
         "/jobs/{}",
-        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(id, SEGMENT)
     )
 }
 

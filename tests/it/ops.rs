@@ -176,6 +176,20 @@ fn pas_providers_during_a_fallback_shows_the_breaker_open() {
         .filter_map(|a| a["key"].as_str())
         .collect();
     assert!(keys.contains(&"provider.cooling:bad"), "{alerts}");
+    // And /metrics, for an alerting rule.
+    let m = crate::http::send("GET", &format!("http://{dash}/metrics"), &[], None).body;
+    assert!(
+        m.contains("pas_provider_breaker_open{provider=\"bad\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("pas_provider_breaker_open{provider=\"good\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("pas_alerts_active{kind=\"provider.cooling\",severity=\"warning\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -253,3 +253,67 @@ pub fn record(root: &Path, o: &Outcome) {
         tracing::warn!(file = %path.display(), error = %e, "cannot record a notification");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::notify::config::targets;
+
+    fn notice(phase: Phase, text: &str) -> Notice {
+        Notice {
+            phase,
+            alert: Active {
+                key: "agent.down:w".into(),
+                kind: "agent.down".into(),
+                severity: Severity::Critical,
+                since: None,
+                text: text.into(),
+                links: Vec::new(),
+                agent: Some("w".into()),
+            },
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn bodies_in_each_shape_keep_hostile_text_as_text() {
+        let n = notice(Phase::Alert, "w is down, last note “<@channel> & <script>”");
+        let (b, _) = body(Format::Slack, &n);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(
+            text.contains("&lt;@channel&gt; &amp; &lt;script&gt;"),
+            "{text}"
+        );
+        let (b, h) = body(Format::Ntfy, &notice(Phase::AllClear, "w is down"));
+        assert!(String::from_utf8(b)
+            .unwrap()
+            .starts_with("✅ pas, all clear: w is down"));
+        assert!(h
+            .iter()
+            .any(|(k, v)| *k == "title" && v == "pas all clear: agent.down"));
+        let (b, _) = body(Format::Json, &n);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            (v["pas"].as_str(), v["key"].as_str()),
+            (Some("alert"), Some("agent.down:w"))
+        );
+    }
+
+    #[test]
+    fn filters_by_kind_agent_and_severity() {
+        let raw: Vec<serde_yaml::Value> = serde_yaml::from_str(
+            "- {url: 'http://x.test', kinds: [agent.down], agents: [w], severity: critical}\n\
+             - {url: 'http://x.test', agents: [other]}\n\
+             - {url: 'http://x.test', severity: critical, kinds: [budget.crossed]}\n",
+        )
+        .unwrap();
+        let t = targets(&raw, |_| None).unwrap();
+        let n = notice(Phase::Alert, "w is down");
+        let wants: Vec<bool> = t.iter().map(|t| t.wants(&n.alert)).collect();
+        assert_eq!(wants, [true, false, false]);
+        let mut warn = n.alert.clone();
+        warn.severity = Severity::Warning;
+        assert!(!t[0].wants(&warn), "below the least severity");
+    }
+}
