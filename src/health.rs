@@ -216,11 +216,18 @@ fn git_locks(root: &Path, cfg: &HealthConfig) -> Check {
         }
     }
     match oldest {
-        Some((name, age)) if age > cfg.git_lock_s => Check::fail(format!(
-            "{name} held by another process for {age:.0} s (limit {} s): pas cannot commit \
-             until it is released",
-            cfg.git_lock_s
-        )),
+        Some((name, age)) if age > cfg.git_lock_s => {
+            // pas commits past a held index (only the index waits); a ref lock stops commits.
+            let what = if name.ends_with("index.lock") {
+                "pas still commits, but cannot update git's index until it is released"
+            } else {
+                "pas cannot commit until it is released"
+            };
+            Check::fail(format!(
+                "{name} held by another process for {age:.0} s (limit {} s): {what}",
+                cfg.git_lock_s
+            ))
+        }
         Some((name, age)) => Check::ok(format!("{name} held for {age:.0} s")),
         None => Check::ok("no lock held"),
     }

@@ -52,8 +52,11 @@ fn a_git_lock_held_past_its_limit_is_a_503_naming_git() {
     let _d = ws.serve_ready();
     let (dash, gw) = ws.addresses();
     wait_health(&dash, 200);
+    // Held open, as a running git command holds it (a lock nobody holds is a crash's
+    // leftover, which pas clears); a card moving meanwhile makes pas try to commit.
     let lock = ws.path(".git/index.lock");
-    std::fs::write(&lock, b"").unwrap();
+    let held = std::fs::File::create(&lock).unwrap();
+    ws.drop_card("H-1", "title: moves while git is locked\n");
     for addr in [&dash, &gw] {
         let h = wait_health(addr, 503);
         assert_eq!(h["failing"], serde_json::json!(["git"]), "{h}");
@@ -67,6 +70,7 @@ fn a_git_lock_held_past_its_limit_is_a_503_naming_git() {
             "no absolute path: {msg}"
         );
     }
+    drop(held);
     std::fs::remove_file(&lock).unwrap();
     wait_health(&dash, 200);
 }
