@@ -20,6 +20,9 @@
     const job = id || s('job'); if (job) links.push({ label: job, href: jobHref(job) });
     if (d.card) links.push({ label: s('card'), href: jobHref(s('card')) });
     const note = (k) => (d[k] ? `, last note “${s(k)}”` : '');
+    // The card as a person knows it: its title (from the board's state), else its id.
+    const known = id && window.pas && window.pas.cards && window.pas.cards.get(id);
+    const card = known && known.title && known.title !== id ? `“${String(known.title).slice(0, 80)}”` : id;
     const first = (t) => String(t || '').split('\n')[0];
     let text;
     switch (e.type) {
@@ -40,11 +43,11 @@
       case 'token.warning': text = `${who}'s context is at ${pct(d.ctx_ratio)}, over its target of ${pct(d.target)}`; break;
       case 'token.breach': text = `${who}'s context is at ${pct(d.ctx_ratio)}, over its hard limit of ${pct(d.hard_max)}${d.card ? ': pas dropped save-state card ' + s('card') : ''}`; break;
       case 'budget.alert': text = `the ${s('scope')} budget for ${s('period')} crossed ${pct(d.threshold)}: $${s('spent_usd')} of $${s('limit_usd')} spent`; break;
-      case 'job.created': text = `${id} arrived in ${s('place')}`; break;
-      case 'job.assigned': text = `${id} was assigned to ${who}`; break;
-      case 'job.done': text = `${id} is done (${who})`; break;
-      case 'job.failed': text = `${id} failed${d.reason ? ': ' + s('reason') : ''}`; break;
-      case 'job.requeued': text = `${id} went back to the inbox${d.reason ? ': ' + s('reason') : ''}`; break;
+      case 'job.created': text = `${card} arrived in ${s('place')}`; break;
+      case 'job.assigned': text = `${card} was assigned to ${who}`; break;
+      case 'job.done': text = `${card} is done (${who})`; break;
+      case 'job.failed': text = `${card} failed${d.reason ? ': ' + s('reason') : ''}`; break;
+      case 'job.requeued': text = `${card} went back to the inbox${d.reason ? ': ' + s('reason') : ''}`; break;
       case 'job.rejected': text = `${s('file')} was rejected: ${first(d.reason)}`; break;
       case 'file.refused': text = `${s('file')} was refused: ${first(d.reason)}`; break;
       case 'cost.receipt': text = `${s('provider')}/${s('model')} answered${agent ? ' ' + agent : ''}: ${d.cost_usd != null ? '$' + s('cost_usd') : 'no price'}, ${s('input_tokens')} tokens in, ${s('output_tokens')} out`; break;

@@ -287,7 +287,7 @@ pub(crate) async fn alerts(State(dash): State<Dash>) -> Result<Json<Value>, WebE
 pub(crate) async fn alerts_json(dash: &Dash) -> Result<Value, WebError> {
     let ws = dash.shared.ws.clone();
     let mut doc = blocking(move || Ok(read_alerts(&ws, 300))).await?;
-    super::ops::with_sentences(&mut doc);
+    super::ops::with_sentences(dash, &mut doc).await;
     doc["active"] = json!(super::ops::active(dash).await?);
     Ok(doc)
 }

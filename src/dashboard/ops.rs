@@ -57,12 +57,20 @@ pub(crate) async fn api_active(State(dash): State<Dash>) -> Result<Json<Value>, 
     Ok(Json(json!({"active": active(&dash).await?})))
 }
 
-/// Adds `sentence` (text and links) to each event of an `/api/alerts` document.
-pub(crate) fn with_sentences(doc: &mut Value) {
+/// Adds `sentence` (text and links) to each event of an `/api/alerts` document, naming
+/// cards by their titles from the cached view.
+pub(crate) async fn with_sentences(dash: &Dash, doc: &mut Value) {
+    let view = dash.views.live().await.ok();
+    let title = |id: &str| -> Option<String> {
+        let v = view.as_ref()?;
+        let i = *v.index.get(id)?;
+        v.cards.get(i)?["title"].as_str().map(str::to_string)
+    };
     if let Some(events) = doc["events"].as_array_mut() {
         for e in events {
             let kind = e["type"].as_str().unwrap_or("").to_string();
-            let s = crate::ops::sentences::of(&kind, &e["data"]);
+            let t = e["data"]["id"].as_str().and_then(title);
+            let s = crate::ops::sentences::of_titled(&kind, &e["data"], t.as_deref());
             e["sentence"] = json!(s);
         }
     }

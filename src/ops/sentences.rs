@@ -77,6 +77,11 @@ pub fn job_href(id: &str) -> String {
 
 /// Event `kind` with payload `d` as a sentence.
 pub fn of(kind: &str, d: &Value) -> Sentence {
+    of_titled(kind, d, None)
+}
+
+/// As [`of`], naming the card by its `title` (events carry only its id) when known.
+pub fn of_titled(kind: &str, d: &Value, title: Option<&str>) -> Sentence {
     let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
     let agent = s("agent");
     let id = s("id");
@@ -113,6 +118,11 @@ pub fn of(kind: &str, d: &Value) -> Sentence {
         } else {
             a.to_string()
         }
+    };
+    // The card as a person knows it: its title, else its id.
+    let card_name = match title.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => format!("“{}”", t.chars().take(80).collect::<String>()),
+        None => id.clone(),
     };
     let text = match kind {
         "agent.down" => format!(
@@ -191,13 +201,13 @@ pub fn of(kind: &str, d: &Value) -> Sentence {
             s("spent_usd"),
             s("limit_usd")
         ),
-        "job.created" => format!("{id} arrived in {}", s("place")),
-        "job.assigned" => format!("{id} was assigned to {}", who(&agent)),
-        "job.done" => format!("{id} is done ({})", who(&agent)),
+        "job.created" => format!("{card_name} arrived in {}", s("place")),
+        "job.assigned" => format!("{card_name} was assigned to {}", who(&agent)),
+        "job.done" => format!("{card_name} is done ({})", who(&agent)),
         "job.failed" => {
             let why = s("reason");
             format!(
-                "{id} failed{}",
+                "{card_name} failed{}",
                 if why.is_empty() {
                     String::new()
                 } else {
@@ -208,7 +218,7 @@ pub fn of(kind: &str, d: &Value) -> Sentence {
         "job.requeued" => {
             let why = s("reason");
             format!(
-                "{id} went back to the inbox{}",
+                "{card_name} went back to the inbox{}",
                 if why.is_empty() {
                     String::new()
                 } else {
@@ -270,5 +280,12 @@ mod tests {
         let s = of("job.failed", &json!({"id": "J/1 x", "reason": "timeout"}));
         assert_eq!(s.text, "J/1 x failed: timeout");
         assert_eq!(s.links[0].href, "/jobs/J%2F1%20x");
+        let s = of_titled(
+            "job.done",
+            &json!({"id": "J-2", "agent": "c"}),
+            Some("Write the parser"),
+        );
+        assert_eq!(s.text, "“Write the parser” is done (c)");
+        assert_eq!(s.links[1].label, "J-2");
     }
 }

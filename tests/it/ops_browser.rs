@@ -171,8 +171,8 @@ fn the_providers_page_shows_a_breaker_opening_live_and_the_activity_feed_reads_s
     gw.ws
         .drop_card("ACT-1", "title: a card nobody takes\nrequires: [nobody]\n");
     b.wait_for(
-        "a sentence in the feed",
-        "document.getElementById('feed').textContent.includes('ACT-1 arrived in inbox')",
+        "a sentence in the feed, naming the card by its title",
+        "document.getElementById('feed').textContent.includes('“a card nobody takes” arrived in inbox')",
     );
     b.wait_for(
         "the receipt as a sentence",
