@@ -141,11 +141,16 @@ pub fn check(ws: &Workspace, cfg: &HealthConfig, git: bool) -> Report {
 }
 
 fn engine(cfg: &HealthConfig) -> Check {
-    let last = ENGINE_TURN_MS.load(Ordering::Relaxed);
+    engine_at(ENGINE_TURN_MS.load(Ordering::Relaxed), now_ms(), cfg)
+}
+
+/// The engine's verdict when its loop last turned at `last` (unix ms, 0: never) and it is
+/// `now`.
+fn engine_at(last: i64, now: i64, cfg: &HealthConfig) -> Check {
     if last == 0 {
         return Check::fail("the engine loop has not started");
     }
-    let age = (now_ms() - last).max(0) as f64 / 1000.0;
+    let age = (now - last).max(0) as f64 / 1000.0;
     if age > cfg.engine_stall_s {
         Check::fail(format!(
             "the engine loop has not turned for {age:.0} s (limit {} s): it is stuck",
@@ -365,5 +370,40 @@ pub mod http {
             axum::http::HeaderValue::from_static("no-store"),
         );
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_loop_that_stops_turning_is_a_stall() {
+        let cfg = HealthConfig::default();
+        assert!(engine_at(10_000, 10_400, &cfg).ok);
+        let stuck = engine_at(10_000, 10_000 + 31_000, &cfg);
+        assert!(
+            !stuck.ok && stuck.detail.contains("has not turned for 31 s"),
+            "{}",
+            stuck.detail
+        );
+        assert!(!engine_at(0, 5, &cfg).ok);
+    }
+
+    #[test]
+    fn the_report_names_each_failing_part() {
+        let mut checks = BTreeMap::new();
+        checks.insert("git", Check::fail(".git/index.lock held"));
+        checks.insert("disk", Check::ok("9 MiB free"));
+        checks.insert("database", Check::fail("locked"));
+        let r = Report::from_checks(checks);
+        assert_eq!(
+            (r.status, r.failing.clone()),
+            ("fail", vec!["database", "git"])
+        );
+        assert_eq!(r.message, "database: locked; git: .git/index.lock held");
+        assert!(Report::timed_out(Duration::from_secs(5))
+            .message
+            .contains("did not finish within 5 s"));
     }
 }
