@@ -42,6 +42,11 @@ pub struct Config {
     pub budgets: Option<serde_yaml::Value>,
     /// LLM routing defaults (section 7).
     pub routing: Option<serde_yaml::Value>,
+    /// What `GET /health` tolerates before it answers 503 (SPEC section 15).
+    pub health: HealthConfig,
+    /// Webhooks told of alerts and their all-clears (SPEC section 15); validated by
+    /// `notify::config`, which names the entry and key that is wrong.
+    pub notify: Vec<serde_yaml::Value>,
 }
 
 impl Default for Config {
@@ -61,6 +66,34 @@ impl Default for Config {
             providers: Vec::new(),
             budgets: None,
             routing: None,
+            health: HealthConfig::default(),
+            notify: Vec::new(),
+        }
+    }
+}
+
+/// The limits of `GET /health`: past them a part of pas counts as broken, not busy.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The engine loop turns at least once a second; this long without a turn is a stall.
+    pub engine_stall_s: f64,
+    /// A git lock (`index.lock`, a ref's lock) another process holds this long stops pas's
+    /// commits for good rather than for a moment.
+    pub git_lock_s: f64,
+    /// How long the probe waits for the database's write lock before calling it locked.
+    pub db_wait_ms: u64,
+    /// Free space below this on the workspace's device counts as a full disk.
+    pub min_free_mb: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            engine_stall_s: 30.0,
+            git_lock_s: 30.0,
+            db_wait_ms: 2000,
+            min_free_mb: 1,
         }
     }
 }
@@ -526,6 +559,15 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
 # routing: {policy: local, cooldown_s: 5}   # local | cheapest | fastest | balanced
+
+# health:                        # what GET /health tolerates before it answers 503
+#   engine_stall_s: 30            # the engine loop not turning this long is a stall
+#   git_lock_s: 30                # a git lock another process holds this long blocks pas's commits
+#   db_wait_ms: 2000              # how long the probe waits for the database's write lock
+#   min_free_mb: 1                # less free space than this is a full disk
+
+# notify: []                      # webhooks told of alerts and all-clears (see the README), e.g.
+#   - {name: chat, url_env: PAS_SLACK_WEBHOOK, format: slack, kinds: [agent.down], severity: warning}
 "#;
 
 #[cfg(test)]

@@ -288,7 +288,12 @@ fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicB
             .first()
             .and_then(|p| p.file_stem())
             .map(|s| s.to_string_lossy().to_string());
-        beat(ws, name, ctx_used, job.as_deref());
+        // coder-1 says it is blocked now and then (the board and the tree show it).
+        let blocked = name == "coder-1" && round % 40 >= 30;
+        beat(ws, name, ctx_used, job.as_deref(), blocked, round);
+        if blocked {
+            continue;
+        }
         if let Some(card) = save_state {
             save_summary(ws, name, card);
             ctx_used = 5_000; // cleared, the summary read back
@@ -322,16 +327,26 @@ fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicB
     }
 }
 
-/// One heartbeat line, appended with a single write.
-fn beat(ws: &Workspace, name: &str, ctx_used: u64, job: Option<&str>) {
+/// One heartbeat line, appended with a single write: the agent's own report (status,
+/// job, progress, cpu, memory, a note) as a real agent would give it.
+fn beat(ws: &Workspace, name: &str, ctx_used: u64, job: Option<&str>, blocked: bool, round: u64) {
     use std::io::Write;
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (status, job) = match job {
+        _ if blocked => ("blocked", String::new()),
         Some(j) => ("running", format!(",\"job\":\"{j}\"")),
         None => ("idle", String::new()),
     };
+    let note = match status {
+        "blocked" => "waiting for a review of the parser",
+        "running" => "working",
+        _ => "waiting for work",
+    };
+    let progress = (round % 10) as f64 / 10.0;
+    let cpu = 0.1 + (round % 7) as f64 / 10.0;
+    let mem = 200 + ctx_used / 400;
     let line = format!(
-        "{{\"ts\":\"{ts}\",\"status\":\"{status}\"{job},\"ctx_used\":{ctx_used},\"ctx_limit\":{CTX_LIMIT}}}\n"
+        "{{\"ts\":\"{ts}\",\"status\":\"{status}\"{job},\"ctx_used\":{ctx_used},\"ctx_limit\":{CTX_LIMIT},\"progress\":{progress},\"cpu\":{cpu:.1},\"mem_mb\":{mem},\"note\":\"{note}\"}}\n"
     );
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)

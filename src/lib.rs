@@ -23,6 +23,9 @@
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
 //! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
+//! - [`health`]     `GET /health`: the engine's turn, git locks, database, disk, watcher.
+//! - [`ops`]        operating pas: provider report, alerts as state, sentences,
+//!   webhooks (`notify:`), redaction.
 //! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
 //! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
@@ -49,10 +52,12 @@ pub mod events;
 pub mod fsops;
 pub mod fuzzing;
 pub mod gateway;
+pub mod health;
 pub mod heartbeat;
 pub mod intake;
 pub mod liveness;
 pub mod llm;
+pub mod ops;
 pub mod resources;
 pub mod server;
 pub mod snapshot;

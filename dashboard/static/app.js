@@ -114,6 +114,7 @@
       case 'agent.heartbeat': if (a && d.beat) {
         a.last_seen = d.beat.ts; a.job = d.beat.job ?? null; a.note = d.beat.note ?? null;
         a.beat_status = d.beat.status ?? null; if (d.ctx_ratio != null) a.ctx_ratio = d.ctx_ratio;
+        a.progress = d.beat.progress ?? null; a.cpu = d.beat.cpu ?? null; a.mem_mb = d.beat.mem_mb ?? null; a.report_stale = false;
       } break;
       case 'agent.down': if (a) { a.status = 'down'; a.last_seen = d.last_seen; } break;
       case 'agent.up': if (a) { a.status = 'up'; a.last_seen = d.last_seen; } break;
@@ -172,7 +173,7 @@
       for (const n of list) {
         const a = S.agents.get(n.name);
         if (!a) { S.agents.set(n.name, n); continue; }
-        for (const k of ['capabilities', 'parent', 'description', 'ctx_target', 'ctx_hard_max', 'interval_s', 'max_concurrent', 'ctx']) a[k] = n[k];
+        for (const k of ['capabilities', 'parent', 'description', 'ctx_target', 'ctx_hard_max', 'interval_s', 'max_concurrent', 'ctx', 'report_stale']) a[k] = n[k];
         if (!a.last_seen || (n.last_seen && n.last_seen > a.last_seen)) { a.last_seen = n.last_seen; a.ctx_ratio = n.ctx_ratio; }
       }
       render();
@@ -250,7 +251,9 @@
           for (const c of shown) { const g = c.agent || '?'; if (!groups.has(g)) groups.set(g, []); groups.get(g).push(c); }
           for (const [g, cs] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
             const ag = S.agents.get(g);
-            html += `<div class="group"><span class="dot ${esc(ag ? ag.status : 'unregistered')}"></span> ${esc(g)} · ${cs.length}</div>` + cs.map(cardHtml).join('');
+            // What the agent says of itself: blocked and error stand out on its group.
+            const said = ag && (ag.beat_status === 'blocked' || ag.beat_status === 'error') ? ag.beat_status : '';
+            html += `<div class="group${said ? ' said-' + said : ''}" data-agent="${esc(g)}"><span class="dot ${esc(ag ? ag.status : 'unregistered')}"></span> ${esc(g)} · ${cs.length}${said ? ` <span class="said said-${said}">${said}</span>${ag.note ? ` <span class="hint">“${esc(ag.note)}”</span>` : ''}` : ''}</div>` + cs.map(cardHtml).join('');
           }
         } else html = shown.map(cardHtml).join('');
         if (total > shown.length) html += `<button class="more" data-col="${name}" type="button">Show ${Math.min(200, total - shown.length)} more of ${total - shown.length}</button>`;
@@ -321,9 +324,14 @@
         const ch = (kids.get(a.name) || []).sort((x, y) => x.name.localeCompare(y.name));
         const r = S.rollups[a.name] || {}; const jobs = r.jobs || {};
         const st = a.status || 'unregistered';
-        return `<li class="node${collapsed.has(a.name) ? ' collapsed' : ''}" data-agent="${esc(a.name)}" data-status="${esc(st)}"><div class="agent st-${esc(st)}">
+        const said = a.beat_status === 'blocked' || a.beat_status === 'error' ? ' said-' + a.beat_status : '';
+        const report = (a.beat_status ? ` <span class="said">${esc(a.beat_status)}</span>` : '')
+          + (a.progress != null ? ` <progress max="1" value="${Number(a.progress) || 0}" title="${Math.round(100 * a.progress)}%"></progress>` : '')
+          + (a.cpu != null ? ` <span class="beat">cpu ${esc(a.cpu)}</span>` : '') + (a.mem_mb != null ? ` <span class="beat">${Math.round(a.mem_mb)} MB</span>` : '')
+          + (a.report_stale ? ` <span class="stale" title="figures from an old beat">as of ${ago(a.last_seen)}</span>` : '');
+        return `<li class="node${collapsed.has(a.name) ? ' collapsed' : ''}" id="agent-${esc(a.name)}" data-agent="${esc(a.name)}" data-status="${esc(st)}" data-beat="${esc(a.beat_status || '')}"><div class="agent st-${esc(st)}${said}">
           <span class="toggle" data-agent="${esc(a.name)}">${ch.length ? (collapsed.has(a.name) ? '▸' : '▾') : ''}</span>
-          <span class="dot ${esc(st)}"></span><strong>${esc(a.name)}</strong> <span class="status">${esc(st)}</span>
+          <span class="dot ${esc(st)}"></span><strong>${esc(a.name)}</strong> <span class="status">${esc(st)}</span>${report}
           ${gauge(a)} ${a.job ? `<span class="job">on <a href="/jobs/${encodeURIComponent(a.job)}">${esc(a.job)}</a></span>` : ''}
           <span class="beat">beat ${ago(a.last_seen)}</span>
           <span class="roll" title="this agent and everything under it">${money(r.cost_usd)} · ${r.tokens ?? 0} tok · ${jobs.assigned ?? 0} assigned · ${jobs.done ?? 0} done · ${jobs.failed ?? 0} failed</span>
@@ -373,7 +381,9 @@
   }
 
   // ---- alerts, activity, job ----
-  const describe = (e) => {
+  // Sentences come from ops.js (the same as the server's); this is the fallback.
+  const describe = (e) => (window.pasOps ? window.pasOps.describe(e) : describeRaw(e));
+  const describeRaw = (e) => {
     const d = e.data || {};
     const who = d.agent ? `<b>${esc(d.agent)}</b> ` : '';
     const job = d.id ? `<a href="/jobs/${encodeURIComponent(d.id)}">${esc(d.id)}</a> ` : '';

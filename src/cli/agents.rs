@@ -148,19 +148,46 @@ pub fn agent_json(
         "job": beat.and_then(|b| b.job.clone()),
         "beat_status": beat.and_then(|b| b.status).map(|s| serde_json::to_value(s).unwrap_or_default()),
         "note": beat.and_then(|b| b.note.clone()),
+        "progress": beat.and_then(|b| b.progress),
+        "cpu": beat.and_then(|b| b.cpu),
+        "mem_mb": beat.and_then(|b| b.mem_mb),
+        "report_stale": report_stale(a, now, DEFAULT_INTERVAL_S),
     })
+}
+
+/// The SPEC's default heartbeat interval, for callers that do not read pas.yaml.
+const DEFAULT_INTERVAL_S: f64 = 60.0;
+
+/// Whether an agent's own figures (status, progress, cpu, memory, note) are stale: its
+/// newest beat is older than one interval (`default_interval_s` unless it sets its own),
+/// or it is down. Stale figures are shown with their age, never as if current.
+pub fn report_stale(
+    a: &crate::agent::Agent,
+    now: chrono::DateTime<Utc>,
+    default_interval_s: f64,
+) -> bool {
+    let Some(b) = a.live.beat.as_ref() else {
+        return false;
+    };
+    let age = (now - b.ts).num_milliseconds() as f64 / 1000.0;
+    a.live.down || age > a.interval_s(default_interval_s)
 }
 
 /// `pas agents [--tree]`: every agent known from definitions and registrations.
 pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
     let snap = snapshot::load_with(ws, snapshot::Depth::Board)?;
+    let interval = ws.config()?.heartbeat_interval_s;
     let loads = snap.board.loads();
     let now = Utc::now();
     let rows: Vec<Value> = snap
         .board
         .agents
         .values()
-        .map(|a| agent_json(a, &loads, now))
+        .map(|a| {
+            let mut v = agent_json(a, &loads, now);
+            v["report_stale"] = report_stale(a, now, interval).into();
+            v
+        })
         .collect();
     if fmt.json {
         out.json(&Value::Array(rows));
@@ -179,6 +206,11 @@ pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
         "LAST BEAT",
         "CTX",
         "JOB",
+        "SAYS",
+        "PROGRESS",
+        "CPU",
+        "MEM",
+        "NOTE",
     ]);
     for (depth, r) in order {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
@@ -197,10 +229,58 @@ pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
                 format!("{:.0}%{flag}", c * 100.0)
             }),
             s("job"),
+            says(r),
+            r["progress"].as_f64().map_or("-".into(), bar),
+            r["cpu"].as_f64().map_or("-".into(), |c| format!("{c}")),
+            r["mem_mb"]
+                .as_f64()
+                .map_or("-".into(), |m| format!("{m:.0} MB")),
+            r["note"].as_str().map_or("-".into(), |n| one_line(n, 40)),
         ]);
     }
     out.print_table(&t);
     Ok(0)
+}
+
+/// What the agent says of itself (`blocked`, `error` in capitals, so they stand out), with
+/// the age of the beat when the figures are stale.
+fn says(r: &Value) -> String {
+    let Some(st) = r["beat_status"].as_str() else {
+        return "-".into();
+    };
+    let st = match st {
+        "blocked" | "error" => st.to_uppercase(),
+        other => other.to_string(),
+    };
+    match (r["report_stale"].as_bool(), r["beat_age_s"].as_f64()) {
+        (Some(true), Some(a)) => format!("{st} ({}, stale)", age(a)),
+        _ => st,
+    }
+}
+
+/// A progress bar of ten cells and the percentage: `[######    ] 60%`.
+fn bar(p: f64) -> String {
+    let p = p.clamp(0.0, 1.0);
+    let full = (p * 10.0).round() as usize;
+    format!(
+        "[{}{}] {:.0}%",
+        "#".repeat(full),
+        " ".repeat(10 - full),
+        p * 100.0
+    )
+}
+
+/// A note on one line (control characters out, so a note cannot rewrite the terminal),
+/// cut to `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match clean.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &clean[..i]),
+        None => clean,
+    }
 }
 
 /// "0.4s ago", "12s ago", "3m ago", "2h ago".

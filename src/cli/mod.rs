@@ -4,6 +4,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod llm;
+mod ops;
 mod output;
 pub(crate) mod read;
 mod write;
@@ -157,6 +158,23 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
+    /// Each LLM provider and model: breaker, cool-down left, last error, latency and
+    /// error rate over the last minutes, calls and spend today.
+    Providers {
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// What is wrong now (agents down or blocked, budgets spent, providers cooling down,
+    /// rejected files), then the latest alerts, in sentences.
+    Alerts {
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Webhooks of `notify:` in pas.yaml.
+    Notify {
+        #[command(subcommand)]
+        cmd: ops::NotifyCommand,
+    },
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -232,5 +250,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => crate::bench::run(&ws, args),
         Command::Route { args, fmt } => llm::route(&ws, args, fmt, &out),
         Command::Costs { fmt } => llm::costs(&ws, fmt, &out),
+        Command::Providers { fmt } => ops::providers(&ws, fmt, &out),
+        Command::Alerts { fmt } => ops::alerts(&ws, fmt, &out),
+        Command::Notify { cmd } => ops::notify(&ws, cmd, &out),
     }
 }

@@ -482,6 +482,19 @@ impl Engine {
             self.archive_soon();
         }
         let line = transition_line(id, entry);
+        let title = self.board.cards.get(id).map(|e| e.card.spec.title.clone());
+        // Who: the agent it goes to, else the one it leaves (a card done by coder-1).
+        let was = Place::from_label(&entry.from).and_then(|p| p.agent);
+        self.change
+            .headlines
+            .push(crate::store::git::subject::headline(
+                id,
+                title.as_deref(),
+                entry.from == "new",
+                to.state,
+                to.agent.as_deref().or(was.as_deref()),
+                entry.reason.as_deref(),
+            ));
         let mut paths: Vec<&Path> = vec![to_path];
         if let Some(f) = from_path {
             paths.push(f);

@@ -199,6 +199,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     // Watch before the first scan, so nothing that lands during the scan is missed.
     let (watcher, overflowed) =
         watch::start(&ws.work(), &ws.agents_dir(), tx.clone()).map_err(|e| watch_error(e, ws))?;
+    crate::health::watching(&ws.work());
     engine.start();
     engine.let_go_of_start_up();
     let counts = engine.board.counts();
@@ -287,6 +288,9 @@ fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
     Ok(())
 }
 
+/// The longest the engine loop waits without turning (see `health`).
+const TURN: Duration = Duration::from_secs(1);
+
 /// The engine's loop: wait for input or the next deadline, take in everything queued as
 /// one batch, then plan once.
 pub fn run_loop(
@@ -295,12 +299,16 @@ pub fn run_loop(
     overflowed: &std::sync::atomic::AtomicBool,
 ) {
     loop {
-        let timeout = engine
-            .next_wakeup()
+        crate::health::engine_turned();
+        let due = engine.next_wakeup();
+        let timeout = due
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(60));
-        let first = match rx.recv_timeout(timeout) {
+        // The loop turns at least once a second, so `/health` sees it alive; a turn before
+        // anything is due does nothing else.
+        let first = match rx.recv_timeout(timeout.min(TURN)) {
             Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) if timeout > TURN => continue,
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };

@@ -11,16 +11,7 @@ use super::{blocking, Dash, WebError};
 use crate::workspace::Workspace;
 
 /// Event types the alerts page lists.
-pub(crate) const ALERT_KINDS: &[&str] = &[
-    "agent.down",
-    "agent.deregistered",
-    "token.warning",
-    "token.breach",
-    "budget.alert",
-    "job.rejected",
-    "job.failed",
-    "file.refused",
-];
+pub(crate) const ALERT_KINDS: &[&str] = crate::ops::sentences::ALERT_EVENT_KINDS;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct AtQuery {
@@ -295,7 +286,10 @@ pub(crate) async fn alerts(State(dash): State<Dash>) -> Result<Json<Value>, WebE
 
 pub(crate) async fn alerts_json(dash: &Dash) -> Result<Value, WebError> {
     let ws = dash.shared.ws.clone();
-    blocking(move || Ok(read_alerts(&ws, 300))).await
+    let mut doc = blocking(move || Ok(read_alerts(&ws, 300))).await?;
+    super::ops::with_sentences(dash, &mut doc).await;
+    doc["active"] = json!(super::ops::active(dash).await?);
+    Ok(doc)
 }
 
 fn read_alerts(ws: &Workspace, limit: usize) -> Value {

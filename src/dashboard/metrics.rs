@@ -86,6 +86,7 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
     let ws = dash.shared.ws.clone();
     let repo = super::blocking(move || Ok(crate::cli::read::repo_json(&ws))).await?;
     repo_gauges(&mut out, &repo);
+    ops_gauges(&mut out, &dash).await;
     dash.shared.gateway_metrics.render(&mut out);
     Ok((
         [(
@@ -155,6 +156,55 @@ fn repo_gauges(out: &mut String, repo: &Value) {
             let _ = writeln!(out, "{name} {n}");
         }
     }
+}
+
+/// What is wrong now, by kind and severity, and each provider's breaker (1 while it is
+/// open or half-open), so an alerting rule needs no other source than `/metrics`.
+async fn ops_gauges(out: &mut String, dash: &Dash) {
+    let active = super::ops::active(dash).await.unwrap_or_default();
+    head(
+        out,
+        "pas_alerts_active",
+        "gauge",
+        "Alerts active now, by kind and severity.",
+    );
+    let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for a in &active {
+        let sev = serde_json::to_value(a.severity).unwrap_or_default();
+        let key = (a.kind.clone(), sev.as_str().unwrap_or("").to_string());
+        *counts.entry(key).or_default() += 1;
+    }
+    for ((kind, sev), n) in counts {
+        let _ = writeln!(
+            out,
+            "pas_alerts_active{{kind=\"{}\",severity=\"{}\"}} {n}",
+            label(&kind),
+            label(&sev)
+        );
+    }
+    if let Some(gw) = &dash.gateway {
+        head(
+            out,
+            "pas_provider_breaker_open",
+            "gauge",
+            "1 while a provider's breaker is open or half-open (cooling down).",
+        );
+        for (name, b) in gw.breakers() {
+            let open = u8::from(b.state != "closed");
+            let _ = writeln!(
+                out,
+                "pas_provider_breaker_open{{provider=\"{}\"}} {open}",
+                label(&name)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value, escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {

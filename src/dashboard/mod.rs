@@ -20,6 +20,7 @@ mod api;
 mod fanout;
 mod headers;
 mod metrics;
+mod ops;
 mod pages;
 mod view;
 mod ws;
@@ -53,6 +54,9 @@ pub(crate) struct Dash {
     pub dev: Option<Arc<PathBuf>>,
     /// The framed event batches, started with the first stream client.
     batches: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Arc<fanout::Batch>>>>,
+    /// The running gateway, for its breakers (`/providers`, alerts); none in tests that
+    /// serve the dashboard alone.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 impl Dash {
@@ -65,6 +69,12 @@ impl Dash {
 
 /// The dashboard's routes.
 pub fn router(shared: Shared) -> Router {
+    app(shared, None).0
+}
+
+/// The dashboard's routes beside the running `gateway`, and the state they share (the
+/// notifier reads the active alerts through it).
+pub(crate) fn app(shared: Shared, gateway: Option<Arc<crate::gateway::Gateway>>) -> (Router, Dash) {
     let dev = std::env::var_os("PAS_DASHBOARD_DEV")
         .filter(|d| !d.is_empty())
         .map(|d| Arc::new(PathBuf::from(d)));
@@ -73,11 +83,19 @@ pub fn router(shared: Shared) -> Router {
         shared,
         dev,
         batches: Arc::default(),
+        gateway,
     };
     let app = table()
         .into_iter()
         .fold(Router::new(), |r, (path, handler)| r.route(path, handler));
-    headers::apply(app).with_state(dash)
+    (headers::apply(app).with_state(dash.clone()), dash)
+}
+
+/// The active alerts as the dashboard shows them (for the notifier).
+pub(crate) async fn active_alerts(dash: &Dash) -> anyhow::Result<Vec<crate::ops::alerts::Active>> {
+    ops::active(dash)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))
 }
 
 /// `app` (the dashboard wrapped in its guards) with the dashboard's security headers on
@@ -116,10 +134,12 @@ pub fn routes() -> Vec<&'static str> {
 fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
     vec![
         ("/", get(pages::kanban)),
+        ("/health", get(health)),
         ("/tree", get(pages::tree)),
         ("/costs", get(pages::costs)),
         ("/alerts", get(pages::alerts)),
         ("/activity", get(pages::activity)),
+        ("/providers", get(ops::providers_page)),
         ("/jobs/{id}", get(pages::job)),
         ("/ws", get(ws::upgrade)),
         ("/api/status", get(api::status)),
@@ -129,11 +149,18 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/tree", get(api::tree)),
         ("/api/costs", get(api::costs)),
         ("/api/alerts", get(api::alerts)),
+        ("/api/alerts/active", get(ops::api_active)),
+        ("/api/providers", get(ops::api_providers)),
         ("/api/events", get(api::events)),
         ("/api/commits", get(api::commits)),
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),
     ]
+}
+
+/// `GET /health`: answered without the token (see `server::auth`), for uptime checks.
+async fn health(axum::extract::State(dash): axum::extract::State<Dash>) -> Response {
+    crate::health::http::answer(dash.shared.ws.clone()).await
 }
 
 /// The one error type of the dashboard: a status and a message that names what failed.

@@ -19,8 +19,12 @@ const COLUMNS: &[&str] = &["inbox", "assigned", "done", "failed"];
 /// Cards a column renders on the server (the script pages the rest).
 const SERVER_CARDS: usize = 100;
 
-/// Renders `name` (which extends `base.html`) with `ctx` and the script's boot data.
-fn render(dash: &Dash, name: &str, mut ctx: Value, boot: Value) -> Response {
+/// Renders `name` (which extends `base.html`) with `ctx`, the active alerts (every page
+/// shows them until they clear) and the script's boot data.
+pub(crate) async fn render(dash: &Dash, name: &str, mut ctx: Value, boot: Value) -> Response {
+    // A page still renders when the alerts cannot be computed (the banner is then empty).
+    let active = super::ops::active(dash).await.unwrap_or_default();
+    ctx["active"] = json!(active);
     let mut env = Environment::new();
     let dev = dash.dev.clone();
     env.set_loader(move |n| Ok(template_source(dev.as_deref(), n)));
@@ -83,14 +87,14 @@ pub(crate) async fn kanban(
         "rejected": v.status["jobs"]["rejected"],
         "agents": v.agents,
     });
-    Ok(render(&dash, "kanban.html", ctx, boot))
+    Ok(render(&dash, "kanban.html", ctx, boot).await)
 }
 
 /// `GET /tree`: the agent hierarchy.
 pub(crate) async fn tree(State(dash): State<Dash>) -> Result<Response, WebError> {
     let v = dash.views.live().await?;
     let ctx = json!({"page": "tree", "title": "Agents", "roots": v.tree()});
-    Ok(render(&dash, "tree.html", ctx, json!({"page": "tree"})))
+    Ok(render(&dash, "tree.html", ctx, json!({"page": "tree"})).await)
 }
 
 /// `GET /costs`.
@@ -102,14 +106,15 @@ pub(crate) async fn costs(State(dash): State<Dash>) -> Result<Response, WebError
         "costs.html",
         ctx,
         json!({"page": "costs", "costs": c}),
-    ))
+    )
+    .await)
 }
 
 /// `GET /alerts`.
 pub(crate) async fn alerts(State(dash): State<Dash>) -> Result<Response, WebError> {
     let a = api::alerts_json(&dash).await?;
     let ctx = json!({"page": "alerts", "title": "Alerts", "alerts": a});
-    Ok(render(&dash, "alerts.html", ctx, json!({"page": "alerts"})))
+    Ok(render(&dash, "alerts.html", ctx, json!({"page": "alerts"})).await)
 }
 
 /// `GET /activity`: the live feed (the last 200 events to start with).
@@ -130,7 +135,8 @@ pub(crate) async fn activity(State(dash): State<Dash>) -> Result<Response, WebEr
         "activity.html",
         ctx,
         json!({"page": "activity", "recent": recent}),
-    ))
+    )
+    .await)
 }
 
 /// `GET /jobs/{id}`: one card, its git history, receipts, parent and children.
@@ -142,19 +148,14 @@ pub(crate) async fn job(
         Ok(d) => d,
         Err(e) if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::BAD_REQUEST => {
             let ctx = json!({"page": "job", "title": "No such card", "missing": e.message});
-            let mut r = render(&dash, "job.html", ctx, json!({"page": "job"}));
+            let mut r = render(&dash, "job.html", ctx, json!({"page": "job"})).await;
             *r.status_mut() = e.status;
             return Ok(r);
         }
         Err(e) => return Err(e),
     };
     let ctx = json!({"page": "job", "title": id, "d": d});
-    Ok(render(
-        &dash,
-        "job.html",
-        ctx,
-        json!({"page": "job", "id": id}),
-    ))
+    Ok(render(&dash, "job.html", ctx, json!({"page": "job", "id": id})).await)
 }
 
 #[cfg(test)]

@@ -180,6 +180,11 @@ impl View {
                 v["ctx_target"] = json!(budget.target);
                 v["ctx_hard_max"] = json!(budget.hard_max);
                 v["interval_s"] = json!(a.interval_s(cfg.heartbeat_interval_s));
+                v["report_stale"] = json!(crate::cli::agents::report_stale(
+                    a,
+                    now,
+                    cfg.heartbeat_interval_s
+                ));
                 v["description"] = json!(a.def.as_ref().map(|d| d.description.clone()));
                 v
             })

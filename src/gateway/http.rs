@@ -138,7 +138,13 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
         ("POST", "/chat/completions", post(chat)),
         ("GET", "/v1/models", get(models)),
         ("GET", "/models", get(models)),
+        ("GET", "/health", get(health)),
     ]
+}
+
+/// `GET /health`: the daemon's health, answered without the token (see `server::auth`).
+async fn health(State(gw): State<Arc<Gateway>>) -> Response {
+    crate::health::http::answer(gw.shared.ws.clone()).await
 }
 
 /// The answer to a call past `gateway.max_concurrent_requests`: OpenAI's 503 with

@@ -129,6 +129,29 @@ impl Gateway {
         m.remove(job)
     }
 
+    /// Each configured provider's breaker now (for `/providers` and alerts). The lock is
+    /// held for a copy of a few numbers, as a call's routing holds it.
+    pub fn breakers(&self) -> crate::ops::providers::Breakers {
+        let now = Instant::now();
+        let h = self.lock_health();
+        self.providers
+            .iter()
+            .map(|p| {
+                let (state, left) = match h.gate(&p.name, now) {
+                    route::Gate::Closed => ("closed", None),
+                    route::Gate::Open(left) => ("open", Some(left.as_secs_f64())),
+                    route::Gate::HalfOpen => ("half-open", None),
+                };
+                let b = crate::ops::providers::Breaker {
+                    state,
+                    cooldown_left_s: left,
+                    fails: h.fails(&p.name),
+                };
+                (p.name.clone(), b)
+            })
+            .collect()
+    }
+
     fn lock_health(&self) -> MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -275,6 +275,11 @@ impl Health {
         }
     }
 
+    /// Failures in a row of `provider` (for `pas providers`).
+    pub fn fails(&self, provider: &str) -> u32 {
+        self.providers.get(provider).map_or(0, |b| b.fails)
+    }
+
     /// Observed latency of a model (EWMA, ms).
     pub fn latency_ms(&self, provider: &str, model: &str) -> Option<f64> {
         self.latency.get(&format!("{provider}/{model}")).copied()

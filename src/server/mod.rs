@@ -151,12 +151,17 @@ pub fn start(
     let gateway_state =
         Arc::new(crate::gateway::Gateway::new(shared.clone()).context("cannot start the gateway")?);
     let token = binds.token.clone().map(Arc::<str>::from);
-    let dash_app = auth::guard(crate::dashboard::router(shared.clone()), token.clone());
+    let (dash_router, dash) = crate::dashboard::app(shared.clone(), Some(gateway_state.clone()));
+    let dash_app = auth::guard(dash_router, token.clone());
     let gw_app = auth::guard(crate::gateway::router(gateway_state.clone()), token);
     let dash_app = origin::guard(dash_app, dashboard.ip().is_loopback());
     let gw_app = origin::guard(gw_app, gateway.ip().is_loopback());
     // Before the guards: a flood is refused without the work of checking it.
     let cfg = shared.ws.config().context("cannot read pas.yaml")?;
+    // Webhooks are checked before anything is served: a wrong entry stops the start with
+    // an error naming it, rather than alerts silently going nowhere.
+    let hooks = crate::ops::notify::targets(&cfg.notify, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
     let (dash_limits, gw_limits) = (cfg.dashboard.limits(), cfg.gateway.limits());
     let dash_app = limits::capped(
         dash_app,
@@ -180,6 +185,21 @@ pub fn start(
         jobs,
         engine,
     ));
+    if !hooks.is_empty() {
+        tracing::info!(
+            webhooks = ?hooks.iter().map(|h| format!("{} ({})", h.name, h.url)).collect::<Vec<_>>(),
+            "alerts and their all-clears go to webhooks"
+        );
+        let root = shared.ws.root.clone();
+        rt.spawn(async move {
+            let notifier = crate::ops::notify::Notifier::start(hooks, root);
+            crate::ops::notify::watch(notifier, move || {
+                let dash = dash.clone();
+                async move { crate::dashboard::active_alerts(&dash).await }
+            })
+            .await
+        });
+    }
     let (stop, stopped) = watch::channel(false);
     let calls = gateway_state.tasks.clone();
     let drain = drain_for(&gateway_state);

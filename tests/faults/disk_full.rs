@@ -12,14 +12,14 @@ use crate::fixture::{holds_for, Workspace, FAST};
 use crate::{consistent_at_rest, one_place, serial, stores_intact, unavailable, wait_log};
 
 /// A tmpfs of its own, unmounted (even when the test fails) when dropped.
-struct Tmpfs {
-    dir: PathBuf,
+pub(crate) struct Tmpfs {
+    pub(crate) dir: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. `4m`); `None` (after [`unavailable`]) when this
     /// machine does not let us (not root, no mount in a container).
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
         let dir = std::env::temp_dir().join(format!(
             "pas-faults-fs-{}-{}",
             std::process::id(),
@@ -70,7 +70,7 @@ impl Drop for Tmpfs {
 
 /// Writes `path` until the device has no byte left (ENOSPC at a one-byte write); returns
 /// the file, kept open, and its size.
-fn fill(path: &Path) -> (fs::File, u64) {
+pub(crate) fn fill(path: &Path) -> (fs::File, u64) {
     let mut f = fs::File::create(path).unwrap();
     let chunk = vec![0x5a_u8; 1 << 16];
     let (mut size, mut total) = (chunk.len(), 0u64);

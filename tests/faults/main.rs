@@ -32,6 +32,7 @@ mod records;
 mod db_lock;
 mod disk_full;
 mod git_locks;
+mod health;
 mod inotify;
 mod upstream;
 

@@ -130,7 +130,7 @@ fn browser_sees_cards_move_agents_go_down_and_titles_stay_text() {
     b.open(&format!("{base}/alerts"));
     b.wait_for(
         "the agent.down alert",
-        "document.getElementById('alerts').textContent.includes('agent.down')",
+        "document.getElementById('alerts').textContent.includes('e2e-agent is down: no beat for 2 intervals')",
     );
     b.screenshot(&shots().join("alerts.png"));
     b.open(&format!("{base}/jobs/E2E-1"));

@@ -40,6 +40,7 @@ mod index_repair;
 mod locks;
 #[cfg(test)]
 mod snapshot_tests;
+pub mod subject;
 #[cfg(test)]
 mod test_support;
 pub mod upkeep;

@@ -218,7 +218,7 @@ fn each_commit_shows_the_card_where_its_message_says() {
     let msg = commit(fourth).message().unwrap().to_string();
     assert_eq!(
         msg,
-        "pas: 2 transitions\n\npas: q1 done -> inbox\npas: q1 inbox -> assigned/a\n"
+        "pas: q1 done -> inbox, +1 more\n\npas: q1 done -> inbox\npas: q1 inbox -> assigned/a\n"
     );
     assert_eq!(tree_paths(&repo, fourth), [assigned]);
     assert_eq!(text_at(&repo, fourth, assigned), v2);

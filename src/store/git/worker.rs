@@ -22,9 +22,6 @@ use super::hindex::Indexer;
 use super::upkeep::Upkeep;
 use super::{chain, GitStore};
 
-/// Transition lines kept in one commit message body, so a 10,000-card batch stays readable.
-const MAX_BODY_LINES: usize = 2000;
-
 /// The longest wait between two attempts at a failing commit or index update: how late pas
 /// may notice that a lock was released or space freed. An attempt costs a few file
 /// operations, so a short cap is cheap even when the fault lasts.
@@ -47,6 +44,9 @@ pub struct Change {
     pub snapshots: Vec<(PathBuf, Option<Arc<str>>)>,
     /// One line per transition, for the commit message.
     pub lines: Vec<String>,
+    /// What each transition means for a person (`done "Write the parser" (coder-1)`,
+    /// see `subject::headline`): a batch's subject is its most newsworthy one.
+    pub headlines: Vec<String>,
 }
 
 enum Msg {
@@ -100,6 +100,7 @@ impl CommitWorker {
             author,
             pending: BTreeMap::new(),
             lines: Vec::new(),
+            headlines: Vec::new(),
             last: None,
             failures: 0,
             commit_failures: 0,
@@ -171,6 +172,7 @@ struct Worker {
     /// Each pending path and where its content comes from, as the latest change said.
     pending: BTreeMap<PathBuf, Source>,
     lines: Vec<String>,
+    headlines: Vec<String>,
     last: Option<Oid>,
     failures: u32,
     /// Commits that failed in a row (for the log; `failures` also counts index retries).
@@ -294,6 +296,7 @@ impl Worker {
             self.pending.insert(path, source);
         }
         self.lines.extend(change.lines);
+        self.headlines.extend(change.headlines);
     }
 
     /// After a failure, back off (doubling up to [`MAX_BACKOFF`]); a new change retries
@@ -312,7 +315,7 @@ impl Worker {
             return true;
         }
         let paths = self.pending.len();
-        let message = batch_message(&self.lines, paths);
+        let message = super::subject::batch_message(&self.lines, &self.headlines, paths);
         if self.upkeep.as_ref().is_some_and(Upkeep::take_repacked) {
             self.store.refresh_odb();
         }
@@ -334,6 +337,7 @@ impl Worker {
                 self.last = oid.or(self.last);
                 self.pending.clear();
                 self.lines.clear();
+                self.headlines.clear();
                 self.failures = 0;
                 self.commit_failures = 0;
                 if oid.is_some() {
@@ -365,25 +369,6 @@ impl Worker {
                 self.store.clear_stale_locks();
                 false
             }
-        }
-    }
-}
-
-/// One line for one transition; else a count as subject and one line per transition.
-fn batch_message(lines: &[String], paths: usize) -> String {
-    match lines {
-        [] => format!("pas: update {paths} file(s)"),
-        [one] => one.clone(),
-        _ => {
-            let mut msg = format!("pas: {} transitions\n\n", lines.len());
-            for line in lines.iter().take(MAX_BODY_LINES) {
-                msg.push_str(line);
-                msg.push('\n');
-            }
-            if lines.len() > MAX_BODY_LINES {
-                msg.push_str(&format!("... and {} more\n", lines.len() - MAX_BODY_LINES));
-            }
-            msg
         }
     }
 }
@@ -428,7 +413,7 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            "pas: 3 transitions\n\npas: J-0 new\npas: J-1 new\npas: J-2 new\n"
+            "pas: J-0 new, +2 more\n\npas: J-0 new\npas: J-1 new\npas: J-2 new\n"
         );
         assert_eq!(tree_paths(&repo, first).len(), 3);
         // A held branch lock (a live process has it open) fails the commit; the change is
@@ -463,13 +448,5 @@ mod tests {
         assert_eq!(head.message(), Some("pas: J-9 new"));
         assert_eq!(head.parent_id(0).unwrap(), second);
         assert!(repo.statuses(None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn long_batches_are_capped() {
-        let lines: Vec<String> = (0..2005).map(|i| format!("pas: J-{i} new")).collect();
-        let msg = batch_message(&lines, 2005);
-        assert!(msg.starts_with("pas: 2005 transitions\n\npas: J-0 new\n"));
-        assert!(msg.ends_with("pas: J-1999 new\n... and 5 more\n"));
     }
 }

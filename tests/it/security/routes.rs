@@ -17,10 +17,12 @@ use crate::http;
 /// Every dashboard route as the router spells it, and a URL that reaches it.
 pub const DASHBOARD: &[(&str, &str)] = &[
     ("/", "/"),
+    ("/health", "/health"),
     ("/tree", "/tree"),
     ("/costs", "/costs"),
     ("/alerts", "/alerts"),
     ("/activity", "/activity"),
+    ("/providers", "/providers"),
     ("/jobs/{id}", "/jobs/SEC-1"),
     ("/ws", "/ws"),
     ("/api/status", "/api/status"),
@@ -30,6 +32,8 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/tree", "/api/tree"),
     ("/api/costs", "/api/costs"),
     ("/api/alerts", "/api/alerts"),
+    ("/api/alerts/active", "/api/alerts/active"),
+    ("/api/providers", "/api/providers"),
     ("/api/events", "/api/events?since=0"),
     ("/api/commits", "/api/commits"),
     ("/metrics", "/metrics"),
@@ -42,6 +46,7 @@ pub const GATEWAY: &[(&str, &str)] = &[
     ("POST", "/chat/completions"),
     ("GET", "/v1/models"),
     ("GET", "/models"),
+    ("GET", "/health"),
 ];
 
 /// Paths no server has (traversal attempts among them), walked on both.

@@ -97,15 +97,26 @@ fn every_route_of_both_servers_needs_the_token_which_is_never_shown() {
             vec![("cookie", format!("token={TOKEN}"))],
         ),
     ];
+    // `/health` is answered without the token (uptime checks hold none) and says nothing
+    // the token guards: which parts work, never what the board holds.
+    for addr in [&dash, &gw] {
+        let r = raw(addr, "GET", "/health", &[], "");
+        assert_eq!(r.status, 200, "{addr}/health: {r:?}");
+        assert!(
+            !r.body.contains(TOKEN) && !r.body.contains("SEC-1"),
+            "{}",
+            r.body
+        );
+    }
     let mut gets: Vec<(&str, String)> = DASHBOARD
         .iter()
-        .filter(|(p, _)| *p != "/ws")
+        .filter(|(p, _)| *p != "/ws" && *p != "/health")
         .map(|(_, u)| (dash.as_str(), u.to_string()))
         .collect();
     gets.extend(
         GATEWAY
             .iter()
-            .filter(|(m, _)| *m == "GET")
+            .filter(|(m, p)| *m == "GET" && *p != "/health")
             .map(|(_, p)| (gw.as_str(), p.to_string())),
     );
     let mut bodies = Vec::new();
