@@ -138,11 +138,13 @@ pub fn year(args: &BenchArgs, cards: usize) -> Result<i32> {
         eprintln!("job page of {id}: {med:.1} ms");
         page.push(json!({"card": id, "median_ms": med}));
     }
-    let mut written = commit_bytes(&ws, &git_dir)?;
+    let mut written = commit_bytes(&ws, &git_dir, "day")?;
     let drop_year = drop_to_assigned(&ws, "Y", 1000)?;
     // A busy day: done/ full to `archive.keep`, and what a commit into it writes then.
     fill_done(&ws, "Y", 1000)?;
-    if let (Value::Array(w), Value::Array(more)) = (&mut written, commit_bytes(&ws, &git_dir)?) {
+    if let (Value::Array(w), Value::Array(more)) =
+        (&mut written, commit_bytes(&ws, &git_dir, "full")?)
+    {
         w.extend(more.into_iter().filter(|m| m["into"] == "done"));
     }
     drop(daemon);
@@ -242,17 +244,18 @@ fn drop_to_assigned(ws: &Workspace, prefix: &str, n: usize) -> Result<f64> {
 }
 
 /// Finishes the `n` cards dropped as `prefix` (renamed into `done/` as an agent does) and
-/// waits until the archive has brought `done/` back to `archive.keep` (1,000).
+/// waits until the archive has brought `done/` back to `archive.keep`.
 fn fill_done(ws: &Workspace, prefix: &str, n: usize) -> Result<()> {
     let mine = ws.state_dir(State::Assigned).join("agent-0");
     for i in 0..n {
         let name = format!("{prefix}-{i}.yaml");
         std::fs::rename(mine.join(&name), ws.state_dir(State::Done).join(&name))?;
     }
+    let keep = ws.config()?.archive.keep;
     wait_for(
         Duration::from_secs(120),
-        "done/ back to 1,000 cards",
-        || yaml_count(&ws.state_dir(State::Done)) <= 1000,
+        "done/ back to archive.keep",
+        || yaml_count(&ws.state_dir(State::Done)) <= keep,
     )?;
     std::thread::sleep(Duration::from_secs(2));
     Ok(())
@@ -260,14 +263,14 @@ fn fill_done(ws: &Workspace, prefix: &str, n: usize) -> Result<()> {
 
 /// What one commit writes to `.git` before a repack: a card into the inbox, and one into
 /// `done/` as it stands (median of 10 each).
-fn commit_bytes(ws: &Workspace, git_dir: &Path) -> Result<Value> {
+fn commit_bytes(ws: &Workspace, git_dir: &Path, tag: &str) -> Result<Value> {
     let mut out = Vec::new();
     for folder in ["inbox", "done"] {
         let mut bytes = Vec::new();
         for i in 0..10 {
             let before = crate::store::git::upkeep::measure(git_dir);
             let head = run_git(&ws.root, &["rev-parse", "HEAD"])?;
-            let id = format!("W-{folder}-{i}");
+            let id = format!("W-{tag}-{folder}-{i}");
             let dir = ws.work().join(folder);
             let tmp = dir.join(format!(".{id}.tmp"));
             std::fs::write(&tmp, format!("title: {id}\n"))?;

@@ -392,6 +392,12 @@ pub fn finish(
                 engine.finish_llm(&id, result);
             }
         }
+        // What agents did just before the signal (a card renamed into done/ a moment
+        // earlier) may still be an unread watch event, now dropped with the watcher: one
+        // last look records it, so an orderly stop leaves every move committed. Nothing
+        // new is assigned.
+        engine.rescan();
+        engine.write_dirty();
     }
     engine.flush_commit();
     if let Some(g) = engine.git.take() {

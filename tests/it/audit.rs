@@ -182,6 +182,39 @@ fn git_disabled_still_assigns_and_commits_nothing() {
     );
 }
 
+/// An agent's move made just before the stop (its watch event not yet read when the
+/// signal came) is recorded and committed by the stop, not left for the next start.
+#[test]
+fn a_move_just_before_sigterm_is_committed_by_the_stop() {
+    let ws = Workspace::with_config("settle_ms: 100\ngit: {commit_window_ms: 60000}\n");
+    ws.register("a", &[], 5);
+    let mut d = ws.serve_ready();
+    let ids = ["m0", "m1", "m2", "m3", "m4"];
+    for id in ids {
+        ws.drop_card(id, "title: m\n");
+    }
+    for id in ids {
+        ws.wait_state(id, "assigned/a");
+    }
+    // Finished as an agent finishes them, and the stop at once.
+    for id in ids {
+        fs::rename(
+            ws.work(&format!("assigned/a/{id}.yaml")),
+            ws.work(&format!("done/{id}.yaml")),
+        )
+        .unwrap();
+    }
+    assert!(d.stop().success());
+    assert_eq!(ws.git_status(&["work"]), Vec::<String>::new());
+    let log = ws.git(&["log", "--format=%B"]);
+    for id in ids {
+        assert!(
+            log.contains(&format!("pas: {id} assigned/a -> done")),
+            "{log}"
+        );
+    }
+}
+
 #[test]
 fn sigterm_exits_promptly_and_commits_the_last_transition() {
     // A commit window far longer than the test: only the shutdown can commit in time.
