@@ -94,7 +94,7 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
 /// listed twice) is a problem, as a duplicate anywhere is.
 fn shelve_listed(ws: &Workspace, snap: &mut Snapshot, archived: Vec<(String, Shelved)>) {
     for (id, shelved) in archived {
-        let first = match (snap.board.cards.get(&id), snap.board.shelf.get(&id)) {
+        let first = match (snap.board.cards.get(&id), snap.board.shelf.get(id.as_str())) {
             (Some(e), _) => Some(ws.card_path(&id, &e.place)),
             (None, Some(s)) => Some(ws.card_path(&id, &s.place())),
             (None, None) => None,
@@ -111,7 +111,7 @@ fn shelve_listed(ws: &Workspace, snap: &mut Snapshot, archived: Vec<(String, She
                 ));
             }
             None => {
-                snap.board.shelf.insert(id, shelved);
+                snap.board.shelf.insert(id.into(), shelved);
             }
         }
     }
@@ -121,7 +121,7 @@ fn shelve_listed(ws: &Workspace, snap: &mut Snapshot, archived: Vec<(String, She
 /// `pas status` says why a card waits as the daemon would.
 fn read_outcomes(ws: &Workspace, board: &mut Board) {
     for id in board.unread_dependencies() {
-        if let Some(s) = board.shelf.get_mut(&id) {
+        if let Some(s) = board.shelf.get_mut(id.as_str()) {
             let path = ws.card_path(&id, &s.place());
             s.outcome = Some(outcome_of(&path, &id));
         }
@@ -300,7 +300,7 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
                 }
                 seen.insert(id.clone(), path.clone());
                 if let (Some(s), true) = (shelved, card.text().is_empty()) {
-                    board.shelf.insert(id, s);
+                    board.shelf.insert(id.into(), s);
                     continue;
                 }
                 let created = created_of(&card, &path);

@@ -182,7 +182,7 @@ pub struct Board {
     /// Every card but the archived ones, with its text.
     pub cards: HashMap<String, Entry>,
     /// The archived cards, without their text (see `Shelved`).
-    pub shelf: HashMap<String, Shelved>,
+    pub shelf: HashMap<Box<str>, Shelved>,
     pub agents: BTreeMap<String, Agent>,
     pub defaults: Defaults,
 }
@@ -347,7 +347,11 @@ impl Board {
         let mut ids: Vec<String> = (self.cards.values())
             .filter(|e| e.place.state == State::Inbox)
             .flat_map(|e| e.card.spec.depends_on.iter())
-            .filter(|d| self.shelf.get(*d).is_some_and(|s| s.outcome.is_none()))
+            .filter(|d| {
+                self.shelf
+                    .get(d.as_str())
+                    .is_some_and(|s| s.outcome.is_none())
+            })
             .cloned()
             .collect();
         ids.sort_unstable();

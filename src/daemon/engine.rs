@@ -338,9 +338,12 @@ impl Engine {
             listed.insert(id);
         }
         // Known cards whose files were not seen: gone, or moved where the scan missed them.
-        let known: Vec<String> = (self.board.cards.keys())
-            .chain(self.board.shelf.keys().filter(|id| !listed.contains(*id)))
-            .cloned()
+        let known: Vec<String> = (self.board.cards.keys().cloned())
+            .chain(
+                (self.board.shelf.keys())
+                    .filter(|id| !listed.contains(&***id))
+                    .map(|id| id.to_string()),
+            )
             .collect();
         for id in known {
             by_id.entry(id).or_default();

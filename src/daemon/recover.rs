@@ -163,7 +163,7 @@ impl Engine {
     fn read_changed_archive(&mut self, dirty: &[PathBuf]) {
         for path in dirty {
             if let Kind::Card { id, place } = self.ws.classify(path) {
-                if place.state == State::Archived && self.board.shelf.contains_key(&id) {
+                if place.state == State::Archived && self.board.shelf.contains_key(id.as_str()) {
                     self.reconcile_card(&id, std::slice::from_ref(path));
                 }
             }

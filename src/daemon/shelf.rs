@@ -77,7 +77,7 @@ impl Engine {
             // `Engine::flush_commit`), as it would have taken it from the board.
             (self.echoes.unsent).insert(id.to_string(), (path, Arc::from(e.card.text())));
         }
-        self.board.shelf.insert(id.to_string(), s);
+        self.board.shelf.insert(id.into(), s);
     }
 
     /// Puts card `id`, listed in the archive, on the shelf without reading it, unless
@@ -90,7 +90,7 @@ impl Engine {
             // Where pas knows it: a rescan after a lost event changes nothing here.
             Some(s) => s.place() == listed.place(),
             None => {
-                self.board.shelf.insert(id.to_string(), listed);
+                self.board.shelf.insert(id.into(), listed);
                 true
             }
         }
@@ -113,7 +113,7 @@ impl Engine {
         let conn = db::open_read_only(&self.ws.db_path()).ok().flatten();
         for id in unknown {
             let outcome = self.read_outcome(&id, conn.as_ref());
-            if let Some(s) = self.board.shelf.get_mut(&id) {
+            if let Some(s) = self.board.shelf.get_mut(id.as_str()) {
                 s.outcome = Some(outcome);
             }
         }
