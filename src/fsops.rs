@@ -245,8 +245,13 @@ pub fn move_card(
             return Err(e);
         }
     };
-    // The held original is now superseded by the landed (or blocked) new version.
-    spares.give(&held)?;
+    // The held original is now superseded by the landed (or blocked) new version. Another
+    // pas process moving the same card right after this landing holds its original under
+    // the same name, replacing ours, and may have given it away already: nothing is lost.
+    match spares.give(&held) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        given => given?,
+    }
     Ok(landed)
 }
 

@@ -184,27 +184,7 @@ pub(super) fn median(v: &mut [f64]) -> f64 {
 /// pas commits them when they come apart); every card ends in done/. Returns the number
 /// of cards.
 fn generate(root: &Path, commits: usize) -> Result<usize> {
-    let git = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let branch = git(&["symbolic-ref", "HEAD"])?;
-    let head = git(&["rev-parse", "HEAD"])?;
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["fast-import", "--quiet", "--done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot run git fast-import")?;
+    let (branch, head, mut child) = fast_import(root)?;
     let mut stdin = std::io::BufWriter::new(child.stdin.take().context("no stdin")?);
     let start = chrono::Utc::now().timestamp() - 2 * commits as i64;
     // Card k is new at slot 3k, assigned at 3k + 16 and done at 3k + 47: one transition
@@ -252,8 +232,37 @@ fn generate(root: &Path, commits: usize) -> Result<usize> {
     if !child.wait()?.success() {
         bail!("git fast-import failed");
     }
-    git(&["reset", "-q", "--hard"])?;
+    run_git(root, &["reset", "-q", "--hard"])?;
     Ok(cards)
+}
+
+/// `git -C root ARGS`; its output, trimmed.
+pub(super) fn run_git(root: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A `git fast-import` writing onto HEAD's branch: the branch, HEAD's commit and the
+/// process, its input piped.
+pub(super) fn fast_import(root: &Path) -> Result<(String, String, std::process::Child)> {
+    let branch = run_git(root, &["symbolic-ref", "HEAD"])?;
+    let head = run_git(root, &["rev-parse", "HEAD"])?;
+    let child = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot run git fast-import")?;
+    Ok((branch, head, child))
 }
 
 /// HEAD's commit id.

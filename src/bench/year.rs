@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
-use super::history::{dashboard_addr, http_get, median, ms};
+use super::history::{dashboard_addr, fast_import, http_get, median, ms, run_git};
 use super::{drop_card, scratch, wait_for, BenchArgs, Daemon};
 use crate::board::{transition_meta, Place};
 use crate::card::{Card, State};
@@ -300,32 +300,11 @@ fn commit_bytes(ws: &Workspace, git_dir: &Path, tag: &str) -> Result<Value> {
     Ok(Value::Array(out))
 }
 
-fn run_git(root: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Writes the year: `cards` commits, commit `i` bringing card `i` in, assigning card
 /// `i - 16`, finishing card `i - 47` and archiving the card that finished a day before.
 fn generate(ws: &Workspace, cards: usize) -> Result<()> {
     let root = &ws.root;
-    let branch = run_git(root, &["symbolic-ref", "HEAD"])?;
-    let head = run_git(root, &["rev-parse", "HEAD"])?;
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["fast-import", "--quiet", "--done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot run git fast-import")?;
+    let (branch, head, mut child) = fast_import(root)?;
     let mut stdin = std::io::BufWriter::new(child.stdin.take().context("no stdin")?);
     let step = TimeDelta::days(365) / cards.max(1) as i32;
     let per_day = (cards / 365).max(1);
