@@ -236,9 +236,10 @@ impl GitStore {
             return Ok(());
         }
         let doing = || "updating the git index".to_string();
-        let mut index = self.repo.index().map_err(git(doing))?;
-        // Pick up what other processes (a user's `git add`) wrote since we last looked.
-        index.read(false).map_err(git(doing))?;
+        // Read afresh each time (it holds what other processes, a user's `git add`, wrote
+        // since) and dropped after: the repository's own cached copy would keep a parsed
+        // entry per tracked file in memory for good, some 13 MB at 100,000 files.
+        let mut index = git2::Index::open(&self.repo.path().join("index")).map_err(git(doing))?;
         for (rel, op) in ops {
             match op {
                 Some(entry) => index.add(entry),
