@@ -36,6 +36,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// LLM gateway listener and request limits.
     pub gateway: GatewayConfig,
+    /// What pas keeps of traces (SPEC section 13).
+    pub traces: crate::trace::TracesConfig,
     /// LLM providers (section 7); validated by the router.
     pub providers: Vec<serde_yaml::Value>,
     /// LLM budgets (section 7); validated by the router.
@@ -58,6 +60,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             dashboard: DashboardConfig::default(),
             gateway: GatewayConfig::default(),
+            traces: crate::trace::TracesConfig::default(),
             providers: Vec::new(),
             budgets: None,
             routing: None,

@@ -6,6 +6,7 @@ pub(crate) mod agents;
 pub(crate) mod llm;
 mod output;
 pub(crate) mod read;
+pub(crate) mod traces;
 mod write;
 
 use std::path::PathBuf;
@@ -157,6 +158,21 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
+    /// Traces, newest first: root, agent, job, spans, duration, tokens, cost, status.
+    Traces {
+        #[command(flatten)]
+        args: traces::ListArgs,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// One trace (by trace id or job id) as a tree, with each subtree's totals.
+    Trace {
+        id: String,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Append one span line to work/traces/<trace_id>.jsonl (prints `trace_id span_id`).
+    Span(traces::SpanArgs),
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -232,5 +248,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => crate::bench::run(&ws, args),
         Command::Route { args, fmt } => llm::route(&ws, args, fmt, &out),
         Command::Costs { fmt } => llm::costs(&ws, fmt, &out),
+        Command::Traces { args, fmt } => traces::list(&ws, args, fmt, &out),
+        Command::Trace { id, fmt } => traces::show(&ws, &id, fmt, &out),
+        Command::Span(args) => traces::span(&ws, args, &out),
     }
 }

@@ -254,13 +254,11 @@ impl Engine {
                 self.file_ok();
                 self.dirty.remove(id);
                 self.files.insert(id.to_string(), (to_path.clone(), stamp));
-                let n = meta.history.len() - 1;
-                let h = meta.history[n].clone();
                 if let Some(e) = self.board.cards.get_mut(id) {
-                    e.card = card;
+                    e.card = card.clone();
                     e.place = to.clone();
                 }
-                self.record(id, n, &h, &to, Some(&from_path), &to_path);
+                self.record(id, &to, Some(&from_path), &to_path, &card);
             }
             // Someone else moved it first (a pull claim, a completion): look again.
             Ok(Moved::Gone) => self.reconcile_card(id, &[]),

@@ -413,14 +413,22 @@ impl Engine {
     pub(super) fn record(
         &mut self,
         id: &str,
-        n: usize,
-        entry: &HistoryEntry,
         to: &Place,
         from_path: Option<&Path>,
         to_path: &Path,
+        card: &Card,
     ) {
+        // The transition is the last entry of the card's history, as pas just wrote it.
+        let Some(entry) = card.spec.pas.history.last() else {
+            return;
+        };
+        let n = card.spec.pas.history.len() - 1;
         if let Some(db) = &self.db {
             db.send(Record::Transition(transition_row(id, n, entry)));
+        }
+        let trace = crate::trace::card_trace(&card.spec.pas);
+        if let Some((t, s)) = &trace {
+            self.trace_root(id, card, t, s, to);
         }
         if entry.from == "new" {
             self.emit("job.created", json!({"id": id, "place": entry.to}));
@@ -445,11 +453,50 @@ impl Engine {
             self.archive_soon();
         }
         let line = transition_line(id, entry);
+        if let (Some((t, _)), State::Done | State::Failed) = (&trace, to.state) {
+            // The commit that finishes a card names its trace (SPEC section 13).
+            self.change.trailers.push(format!("Pas-Trace: {id} {t}"));
+        }
         let mut paths: Vec<&Path> = vec![to_path];
         if let Some(f) = from_path {
             paths.push(f);
         }
         self.stage(&paths, line);
+    }
+
+    /// Records the card's root span as it stands after a transition: started at its
+    /// creation, ended when it finished, its moves (take-backs included) as the events the
+    /// readers take from its transitions.
+    fn trace_root(&mut self, id: &str, card: &Card, trace: &str, span: &str, to: &Place) {
+        use crate::trace::{Kind, Source, Span, Status};
+        if to.state == State::Archived {
+            return; // housekeeping: the span already says how the card ended
+        }
+        let mut s = Span::new(trace, span, &card.spec.title, Kind::Job, Source::Pas);
+        let h = &card.spec.pas.history;
+        s.start = h.first().map_or(self.now(), |e| e.at);
+        s.job = Some(id.to_string());
+        s.agent = to
+            .agent
+            .clone()
+            .or_else(|| card.spec.pas.assigned_to.clone());
+        s.status = match to.state {
+            State::Done => Status::Ok,
+            State::Failed => Status::Error,
+            _ => Status::Running,
+        };
+        if to.state.finished() {
+            s.end = h.last().map(|e| e.at);
+        }
+        s.attrs.insert("state".into(), json!(to.label()));
+        s.attrs
+            .insert("attempts".into(), json!(card.spec.pas.attempts));
+        let tracer = crate::trace::Tracer::new(
+            self.cfg.traces.capture,
+            self.db.as_ref().map(|d| d.sink()),
+            self.hub.clone(),
+        );
+        tracer.record_quietly(s);
     }
 
     /// Moves a file that pas cannot accept to `work/rejected/` with its reason.

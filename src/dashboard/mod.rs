@@ -21,6 +21,7 @@ mod fanout;
 mod headers;
 mod metrics;
 mod pages;
+mod traces;
 mod view;
 mod ws;
 
@@ -131,6 +132,8 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/alerts", get(api::alerts)),
         ("/api/events", get(api::events)),
         ("/api/commits", get(api::commits)),
+        ("/api/traces", get(traces::list)),
+        ("/api/traces/{id}", get(traces::one)),
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),
     ]

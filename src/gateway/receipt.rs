@@ -228,6 +228,18 @@ impl Relay {
             provider,
             model,
         };
+        let span_end = crate::trace::llm::Ended {
+            provider: Some(provider.name.clone()),
+            model: Some(model.id.clone()),
+            receipt_id: Some(o.receipt_id.clone()),
+            usage: Some(usage),
+            cost: c,
+            ttft: Some(self.stream.ttft()),
+            ok: status == "ok",
+            error: error.clone(),
+            output: Some(crate::trace::llm::streamed_output(self.stream.text())),
+            attempt: Some(o.attempt),
+        };
         let end = Ending {
             usage,
             cost: c,
@@ -237,6 +249,10 @@ impl Relay {
             error,
         };
         o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
+        if o.gw.tracer.capture != crate::trace::Capture::Off {
+            let span = crate::trace::llm::call_span(&o.request.span_call(), span_end);
+            o.gw.tracer.record(span, false);
+        }
         drop(o.probe);
     }
 }

@@ -47,6 +47,9 @@ pub struct Change {
     pub snapshots: Vec<(PathBuf, Option<Arc<str>>)>,
     /// One line per transition, for the commit message.
     pub lines: Vec<String>,
+    /// Git trailers for the end of the message (`Pas-Trace: J-7 <trace_id>` for a card
+    /// that finished), kept apart so the transition lines read as they always did.
+    pub trailers: Vec<String>,
 }
 
 enum Msg {
@@ -97,6 +100,7 @@ impl CommitWorker {
             author,
             pending: BTreeMap::new(),
             lines: Vec::new(),
+            trailers: Vec::new(),
             last: None,
             failures: 0,
             commit_failures: 0,
@@ -160,6 +164,7 @@ struct Worker {
     /// Each pending path and where its content comes from, as the latest change said.
     pending: BTreeMap<PathBuf, Source>,
     lines: Vec<String>,
+    trailers: Vec<String>,
     last: Option<Oid>,
     failures: u32,
     /// Commits that failed in a row (for the log; `failures` also counts index retries).
@@ -264,6 +269,7 @@ impl Worker {
             self.pending.insert(path, source);
         }
         self.lines.extend(change.lines);
+        self.trailers.extend(change.trailers);
     }
 
     /// After a failure, back off (doubling up to [`MAX_BACKOFF`]); a new change retries
@@ -282,7 +288,10 @@ impl Worker {
             return true;
         }
         let paths = self.pending.len();
-        let message = batch_message(&self.lines, paths);
+        let mut message = batch_message(&self.lines, paths);
+        if !self.trailers.is_empty() {
+            message = format!("{}\n\n{}\n", message.trim_end(), self.trailers.join("\n"));
+        }
         if self.upkeep.as_ref().is_some_and(Upkeep::take_repacked) {
             self.store.refresh_odb();
         }
@@ -301,6 +310,7 @@ impl Worker {
                 self.last = oid.or(self.last);
                 self.pending.clear();
                 self.lines.clear();
+                self.trailers.clear();
                 self.failures = 0;
                 self.commit_failures = 0;
                 if oid.is_some() {

@@ -1,0 +1,136 @@
+//! The gateway's spans. A call is one `llm` span (its id goes back to the caller as
+//! `x-pas-span-id`): the request as the caller sent it (messages, tools, tool results,
+//! parameters; never a header, so never a key), the answer (text, tool calls, finish
+//! reason), and the answering attempt's receipt, tokens, exact cost, latency and TTFT.
+//! Each failed attempt before it is a child span with its own receipt, so a fallback shows
+//! as the attempts it took and the subtree's cost is what the call cost in all.
+//!
+//! Built from what the call path already has, after the fact; handing the span to the
+//! [`Tracer`](super::Tracer) is a channel send, so no answer waits on it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::model::{Kind, Source, Span, Status};
+use super::Ctx;
+use crate::llm::cost::Usage;
+
+/// What is known of a call when it starts.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub ctx: &'a Ctx,
+    pub body: &'a Value,
+    pub agent: Option<&'a str>,
+    pub job: Option<&'a str>,
+    pub stream: bool,
+    pub request_id: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// How an attempt (or the whole call) ended.
+#[derive(Debug, Clone, Default)]
+pub struct Ended {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub receipt_id: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost: Option<Decimal>,
+    pub ttft: Option<Duration>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+    pub attempt: Option<u32>,
+}
+
+/// The call's own span (`ctx.span_id`), ended now.
+pub fn call_span(c: &Call<'_>, end: Ended) -> Span {
+    let asked = c.body.get("model").and_then(Value::as_str).unwrap_or("?");
+    let mut s = base(
+        c,
+        &c.ctx.span_id,
+        c.ctx.parent_id.clone(),
+        format!("chat {asked}"),
+    );
+    s.input = Some(c.body.clone());
+    fill(&mut s, end);
+    s
+}
+
+/// A failed attempt's child span (under the call's), lasting `took` up to now.
+pub fn attempt_span(c: &Call<'_>, took: Duration, end: Ended) -> Span {
+    let label = format!(
+        "attempt {} {}/{}",
+        end.attempt.unwrap_or(0),
+        end.provider.as_deref().unwrap_or("?"),
+        end.model.as_deref().unwrap_or("?")
+    );
+    let mut s = base(
+        c,
+        &super::model::new_span_id(),
+        Some(c.ctx.span_id.clone()),
+        label,
+    );
+    let now = Utc::now();
+    s.start = now - chrono::Duration::from_std(took).unwrap_or_default();
+    s.end = Some(now);
+    fill(&mut s, end);
+    s
+}
+
+fn base(c: &Call<'_>, span_id: &str, parent: Option<String>, name: String) -> Span {
+    let mut s = Span::new(&c.ctx.trace_id, span_id, &name, Kind::Llm, Source::Pas);
+    s.parent_id = parent;
+    s.start = c.at;
+    s.end = Some(Utc::now());
+    s.agent = c.agent.map(str::to_string);
+    s.job = c.job.map(str::to_string);
+    s.attrs.insert("request_id".into(), json!(c.request_id));
+    s.attrs.insert("stream".into(), json!(c.stream));
+    s.attrs
+        .insert("gen_ai.operation.name".into(), json!("chat"));
+    if let Some(m) = c.body.get("model") {
+        s.attrs.insert("gen_ai.request.model".into(), m.clone());
+    }
+    s
+}
+
+fn fill(s: &mut Span, e: Ended) {
+    s.status = if e.ok { Status::Ok } else { Status::Error };
+    s.provider = e.provider;
+    s.model = e.model;
+    s.receipt_id = e.receipt_id;
+    s.cost_usd = e.cost;
+    s.ttft_ms = e.ttft.map(|t| t.as_secs_f64() * 1000.0);
+    if let Some(u) = e.usage {
+        s.input_tokens = Some(u.input);
+        s.output_tokens = Some(u.output);
+        if u.cached > 0 {
+            s.attrs.insert("cached_tokens".into(), json!(u.cached));
+        }
+        if u.reasoning > 0 {
+            s.attrs
+                .insert("reasoning_tokens".into(), json!(u.reasoning));
+        }
+    }
+    if let Some(err) = e.error {
+        s.attrs.insert("error".into(), json!(err));
+    }
+    if let Some(n) = e.attempt {
+        s.attrs.insert("attempt".into(), json!(n));
+    }
+    if let Some(out) = &e.output {
+        if let Some(fr) = out.pointer("/choices/0/finish_reason") {
+            s.attrs.insert("finish_reason".into(), fr.clone());
+        }
+    }
+    s.output = e.output;
+}
+
+/// A streamed answer as pas saw it go by: its text (tool calls are in the frames the
+/// caller got; the text is what a reader of the trace needs first).
+pub fn streamed_output(text: &str) -> Value {
+    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
+}

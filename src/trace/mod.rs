@@ -1,0 +1,151 @@
+//! Traces (SPEC section 13): the tree of steps behind a piece of work.
+//!
+//! Three sources feed one span model ([`model::Span`]): pas itself (each card's lifecycle
+//! is its trace's root span; each gateway call an `llm` span, see [`llm`]), agents' JSON
+//! lines in `work/traces/<trace_id>.jsonl` ([`jsonl`]), and OTLP/HTTP exports to the
+//! gateway's `POST /v1/traces` ([`otlp`]). Every span goes to the telemetry writer's queue
+//! (so no request waits on the disk) and onto the event stream as `trace.span`; refused
+//! input becomes a `trace.rejected` event naming what and where.
+//!
+//! - [`model`]  the span, its kinds and statuses, W3C ids, an agent's line parsed.
+//! - [`store`]  spans and content-addressed message text in `telemetry/pas.db`.
+//! - [`tree`]   a trace as a tree with subtree roll-ups; `pas trace`'s rendering.
+//! - [`jsonl`]  the watcher of `work/traces/`: incremental, through `intake`'s rules.
+//! - [`otlp`]   `POST /v1/traces`: protobuf and JSON, GenAI attributes mapped.
+//! - [`llm`]    the gateway's spans: request, answer, receipt, attempts as children.
+
+pub mod jsonl;
+pub mod llm;
+pub mod model;
+pub mod otlp;
+pub mod store;
+pub mod tree;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Hub;
+use crate::store::db::{Record, Sink};
+pub use model::{Kind, Source, Span, Status};
+
+/// `traces:` in pas.yaml.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// What pas keeps of each span.
+    pub capture: Capture,
+}
+
+/// `traces.capture`: `full` keeps messages (requests and answers), `metadata` keeps the
+/// spans without any message text, `off` records no spans at all (ids are still handed
+/// out, so callers' headers and cards look the same).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Capture {
+    #[default]
+    Full,
+    Metadata,
+    Off,
+}
+
+/// A call's place in a trace: its own span, and the parent it hangs under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ctx {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_id: Option<String>,
+}
+
+impl Ctx {
+    /// A new trace with this span at its root.
+    pub fn fresh() -> Ctx {
+        Ctx {
+            trace_id: model::new_trace_id(),
+            span_id: model::new_span_id(),
+            parent_id: None,
+        }
+    }
+
+    /// A new span under `parent` in `trace`.
+    pub fn under(trace: &str, parent: Option<&str>) -> Ctx {
+        Ctx {
+            trace_id: trace.to_string(),
+            span_id: model::new_span_id(),
+            parent_id: parent.map(str::to_string),
+        }
+    }
+}
+
+/// Where spans go: the database (through the telemetry writer's queue) and the event
+/// stream. A cheap handle; never blocks.
+#[derive(Clone)]
+pub struct Tracer {
+    pub capture: Capture,
+    db: Option<Sink>,
+    hub: Arc<Hub>,
+}
+
+impl Tracer {
+    pub fn new(capture: Capture, db: Option<Sink>, hub: Arc<Hub>) -> Tracer {
+        Tracer { capture, db, hub }
+    }
+
+    /// Records `span` (`partial`: it updates only the fields it sets), keeping its
+    /// messages only under `capture: full`; secrets in its attributes are redacted.
+    pub fn record(&self, span: Span, partial: bool) {
+        self.keep(span, partial, true);
+    }
+
+    /// As [`record`](Self::record), with no `trace.span` event: for a card's root span,
+    /// whose every change is already a `job.*` event of the same transition.
+    pub fn record_quietly(&self, span: Span) {
+        self.keep(span, false, false);
+    }
+
+    fn keep(&self, mut span: Span, partial: bool, announce: bool) {
+        if self.capture == Capture::Off {
+            return;
+        }
+        if self.capture != Capture::Full {
+            span.input = None;
+            span.output = None;
+            strip_text_attrs(&mut span.attrs);
+        }
+        span.redact();
+        if announce {
+            self.hub
+                .emit(chrono::Utc::now(), "trace.span", span.event());
+        }
+        if let Some(db) = &self.db {
+            db.send(Record::Span(Box::new(store::SpanRecord { span, partial })));
+        }
+    }
+
+    /// Says that span input was refused: a `trace.rejected` event and a warning, naming
+    /// the source (a file and line, an OTLP request) and why.
+    pub fn reject(&self, source: &str, reason: &str) {
+        tracing::warn!(source, reason, "span input refused");
+        self.hub.emit(
+            chrono::Utc::now(),
+            "trace.rejected",
+            serde_json::json!({"source": source, "reason": reason}),
+        );
+    }
+}
+
+/// Attributes that carry message text (the GenAI prompt and completion attributes):
+/// dropped when content is not captured.
+fn strip_text_attrs(attrs: &mut serde_json::Map<String, serde_json::Value>) {
+    attrs.retain(|k, _| !otlp::content_attr(k));
+}
+
+/// A card's trace and root span, when its `pas:` block holds valid ones.
+pub fn card_trace(meta: &crate::card::PasMeta) -> Option<(String, String)> {
+    let t = meta
+        .trace_id
+        .as_ref()
+        .filter(|t| model::valid_trace_id(t))?;
+    let s = meta.span_id.as_ref().filter(|s| model::valid_span_id(s))?;
+    Some((t.clone(), s.clone()))
+}
