@@ -166,6 +166,7 @@ impl Engine {
             id: id.to_string(),
             llm: entry.card.spec.llm.clone().unwrap_or_default(),
             budget_usd: entry.card.spec.budget_usd.clone(),
+            trace: crate::trace::card_trace(&entry.card.spec.pas),
         };
         if jobs.send(job).is_err() {
             tracing::error!(job = id, "the LLM executor is gone; the card waits");

@@ -107,8 +107,11 @@ impl Gateway {
             .build()
             .context("cannot build the HTTP client")?;
         let metrics = shared.gateway_metrics.clone();
-        let tracer =
-            crate::trace::Tracer::new(cfg.traces.capture, shared.db.clone(), shared.hub.clone());
+        let tracer = crate::trace::Tracer::background(
+            cfg.traces.capture,
+            shared.db.clone(),
+            shared.hub.clone(),
+        );
         Ok(Gateway {
             tracer,
             shared,

@@ -84,16 +84,64 @@ pub struct Tracer {
     pub capture: Capture,
     db: Option<Sink>,
     hub: Arc<Hub>,
+    /// A thread of its own that does the rest (stripping, the event, the queue), so a
+    /// request's task only hands the span over ([`Tracer::background`]).
+    queue: Option<std::sync::mpsc::Sender<(Span, bool)>>,
 }
 
 impl Tracer {
     pub fn new(capture: Capture, db: Option<Sink>, hub: Arc<Hub>) -> Tracer {
-        Tracer { capture, db, hub }
+        Tracer {
+            capture,
+            db,
+            hub,
+            queue: None,
+        }
+    }
+
+    /// A tracer whose [`record`](Self::record) is one channel send: the gateway's, so no
+    /// answer waits on serialising a span or on the event hub's lock. The thread ends
+    /// when the last handle is dropped.
+    pub fn background(capture: Capture, db: Option<Sink>, hub: Arc<Hub>) -> Tracer {
+        let inline = Tracer::new(capture, db.clone(), hub.clone());
+        if capture == Capture::Off {
+            return inline;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<(Span, bool)>();
+        let spawned = std::thread::Builder::new()
+            .name("pas-spans".into())
+            .spawn(move || {
+                while let Ok((span, partial)) = rx.recv() {
+                    inline.keep(span, partial, true);
+                }
+            });
+        match spawned {
+            Ok(_) => Tracer {
+                capture,
+                db,
+                hub,
+                queue: Some(tx),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the span thread: spans are recorded on the request's task");
+                Tracer::new(capture, db, hub)
+            }
+        }
     }
 
     /// Records `span` (`partial`: it updates only the fields it sets), keeping its
     /// messages only under `capture: full`; secrets in its attributes are redacted.
     pub fn record(&self, span: Span, partial: bool) {
+        if self.capture == Capture::Off {
+            return;
+        }
+        if let Some(q) = &self.queue {
+            if let Err(back) = q.send((span, partial)) {
+                let (span, partial) = back.0;
+                self.keep(span, partial, true);
+            }
+            return;
+        }
         self.keep(span, partial, true);
     }
 

@@ -425,3 +425,26 @@ fn capture_metadata_and_off_keep_no_message_text_anywhere_on_disk() {
         }
     }
 }
+
+#[test]
+fn an_llm_card_run_by_pas_is_an_llm_span_under_its_cards_root_span() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::paid(&up, "");
+    gw.ws.drop_card(
+        "J-llm",
+        "title: summarize\nllm:\n  model: m\n  messages:\n    - {role: user, content: \"sum it up\"}\n  max_tokens: 40\n",
+    );
+    let done = gw.ws.wait_state("J-llm", "done");
+    let receipt = done["result"]["receipt_id"].as_str().unwrap().to_string();
+    let cost = done["result"]["cost_usd"].as_str().unwrap().to_string();
+    let spans = spans_when(&gw.ws, "J-llm", "the card's root and its call", |s| {
+        s.len() == 2 && s.iter().any(|x| x["kind"] == "job" && x["status"] == "ok")
+    });
+    let root = spans.iter().find(|s| s["kind"] == "job").unwrap();
+    let call = spans.iter().find(|s| s["kind"] == "llm").unwrap();
+    assert_eq!(call["parent_id"], root["span_id"]);
+    assert_eq!(call["receipt_id"], receipt);
+    assert_eq!(call["cost_usd"], cost.as_str());
+    assert_eq!(call["job"], "J-llm");
+    assert_eq!(call["input"]["messages"][0]["content"], "sum it up");
+}
