@@ -526,6 +526,9 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   max_concurrent_requests: 256  # calls answered at once (streams until they end); more get a 503 with Retry-After
 #   header_timeout_s: 10          # a request's headers must arrive whole within this (also the idle keep-alive)
 
+# traces:
+#   capture: full                 # full: spans with messages; metadata: no message text; off: no spans
+
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}
 # routing: {policy: local, cooldown_s: 5}   # local | cheapest | fastest | balanced

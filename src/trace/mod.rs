@@ -162,8 +162,11 @@ impl Tracer {
         }
         span.redact();
         if announce {
+            // The event leaves the messages out; taken aside, they are not copied for it.
+            let (input, output) = (span.input.take(), span.output.take());
             self.hub
                 .emit(chrono::Utc::now(), "trace.span", span.event());
+            (span.input, span.output) = (input, output);
         }
         if let Some(db) = &self.db {
             db.send(Record::Span(Box::new(store::SpanRecord { span, partial })));
