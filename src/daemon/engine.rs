@@ -464,39 +464,14 @@ impl Engine {
         self.stage(&paths, line);
     }
 
-    /// Records the card's root span as it stands after a transition: started at its
-    /// creation, ended when it finished, its moves (take-backs included) as the events the
-    /// readers take from its transitions.
+    /// Records the card's root span as it stands after this transition (pure part:
+    /// `trace::card::root_span`).
     fn trace_root(&mut self, id: &str, card: &Card, trace: &str, span: &str, to: &Place) {
-        use crate::trace::{Kind, Source, Span, Status};
-        if to.state == State::Archived {
-            return; // housekeeping: the span already says how the card ended
-        }
-        let mut s = Span::new(trace, span, &card.spec.title, Kind::Job, Source::Pas);
-        let h = &card.spec.pas.history;
-        s.start = h.first().map_or(self.now(), |e| e.at);
-        s.job = Some(id.to_string());
-        s.agent = to
-            .agent
-            .clone()
-            .or_else(|| card.spec.pas.assigned_to.clone());
-        s.status = match to.state {
-            State::Done => Status::Ok,
-            State::Failed => Status::Error,
-            _ => Status::Running,
+        let Some(s) = crate::trace::card::root_span(id, card, (trace, span), to, self.now()) else {
+            return;
         };
-        if to.state.finished() {
-            s.end = h.last().map(|e| e.at);
-        }
-        s.attrs.insert("state".into(), json!(to.label()));
-        s.attrs
-            .insert("attempts".into(), json!(card.spec.pas.attempts));
-        let tracer = crate::trace::Tracer::new(
-            self.cfg.traces.capture,
-            self.db.as_ref().map(|d| d.sink()),
-            self.hub.clone(),
-        );
-        tracer.record_quietly(s);
+        let db = self.db.as_ref().map(|d| d.sink());
+        crate::trace::Tracer::new(self.cfg.traces.capture, db, self.hub.clone()).record_quietly(s);
     }
 
     /// Moves a file that pas cannot accept to `work/rejected/` with its reason.

@@ -258,48 +258,8 @@ pub enum Answer {
 /// otherwise the call's span is recorded here, once the call is over.
 pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
     let out = attempts(gw, req).await;
-    let end = match &out {
-        Ok((Answer::Stream(_), _)) => return out,
-        Ok((Answer::Plain(reply), served)) => trace::llm::Ended {
-            provider: Some(served.provider.clone()),
-            model: Some(served.model.clone()),
-            receipt_id: Some(served.receipt_id.clone()),
-            usage: Some(reply.usage),
-            cost: served.cost,
-            ok: true,
-            output: Some(reply.body.clone()),
-            ..Default::default()
-        },
-        Err(f) => trace::llm::Ended {
-            error: Some(
-                f.body()["error"]["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            ..Default::default()
-        },
-    };
-    if gw.tracer.capture != trace::Capture::Off {
-        gw.tracer
-            .record(trace::llm::call_span(&req.span_call(), end), false);
-    }
+    trace::llm::record_call(&gw.tracer, req, &out);
     out
-}
-
-impl Request {
-    /// What the call's spans need of the request.
-    pub fn span_call(&self) -> trace::llm::Call<'_> {
-        trace::llm::Call {
-            ctx: &self.trace,
-            body: &self.body,
-            agent: self.agent.as_deref(),
-            job: self.job.as_deref(),
-            stream: self.stream,
-            request_id: &self.id,
-            at: self.at,
-        }
-    }
 }
 
 async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {

@@ -134,3 +134,57 @@ fn fill(s: &mut Span, e: Ended) {
 pub fn streamed_output(text: &str) -> Value {
     json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
 }
+
+impl crate::gateway::call::Request {
+    /// What the call's spans need of the request.
+    pub fn span_call(&self) -> Call<'_> {
+        Call {
+            ctx: &self.trace,
+            body: &self.body,
+            agent: self.agent.as_deref(),
+            job: self.job.as_deref(),
+            stream: self.stream,
+            request_id: &self.id,
+            at: self.at,
+        }
+    }
+}
+
+/// Records the span of a call that is over: its answer, or why it failed. A streamed
+/// answer is not over yet: its span is recorded when its relay finishes.
+pub fn record_call(
+    tracer: &super::Tracer,
+    req: &crate::gateway::call::Request,
+    out: &Result<
+        (crate::gateway::call::Answer, crate::gateway::call::Served),
+        crate::gateway::call::Failure,
+    >,
+) {
+    use crate::gateway::call::Answer;
+    if tracer.capture == super::Capture::Off {
+        return;
+    }
+    let end = match out {
+        Ok((Answer::Stream(_), _)) => return,
+        Ok((Answer::Plain(reply), served)) => Ended {
+            provider: Some(served.provider.clone()),
+            model: Some(served.model.clone()),
+            receipt_id: Some(served.receipt_id.clone()),
+            usage: Some(reply.usage),
+            cost: served.cost,
+            ok: true,
+            output: Some(reply.body.clone()),
+            ..Default::default()
+        },
+        Err(f) => Ended {
+            error: Some(
+                f.body()["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            ..Default::default()
+        },
+    };
+    tracer.record(call_span(&req.span_call(), end), false);
+}

@@ -13,7 +13,9 @@
 //! - [`jsonl`]  the watcher of `work/traces/`: incremental, through `intake`'s rules.
 //! - [`otlp`]   `POST /v1/traces`: protobuf and JSON, GenAI attributes mapped.
 //! - [`llm`]    the gateway's spans: request, answer, receipt, attempts as children.
+//! - [`card`]   a card's root span after each of its transitions.
 
+pub mod card;
 pub mod jsonl;
 pub mod llm;
 pub mod model;
