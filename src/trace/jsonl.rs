@@ -164,9 +164,12 @@ impl Ingest {
                 for (line, why) in read.bad {
                     self.tracer.reject(&format!("{shown} line {line}"), &why);
                 }
-                for u in read.spans {
-                    self.tracer.record(u.span, !u.complete);
-                }
+                let spans = read
+                    .spans
+                    .into_iter()
+                    .map(|u| (u.span, !u.complete))
+                    .collect();
+                self.tracer.record_many(spans);
             }
             Err(intake::Refused::Missing) => {
                 self.tails.remove(name);

@@ -88,7 +88,7 @@ pub struct Tracer {
     hub: Arc<Hub>,
     /// A thread of its own that does the rest (stripping, the event, the queue), so a
     /// request's task only hands the span over ([`Tracer::background`]).
-    queue: Option<std::sync::mpsc::Sender<(Span, bool)>>,
+    queue: Option<std::sync::mpsc::Sender<Vec<(Span, bool)>>>,
 }
 
 impl Tracer {
@@ -109,12 +109,12 @@ impl Tracer {
         if capture == Capture::Off {
             return inline;
         }
-        let (tx, rx) = std::sync::mpsc::channel::<(Span, bool)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<(Span, bool)>>();
         let spawned = std::thread::Builder::new()
             .name("pas-spans".into())
             .spawn(move || {
-                while let Ok((span, partial)) = rx.recv() {
-                    inline.keep(span, partial, true);
+                while let Ok(spans) = rx.recv() {
+                    inline.keep(spans, true);
                 }
             });
         match spawned {
@@ -134,44 +134,72 @@ impl Tracer {
     /// Records `span` (`partial`: it updates only the fields it sets), keeping its
     /// messages only under `capture: full`; secrets in its attributes are redacted.
     pub fn record(&self, span: Span, partial: bool) {
-        if self.capture == Capture::Off {
+        self.record_many(vec![(span, partial)]);
+    }
+
+    /// Records spans that arrived together (a file's new lines, an OTLP export): one
+    /// `trace.span` event per trace among them, not one per span, so a burst of 20,000
+    /// lines a second is a few dozen events.
+    pub fn record_many(&self, spans: Vec<(Span, bool)>) {
+        if self.capture == Capture::Off || spans.is_empty() {
             return;
         }
         if let Some(q) = &self.queue {
-            if let Err(back) = q.send((span, partial)) {
-                let (span, partial) = back.0;
-                self.keep(span, partial, true);
+            if let Err(back) = q.send(spans) {
+                self.keep(back.0, true);
             }
             return;
         }
-        self.keep(span, partial, true);
+        self.keep(spans, true);
     }
 
     /// As [`record`](Self::record), with no `trace.span` event: for a card's root span,
     /// whose every change is already a `job.*` event of the same transition.
     pub fn record_quietly(&self, span: Span) {
-        self.keep(span, false, false);
+        self.keep(vec![(span, false)], false);
     }
 
-    fn keep(&self, mut span: Span, partial: bool, announce: bool) {
+    fn keep(&self, mut spans: Vec<(Span, bool)>, announce: bool) {
         if self.capture == Capture::Off {
             return;
         }
-        if self.capture != Capture::Full {
-            span.input = None;
-            span.output = None;
-            strip_text_attrs(&mut span.attrs);
+        for (span, _) in spans.iter_mut() {
+            if self.capture != Capture::Full {
+                span.input = None;
+                span.output = None;
+                strip_text_attrs(&mut span.attrs);
+            }
+            span.redact();
         }
-        span.redact();
         if announce {
-            // The event leaves the messages out; taken aside, they are not copied for it.
-            let (input, output) = (span.input.take(), span.output.take());
-            self.hub
-                .emit(chrono::Utc::now(), "trace.span", span.event());
-            (span.input, span.output) = (input, output);
+            // `{"trace_id", "spans": [...]}` per trace, in the order the spans came; the
+            // events leave the messages out (taken aside, they are not copied for it).
+            let mut by_trace: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+            for (span, _) in spans.iter_mut() {
+                let taken = (
+                    span.input.take(),
+                    span.output.take(),
+                    std::mem::take(&mut span.attrs),
+                );
+                let ev = span.event();
+                (span.input, span.output, span.attrs) = taken;
+                match by_trace.iter_mut().find(|(t, _)| *t == span.trace_id) {
+                    Some((_, v)) => v.push(ev),
+                    None => by_trace.push((span.trace_id.clone(), vec![ev])),
+                }
+            }
+            for (trace_id, list) in by_trace {
+                self.hub.emit(
+                    chrono::Utc::now(),
+                    "trace.span",
+                    serde_json::json!({"trace_id": trace_id, "spans": list}),
+                );
+            }
         }
         if let Some(db) = &self.db {
-            db.send(Record::Span(Box::new(store::SpanRecord { span, partial })));
+            for (span, partial) in spans {
+                db.send(Record::Span(Box::new(store::SpanRecord { span, partial })));
+            }
         }
     }
 

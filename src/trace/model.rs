@@ -200,13 +200,15 @@ impl Span {
         redact_map(&mut self.attrs);
     }
 
-    /// The span as a `trace.span` event: everything but the message content, which the
-    /// event stream (and the events table behind it) need not copy.
+    /// The span as a `trace.span` event: what a live view needs to place and total it,
+    /// without the messages and attributes, which the event stream (and the events
+    /// table behind it) need not copy: `/api/traces/{id}` has them.
     pub fn event(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(m) = v.as_object_mut() {
             m.remove("input");
             m.remove("output");
+            m.remove("attrs");
             m.insert("duration_ms".into(), serde_json::json!(self.duration_ms()));
         }
         v

@@ -344,9 +344,7 @@ pub async fn export(
     for why in &bad {
         tracer.reject("POST /v1/traces", why);
     }
-    for s in spans {
-        tracer.record(s, false);
-    }
+    tracer.record_many(spans.into_iter().map(|s| (s, false)).collect());
     let resp = ExportTraceServiceResponse {
         partial_success: (!bad.is_empty()).then(|| ExportTracePartialSuccess {
             rejected_spans: bad.len() as i64,

@@ -79,6 +79,17 @@ fn an_agents_span_lines_land_under_its_cards_trace_and_a_later_line_completes_on
         (json!("running"), json!(root))
     );
     assert_eq!(plan["source"], "file");
+    // Live: one trace.span event per trace per batch of lines, with the spans in it.
+    let live = crate::liveness::events(&ws, "trace.span");
+    assert!(
+        live.iter().any(|(_, e)| e["trace_id"] == trace.as_str()
+            && e["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["name"] == "plan")),
+        "{live:?}"
+    );
     let job = spans.iter().find(|s| s["kind"] == "job").unwrap();
     assert_eq!(
         (job["name"].clone(), job["job"].clone()),
