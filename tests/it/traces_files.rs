@@ -225,3 +225,41 @@ fn hostile_span_files_are_skipped_with_reasons_and_the_daemon_goes_on() {
     card_trace(&ws, "J-2");
     assert!(!ws.work("rejected").join("traces").exists());
 }
+
+#[test]
+fn a_call_naming_its_job_joins_the_cards_trace_and_forged_ids_are_put_back() {
+    use pas::llm::config::Protocol;
+    use pas::llm::fake::{self, FakeOptions};
+    let up = fake::start(FakeOptions::default());
+    let gw = crate::gateway::Gw::one(&up, Protocol::Openai, "m", Some(("1", "10")), "");
+    gw.ws
+        .pas_ok(&["submit", "--id", "J-9", "--title", "Call a model"]);
+    let (trace, root) = card_trace(&gw.ws, "J-9");
+    let r = gw.chat(&crate::gateway::ask("m", false), &[("x-pas-job", "J-9")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-pas-trace-id").as_deref(), Some(trace.as_str()));
+    let sid = r.header("x-pas-span-id").unwrap();
+    let spans = spans_when(&gw.ws, &trace, "the call under the card", |s| {
+        s.iter().any(|x| x["span_id"] == sid.as_str())
+    });
+    let call = spans.iter().find(|x| x["span_id"] == sid.as_str()).unwrap();
+    assert_eq!(
+        (call["parent_id"].clone(), call["job"].clone()),
+        (json!(root), json!("J-9"))
+    );
+    // An agent rewrites the card's trace id in place: pas puts its own back.
+    let path = gw.ws.work("inbox/J-9.yaml");
+    let forged = "ffffffffffffffffffffffffffffffff";
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&trace, forged);
+    std::fs::write(&path, text).unwrap();
+    wait_until("the trace id restored", WAIT, || {
+        let now = std::fs::read_to_string(&path).unwrap_or_default();
+        if now.contains(&trace) && !now.contains(forged) {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+}
