@@ -112,36 +112,67 @@ fn store_value(tx: &Transaction<'_>, v: &Value) -> rusqlite::Result<String> {
     Ok(json!({"value": put_text(tx, &v.to_string())?}).to_string())
 }
 
-fn text_of(conn: &Connection, h: &str) -> rusqlite::Result<Option<Value>> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM trace_contents WHERE hash = ?1")?
-        .query_row([h], |r| r.get(0))
-        .optional()?;
-    Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+/// The hashes a reference written by `store_value` names.
+fn hashes_of(r: &str) -> Vec<String> {
+    let Ok(refs) = serde_json::from_str::<Value>(r) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = ["value", "rest"]
+        .iter()
+        .filter_map(|k| refs.get(*k).and_then(Value::as_str).map(str::to_string))
+        .collect();
+    out.extend(
+        refs["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.as_str().map(str::to_string)),
+    );
+    out
 }
 
-/// The value behind a reference written by `store_value`.
-fn load_value(conn: &Connection, r: &str) -> rusqlite::Result<Option<Value>> {
-    let Ok(refs) = serde_json::from_str::<Value>(r) else {
-        return Ok(None);
-    };
-    if let Some(h) = refs.get("value").and_then(Value::as_str) {
-        return text_of(conn, h);
-    }
-    let mut out = match refs.get("rest").and_then(Value::as_str) {
-        Some(h) => text_of(conn, h)?.unwrap_or_else(|| json!({})),
-        None => json!({}),
-    };
-    let mut msgs = Vec::new();
-    for h in refs["messages"].as_array().into_iter().flatten() {
-        if let Some(m) = h.as_str().map(|h| text_of(conn, h)).transpose()?.flatten() {
-            msgs.push(m);
+/// Texts by hash, fetched in a few queries for a whole trace and parsed once each (a
+/// system prompt shared by 10,000 spans is read and parsed once).
+fn contents(conn: &Connection, refs: &[&str]) -> rusqlite::Result<HashMap<String, Value>> {
+    let mut want: Vec<String> = refs.iter().flat_map(|r| hashes_of(r)).collect();
+    want.sort();
+    want.dedup();
+    let mut out = HashMap::with_capacity(want.len());
+    for chunk in want.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT hash, body FROM trace_contents WHERE hash IN ({marks})");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (h, body) = row?;
+            if let Ok(v) = serde_json::from_str(&body) {
+                out.insert(h, v);
+            }
         }
     }
+    Ok(out)
+}
+
+/// The value behind a reference written by `store_value`, from fetched `texts`.
+fn load_value(texts: &HashMap<String, Value>, r: &str) -> Option<Value> {
+    let refs = serde_json::from_str::<Value>(r).ok()?;
+    let get = |h: &Value| h.as_str().and_then(|h| texts.get(h)).cloned();
+    if let Some(h) = refs.get("value") {
+        return get(h);
+    }
+    let mut out = refs.get("rest").and_then(get).unwrap_or_else(|| json!({}));
+    let msgs: Vec<Value> = refs["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(get)
+        .collect();
     if let Some(o) = out.as_object_mut() {
         o.insert("messages".into(), Value::Array(msgs));
     }
-    Ok(Some(out))
+    Some(out)
 }
 
 const COLUMNS: &str = "trace_id, span_id, parent_id, name, kind, status, start, end, agent,
@@ -193,30 +224,48 @@ pub fn spans(conn: &Connection, id: &str, content: bool) -> rusqlite::Result<Vec
         .prepare_cached(&sql)?
         .query_map([id], span_of)?
         .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (mut s, i, o) in rows {
-        if content {
-            s.input = i.map(|r| load_value(conn, &r)).transpose()?.flatten();
-            s.output = o.map(|r| load_value(conn, &r)).transpose()?.flatten();
-        }
-        out.push(s);
-    }
-    Ok(out)
+    with_content(conn, rows, content)
+}
+
+/// The spans of `rows` with their messages filled in when `content`.
+fn with_content(
+    conn: &Connection,
+    rows: Vec<(Span, Option<String>, Option<String>)>,
+    content: bool,
+) -> rusqlite::Result<Vec<Span>> {
+    let texts = if content {
+        let refs: Vec<&str> = rows
+            .iter()
+            .flat_map(|(_, i, o)| [i.as_deref(), o.as_deref()])
+            .flatten()
+            .collect();
+        contents(conn, &refs)?
+    } else {
+        HashMap::new()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(mut s, i, o)| {
+            if content {
+                s.input = i.and_then(|r| load_value(&texts, &r));
+                s.output = o.and_then(|r| load_value(&texts, &r));
+            }
+            s
+        })
+        .collect())
 }
 
 /// One span of trace `trace` with its messages, if stored.
 pub fn span(conn: &Connection, trace: &str, span: &str) -> rusqlite::Result<Option<Span>> {
     let sql = format!("SELECT {COLUMNS} FROM spans WHERE trace_id = ?1 AND span_id = ?2");
-    let Some((mut s, i, o)) = conn
+    let Some(row) = conn
         .prepare_cached(&sql)?
         .query_row([trace, span], span_of)
         .optional()?
     else {
         return Ok(None);
     };
-    s.input = i.map(|r| load_value(conn, &r)).transpose()?.flatten();
-    s.output = o.map(|r| load_value(conn, &r)).transpose()?.flatten();
-    Ok(Some(s))
+    Ok(with_content(conn, vec![row], true)?.pop())
 }
 
 /// Which traces `pas traces` lists.
