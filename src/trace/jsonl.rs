@@ -136,6 +136,7 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// An ingest of the trace files in `dir`, none read yet.
     pub fn new(dir: &Path, tracer: Tracer) -> Ingest {
         Ingest {
             dir: dir.to_path_buf(),

@@ -92,6 +92,7 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// A tracer that records on the caller's thread (the engine's, the ingest's).
     pub fn new(capture: Capture, db: Option<Sink>, hub: Arc<Hub>) -> Tracer {
         Tracer {
             capture,

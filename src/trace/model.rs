@@ -28,6 +28,7 @@ impl Kind {
     /// The kinds an agent's line may name (the SPEC's list).
     pub const WRITABLE: &'static [&'static str] = &["agent", "step", "tool", "llm", "checkpoint"];
 
+    /// The kind's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Job => "job",
@@ -70,6 +71,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -78,6 +80,7 @@ impl Status {
         }
     }
 
+    /// The status named `s`, if it is one.
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s {
             "running" => Status::Running,
@@ -101,6 +104,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Pas => "pas",
@@ -109,6 +113,7 @@ impl Source {
         }
     }
 
+    /// The source named `s` (pas's own for anything else).
     pub fn parse(s: &str) -> Source {
         match s {
             "file" => Source::File,
