@@ -368,6 +368,20 @@ pub fn summarize(id: &str, all: &[Span]) -> Option<Summary> {
     })
 }
 
+/// The trace and root span of job `id`'s card created at `created` (its root span
+/// starts then, to the millisecond), if stored.
+pub fn root_of_job(
+    conn: &Connection,
+    id: &str,
+    created: DateTime<Utc>,
+) -> rusqlite::Result<Option<(String, String)>> {
+    conn.prepare_cached(
+        "SELECT trace_id, span_id FROM spans WHERE job_id = ?1 AND kind = 'job' AND start = ?2 LIMIT 1",
+    )?
+    .query_row(params![id, ts_text(&created)], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+}
+
 /// The trace of job `id`, if its root span is stored.
 pub fn trace_of_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT trace_id FROM spans WHERE job_id = ?1 AND kind = 'job' LIMIT 1")?

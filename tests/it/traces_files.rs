@@ -263,3 +263,34 @@ fn a_call_naming_its_job_joins_the_cards_trace_and_forged_ids_are_put_back() {
         }
     });
 }
+
+#[test]
+fn a_trace_id_forged_while_pas_was_stopped_is_put_back_at_start() {
+    let ws = Workspace::new();
+    let mut d = ws.serve();
+    ws.pas_ok(&["submit", "--id", "J-5", "--title", "Kept"]);
+    let (trace, _) = card_trace(&ws, "J-5");
+    wait_until("the root span stored", WAIT, || {
+        let out = ws.pas(&["trace", "J-5"]);
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+    d.stop();
+    let path = ws.work("inbox/J-5.yaml");
+    let forged = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&trace, forged);
+    std::fs::write(&path, text).unwrap();
+    let _d = ws.serve();
+    wait_until("the trace id restored at start", WAIT, || {
+        let now = std::fs::read_to_string(&path).unwrap_or_default();
+        if now.contains(&trace) && !now.contains(forged) {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+}
