@@ -237,7 +237,9 @@ impl Relay {
             ttft: Some(self.stream.ttft()),
             ok: status == "ok",
             error: error.clone(),
-            output: Some(crate::trace::llm::streamed_output(self.stream.text())),
+            // Copied only when it is kept.
+            output: (o.gw.tracer.capture == crate::trace::Capture::Full)
+                .then(|| crate::trace::llm::streamed_output(self.stream.text())),
             attempt: Some(o.attempt),
         };
         let end = Ending {

@@ -129,10 +129,24 @@ fn fill(s: &mut Span, e: Ended) {
     s.output = e.output;
 }
 
-/// A streamed answer as pas saw it go by: its text (tool calls are in the frames the
-/// caller got; the text is what a reader of the trace needs first).
+/// Most text of a streamed answer a span keeps: a stream may run to the gateway's answer
+/// cap (64 MiB) before it is cut, and copying that into the span, the event thread and
+/// the database would cost the memory the cap exists to bound.
+pub const MAX_STREAM_TEXT: usize = 1 << 20;
+
+/// A streamed answer as pas saw it go by: its text, at most [`MAX_STREAM_TEXT`] bytes
+/// (`truncated` says when it was longer). Tool calls are in the frames the caller got;
+/// the text is what a reader of the trace needs first.
 pub fn streamed_output(text: &str) -> Value {
-    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
+    let mut end = text.len().min(MAX_STREAM_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": &text[..end]}}]});
+    if end < text.len() {
+        out["truncated"] = json!({"kept_bytes": end, "total_bytes": text.len()});
+    }
+    out
 }
 
 impl crate::gateway::call::Request {
@@ -173,7 +187,7 @@ pub fn record_call(
             usage: Some(reply.usage),
             cost: served.cost,
             ok: true,
-            output: Some(reply.body.clone()),
+            output: (tracer.capture == super::Capture::Full).then(|| reply.body.clone()),
             ..Default::default()
         },
         Err(f) => Ended {
