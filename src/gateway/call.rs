@@ -453,6 +453,7 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
             }
             Ok(Got::Stream(stream)) => {
                 let relay = Relay {
+                    seen: Default::default(),
                     stream: *stream,
                     open: Some(Open {
                         gw: gw.clone(),

@@ -469,9 +469,19 @@ async fn pump(
     conn: Option<ConnSlot>,
 ) {
     let deadline = relay.stream.deadline();
+    // The call's span keeps the answer's tool calls only when it keeps messages at all.
+    let keep_answer = relay
+        .open
+        .as_ref()
+        .is_some_and(|o| o.gw.tracer.capture == crate::trace::Capture::Full);
     loop {
         let (frame, last) = match relay.stream.next().await {
-            Some(Ok(frame)) => (frame, false),
+            Some(Ok(frame)) => {
+                if keep_answer {
+                    relay.seen.observe(&frame);
+                }
+                (frame, false)
+            }
             Some(Err(e)) => {
                 let msg = e.to_string();
                 relay.finish("cut", Some(msg.clone()));

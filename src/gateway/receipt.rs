@@ -194,6 +194,8 @@ pub(super) fn receipt_event(r: &ReceiptRow) -> Value {
 pub struct Relay {
     pub stream: wire::Stream,
     pub(super) open: Option<Open>,
+    /// The tool calls and finish reason its frames carried, for the call's span.
+    pub(super) seen: crate::trace::llm::StreamSeen,
 }
 
 /// A stream's attempt until its receipt is written.
@@ -239,7 +241,7 @@ impl Relay {
             error: error.clone(),
             // Copied only when it is kept.
             output: (o.gw.tracer.capture == crate::trace::Capture::Full)
-                .then(|| crate::trace::llm::streamed_output(self.stream.text())),
+                .then(|| crate::trace::llm::streamed_output(self.stream.text(), &self.seen)),
             attempt: Some(o.attempt),
         };
         let end = Ending {

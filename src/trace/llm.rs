@@ -134,15 +134,90 @@ fn fill(s: &mut Span, e: Ended) {
 /// the database would cost the memory the cap exists to bound.
 pub const MAX_STREAM_TEXT: usize = 1 << 20;
 
-/// A streamed answer as pas saw it go by: its text, at most [`MAX_STREAM_TEXT`] bytes
-/// (`truncated` says when it was longer). Tool calls are in the frames the caller got;
-/// the text is what a reader of the trace needs first.
-pub fn streamed_output(text: &str) -> Value {
+/// What a stream's frames (OpenAI chunks, as the caller gets them) said beyond their
+/// text: the tool calls, pieced together, and the finish reason. Only frames that name
+/// either are parsed, so a plain text stream costs a byte scan per frame.
+#[derive(Debug, Default)]
+pub struct StreamSeen {
+    calls: Vec<Value>,
+    finish: Option<String>,
+}
+
+fn holds(frame: &[u8], pat: &[u8]) -> bool {
+    frame.windows(pat.len()).any(|w| w == pat)
+}
+
+impl StreamSeen {
+    /// Takes in one frame (`data: {...}` lines).
+    pub fn observe(&mut self, frame: &[u8]) {
+        let finish =
+            holds(frame, b"\"finish_reason\":\"") || holds(frame, b"\"finish_reason\": \"");
+        if !finish && !holds(frame, b"\"tool_calls\"") {
+            return;
+        }
+        for line in frame.split(|b| *b == b'\n') {
+            let Some(data) = line.strip_prefix(b"data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<Value>(data) else {
+                continue;
+            };
+            let Some(choice) = v.pointer("/choices/0") else {
+                continue;
+            };
+            if let Some(f) = choice["finish_reason"].as_str() {
+                self.finish = Some(f.to_string());
+            }
+            for call in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                self.piece(call);
+            }
+        }
+    }
+
+    /// Merges one tool-call delta into the call at its index (bounded: 1,024 calls).
+    fn piece(&mut self, d: &Value) {
+        let i = d["index"].as_u64().unwrap_or(0) as usize;
+        if i >= 1024 {
+            return;
+        }
+        while self.calls.len() <= i {
+            self.calls.push(json!({"id": null, "type": "function",
+                "function": {"name": null, "arguments": ""}}));
+        }
+        let c = &mut self.calls[i];
+        if let Some(id) = d["id"].as_str() {
+            c["id"] = json!(id);
+        }
+        if let Some(name) = d["function"]["name"].as_str() {
+            c["function"]["name"] = json!(name);
+        }
+        if let Some(a) = d["function"]["arguments"].as_str() {
+            let so_far = c["function"]["arguments"].as_str().unwrap_or("");
+            if so_far.len() + a.len() <= MAX_STREAM_TEXT {
+                c["function"]["arguments"] = json!(format!("{so_far}{a}"));
+            }
+        }
+    }
+}
+
+/// A streamed answer as pas saw it go by, in the shape of a plain answer: its text, at
+/// most [`MAX_STREAM_TEXT`] bytes (`truncated` says when it was longer), its tool calls
+/// and its finish reason.
+pub fn streamed_output(text: &str, seen: &StreamSeen) -> Value {
     let mut end = text.len().min(MAX_STREAM_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": &text[..end]}}]});
+    let mut message = json!({"role": "assistant", "content": &text[..end]});
+    if !seen.calls.is_empty() {
+        message["tool_calls"] = Value::Array(seen.calls.clone());
+    }
+    let mut out = json!({"choices": [{"index": 0, "message": message,
+        "finish_reason": seen.finish}]});
     if end < text.len() {
         out["truncated"] = json!({"kept_bytes": end, "total_bytes": text.len()});
     }

@@ -448,3 +448,53 @@ fn an_llm_card_run_by_pas_is_an_llm_span_under_its_cards_root_span() {
     assert_eq!(call["job"], "J-llm");
     assert_eq!(call["input"]["messages"][0]["content"], "sum it up");
 }
+
+#[test]
+fn a_tool_calling_conversation_is_kept_whole_and_streamed_tool_calls_are_pieced_together() {
+    for protocol in [Protocol::Openai, Protocol::Anthropic] {
+        let calls = ["Oslo", "Bergen"]
+            .iter()
+            .enumerate()
+            .map(|(n, city)| fake::FakeToolCall {
+                id: format!("toolu_{n}"),
+                name: "weather".into(),
+                arguments: json!({"city": city}),
+            })
+            .collect();
+        let up = fake::start(FakeOptions {
+            tool_calls: calls,
+            ..FakeOptions::default()
+        });
+        let gw = Gw::one(&up, protocol, "m", Some(("1", "10")), "");
+        let body = |stream: bool| {
+            json!({"model": "m", "stream": stream, "messages": [
+                {"role": "user", "content": "weather in Oslo and Bergen?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
+                    "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "4 C"}],
+                "tools": [{"type": "function", "function": {"name": "weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]})
+        };
+        for stream in [false, true] {
+            let r = gw.chat(&body(stream), &[]);
+            assert_eq!(r.status, 200, "{protocol:?} {}", r.body);
+            let trace = r.header("x-pas-trace-id").unwrap();
+            let spans = spans_when(&gw.ws, &trace, "the call's span", |s| s.len() == 1);
+            let s = &spans[0];
+            // The request's tool history and tools, as sent (what a replay needs).
+            assert_eq!(
+                s["input"]["messages"][2]["tool_call_id"], "call_0",
+                "{protocol:?}"
+            );
+            assert_eq!(s["input"]["tools"][0]["function"]["name"], "weather");
+            let msg = &s["output"]["choices"][0]["message"];
+            let got: Vec<Value> = msg["tool_calls"].as_array().cloned().unwrap_or_default();
+            assert_eq!(got.len(), 2, "{protocol:?} stream={stream}: {s}");
+            let args: Value =
+                serde_json::from_str(got[1]["function"]["arguments"].as_str().unwrap()).unwrap();
+            assert_eq!(args["city"], "Bergen", "{protocol:?} stream={stream}");
+            assert_eq!(got[1]["function"]["name"], "weather");
+            assert_eq!(s["output"]["choices"][0]["finish_reason"], "tool_calls");
+        }
+    }
+}
