@@ -293,6 +293,32 @@ fn answer(enc: Encoding, status: StatusCode, code: i32, message: String) -> Resp
     r
 }
 
+/// A gzip body unpacked, at most `limit` bytes of it: a small body that unpacks to
+/// gigabytes (a zip bomb) is refused like a large one, without holding more than the cap.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the gzip body does not unpack: {e}"),
+            )
+        })?;
+    if out.len() > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body unpacks to more than the gateway's limit of {} MiB (gateway.max_body_mb in pas.yaml)",
+                limit >> 20
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 /// `POST /v1/traces`.
 pub async fn export(
     State(gw): State<Arc<Gateway>>,
@@ -327,15 +353,29 @@ pub async fn export(
         Ok(e) => e,
         Err(why) => return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, why),
     };
-    if let Some(ce) = headers
+    let limit = crate::config::mib(gw.max_body_mb);
+    let ce = headers
         .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-    {
-        if !ce.eq_ignore_ascii_case("identity") {
-            let why = format!("content-encoding {ce:?} is not taken: export uncompressed");
+        .and_then(|v| v.to_str().ok());
+    let bytes = match ce {
+        None => bytes,
+        Some(ce) if ce.eq_ignore_ascii_case("identity") => bytes,
+        Some(ce) if ce.eq_ignore_ascii_case("gzip") => match gunzip(&bytes, limit) {
+            Ok(b) => Bytes::from(b),
+            Err((status, why)) => {
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    8
+                } else {
+                    3
+                };
+                return refuse(status, code, why);
+            }
+        },
+        Some(ce) => {
+            let why = format!("content-encoding {ce:?} is not taken: export uncompressed or gzip");
             return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, why);
         }
-    }
+    };
     let req = match decode(&bytes, enc == Encoding::Json) {
         Ok(r) => r,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, 3, why),

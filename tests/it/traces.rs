@@ -303,14 +303,21 @@ fn the_opentelemetry_sdk_exports_genai_spans_that_pas_trace_shows() {
 
 /// `POST /v1/traces` with raw bytes: (status, content-type, body).
 pub(crate) fn post_raw(url: &str, ct: &str, body: Vec<u8>) -> (u16, String, Vec<u8>) {
+    post_with(url, &[("content-type", ct)], body)
+}
+
+/// As [`post_raw`], with any headers.
+pub(crate) fn post_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
     crate::http::block_on(async {
-        let r = reqwest::Client::new()
-            .post(url)
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let mut req = reqwest::Client::new().post(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.body(body).send().await.unwrap();
         let status = r.status().as_u16();
         let ct = r
             .headers()
@@ -373,6 +380,32 @@ fn otlp_json_is_taken_and_garbage_or_an_oversized_body_is_refused_with_a_reason(
         msg["message"].as_str().unwrap().contains("max_body_mb"),
         "{msg}"
     );
+    // gzip is taken; a small body that unpacks past the limit (a zip bomb) is not.
+    let gz = |bytes: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let one = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "6b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b176", "name": "gzip span",
+         "startTimeUnixNano": "1700000000000000000"}]}]}]});
+    let json_gz = [
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    let (status, _, _) = post_with(&url, &json_gz, gz(one.to_string().as_bytes()));
+    assert_eq!(status, 200);
+    spans_when(
+        &gw.ws,
+        "6b8efff798038103d269b633813fc60c",
+        "the gzip span",
+        |s| s.len() == 1,
+    );
+    let bomb = gz(&vec![b' '; 64 << 20]);
+    assert!(bomb.len() < 1 << 20, "the bomb is small: {}", bomb.len());
+    let (status, _, out) = post_with(&url, &json_gz, bomb);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&out));
     // Each refusal is a trace.rejected event naming it; the gateway goes on answering.
     wait_until("trace.rejected events", WAIT, || {
         let n = crate::liveness::events(&gw.ws, "trace.rejected").len();
