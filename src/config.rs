@@ -36,6 +36,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// LLM gateway listener and request limits.
     pub gateway: GatewayConfig,
+    /// What pas keeps of traces (SPEC section 13).
+    pub traces: crate::trace::TracesConfig,
     /// LLM providers (section 7); validated by the router.
     pub providers: Vec<serde_yaml::Value>,
     /// LLM budgets (section 7); validated by the router.
@@ -63,6 +65,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             dashboard: DashboardConfig::default(),
             gateway: GatewayConfig::default(),
+            traces: crate::trace::TracesConfig::default(),
             providers: Vec::new(),
             budgets: None,
             routing: None,
@@ -558,6 +561,9 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   max_connections: 1024         # open connections; more are closed at once
 #   max_concurrent_requests: 256  # calls answered at once (streams until they end); more get a 503 with Retry-After
 #   header_timeout_s: 10          # a request's headers must arrive whole within this (also the idle keep-alive)
+
+# traces:
+#   capture: full                 # full: spans with messages; metadata: no message text; off: no spans
 
 # providers: []                   # LLM providers (see the README)
 # budgets: {daily_usd: "20.00", monthly_usd: "300.00", agent_daily_usd: "5.00", alert_at: [0.75, 0.90, 1.00]}

@@ -41,7 +41,13 @@ pub enum FileKind {
     Marker,
     /// A heartbeat file read whole by `pas validate` (the daemon only reads tails).
     BeatLog,
+    /// `work/traces/<trace_id>.jsonl`: read incrementally like heartbeats, so no cap on
+    /// the whole file; a line is capped at [`MAX_SPAN_LINE_BYTES`].
+    Trace,
 }
+
+/// Longest span line pas takes in (a span may carry a whole conversation).
+pub const MAX_SPAN_LINE_BYTES: usize = 1 << 20;
 
 /// Longest line of a heartbeat file pas takes in; a longer one is skipped as bad.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -56,7 +62,7 @@ impl FileKind {
             | FileKind::Rejected
             | FileKind::BeatLog => 1 << 20,
             FileKind::Registration | FileKind::Reason | FileKind::Marker => 64 << 10,
-            FileKind::Heartbeat => u64::MAX,
+            FileKind::Heartbeat | FileKind::Trace => u64::MAX,
         }
     }
 
@@ -72,6 +78,7 @@ impl FileKind {
             FileKind::Rejected => "rejected files pas commits",
             FileKind::Marker => "pas's marker files",
             FileKind::BeatLog => "heartbeat files pas validate reads",
+            FileKind::Trace => "trace files",
         }
     }
 }

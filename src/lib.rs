@@ -32,6 +32,8 @@
 //!   the loop and an orderly shutdown.
 //! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry
 //!   (`store::db`), each on its own thread; paid calls' durable holds (`store::holds`).
+//! - [`trace`]      traces (SPEC section 13): span model, JSONL and OTLP ingest, storage,
+//!   the tree with roll-ups.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
 //! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
@@ -62,6 +64,7 @@ pub mod resources;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod trace;
 pub mod validate;
 pub mod watch;
 pub mod workspace;

@@ -84,6 +84,8 @@ pub fn start(
         }
         Err(e) => tracing::warn!(error = %e, "heartbeats are watched one event at a time"),
     }
+    // Agents' span files have a watcher of their own too (trace::jsonl).
+    let _ = watcher.unwatch(&work.join("traces"));
     if agents.is_dir() {
         watcher.watch(agents, RecursiveMode::NonRecursive)?;
     }

@@ -318,6 +318,8 @@ impl Workspace {
                 None => Kind::Ignored,
             },
             ["heartbeats", ..] => Kind::Ignored,
+            // Agents' span lines: read by their own watcher (trace::jsonl), never cards.
+            ["traces", ..] => Kind::Ignored,
             [_] => Kind::Misplaced(
                 "not in a state folder (work/inbox, assigned/<agent>, done, failed, archive/YYYY/MM/DD)".into(),
             ),
@@ -455,7 +457,13 @@ pub fn ensure_dirs(ws: &Workspace) -> Result<()> {
     for s in State::ALL {
         fs::create_dir_all(ws.state_dir(s))?;
     }
-    for d in [ws.rejected(), ws.registry(), ws.heartbeats(), ws.staging()] {
+    for d in [
+        ws.rejected(),
+        ws.registry(),
+        ws.heartbeats(),
+        ws.staging(),
+        ws.work().join("traces"),
+    ] {
         fs::create_dir_all(d)?;
     }
     let track = ws.config().is_ok_and(|c| c.git.track_heartbeats);
@@ -519,6 +527,8 @@ pub struct InitReport {
 /// Lines `pas init` makes sure the workspace's `.gitignore` has.
 const GITIGNORE_LINES: &[&str] = &[
     HEARTBEAT_IGNORE,
+    // Agents' span files: traces live in telemetry/pas.db, not in the audit trail.
+    "work/traces/",
     ".pas/",
     "work/.pas-daemon.lock",
     "telemetry/pas.db",

@@ -29,12 +29,12 @@ use crate::workspace::Workspace;
 
 /// What one run of the load generator saw.
 #[derive(Debug, Default)]
-struct Run {
+pub(super) struct Run {
     /// Corrected latencies of answered requests, ms, sorted.
-    latency: Vec<f64>,
+    pub(super) latency: Vec<f64>,
     /// `x-pas-overhead-ms` values (through pas only), sorted.
     overhead: Vec<f64>,
-    errors: u64,
+    pub(super) errors: u64,
     elapsed: Duration,
 }
 
@@ -65,7 +65,7 @@ fn body() -> Value {
 }
 
 /// Sends `rate` requests per second for `seconds` to `url`, on schedule.
-async fn open_loop(client: &reqwest::Client, url: &str, rate: u32, seconds: u32) -> Run {
+pub(super) async fn open_loop(client: &reqwest::Client, url: &str, rate: u32, seconds: u32) -> Run {
     let n = (rate * seconds) as usize;
     let gap = Duration::from_secs_f64(1.0 / f64::from(rate));
     let payload = Arc::new(body().to_string());

@@ -36,6 +36,7 @@ mod hostile;
 mod lifecycle;
 mod soak;
 mod year;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,6 +73,9 @@ pub enum Which {
     /// A history of `--commits` commits: `pas log` of the oldest and newest card by the
     /// old walk, by one pass and from the index; `pas reindex`; the job page.
     History,
+    /// Tracing's cost: gateway latency with `traces.capture: full` beside `off` at
+    /// `--rates`, every call's span checked; then agents' JSONL ingest at `--rate` lines/s.
+    Traces,
 }
 
 /// Flags of `pas bench`.
@@ -195,6 +199,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
             Some(&n) => year::year(&args, n),
             None => history::history(&args),
         },
+        Which::Traces => traces::traces(&args),
     }
 }
 

@@ -157,6 +157,12 @@ pub struct PasMeta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
     pub history: Vec<HistoryEntry>,
+    /// The card's trace (SPEC section 13), stamped when pas first sees the card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The card's root span in that trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 /// The keys pas understands, typed; everything else stays in the text.

@@ -7,6 +7,7 @@ pub(crate) mod llm;
 mod ops;
 mod output;
 pub(crate) mod read;
+pub(crate) mod traces;
 mod write;
 
 use std::path::PathBuf;
@@ -175,6 +176,21 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ops::NotifyCommand,
     },
+    /// Traces, newest first: root, agent, job, spans, duration, tokens, cost, status.
+    Traces {
+        #[command(flatten)]
+        args: traces::ListArgs,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// One trace (by trace id or job id) as a tree, with each subtree's totals.
+    Trace {
+        id: String,
+        #[command(flatten)]
+        fmt: Format,
+    },
+    /// Append one span line to work/traces/<trace_id>.jsonl (prints `trace_id span_id`).
+    Span(traces::SpanArgs),
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -253,5 +269,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Providers { fmt } => ops::providers(&ws, fmt, &out),
         Command::Alerts { fmt } => ops::alerts(&ws, fmt, &out),
         Command::Notify { cmd } => ops::notify(&ws, cmd, &out),
+        Command::Traces { args, fmt } => traces::list(&ws, args, fmt, &out),
+        Command::Trace { id, fmt } => traces::show(&ws, &id, fmt, &out),
+        Command::Span(args) => traces::span(&ws, args, &out),
     }
 }

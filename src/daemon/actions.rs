@@ -167,6 +167,7 @@ impl Engine {
             id: id.to_string(),
             llm: entry.card.spec.llm.clone().unwrap_or_default(),
             budget_usd: entry.card.spec.budget_usd.clone(),
+            trace: crate::trace::card_trace(&entry.card.spec.pas),
         };
         if jobs.send(job).is_err() {
             tracing::error!(job = id, "the LLM executor is gone; the card waits");
@@ -255,13 +256,11 @@ impl Engine {
                 self.file_ok();
                 self.dirty.remove(id);
                 self.files.insert(id.to_string(), (to_path.clone(), stamp));
-                let n = meta.history.len() - 1;
-                let h = meta.history[n].clone();
                 if let Some(e) = self.board.cards.get_mut(id) {
-                    e.card = card;
+                    e.card = card.clone();
                     e.place = to.clone();
                 }
-                self.record(id, n, &h, &to, Some(&from_path), &to_path);
+                self.record(id, &to, Some(&from_path), &to_path, &card);
                 if to.state == State::Archived {
                     self.shelve(id);
                 }

@@ -453,14 +453,22 @@ impl Engine {
     pub(super) fn record(
         &mut self,
         id: &str,
-        n: usize,
-        entry: &HistoryEntry,
         to: &Place,
         from_path: Option<&Path>,
         to_path: &Path,
+        card: &Card,
     ) {
+        // The transition is the last entry of the card's history, as pas just wrote it.
+        let Some(entry) = card.spec.pas.history.last() else {
+            return;
+        };
+        let n = card.spec.pas.history.len() - 1;
         if let Some(db) = &self.db {
             db.send(Record::Transition(transition_row(id, n, entry)));
+        }
+        let trace = crate::trace::card_trace(&card.spec.pas);
+        if let Some((t, s)) = &trace {
+            self.trace_root(id, card, t, s, to);
         }
         if entry.from == "new" {
             self.emit("job.created", json!({"id": id, "place": entry.to}));
@@ -485,7 +493,7 @@ impl Engine {
             self.archive_soon();
         }
         let line = transition_line(id, entry);
-        let title = self.board.cards.get(id).map(|e| e.card.spec.title.clone());
+        let title = Some(card.spec.title.clone());
         // Who: the agent it goes to, else the one it leaves (a card done by coder-1).
         let was = Place::from_label(&entry.from).and_then(|p| p.agent);
         self.change
@@ -498,11 +506,25 @@ impl Engine {
                 to.agent.as_deref().or(was.as_deref()),
                 entry.reason.as_deref(),
             ));
+        if let (Some((t, _)), State::Done | State::Failed) = (&trace, to.state) {
+            // The commit that finishes a card names its trace (SPEC section 13).
+            self.change.trailers.push(format!("Pas-Trace: {id} {t}"));
+        }
         let mut paths: Vec<&Path> = vec![to_path];
         if let Some(f) = from_path {
             paths.push(f);
         }
         self.stage(&paths, line);
+    }
+
+    /// Records the card's root span as it stands after this transition (pure part:
+    /// `trace::card::root_span`).
+    fn trace_root(&mut self, id: &str, card: &Card, trace: &str, span: &str, to: &Place) {
+        let Some(s) = crate::trace::card::root_span(id, card, (trace, span), to, self.now()) else {
+            return;
+        };
+        let db = self.db.as_ref().map(|d| d.sink());
+        crate::trace::Tracer::new(self.cfg.traces.capture, db, self.hub.clone()).record_quietly(s);
     }
 
     /// Moves a file that pas cannot accept to `work/rejected/` with its reason.

@@ -178,6 +178,18 @@ impl Engine {
                 was.filter(|p| *p != path)
             });
 
+        // A new card gets its trace now, whatever its file claimed (an id pas did not hand
+        // out could file the card under someone else's trace); so does a live card from
+        // before traces. One pas knows keeps pas's (restored below if edited).
+        let unknown_trace = known_meta.as_ref().is_none_or(|k| k.trace_id.is_none());
+        let untraced = crate::trace::card_trace(&card.spec.pas).is_none();
+        if unknown_trace && (prev.is_none() || (untraced && !place.state.finished())) {
+            let mut m = card.spec.pas.clone();
+            m.trace_id = Some(crate::trace::model::new_trace_id());
+            m.span_id = Some(crate::trace::model::new_span_id());
+            card = card.with_meta(&m);
+            self.dirty.insert(id.to_string());
+        }
         match prev {
             Some(p) if p == place => {
                 // An edit in place (an agent noting progress, a human fixing a title) is
@@ -241,11 +253,7 @@ impl Engine {
                     card = card.with_meta(&m);
                     self.dirty.insert(id.to_string());
                 }
-                let n = card.spec.pas.history.len().saturating_sub(1);
-                let entry = card.spec.pas.history.last().cloned();
-                if let Some(entry) = entry {
-                    self.record(id, n, &entry, &place, old_path.as_deref(), &path);
-                }
+                self.record(id, &place, old_path.as_deref(), &path, &card);
             }
         }
         let archived = place.state == State::Archived;

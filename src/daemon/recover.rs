@@ -241,10 +241,14 @@ impl Engine {
             let Some(entry) = self.board.cards.get(&id) else {
                 continue;
             };
-            let Some((meta, found)) = super::trust::against_rows(&entry.card.spec.pas, &rows)
-            else {
-                continue;
+            let (meta, found) = match super::trust::against_rows(&entry.card.spec.pas, &rows) {
+                Some((meta, found)) => (meta, found),
+                None => (entry.card.spec.pas.clone(), Vec::new()),
             };
+            let (meta, found) = trace_against_root(&conn, &id, meta, found);
+            if found.is_empty() {
+                continue;
+            }
             let card = entry.card.with_meta(&meta);
             if let Some(e) = self.board.cards.get_mut(&id) {
                 e.card = card;
@@ -289,4 +293,32 @@ impl Engine {
             );
         }
     }
+}
+
+/// The card's trace ids held against its root span in the database: ids edited while pas
+/// was not running are put back (with what was found). Only a root span that started
+/// when this card was created counts, so a card that reuses an old card's id keeps its own.
+fn trace_against_root(
+    conn: &rusqlite::Connection,
+    id: &str,
+    mut meta: crate::card::PasMeta,
+    mut found: Vec<String>,
+) -> (crate::card::PasMeta, Vec<String>) {
+    let Some(created) = meta.history.first().map(|h| h.at) else {
+        return (meta, found);
+    };
+    let Ok(Some((trace, span))) = crate::trace::store::root_of_job(conn, id, created) else {
+        return (meta, found);
+    };
+    if meta.trace_id.as_deref() != Some(trace.as_str())
+        || meta.span_id.as_deref() != Some(span.as_str())
+    {
+        found.push(format!(
+            "trace_id {:?} span_id {:?} (pas: {trace} {span})",
+            meta.trace_id, meta.span_id
+        ));
+        meta.trace_id = Some(trace);
+        meta.span_id = Some(span);
+    }
+    (meta, found)
 }

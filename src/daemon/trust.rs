@@ -55,7 +55,20 @@ pub(super) fn edited(known: &PasMeta, file: &PasMeta) -> Vec<String> {
             known.history.len()
         ));
     }
+    out.extend(trace_forged(known, file));
     out
+}
+
+/// The card's trace ids changed from what pas stamped: a forged id would file the card's
+/// calls and spans under someone else's trace.
+fn trace_forged(known: &PasMeta, file: &PasMeta) -> Option<String> {
+    (known.trace_id.is_some() && (file.trace_id != known.trace_id || file.span_id != known.span_id))
+        .then(|| {
+            format!(
+                "trace_id {:?} span_id {:?} (pas: {:?} {:?})",
+                file.trace_id, file.span_id, known.trace_id, known.span_id
+            )
+        })
 }
 
 /// What a `pas:` block that arrived with a move (`from` to `to`, seen at `now`) changed of
@@ -125,6 +138,7 @@ pub(super) fn moved(
         }
         State::Inbox => {}
     }
+    out.extend(trace_forged(known, file));
     out
 }
 
@@ -389,6 +403,8 @@ mod tests {
             attempts: 1,
             epoch: None,
             waiting_for: None,
+            trace_id: None,
+            span_id: None,
             history: rows
                 .iter()
                 .map(|r| crate::card::HistoryEntry {

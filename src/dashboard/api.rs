@@ -184,6 +184,8 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     let history = doc["pas"]["history"].clone();
     Ok(json!({
         "job": card,
+        // The card's trace (SPEC section 13): `/api/traces/{trace_id}`.
+        "trace_id": doc["pas"]["trace_id"].clone(),
         "text": text,
         "card": doc,
         "history": history,

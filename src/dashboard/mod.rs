@@ -22,6 +22,7 @@ mod headers;
 mod metrics;
 mod ops;
 mod pages;
+mod traces;
 mod view;
 mod ws;
 
@@ -153,6 +154,8 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/providers", get(ops::api_providers)),
         ("/api/events", get(api::events)),
         ("/api/commits", get(api::commits)),
+        ("/api/traces", get(traces::list)),
+        ("/api/traces/{id}", get(traces::one)),
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),
     ]

@@ -27,6 +27,7 @@ use crate::llm::config::{Model, Protocol, Provider};
 use crate::llm::cost::{self, Usage, UsageSource};
 use crate::llm::route::{Gate, Need, Policy, Verdict};
 use crate::llm::wire::{self, CallError};
+use crate::trace;
 
 /// What the caller asked for, resolved.
 #[derive(Debug, Clone)]
@@ -51,6 +52,10 @@ pub struct Request {
     /// The request marks something for Anthropic's prompt cache (`cache_control`), so its
     /// input may be billed at a cache-write rate.
     pub marks_cache: bool,
+    /// The call's span and the trace it joins (a new trace unless the caller says).
+    pub trace: crate::trace::Ctx,
+    /// When the call came in (its span's start).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Request {
@@ -118,6 +123,8 @@ impl Request {
                 .saturating_add(images.count.saturating_mul(cost::IMAGE_TOKENS)),
             choices: body_choices,
             marks_cache: marks_cache(&body),
+            trace: crate::trace::Ctx::fresh(),
+            at: chrono::Utc::now(),
             body,
         })
     }
@@ -247,8 +254,15 @@ pub enum Answer {
 }
 
 /// Runs `req` through the candidates. For a stream, the receipt of the answering
-/// attempt is written when the [`Relay`] finishes (or is dropped).
+/// attempt is written when the [`Relay`] finishes (or is dropped), and so is its span;
+/// otherwise the call's span is recorded here, once the call is over.
 pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
+    let out = attempts(gw, req).await;
+    trace::llm::record_call(&gw.tracer, req, &out);
+    out
+}
+
+async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
     let order = gw.candidates(&req.need, req.policy)?;
     let mut attempts: Vec<String> = Vec::new();
     let mut refusal: Option<Refusal> = None;
@@ -439,6 +453,7 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
             }
             Ok(Got::Stream(stream)) => {
                 let relay = Relay {
+                    seen: Default::default(),
                     stream: *stream,
                     open: Some(Open {
                         gw: gw.clone(),
@@ -468,7 +483,21 @@ pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), F
                     // The kind first (`timeout: ...`, `http_429: ...`): see ReceiptRow::kind.
                     error: Some(format!("{}: {e}", e.status())),
                 };
-                gw.record(&base, Some(receipt_id), end, hold);
+                let receipt_id = gw.record(&base, Some(receipt_id), end, hold);
+                if gw.tracer.capture != trace::Capture::Off {
+                    let end = trace::llm::Ended {
+                        provider: Some(provider.name.clone()),
+                        model: Some(model.id.clone()),
+                        receipt_id: Some(receipt_id),
+                        usage: Some(usage),
+                        cost: c,
+                        error: Some(format!("{}: {e}", e.status())),
+                        attempt: Some(n),
+                        ..Default::default()
+                    };
+                    let span = trace::llm::attempt_span(&req.span_call(), took, end);
+                    gw.tracer.record(span, false);
+                }
                 drop(probe);
                 attempts.push(format!("{label}: {e}{}", hint(&e)));
                 if !e.retryable() {

@@ -31,6 +31,8 @@ pub struct LlmJob {
     pub llm: serde_yaml::Value,
     /// The card's `budget_usd`.
     pub budget_usd: Option<String>,
+    /// The card's trace and root span: its call is a span under that root.
+    pub trace: Option<(String, String)>,
 }
 
 /// The `llm:` section (SPEC section 2).
@@ -130,6 +132,9 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
     let len = body.to_string().len();
     let mut req = Request::build(gw, body, len, section.policy)?;
     req.job = Some(job.id.clone());
+    if let Some((trace, root)) = &job.trace {
+        req.trace = crate::trace::Ctx::under(trace, Some(root));
+    }
     req.job_budget = super::budget::job_limit(job.budget_usd.as_deref())?;
     let Some((answer, served)) = run_until_settled(gw, &req).await? else {
         return Ok(None);

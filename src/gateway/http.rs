@@ -139,6 +139,7 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
         ("GET", "/v1/models", get(models)),
         ("GET", "/models", get(models)),
         ("GET", "/health", get(health)),
+        ("POST", "/v1/traces", post(crate::trace::otlp::export)),
     ]
 }
 
@@ -238,9 +239,19 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
             e.column()
         )
     })?;
-    let job_budget = match &job {
-        Some(j) => job_budget(gw, j)?,
-        None => None,
+    let (job_budget, job_trace) = match &job {
+        Some(j) => job_card(gw, j)?,
+        None => (None, None),
+    };
+    // The trace it joins: the caller's W3C context, else its job's, else a new one. A
+    // malformed traceparent is advice not taken (W3C: start afresh), not a refusal.
+    let parent = header(headers, "traceparent").ok().flatten();
+    let trace = match parent.and_then(|h| crate::trace::model::parse_traceparent(&h)) {
+        Some((t, parent)) => crate::trace::Ctx::under(&t, Some(&parent)),
+        None => match job_trace {
+            Some((t, root)) => crate::trace::Ctx::under(&t, Some(&root)),
+            None => crate::trace::Ctx::fresh(),
+        },
     };
     let mut req = Request::build(gw, body, bytes.len(), policy)?;
     if let Some(id) = request_id {
@@ -249,21 +260,27 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
     req.agent = agent;
     req.job = job;
     req.job_budget = job_budget;
+    req.trace = trace;
     Ok(req)
 }
 
-/// The `budget_usd` of card `id`, wherever it is (none when there is no such card).
-pub(super) fn job_budget(gw: &Gateway, id: &str) -> Result<Option<Decimal>, String> {
+/// A card's trace and root span, as its `pas:` block records them.
+type JobTrace = Option<(String, String)>;
+
+/// The `budget_usd` of card `id`, wherever it is (none when there is no such card), and
+/// its trace (none for a card pas has not stamped yet).
+pub(super) fn job_card(gw: &Gateway, id: &str) -> Result<(Option<Decimal>, JobTrace), String> {
     if !crate::card::valid_id(id) {
         return Err(format!("x-pas-job {id:?} is not a valid job id"));
     }
     for path in gw.shared.ws.card_candidates(id) {
         if let Ok(card) = crate::workspace::read_card(&path, id) {
-            return super::budget::job_limit(card.spec.budget_usd.as_deref())
-                .map_err(|e| format!("job {id}: {e}"));
+            let budget = super::budget::job_limit(card.spec.budget_usd.as_deref())
+                .map_err(|e| format!("job {id}: {e}"))?;
+            return Ok((budget, crate::trace::card_trace(&card.spec.pas)));
         }
     }
-    Ok(None)
+    Ok((None, None))
 }
 
 async fn chat(
@@ -297,6 +314,7 @@ async fn chat(
             return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
         }
     };
+    let ctx = req.trace.clone();
     // The call runs as its own task: a caller that hangs up mid-call does not cancel it,
     // so its receipt is still written and its budget hold still settled.
     let task = {
@@ -313,7 +331,10 @@ async fn chat(
                 "api_error",
                 "internal",
             );
-            return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
+            return traced(
+                finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed),
+                &ctx,
+            );
         }
     };
     match outcome {
@@ -321,7 +342,7 @@ async fn chat(
             let body = serde_json::to_string(&reply.body).unwrap_or_default();
             let resp = json_response(StatusCode::OK, body);
             let up = served.upstream;
-            finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
+            traced(finish(&gw, resp, t0, up, Some(&served), Outcome::Ok), &ctx)
         }
         Ok((Answer::Stream(relay), served)) => {
             let body = Body::from_stream(frames(&gw, relay, conn.map(|c| c.0)));
@@ -333,7 +354,7 @@ async fn chat(
             );
             h.insert("cache-control", HeaderValue::from_static("no-cache"));
             let up = served.upstream;
-            finish(&gw, resp, t0, up, Some(&served), Outcome::Ok)
+            traced(finish(&gw, resp, t0, up, Some(&served), Outcome::Ok), &ctx)
         }
         Err(f) => {
             let outcome = match f {
@@ -349,9 +370,23 @@ async fn chat(
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
             }
-            finish(&gw, resp, t0, f.upstream(), None, outcome)
+            traced(finish(&gw, resp, t0, f.upstream(), None, outcome), &ctx)
         }
     }
+}
+
+/// `resp` with the call's place in its trace: `x-pas-trace-id` and `x-pas-span-id`.
+fn traced(mut resp: Response, ctx: &crate::trace::Ctx) -> Response {
+    let h = resp.headers_mut();
+    for (k, v) in [
+        ("x-pas-trace-id", &ctx.trace_id),
+        ("x-pas-span-id", &ctx.span_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    }
+    resp
 }
 
 /// Adds pas's headers and records the request in the metrics.
@@ -440,9 +475,19 @@ async fn pump(
     conn: Option<ConnSlot>,
 ) {
     let deadline = relay.stream.deadline();
+    // The call's span keeps the answer's tool calls only when it keeps messages at all.
+    let keep_answer = relay
+        .open
+        .as_ref()
+        .is_some_and(|o| o.gw.tracer.capture == crate::trace::Capture::Full);
     loop {
         let (frame, last) = match relay.stream.next().await {
-            Some(Ok(frame)) => (frame, false),
+            Some(Ok(frame)) => {
+                if keep_answer {
+                    relay.seen.observe(&frame);
+                }
+                (frame, false)
+            }
             Some(Err(e)) => {
                 let msg = e.to_string();
                 relay.finish("cut", Some(msg.clone()));

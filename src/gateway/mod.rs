@@ -62,6 +62,8 @@ pub struct Gateway {
     /// LLM cards whose call this start found interrupted: card id -> its receipt id and
     /// reserved cost (taken by the card's next run, which fails instead of buying again).
     interrupted: Mutex<Interrupted>,
+    /// Where each call's span goes (`traces.capture` of pas.yaml).
+    pub tracer: crate::trace::Tracer,
 }
 
 impl Gateway {
@@ -105,7 +107,13 @@ impl Gateway {
             .build()
             .context("cannot build the HTTP client")?;
         let metrics = shared.gateway_metrics.clone();
+        let tracer = crate::trace::Tracer::background(
+            cfg.traces.capture,
+            shared.db.clone(),
+            shared.hub.clone(),
+        );
         Ok(Gateway {
+            tracer,
             shared,
             providers,
             keys,

@@ -194,6 +194,8 @@ pub(super) fn receipt_event(r: &ReceiptRow) -> Value {
 pub struct Relay {
     pub stream: wire::Stream,
     pub(super) open: Option<Open>,
+    /// The tool calls and finish reason its frames carried, for the call's span.
+    pub(super) seen: crate::trace::llm::StreamSeen,
 }
 
 /// A stream's attempt until its receipt is written.
@@ -228,6 +230,20 @@ impl Relay {
             provider,
             model,
         };
+        let span_end = crate::trace::llm::Ended {
+            provider: Some(provider.name.clone()),
+            model: Some(model.id.clone()),
+            receipt_id: Some(o.receipt_id.clone()),
+            usage: Some(usage),
+            cost: c,
+            ttft: Some(self.stream.ttft()),
+            ok: status == "ok",
+            error: error.clone(),
+            // Copied only when it is kept.
+            output: (o.gw.tracer.capture == crate::trace::Capture::Full)
+                .then(|| crate::trace::llm::streamed_output(self.stream.text(), &self.seen)),
+            attempt: Some(o.attempt),
+        };
         let end = Ending {
             usage,
             cost: c,
@@ -237,6 +253,10 @@ impl Relay {
             error,
         };
         o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
+        if o.gw.tracer.capture != crate::trace::Capture::Off {
+            let span = crate::trace::llm::call_span(&o.request.span_call(), span_end);
+            o.gw.tracer.record(span, false);
+        }
         drop(o.probe);
     }
 }

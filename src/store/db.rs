@@ -50,6 +50,7 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         7,
         include_str!("../../telemetry/migrations/007_history_index.sql"),
     ),
+    (8, include_str!("../../telemetry/migrations/008_traces.sql")),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).
@@ -110,6 +111,8 @@ pub enum Record {
     Event(EventRow),
     /// An LLM call attempt.
     Receipt(Box<super::receipts::ReceiptRow>),
+    /// A span of a trace, new or updating one stored (see `trace::store`).
+    Span(Box<crate::trace::store::SpanRecord>),
 }
 
 /// What can go wrong with the telemetry database; every message names the file.
@@ -447,6 +450,7 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::
                         totals.add(r);
                     }
                 }
+                Record::Span(s) => crate::trace::store::upsert(&tx, s)?,
             }
         }
     }

@@ -34,4 +34,6 @@ mod routing;
 mod security;
 mod server;
 mod spend;
+mod traces;
+mod traces_files;
 mod trust;

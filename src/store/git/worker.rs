@@ -47,6 +47,9 @@ pub struct Change {
     /// What each transition means for a person (`done "Write the parser" (coder-1)`,
     /// see `subject::headline`): a batch's subject is its most newsworthy one.
     pub headlines: Vec<String>,
+    /// Git trailers for the end of the message (`Pas-Trace: J-7 <trace_id>` for a card
+    /// that finished), kept apart so the transition lines read as they always did.
+    pub trailers: Vec<String>,
 }
 
 enum Msg {
@@ -101,6 +104,7 @@ impl CommitWorker {
             pending: BTreeMap::new(),
             lines: Vec::new(),
             headlines: Vec::new(),
+            trailers: Vec::new(),
             last: None,
             failures: 0,
             commit_failures: 0,
@@ -173,6 +177,7 @@ struct Worker {
     pending: BTreeMap<PathBuf, Source>,
     lines: Vec<String>,
     headlines: Vec<String>,
+    trailers: Vec<String>,
     last: Option<Oid>,
     failures: u32,
     /// Commits that failed in a row (for the log; `failures` also counts index retries).
@@ -297,6 +302,7 @@ impl Worker {
         }
         self.lines.extend(change.lines);
         self.headlines.extend(change.headlines);
+        self.trailers.extend(change.trailers);
     }
 
     /// After a failure, back off (doubling up to [`MAX_BACKOFF`]); a new change retries
@@ -315,7 +321,10 @@ impl Worker {
             return true;
         }
         let paths = self.pending.len();
-        let message = super::subject::batch_message(&self.lines, &self.headlines, paths);
+        let mut message = super::subject::batch_message(&self.lines, &self.headlines, paths);
+        if !self.trailers.is_empty() {
+            message = format!("{}\n\n{}\n", message.trim_end(), self.trailers.join("\n"));
+        }
         if self.upkeep.as_ref().is_some_and(Upkeep::take_repacked) {
             self.store.refresh_odb();
         }
@@ -338,6 +347,7 @@ impl Worker {
                 self.pending.clear();
                 self.lines.clear();
                 self.headlines.clear();
+                self.trailers.clear();
                 self.failures = 0;
                 self.commit_failures = 0;
                 if oid.is_some() {
