@@ -245,6 +245,27 @@ async fn asset(
     r
 }
 
+/// Writes the embedded templates and assets under `dir` (`templates/`, `static/`): what
+/// `pas bench board` serves through `PAS_DASHBOARD_DEV` to compare builds.
+pub(crate) fn write_assets(dir: &std::path::Path) -> anyhow::Result<()> {
+    for (sub, names, get) in [
+        (
+            "templates",
+            Templates::iter().collect::<Vec<_>>(),
+            Templates::get as fn(&str) -> Option<rust_embed::EmbeddedFile>,
+        ),
+        ("static", Static::iter().collect(), Static::get),
+    ] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        for name in names {
+            if let Some(f) = get(&name) {
+                std::fs::write(dir.join(sub).join(name.as_ref()), f.data)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A template's text, embedded or (dev mode) from disk.
 pub(crate) fn template_source(dev: Option<&PathBuf>, name: &str) -> Option<String> {
     match dev {
