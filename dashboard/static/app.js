@@ -282,7 +282,11 @@
     let c = boot.costs || {};
     let timer = null;
     onEvent = (e) => { if (e.type === 'cost.receipt' || e.type === 'budget.alert') { if (!timer) timer = setTimeout(refresh, 1000); } };
-    async function refresh() { timer = null; try { c = await (await fetch('/api/costs')).json(); render(); } catch (e) { /* next receipt */ } }
+    async function refresh() {
+      timer = null; if (window.pasCharts) window.pasCharts.refresh();
+      try { c = await (await fetch('/api/costs')).json(); render(); } catch (e) { /* next receipt */ }
+    }
+    if (window.pasCharts) window.pasCharts.mount();
     // `label` is HTML already: callers esc() any part of it that comes from the board.
     const gauge = (label, g, tile = 'tile') => {
       if (!g) return `<div class="${tile}"><h3>${label} budget</h3><div class="hint">none set in pas.yaml</div></div>`;

@@ -7,7 +7,7 @@
 'use strict';
 (() => {
   const NS = 'http://www.w3.org/2000/svg';
-  const W = 236; const H = 104; const GAP_X = 24; const GAP_Y = 56;
+  const W = 250; const H = 104; const GAP_X = 24; const GAP_Y = 56;
   const el = (tag, attrs, parent) => {
     const e = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
@@ -77,13 +77,14 @@
     el('rect', { class: 'box', width: W, height: H, rx: 8 }, n);
     el('circle', { class: 'dot', cx: 14, cy: 17, r: 5 }, n);
     const link = el('a', { href: '#agent-' + encodeURIComponent(a.name) }, n);
-    text(link, 26, 21, clip(a.name, 26), 'name');
+    text(link, 26, 21, clip(a.name, 19), 'name');
     text(n, W - 10, 21, said || st, 'state').setAttribute('text-anchor', 'end');
     // The current job, or the note when idle.
     if (a.job) {
       const j = el('a', { href: '/jobs/' + encodeURIComponent(a.job) }, n);
-      text(j, 12, 40, 'on ' + clip(a.job, 30), 'job');
-    } else text(n, 12, 40, a.note ? '“' + clip(a.note, 32) + '”' : 'no job', 'job idle');
+      text(j, 12, 40, 'on ' + clip(a.job, 22), 'job');
+    } else text(n, 12, 40, a.note ? '“' + clip(a.note, 24) + '”' : 'no job', 'job idle');
+    text(n, W - 10, 40, 'beat ' + ago(a.last_seen), 'beat').setAttribute('text-anchor', 'end');
     // The context gauge: the share of the window in use, ticks at the warning and the breach.
     const gw = 150; const t = a.ctx_target ?? 0.5; const h = a.ctx_hard_max ?? 0.75;
     const gauge = el('g', { class: 'ctx', transform: 'translate(12 50)' }, n);
@@ -101,7 +102,7 @@
     const r = rollups[a.name] || {}; const jobs = r.jobs || {};
     const roll = text(n, 12, 78, `${money(r.cost_usd)} · ${r.tokens ?? 0} tok`, 'roll');
     el('title', {}, roll).textContent = 'this agent and everything under it';
-    text(n, 12, 94, `${jobs.assigned ?? 0} assigned · ${jobs.done ?? 0} done · ${jobs.failed ?? 0} failed · beat ${ago(a.last_seen)}`, 'roll');
+    text(n, 12, 94, `${jobs.assigned ?? 0} assigned · ${jobs.done ?? 0} done · ${jobs.failed ?? 0} failed`, 'roll');
     el('title', {}, n).textContent = `${a.name}: ${st}${said ? ', says ' + said : ''}${a.note ? ' — ' + a.note : ''}`;
   }
 

@@ -8,6 +8,7 @@
 //!   replay, resync of a client that fell behind, ping/pong.
 //! - `fanout.rs`  frames each event once, in batches every client writes as they are.
 //! - `api.rs`     the JSON twins of the pages.
+//! - `series.rs`  `/api/costs/series`: spend and tokens per hour or day, for the charts.
 //! - `pages.rs`   server-rendered HTML (minijinja templates from `dashboard/templates`).
 //! - `metrics.rs` `GET /metrics` in Prometheus text.
 //! - `headers.rs` the security headers on every response (CSP, nosniff, no framing).
@@ -22,6 +23,7 @@ mod headers;
 mod metrics;
 mod ops;
 mod pages;
+mod series;
 mod view;
 mod ws;
 
@@ -148,6 +150,7 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/agents", get(api::agents)),
         ("/api/tree", get(api::tree)),
         ("/api/costs", get(api::costs)),
+        ("/api/costs/series", get(series::series)),
         ("/api/alerts", get(api::alerts)),
         ("/api/alerts/active", get(ops::api_active)),
         ("/api/providers", get(ops::api_providers)),
