@@ -357,7 +357,7 @@
 
   // Views kept in their own files register in window.pasViews and get this handle.
   const app = { S, $, esc, ago, money, toBig, fromBig, addDec, boot, render: () => render(), fetchAgents: () => fetchAgents(),
-    onEvent: (fn) => { onEvent = fn; }, minGap: (ms) => { minGap = ms; } };
+    onEvent: (fn) => { onEvent = fn; } };
   function kanban() { minGap = 50; renderer = window.pasViews.kanban(app); slider(); }
   ({ kanban, tree, costs, alerts, activity, job }[page] || (() => {}))();
   if (boot.at) {

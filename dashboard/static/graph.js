@@ -82,8 +82,8 @@
     // The current job, or the note when idle.
     if (a.job) {
       const j = el('a', { href: '/jobs/' + encodeURIComponent(a.job) }, n);
-      text(j, 12, 40, 'on ' + clip(a.job, 22), 'job');
-    } else text(n, 12, 40, a.note ? '“' + clip(a.note, 24) + '”' : 'no job', 'job idle');
+      text(j, 12, 40, 'on ' + clip(a.job, 15), 'job');
+    } else text(n, 12, 40, a.note ? '“' + clip(a.note, 18) + '”' : 'no job', 'job idle');
     text(n, W - 10, 40, 'beat ' + ago(a.last_seen), 'beat').setAttribute('text-anchor', 'end');
     // The context gauge: the share of the window in use, ticks at the warning and the breach.
     const gw = 150; const t = a.ctx_target ?? 0.5; const h = a.ctx_hard_max ?? 0.75;
