@@ -2,7 +2,7 @@
 //! daemon): the kanban keeps every unchanged card's DOM node (the same object) while
 //! another card moves and a new one arrives; the agent graph draws the demo's swarm, pans
 //! and zooms, and shows a blocked agent as blocked and a hostile note as text; the cost
-//! charts draw series from real receipts. Screenshots go to `target/tmp/pictures/`
+//! charts draw series from real receipts (whose API is checked even without a browser). Screenshots go to `target/tmp/pictures/`
 //! (copies are in `docs/screenshots/`).
 
 use std::path::PathBuf;
@@ -46,8 +46,9 @@ fn the_kanban_keeps_unchanged_card_nodes_when_another_card_moves_and_a_new_one_a
     b.open(&format!("http://{dash}/"));
     b.wait_for("the stream to be live", LIVE);
     b.wait_for(
-        "every card on the board, with its title",
-        "document.querySelectorAll('#col-inbox article.card[data-id]').length === 31 && \
+        "every card on the board, with its title, drawn by the script (not the server's page)",
+        "!!window.pasBoard && window.pasBoard.nodes.get('KEEP-29')?.el === document.querySelector('[data-id=\"KEEP-29\"]') && \
+         document.querySelectorAll('#col-inbox article.card[data-id]').length === 31 && \
          document.querySelector('[data-id=\"KEEP-29\"] .card-title').textContent === 'card 29 nobody takes'",
     );
     // Remember each node and mark it: a replaced node would lose the mark.
@@ -90,6 +91,26 @@ fn the_kanban_keeps_unchanged_card_nodes_when_another_card_moves_and_a_new_one_a
     );
     assert_eq!(b.eval("window.__noReload"), 5, "the page reloaded");
     b.screenshot(&shots().join("kanban-keyed.png"));
+
+    // The filters still work on the keyed board: a text filter shows the matching cards
+    // only, and clearing it brings the others back.
+    let set_filter = |b: &mut Browser, v: &str| {
+        b.eval(&format!(
+            "(() => {{ const f = document.getElementById('f-text'); f.value = '{v}'; \
+             f.dispatchEvent(new Event('input')); return true; }})()"
+        ));
+    };
+    set_filter(&mut b, "keep-1");
+    b.wait_for(
+        "only the cards matching 'keep-1'",
+        "[...document.querySelectorAll('#col-inbox article.card')].map((e) => e.dataset.id).sort().join(' ') \
+         === 'KEEP-10 KEEP-11 KEEP-12 KEEP-13 KEEP-14 KEEP-15 KEEP-16 KEEP-17 KEEP-18 KEEP-19'",
+    );
+    set_filter(&mut b, "");
+    b.wait_for(
+        "every inbox card back",
+        "document.querySelectorAll('#col-inbox article.card').length === 31",
+    );
     beater.stop();
     d.stop();
 }
@@ -291,7 +312,6 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
     use pas::llm::fake::{self, FakeOptions};
 
     use crate::gateway::{ask, model, provider};
-    let Some(mut b) = browser() else { return };
     let up = fake::start(FakeOptions::default());
     let ws = Workspace::with_config(&format!(
         "{FAST}providers:\n{}",
@@ -408,6 +428,7 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
     );
 
     // The page draws them: bars for each series this hour, the model share.
+    let Some(mut b) = browser() else { return };
     b.open(&format!("http://{dash}/costs"));
     b.wait_for("the stream to be live", LIVE);
     b.eval("window.__noReload = 7");
