@@ -200,3 +200,98 @@ fn compute(
 fn day_start(d: NaiveDate) -> DateTime<Utc> {
     d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::receipts::ReceiptRow;
+
+    fn receipt(id: &str, ts: &str, model: &str, agent: &str, cost: Option<&str>) -> ReceiptRow {
+        ReceiptRow {
+            id: id.into(),
+            request_id: id.into(),
+            attempt: 1,
+            ts: DateTime::parse_from_rfc3339(ts).unwrap().to_utc(),
+            job_id: None,
+            agent: Some(agent.into()),
+            provider: "p".into(),
+            model: model.into(),
+            usage: crate::llm::cost::Usage {
+                input: 10,
+                output: 5,
+                ..Default::default()
+            },
+            cost_usd: cost.map(|c| c.parse().unwrap()),
+            latency_ms: 1.0,
+            ttft_ms: None,
+            stream: false,
+            status: "ok".into(),
+            error: None,
+            day: None,
+            input_estimate: None,
+        }
+    }
+
+    /// Receipts land in their hour or day, exactly summed; those before the window are
+    /// left out; a receipt without a price counts its call and tokens, not a zero cost.
+    #[test]
+    fn receipts_are_bucketed_by_hour_and_day_and_summed_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::at(dir.path());
+        std::fs::create_dir_all(ws.db_path().parent().unwrap()).unwrap();
+        let mut conn = crate::store::db::open(&ws.db_path()).unwrap();
+        let tx = conn.transaction().unwrap();
+        for r in [
+            receipt("a", "2026-12-07T09:10:00.000Z", "m1", "alpha", Some("0.1")),
+            receipt("b", "2026-12-07T09:50:00.000Z", "m1", "alpha", Some("0.2")),
+            receipt(
+                "c",
+                "2026-12-07T11:00:00.000Z",
+                "m2",
+                "beta",
+                Some("0.000001"),
+            ),
+            receipt("d", "2026-12-07T11:30:00.000Z", "m2", "beta", None),
+            receipt("old", "2026-12-05T11:30:00.000Z", "m1", "alpha", Some("5")),
+        ] {
+            crate::store::receipts::insert(&tx, &r).unwrap();
+        }
+        tx.commit().unwrap();
+        drop(conn);
+        let now = DateTime::parse_from_rfc3339("2026-12-07T11:45:00Z")
+            .unwrap()
+            .to_utc();
+
+        let h = compute(&ws, "model", Step::Hour, 4, now).unwrap();
+        assert_eq!(
+            h["buckets"],
+            json!([
+                "2026-12-07T08:00:00.000Z",
+                "2026-12-07T09:00:00.000Z",
+                "2026-12-07T10:00:00.000Z",
+                "2026-12-07T11:00:00.000Z"
+            ])
+        );
+        // The biggest spender first; 0.1 + 0.2 is exactly 0.3.
+        assert_eq!(h["series"][0]["key"], "p/m1");
+        assert_eq!(h["series"][0]["cost_usd"], json!(["0", "0.3", "0", "0"]));
+        assert_eq!(h["series"][0]["calls"], json!([0, 2, 0, 0]));
+        assert_eq!(h["series"][1]["key"], "p/m2");
+        assert_eq!(
+            h["series"][1]["cost_usd"],
+            json!(["0", "0", "0", "0.000001"])
+        );
+        assert_eq!(h["series"][1]["tokens"], json!([0, 0, 0, 30]));
+        assert_eq!(h["series"][1]["unpriced_calls"], 1);
+
+        let d = compute(&ws, "agent", Step::Day, 3, now).unwrap();
+        assert_eq!(d["buckets"][0], "2026-12-05T00:00:00.000Z");
+        let alpha = &d["series"][0];
+        assert_eq!(alpha["key"], "alpha");
+        assert_eq!(alpha["cost_usd"], json!(["5", "0", "0.3"]));
+        assert_eq!(alpha["total_cost_usd"], "5.3");
+        // Two days of window: the receipt of the 5th is outside.
+        let d2 = compute(&ws, "agent", Step::Day, 2, now).unwrap();
+        assert_eq!(d2["series"][0]["total_cost_usd"], "0.3");
+    }
+}
