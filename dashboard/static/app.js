@@ -7,7 +7,6 @@
   const page = boot.page;
   const $ = (s, r = document) => r.querySelector(s);
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-  const PRIO = { critical: 0, high: 1, medium: 2, low: 3 };
   // The events that are alerts (the server's list is ALERT_KINDS in src/dashboard/api.rs).
   const ALERT_TYPES = ['agent.down', 'agent.deregistered', 'token.warning', 'token.breach', 'budget.alert',
     'job.rejected', 'job.failed', 'file.refused'];
@@ -91,7 +90,9 @@
 
   function moveCard(id, label, agent) {
     let c = S.cards.get(id);
-    if (!c) { c = { id, title: id, priority: 'medium', requires: [], attempts: 0, created: new Date().toISOString() }; S.cards.set(id, c); }
+    // A card the page learns of from an event alone is `pending` until its fields arrive:
+    // the board shows it at the top of its column at once, then at its rank.
+    if (!c) { c = { id, title: id, priority: 'medium', requires: [], attempts: 0, created: new Date().toISOString(), pending: true }; S.cards.set(id, c); }
     const before = c.state;
     const p = placeOf(label);
     c.state = p.state;
@@ -138,12 +139,12 @@
   const wanted = new Set(); const retries = new Map(); let wantTimer = null;
   function want(id) {
     wanted.add(id);
-    if (!wantTimer) wantTimer = setTimeout(fetchWanted, 200);
+    if (!wantTimer) wantTimer = setTimeout(fetchWanted, 50);
   }
   async function fetchWanted() {
     wantTimer = null;
     const ids = [...wanted].slice(0, 200); ids.forEach((i) => wanted.delete(i));
-    if (wanted.size) wantTimer = setTimeout(fetchWanted, 200);
+    if (wanted.size) wantTimer = setTimeout(fetchWanted, 50);
     try {
       const r = await fetch('/api/jobs?ids=' + ids.map(encodeURIComponent).join(','));
       const j = await r.json();
@@ -151,13 +152,16 @@
       for (const id of ids) {
         // Not in the server's view yet (it is at most 250 ms old): ask again, a few times.
         const n = (retries.get(id) || 0) + 1;
-        if (!got.has(id) && S.cards.has(id) && n <= 5) { retries.set(id, n); want(id); } else retries.delete(id);
+        if (!got.has(id) && S.cards.has(id) && n <= 12) { retries.set(id, n); want(id); } else {
+          retries.delete(id); const m = S.cards.get(id); if (m && !got.has(id)) delete m.pending; // given up: rank it as it is
+        }
       }
       for (const c of j.jobs || []) {
         const mine = S.cards.get(c.id);
         if (!mine) continue;
         // The place comes from events (newer); the rest from the files.
         for (const k of ['title', 'priority', 'requires', 'attempts', 'created', 'parent', 'kind', 'assignee']) mine[k] = c[k];
+        delete mine.pending;
         if (mine.state === 'inbox' && c.state === 'inbox') mine.waiting = c.waiting;
         if (!mine.agent && c.agent) mine.agent = c.agent;
       }
@@ -181,93 +185,16 @@
   }
 
   // ---- rendering, at most once a frame and four times a second ----
-  let renderer = null; let onEvent = null; let queued = false; let lastRender = 0;
+  // A view may ask for a shorter gap (the keyed board renders only what changed, so it can
+  // afford to show a change within a frame or two).
+  let renderer = null; let onEvent = null; let queued = false; let lastRender = 0; let minGap = 250;
   function render() {
     if (queued || !renderer) return;
     queued = true;
-    const wait = Math.max(0, 250 - (performance.now() - lastRender));
+    const wait = Math.max(0, minGap - (performance.now() - lastRender));
     setTimeout(() => requestAnimationFrame(() => { queued = false; lastRender = performance.now(); renderer(); }), wait);
   }
 
-  const cardHtml = (c) => `<article class="card prio-${esc(c.priority)}" data-id="${esc(c.id)}">
-    <a class="card-title" href="/jobs/${encodeURIComponent(c.id)}">${esc(c.title)}</a>
-    <div class="card-meta"><span class="id">${esc(c.id.length > 14 ? c.id.slice(0, 6) + '…' + c.id.slice(-6) : c.id)}</span>
-    <span class="prio">${esc(c.priority)}</span>${c.agent ? `<span class="who">@${esc(c.agent)}</span>` : ''}
-    ${c.attempts ? `<span class="attempts">attempt ${c.attempts + 1}</span>` : ''}${c.archived ? `<span class="archived" title="work/archive/${esc(c.archived)}">archived</span>` : ''}<span class="age" title="${esc(c.created)}">${ago(c.state === 'inbox' ? c.created : (c.updated || c.created))}</span></div>
-    ${(c.requires || []).length ? `<div class="caps">${c.requires.map((r) => `<span class="cap">${esc(r)}</span>`).join('')}</div>` : ''}
-    ${c.state === 'inbox' && c.waiting ? `<div class="why">${esc(c.waiting)}</div>` : ''}</article>`;
-
-  // ---- kanban ----
-  function kanban() {
-    const limits = { inbox: 200, assigned: 200, done: 200, failed: 200 };
-    const f = { text: $('#f-text'), agent: $('#f-agent'), cap: $('#f-cap'), prio: $('#f-prio') };
-    for (const el of Object.values(f)) el.addEventListener('input', () => render());
-    const byPrio = (a, b) => (PRIO[a.priority] ?? 2) - (PRIO[b.priority] ?? 2) || String(a.created).localeCompare(String(b.created)) || a.id.localeCompare(b.id);
-    const byNewest = (a, b) => String(b.updated || '').localeCompare(String(a.updated || '')) || b.id.localeCompare(a.id);
-    let fetchingDone = false;
-    // Where the next page of the Done column starts: past the live done cards, it goes on
-    // into the archive, whose cards may land in the Failed column (failed, then archived).
-    let doneOffset = null;
-    async function moreDone() {
-      if (fetchingDone) return; fetchingDone = true;
-      const have = doneOffset ?? [...S.cards.values()].filter((c) => c.state === 'done').length;
-      try {
-        const j = await (await fetch('/api/jobs?state=done&limit=200&offset=' + have + (boot.at ? '&at=' + encodeURIComponent(boot.at) : ''))).json();
-        doneOffset = have + (j.jobs || []).length;
-        for (const c of j.jobs || []) if (!S.cards.has(c.id)) S.cards.set(c.id, c);
-      } finally { fetchingDone = false; render(); }
-    }
-    $('#board').addEventListener('click', (e) => {
-      const b = e.target.closest('button.more'); if (!b) return;
-      limits[b.dataset.col] += 200;
-      if (b.dataset.col === 'done') moreDone();
-      render();
-    });
-    renderer = () => {
-      const text = f.text.value.toLowerCase().split(/\s+/).filter(Boolean);
-      const agent = f.agent.value; const cap = f.cap.value; const prio = f.prio.value;
-      const filtered = !!(text.length || agent || cap || prio);
-      const caps = new Set(); const agentNames = new Set(S.agents.keys());
-      const cols = { inbox: [], assigned: [], done: [], failed: [] };
-      for (const c of S.cards.values()) {
-        (c.requires || []).forEach((r) => caps.add(r));
-        if (c.agent) agentNames.add(c.agent);
-        if (agent && c.agent !== agent) continue;
-        if (cap && !(c.requires || []).includes(cap)) continue;
-        if (prio && c.priority !== prio) continue;
-        if (text.length) { const hay = (c.id + ' ' + c.title).toLowerCase(); if (!text.every((w) => hay.includes(w))) continue; }
-        (cols[c.state] || (cols[c.state] = [])).push(c);
-      }
-      syncOptions(f.cap, caps); syncOptions(f.agent, agentNames);
-      for (const [name, list] of Object.entries(cols)) {
-        const el = $('#col-' + name); if (!el) continue;
-        list.sort(name === 'done' || name === 'failed' ? byNewest : byPrio);
-        const total = name === 'done' && !filtered ? Math.max(S.doneTotal, list.length) : list.length;
-        $('#count-' + name).textContent = total;
-        const shown = list.slice(0, limits[name]);
-        let html = '';
-        if (name === 'assigned') {
-          const groups = new Map();
-          for (const c of shown) { const g = c.agent || '?'; if (!groups.has(g)) groups.set(g, []); groups.get(g).push(c); }
-          for (const [g, cs] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
-            const ag = S.agents.get(g);
-            // What the agent says of itself: blocked and error stand out on its group.
-            const said = ag && (ag.beat_status === 'blocked' || ag.beat_status === 'error') ? ag.beat_status : '';
-            html += `<div class="group${said ? ' said-' + said : ''}" data-agent="${esc(g)}"><span class="dot ${esc(ag ? ag.status : 'unregistered')}"></span> ${esc(g)} · ${cs.length}${said ? ` <span class="said said-${said}">${said}</span>${ag.note ? ` <span class="hint">“${esc(ag.note)}”</span>` : ''}` : ''}</div>` + cs.map(cardHtml).join('');
-          }
-        } else html = shown.map(cardHtml).join('');
-        if (total > shown.length) html += `<button class="more" data-col="${name}" type="button">Show ${Math.min(200, total - shown.length)} more of ${total - shown.length}</button>`;
-        if (!html) html = '<p class="hint">Empty.</p>';
-        el.innerHTML = html;
-      }
-      $('#count-rejected').textContent = S.rejected;
-    };
-    slider();
-  }
-  function syncOptions(sel, values) {
-    const have = new Set([...sel.options].map((o) => o.value));
-    for (const v of [...values].sort()) if (!have.has(v)) { const o = document.createElement('option'); o.value = v; o.textContent = v; sel.appendChild(o); }
-  }
   function slider() {
     const commits = boot.commits || []; const s = $('#slider'); const label = $('#slider-label');
     if (!s) return;
@@ -295,6 +222,11 @@
     $('#t-expand').onclick = () => { collapsed.clear(); render(); };
     $('#t-collapse').onclick = () => { for (const a of S.agents.values()) collapsed.add(a.name); render(); };
     $('#t-zoom').oninput = (e) => { $('#tree').style.fontSize = (14 * e.target.value / 100) + 'px'; };
+    if (window.pasGraph) {
+      $('#g-in').onclick = () => window.pasGraph.zoom(1.25);
+      $('#g-out').onclick = () => window.pasGraph.zoom(0.8);
+      $('#g-reset').onclick = () => window.pasGraph.reset();
+    }
     $('#tree').addEventListener('click', (e) => {
       const t = e.target.closest('.toggle'); if (!t) return;
       const n = t.dataset.agent; collapsed.has(n) ? collapsed.delete(n) : collapsed.add(n); render();
@@ -341,6 +273,7 @@
       let html = roots.sort((x, y) => x.name.localeCompare(y.name)).map(node).join('');
       for (const a of S.agents.values()) html += node(a); // cycles
       $('#tree').innerHTML = `<ul class="roots">${html || '<li class="hint">No agents yet.</li>'}</ul>`;
+      if (window.pasGraph && $('#graph')) window.pasGraph.draw($('#graph'), S.agents, S.rollups, ago, money);
     };
   }
 
@@ -349,7 +282,11 @@
     let c = boot.costs || {};
     let timer = null;
     onEvent = (e) => { if (e.type === 'cost.receipt' || e.type === 'budget.alert') { if (!timer) timer = setTimeout(refresh, 1000); } };
-    async function refresh() { timer = null; try { c = await (await fetch('/api/costs')).json(); render(); } catch (e) { /* next receipt */ } }
+    async function refresh() {
+      timer = null; if (window.pasCharts) window.pasCharts.refresh();
+      try { c = await (await fetch('/api/costs')).json(); render(); } catch (e) { /* next receipt */ }
+    }
+    if (window.pasCharts) window.pasCharts.mount();
     // `label` is HTML already: callers esc() any part of it that comes from the board.
     const gauge = (label, g, tile = 'tile') => {
       if (!g) return `<div class="${tile}"><h3>${label} budget</h3><div class="hint">none set in pas.yaml</div></div>`;
@@ -418,6 +355,10 @@
     renderer = () => {};
   }
 
+  // Views kept in their own files register in window.pasViews and get this handle.
+  const app = { S, $, esc, ago, money, toBig, fromBig, addDec, boot, render: () => render(), fetchAgents: () => fetchAgents(),
+    onEvent: (fn) => { onEvent = fn; } };
+  function kanban() { minGap = 50; renderer = window.pasViews.kanban(app); slider(); }
   ({ kanban, tree, costs, alerts, activity, job }[page] || (() => {}))();
   if (boot.at) {
     // A board of the past: render it once, no stream.

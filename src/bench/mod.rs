@@ -27,6 +27,8 @@
 //! page (see `history.rs`).
 
 mod agents;
+mod board;
+mod cdp;
 mod crash;
 mod dashboard;
 mod done;
@@ -64,6 +66,9 @@ pub enum Which {
     /// Dashboard fan-out: WebSocket clients on `/ws` while cards arrive at a steady rate;
     /// rename-to-client latency, messages lost, daemon RSS.
     Dashboard,
+    /// The kanban at scale in headless chromium: `--cards` cards (default 10,000), then
+    /// `--drops` cards dropped one by one; drop-to-DOM time and card nodes replaced.
+    Board,
     /// An hour (`--minutes`) of steady cards, beats, gateway calls and a dashboard client:
     /// RSS, descriptors and threads sampled, nothing may grow or be lost.
     Soak,
@@ -119,6 +124,13 @@ pub struct BenchArgs {
     /// Cards (so `job.created` events) per second in `pas bench dashboard`.
     #[arg(long, default_value_t = 1000)]
     pub events_per_s: u32,
+    /// Cards dropped one at a time in `pas bench board`.
+    #[arg(long, default_value_t = 40)]
+    pub drops: usize,
+    /// `board`: another build of the dashboard's assets (a folder with `templates/` and
+    /// `static/`), measured in alternating rounds against the built-in one.
+    #[arg(long)]
+    pub old_assets: Option<PathBuf>,
     /// Length of `pas bench soak`, minutes.
     #[arg(long, default_value_t = 60)]
     pub minutes: u32,
@@ -193,6 +205,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         Which::Gateway => gateway::gateway(&args),
         Which::Crash => crash::crash(&args),
         Which::Dashboard => dashboard::dashboard(&args),
+        Which::Board => board::board(&args),
         Which::Soak => soak::soak(&args),
         Which::Hostile => hostile::hostile(&args),
         Which::History => match args.cards.first() {

@@ -8,6 +8,7 @@
 //!   replay, resync of a client that fell behind, ping/pong.
 //! - `fanout.rs`  frames each event once, in batches every client writes as they are.
 //! - `api.rs`     the JSON twins of the pages.
+//! - `series.rs`  `/api/costs/series`: spend and tokens per hour or day, for the charts.
 //! - `pages.rs`   server-rendered HTML (minijinja templates from `dashboard/templates`).
 //! - `metrics.rs` `GET /metrics` in Prometheus text.
 //! - `headers.rs` the security headers on every response (CSP, nosniff, no framing).
@@ -23,6 +24,7 @@ mod metrics;
 mod ops;
 mod pages;
 mod traces;
+mod series;
 mod view;
 mod ws;
 
@@ -149,6 +151,7 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/agents", get(api::agents)),
         ("/api/tree", get(api::tree)),
         ("/api/costs", get(api::costs)),
+        ("/api/costs/series", get(series::series)),
         ("/api/alerts", get(api::alerts)),
         ("/api/alerts/active", get(ops::api_active)),
         ("/api/providers", get(ops::api_providers)),
@@ -246,6 +249,27 @@ async fn asset(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+/// Writes the embedded templates and assets under `dir` (`templates/`, `static/`): what
+/// `pas bench board` serves through `PAS_DASHBOARD_DEV` to compare builds.
+pub(crate) fn write_assets(dir: &std::path::Path) -> anyhow::Result<()> {
+    for (sub, names, get) in [
+        (
+            "templates",
+            Templates::iter().collect::<Vec<_>>(),
+            Templates::get as fn(&str) -> Option<rust_embed::EmbeddedFile>,
+        ),
+        ("static", Static::iter().collect(), Static::get),
+    ] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        for name in names {
+            if let Some(f) = get(&name) {
+                std::fs::write(dir.join(sub).join(name.as_ref()), f.data)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A template's text, embedded or (dev mode) from disk.

@@ -94,6 +94,7 @@ fn every_route_answers_and_none_writes() {
             "/api/agents",
             "/api/tree",
             "/api/costs",
+            "/api/costs/series?by=agent&step=hour",
             "/api/alerts",
             "/api/events?since=0",
             "/api/commits",

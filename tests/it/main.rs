@@ -28,6 +28,7 @@ mod liveness;
 mod money;
 mod ops;
 mod ops_browser;
+mod pictures;
 mod records;
 mod resources;
 mod routing;

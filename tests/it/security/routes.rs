@@ -31,6 +31,7 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/agents", "/api/agents"),
     ("/api/tree", "/api/tree"),
     ("/api/costs", "/api/costs"),
+    ("/api/costs/series", "/api/costs/series?by=model&step=day"),
     ("/api/alerts", "/api/alerts"),
     ("/api/alerts/active", "/api/alerts/active"),
     ("/api/providers", "/api/providers"),
