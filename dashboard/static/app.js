@@ -108,7 +108,15 @@
     const d = e.data || {};
     const a = d.agent ? S.agents.get(d.agent) || S.agents.set(d.agent, { name: d.agent, status: 'up' }).get(d.agent) : null;
     switch (e.type) {
-      case 'job.created': moveCard(d.id, d.place); break;
+      case 'job.created': {
+        moveCard(d.id, d.place);
+        // The event carries what ranks the card, so it takes its place at once.
+        const c = S.cards.get(d.id);
+        if (c && c.pending && typeof d.title === 'string') {
+          Object.assign(c, { title: d.title, priority: d.priority || c.priority, requires: d.requires || [], created: d.created || c.created, pending: false });
+        }
+        break;
+      }
       case 'job.assigned': case 'job.done': case 'job.failed': case 'job.requeued': moveCard(d.id, d.to, d.agent); break;
       case 'job.rejected': S.rejected++; break;
       case 'agent.registered': if (a) { a.status = 'up'; a.epoch = d.epoch; wantAgents(); } break;

@@ -471,7 +471,14 @@ impl Engine {
             self.trace_root(id, card, t, s, to);
         }
         if entry.from == "new" {
-            self.emit("job.created", json!({"id": id, "place": entry.to}));
+            // With what the board needs to show and rank it at once (the page would
+            // otherwise wait for the card's fields from the server).
+            self.emit(
+                "job.created",
+                json!({"id": id, "place": entry.to, "title": card.spec.title,
+                       "priority": card.spec.priority.as_str(), "requires": card.spec.requires,
+                       "created": entry.at}),
+            );
         }
         let kind = match to.state {
             State::Inbox if entry.from == "new" => None,

@@ -23,8 +23,8 @@ mod headers;
 mod metrics;
 mod ops;
 mod pages;
-mod traces;
 mod series;
+mod traces;
 mod view;
 mod ws;
 

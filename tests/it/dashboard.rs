@@ -179,6 +179,9 @@ fn stream_sends_a_snapshot_then_every_event_and_replays_since() {
         ws.drop_card("WS-1", "title: one\n");
         let e = until(&mut c, &mut last, |v| v["type"] == "job.created").await;
         assert_eq!(e["data"]["id"], "WS-1");
+        // What the board ranks it by comes with it.
+        assert_eq!(e["data"]["title"], "one", "{e}");
+        assert_eq!(e["data"]["priority"], "medium", "{e}");
         assert!(e["ts"].as_str().unwrap().ends_with('Z'));
         let before = last;
         ws.drop_card("WS-2", "title: two\n");
