@@ -306,42 +306,10 @@ fn models_lists_capabilities_prices_and_cap_entries() {
     );
 }
 
-/// A Python with the official `openai` package: the system's, or one installed with pip
-/// into `target/pysdk` on first use (the test command needs the package registry once).
-fn python_with_openai() -> Option<std::path::PathBuf> {
-    let has = |pythonpath: Option<&std::path::Path>| {
-        let mut c = std::process::Command::new("python3");
-        c.args(["-c", "import openai"]);
-        if let Some(p) = pythonpath {
-            c.env("PYTHONPATH", p);
-        }
-        c.output().is_ok_and(|o| o.status.success())
-    };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysdk");
-    if has(Some(&dir)) {
-        return Some(dir);
-    }
-    let _ = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
-        .arg(&dir)
-        .arg("openai")
-        .status();
-    has(Some(&dir)).then_some(dir)
-}
-
 /// Runs `tests/sdk/<script>` with the official openai package against the gateway at
 /// `gw` and returns what it printed (JSON); fails the test if it fails.
 fn run_sdk(script: &str, gw: &Gw) -> Value {
-    let pythonpath = python_with_openai().expect(
-        "python3 with the openai package (pip install --target target/pysdk openai failed)",
-    );
+    let pythonpath = crate::traces::python_with("openai", &["openai"]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk")
         .join(script);

@@ -17,6 +17,9 @@ pub(crate) const WAIT: Duration = Duration::from_secs(15);
 /// A Python that imports `modules`, with the packages pip installed into
 /// `target/pysdk` on first use (the test command needs the package registry once).
 pub(crate) fn python_with(modules: &str, packages: &[&str]) -> PathBuf {
+    // One pip at a time: tests run in parallel, and two installs into one folder clash.
+    static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = PIP.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysdk");
     let has = || {
         std::process::Command::new("python3")
