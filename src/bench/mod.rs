@@ -35,8 +35,8 @@ mod history;
 mod hostile;
 mod lifecycle;
 mod soak;
-mod year;
 mod traces;
+mod year;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,6 +7,7 @@ pub(crate) mod llm;
 mod ops;
 mod output;
 pub(crate) mod read;
+mod replay;
 pub(crate) mod traces;
 mod write;
 
@@ -191,6 +192,8 @@ pub enum Command {
     },
     /// Append one span line to work/traces/<trace_id>.jsonl (prints `trace_id span_id`).
     Span(traces::SpanArgs),
+    /// Run a recorded LLM call again (edited as asked) as a card through the gateway.
+    Replay(replay::ReplayArgs),
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -272,5 +275,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Traces { args, fmt } => traces::list(&ws, args, fmt, &out),
         Command::Trace { id, fmt } => traces::show(&ws, &id, fmt, &out),
         Command::Span(args) => traces::span(&ws, args, &out),
+        Command::Replay(args) => replay::run(&ws, args, &out),
     }
 }

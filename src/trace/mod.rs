@@ -14,12 +14,14 @@
 //! - [`otlp`]   `POST /v1/traces`: protobuf and JSON, GenAI attributes mapped.
 //! - [`llm`]    the gateway's spans: request, answer, receipt, attempts as children.
 //! - [`card`]   a card's root span after each of its transitions.
+//! - [`replay`] a recorded call written back as an LLM card (`pas replay`, `POST /api/replays`).
 
 pub mod card;
 pub mod jsonl;
 pub mod llm;
 pub mod model;
 pub mod otlp;
+pub mod replay;
 pub mod store;
 pub mod tree;
 

@@ -36,4 +36,5 @@ mod server;
 mod spend;
 mod traces;
 mod traces_files;
+mod traces_replay;
 mod trust;
