@@ -184,9 +184,13 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
-    /// One trace (by trace id or job id) as a tree, with each subtree's totals.
+    /// One trace (by trace id or job id) as a tree, with each subtree's totals;
+    /// `pas trace diff A B` lines two traces up (first divergence, output, token and cost
+    /// deltas).
     Trace {
         id: String,
+        /// After `diff`: the two traces (trace ids or job ids).
+        more: Vec<String>,
         #[command(flatten)]
         fmt: Format,
     },
@@ -273,7 +277,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Alerts { fmt } => ops::alerts(&ws, fmt, &out),
         Command::Notify { cmd } => ops::notify(&ws, cmd, &out),
         Command::Traces { args, fmt } => traces::list(&ws, args, fmt, &out),
-        Command::Trace { id, fmt } => traces::show(&ws, &id, fmt, &out),
+        Command::Trace { id, more, fmt } => match (id.as_str(), more.as_slice()) {
+            ("diff", [a, b]) => traces::diff(&ws, a, b, fmt, &out),
+            ("diff", _) => anyhow::bail!("usage: pas trace diff A B (two trace or job ids)"),
+            (_, []) => traces::show(&ws, &id, fmt, &out),
+            (_, extra) => anyhow::bail!(
+                "pas trace takes one trace id ({extra:?} left over; `pas trace diff A B` compares two)"
+            ),
+        },
         Command::Span(args) => traces::span(&ws, args, &out),
         Command::Replay(args) => replay::run(&ws, args, &out),
     }

@@ -1,6 +1,7 @@
 //! The traces' JSON twins: `GET /api/traces` (the list, `?agent=&job=&limit=`) and
-//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included). The
-//! pages that show them build on these.
+//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included),
+//! `GET /api/traces/{a}/vs/{b}` (two traces lined up, `trace::diff`). The pages that show
+//! them build on these.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, Dash, WebError};
-use crate::trace::{model, store, tree};
+use crate::trace::{diff, model, store, tree};
 
 /// `?agent=&job=&limit=`.
 #[derive(Debug, Deserialize, Default)]
@@ -45,26 +46,7 @@ pub(crate) async fn one(
     State(dash): State<Dash>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
-        return Err(WebError::bad_request(format!(
-            "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
-        )));
-    }
-    let ws = dash.shared.ws.clone();
-    let owned = id.clone();
-    let (id, spans) = blocking(move || {
-        let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
-            return Ok((owned, Vec::new()));
-        };
-        let trace = if model::valid_trace_id(&owned) {
-            owned
-        } else {
-            store::trace_of_job(&conn, &owned)?.unwrap_or(owned)
-        };
-        let spans = store::spans(&conn, &trace, true)?;
-        Ok((trace, spans))
-    })
-    .await?;
+    let (id, spans) = load(&dash, id).await?;
     if spans.is_empty() {
         return Err(WebError::not_found(format!("no trace {id}")));
     }
@@ -76,4 +58,43 @@ pub(crate) async fn one(
         "totals": tree::totals(&forest),
         "spans": forest,
     })))
+}
+
+/// The spans of the trace `id` names (a trace id, or a job id for its card's trace), with
+/// their messages; the trace id it resolved to.
+async fn load(dash: &Dash, id: String) -> Result<(String, Vec<model::Span>), WebError> {
+    if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
+        return Err(WebError::bad_request(format!(
+            "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
+        )));
+    }
+    let ws = dash.shared.ws.clone();
+    blocking(move || {
+        let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
+            return Ok((id, Vec::new()));
+        };
+        let trace = if model::valid_trace_id(&id) {
+            id
+        } else {
+            store::trace_of_job(&conn, &id)?.unwrap_or(id)
+        };
+        let spans = store::spans(&conn, &trace, true)?;
+        Ok((trace, spans))
+    })
+    .await
+}
+
+/// `GET /api/traces/{a}/vs/{b}`: `pas trace diff A B --json`.
+pub(crate) async fn vs(
+    State(dash): State<Dash>,
+    Path((a, b)): Path<(String, String)>,
+) -> Result<Json<Value>, WebError> {
+    let (a, sa) = load(&dash, a).await?;
+    let (b, sb) = load(&dash, b).await?;
+    for (id, spans) in [(&a, &sa), (&b, &sb)] {
+        if spans.is_empty() {
+            return Err(WebError::not_found(format!("no trace {id}")));
+        }
+    }
+    Ok(Json(diff::to_json(&diff::diff(&a, sa, &b, sb))))
 }

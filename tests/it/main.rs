@@ -35,6 +35,8 @@ mod security;
 mod server;
 mod spend;
 mod traces;
+mod traces_diff;
 mod traces_files;
 mod traces_replay;
+mod traces_replay_api;
 mod trust;
