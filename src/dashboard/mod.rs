@@ -25,6 +25,7 @@ mod metrics;
 mod ops;
 mod pages;
 mod replays;
+mod trace_pages;
 mod traces;
 mod view;
 mod ws;
@@ -165,6 +166,9 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/activity", get(pages::activity)),
         ("/providers", get(ops::providers_page)),
         ("/jobs/{id}", get(pages::job)),
+        ("/traces", get(trace_pages::list)),
+        ("/traces/{id}", get(trace_pages::one)),
+        ("/traces/{id}/vs/{other}", get(trace_pages::vs)),
         ("/ws", get(ws::upgrade)),
         ("/api/status", get(api::status)),
         ("/api/jobs", get(api::jobs)),

@@ -46,18 +46,23 @@ pub(crate) async fn one(
     State(dash): State<Dash>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    let (id, spans) = load(&dash, id).await?;
+    Ok(Json(one_json(&dash, id).await?))
+}
+
+/// [`one`]'s document (its page shows the same).
+pub(crate) async fn one_json(dash: &Dash, id: String) -> Result<Value, WebError> {
+    let (id, spans) = load(dash, id).await?;
     if spans.is_empty() {
         return Err(WebError::not_found(format!("no trace {id}")));
     }
     let summary = store::summarize(&id, &spans);
     let forest = tree::build(spans);
-    Ok(Json(json!({
+    Ok(json!({
         "trace_id": id,
         "summary": summary,
         "totals": tree::totals(&forest),
         "spans": forest,
-    })))
+    }))
 }
 
 /// The spans of the trace `id` names (a trace id, or a job id for its card's trace), with
@@ -89,12 +94,33 @@ pub(crate) async fn vs(
     State(dash): State<Dash>,
     Path((a, b)): Path<(String, String)>,
 ) -> Result<Json<Value>, WebError> {
-    let (a, sa) = load(&dash, a).await?;
-    let (b, sb) = load(&dash, b).await?;
+    Ok(Json(vs_json(&dash, a, b).await?))
+}
+
+/// [`vs`]'s document (its page shows the same).
+pub(crate) async fn vs_json(dash: &Dash, a: String, b: String) -> Result<Value, WebError> {
+    let (a, sa) = load(dash, a).await?;
+    let (b, sb) = load(dash, b).await?;
     for (id, spans) in [(&a, &sa), (&b, &sb)] {
         if spans.is_empty() {
             return Err(WebError::not_found(format!("no trace {id}")));
         }
     }
-    Ok(Json(diff::to_json(&diff::diff(&a, sa, &b, sb))))
+    Ok(diff::to_json(&diff::diff(&a, sa, &b, sb)))
+}
+
+/// `GET /api/traces`'s rows, for its page.
+pub(crate) async fn list_rows(dash: &Dash, limit: usize) -> Result<Vec<store::Summary>, WebError> {
+    let ws = dash.shared.ws.clone();
+    blocking(move || {
+        let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
+            return Ok(Vec::new());
+        };
+        let f = store::Filter {
+            limit,
+            ..store::Filter::default()
+        };
+        Ok(store::list(&conn, &f)?)
+    })
+    .await
 }

@@ -35,6 +35,7 @@ mod security;
 mod server;
 mod spend;
 mod traces;
+mod traces_browser;
 mod traces_diff;
 mod traces_files;
 mod traces_replay;
