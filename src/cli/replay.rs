@@ -36,6 +36,11 @@ pub struct ReplayArgs {
     /// Wait for the replay to finish and print its answer beside the recorded one.
     #[arg(long)]
     pub wait: bool,
+    /// TRACE_ID/SPAN_ID is a checkpoint: drop a card with its state (`resume_from`,
+    /// `resume_state`) that needs the original job's capabilities, for an agent to
+    /// continue from there.
+    #[arg(long, conflicts_with_all = ["model", "policy", "messages", "set", "wait"])]
+    pub resume: bool,
     /// How long --wait waits, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -73,6 +78,15 @@ fn read_messages(path: &std::path::Path) -> Result<Value> {
 /// `pas replay TRACE_ID/SPAN_ID [--model M] [--policy P] [--messages FILE] [--set k=v]
 /// [--wait]`.
 pub fn run(ws: &Workspace, a: ReplayArgs, out: &Out) -> Result<i32> {
+    if a.resume {
+        let r = crate::trace::resume::write(ws, &a.target).map_err(|e| anyhow::anyhow!(e))?;
+        if a.fmt.json {
+            out.json(&json!(r));
+        } else {
+            out.line(&r.job);
+        }
+        return Ok(0);
+    }
     let edits = Edits {
         model: a.model.clone(),
         policy: a.policy.clone(),

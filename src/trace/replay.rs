@@ -165,6 +165,34 @@ pub struct Written {
 /// Reads span `target` from the workspace's database and writes its replay card into
 /// `work/inbox/`. Every refusal names what is wrong (the target, the capture setting).
 pub fn write(ws: &Workspace, target: &str, e: &Edits) -> Result<Written, String> {
+    let (span, capture) = find_span(ws, target)?;
+    if span.input.is_none() && span.kind == Kind::Llm && capture != Capture::Full {
+        return Err(format!(
+            "span {target} has no recorded request: traces.capture is {}, which keeps no \
+             message content; only capture: full keeps what a replay sends",
+            capture_name(capture)
+        ));
+    }
+    let map = card_for(&span, target, e)?;
+    let job = drop_card(ws, &map)?;
+    Ok(Written {
+        path: format!("work/inbox/{job}.yaml"),
+        job,
+        replay_of: target.to_string(),
+    })
+}
+
+pub(crate) fn capture_name(c: Capture) -> &'static str {
+    match c {
+        Capture::Full => "full",
+        Capture::Metadata => "metadata",
+        Capture::Off => "off",
+    }
+}
+
+/// Span `target` (`TRACE_ID/SPAN_ID`) with its content, and the capture setting; an
+/// error naming the target (and the setting, when it explains the absence).
+pub(crate) fn find_span(ws: &Workspace, target: &str) -> Result<(Span, Capture), String> {
     let (trace, span_id) = parse_target(target)?;
     let capture = ws.config().map(|c| c.traces.capture).unwrap_or_default();
     let conn = crate::store::db::open_read_only(&ws.db_path())
@@ -174,30 +202,22 @@ pub fn write(ws: &Workspace, target: &str, e: &Edits) -> Result<Written, String>
             .map_err(|err| format!("cannot read span {target}: {err}"))?,
         None => None,
     };
-    let Some(span) = found else {
-        return Err(match capture {
-            Capture::Off => format!(
-                "no span {target}: traces.capture is off, so pas records no spans and there \
-                 is nothing to replay (set traces: {{capture: full}} to record requests)"
-            ),
-            _ => format!("no span {target} in {}", ws.db_path().display()),
-        });
-    };
-    if span.input.is_none() && span.kind == Kind::Llm && capture != Capture::Full {
-        return Err(format!(
-            "span {target} has no recorded request: traces.capture is {}, which keeps no \
-             message content; only capture: full keeps what a replay sends",
-            if capture == Capture::Off {
-                "off"
-            } else {
-                "metadata"
-            }
-        ));
+    match found {
+        Some(span) => Ok((span, capture)),
+        None if capture == Capture::Off => Err(format!(
+            "no span {target}: traces.capture is off, so pas records no spans and there is \
+             nothing to replay (set traces: {{capture: full}} to record requests)"
+        )),
+        None => Err(format!("no span {target} in {}", ws.db_path().display())),
     }
-    let map = card_for(&span, target, e)?;
+}
+
+/// Writes the card `map` into `work/inbox/` under a new id, as `pas submit` does (a
+/// temporary name, then a rename that never replaces); the id.
+pub(crate) fn drop_card(ws: &Workspace, map: &serde_yaml::Mapping) -> Result<String, String> {
     let id = ulid::Ulid::new().to_string();
-    let text = serde_yaml::to_string(&map).map_err(|err| err.to_string())?;
-    Card::parse(&id, &text).map_err(|err| format!("the replay card is not valid: {err}"))?;
+    let text = serde_yaml::to_string(map).map_err(|err| err.to_string())?;
+    Card::parse(&id, &text).map_err(|err| format!("the card is not valid: {err}"))?;
     let inbox = ws.state_dir(State::Inbox);
     std::fs::create_dir_all(&inbox)
         .map_err(|err| format!("cannot create {}: {err}", inbox.display()))?;
@@ -206,20 +226,15 @@ pub fn write(ws: &Workspace, target: &str, e: &Edits) -> Result<Written, String>
     fsops::write_atomic(&tmp, text.as_bytes(), false)
         .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
     match fsops::rename_no_replace(&tmp, &to) {
-        Ok(true) => {}
+        Ok(true) => Ok(id),
         other => {
             let _ = std::fs::remove_file(&tmp); // our own temp copy
-            return Err(format!(
-                "cannot put the replay card at {}: {other:?}",
+            Err(format!(
+                "cannot put the card at {}: {other:?}",
                 to.display()
-            ));
+            ))
         }
     }
-    Ok(Written {
-        job: id.clone(),
-        path: format!("work/inbox/{id}.yaml"),
-        replay_of: target.to_string(),
-    })
 }
 
 /// The answer of a recorded call or of a replay's result, in the one shape `--wait` and

@@ -193,3 +193,51 @@ fn traces_replay_is_refused_with_why_when_no_request_was_recorded() {
     let out = ws.pas(&["replay", "nonsense"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("TRACE_ID/SPAN_ID"));
 }
+
+#[test]
+fn traces_resume_from_a_checkpoint_drops_a_card_needing_the_jobs_capabilities() {
+    let ws = Workspace::new();
+    let _d = ws.serve();
+    ws.drop_card(
+        "J-cp",
+        "title: port the parser\nrequires: [rust, nobody-has-this]\n",
+    );
+    let card = ws.wait_recorded("J-cp");
+    let trace = card["pas"]["trace_id"].as_str().unwrap().to_string();
+    let root = card["pas"]["span_id"].as_str().unwrap().to_string();
+    let path = ws.work(&format!("traces/{trace}.jsonl"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let line = json!({"span_id": "c0c0c0c0c0c0c0c0", "parent_id": root, "name": "after step 3",
+        "kind": "checkpoint", "start": "2026-12-07T10:00:00Z", "end": "2026-12-07T10:00:01Z",
+        "agent": "coder-1", "output": {"step": 3, "done": ["lexer"], "next": "<parser>"}});
+    let tool = json!({"span_id": "d0d0d0d0d0d0d0d0", "parent_id": root, "name": "cargo test",
+        "kind": "tool", "start": "2026-12-07T10:00:02Z", "status": "ok"});
+    std::fs::write(&path, format!("{line}\n{tool}\n")).unwrap();
+    spans_when(&ws, &trace, "the checkpoint", |s| s.len() == 3);
+
+    let out = ws.pas_json(&[
+        "replay",
+        "--resume",
+        &format!("{trace}/c0c0c0c0c0c0c0c0"),
+        "--json",
+    ]);
+    assert_eq!(out["original_job"], "J-cp");
+    let id = out["job"].as_str().unwrap();
+    let resumed = serde_json::to_value(ws.card(id)).unwrap();
+    assert_eq!(resumed["requires"], json!(["rust", "nobody-has-this"]));
+    assert_eq!(resumed["resume_from"], format!("{trace}/c0c0c0c0c0c0c0c0"));
+    assert_eq!(resumed["resume_state"]["next"], "<parser>");
+    assert_eq!(resumed["resume_state"]["done"], json!(["lexer"]));
+
+    // Not a checkpoint, or not with edits: refused, saying why.
+    let bad = ws.pas(&["replay", "--resume", &format!("{trace}/d0d0d0d0d0d0d0d0")]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a checkpoint"));
+    let both = ws.pas(&[
+        "replay",
+        "--resume",
+        "--model",
+        "m",
+        &format!("{trace}/c0c0c0c0c0c0c0c0"),
+    ]);
+    assert!(!both.status.success());
+}
