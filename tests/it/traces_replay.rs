@@ -241,3 +241,35 @@ fn traces_resume_from_a_checkpoint_drops_a_card_needing_the_jobs_capabilities() 
     ]);
     assert!(!both.status.success());
 }
+
+#[test]
+fn traces_replay_of_an_anthropic_tool_history_sends_tool_use_and_tool_result_blocks() {
+    let up = fake::start(FakeOptions::default());
+    let gw = Gw::one(&up, Protocol::Anthropic, "claude-x", Some(("3", "15")), "");
+    let body = json!({"model": "claude-x", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "toolu_7", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_7", "content": "4 C"}],
+        "tools": [{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]});
+    let r = gw.chat(&body, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, original) = up.last_request().unwrap();
+    let trace = r.header("x-pas-trace-id").unwrap();
+    let target = format!("{trace}/{}", r.header("x-pas-span-id").unwrap());
+    spans_when(&gw.ws, &trace, "the recorded call", |s| s.len() == 1);
+    let out = gw.ws.pas_json(&["replay", &target, "--wait", "--json"]);
+    assert_eq!(out["state"], "done", "{out}");
+    let (_, replayed) = up.last_request().unwrap();
+    // The Messages API got the same conversation: tool_use and tool_result blocks, tools.
+    assert_eq!(replayed["messages"], original["messages"]);
+    assert_eq!(replayed["tools"], original["tools"]);
+    assert_eq!(replayed["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(replayed["messages"][2]["content"][0]["type"], "tool_result");
+    assert_eq!(
+        replayed["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_7"
+    );
+    assert_eq!(replay_receipts(&gw.ws, &target).len(), 1);
+}
