@@ -66,7 +66,7 @@ const RESERVED: &[&str] = &["model", "messages", "stream", "stream_options"];
 
 /// Each message must be a mapping with a `role`, so a typo fails here, naming the message,
 /// rather than as the provider's 400.
-fn check_messages(messages: &[serde_json::Value]) -> Result<(), String> {
+pub(crate) fn check_messages(messages: &[serde_json::Value]) -> Result<(), String> {
     if messages.is_empty() {
         return Err("llm.messages is empty: give at least one {role, content}".into());
     }

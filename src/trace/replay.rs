@@ -119,6 +119,8 @@ pub fn card_for(span: &Span, target: &str, e: &Edits) -> Result<serde_yaml::Mapp
         }
         None => recorded["messages"].clone(),
     };
+    // Checked now, naming the message, rather than when the card runs and fails.
+    crate::gateway::cards::check_messages(messages.as_array().map_or(&[][..], |m| m))?;
     if let Some(p) = &e.policy {
         serde_yaml::from_value::<Policy>(serde_yaml::Value::String(p.clone())).map_err(|_| {
             format!("--policy {p:?} is not one of local, cheapest, fastest, balanced")
