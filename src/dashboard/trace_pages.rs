@@ -30,7 +30,6 @@ async fn page(
 ) -> Response {
     let (status, doc, missing) = match doc {
         Ok(d) => (StatusCode::OK, d, None),
-        Err(e) if e.status.is_client_error() => (e.status, json!(null), Some(e.message)),
         Err(e) => (e.status, json!(null), Some(e.message)),
     };
     let ctx = json!({"page": "traces", "title": title, "mode": mode, "missing": missing});
