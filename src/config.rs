@@ -248,6 +248,8 @@ pub struct DashboardConfig {
     pub max_connections: u32,
     pub max_concurrent_requests: u32,
     pub header_timeout_s: f64,
+    /// `POST /api/replays` (the dashboard's "edit and replay"); `false` removes the route.
+    pub replay: bool,
 }
 
 impl Default for DashboardConfig {
@@ -258,6 +260,7 @@ impl Default for DashboardConfig {
             max_connections: 256,
             max_concurrent_requests: 64,
             header_timeout_s: 10.0,
+            replay: true,
         }
     }
 }
@@ -555,6 +558,7 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 #   max_connections: 256          # open connections (websockets included); more are closed at once
 #   max_concurrent_requests: 64   # requests answered at once; more get a 503
 #   header_timeout_s: 10          # a request's headers must arrive whole within this (also the idle keep-alive)
+#   replay: true                  # POST /api/replays ("edit and replay" writes a replay card); false removes it
 # gateway:
 #   bind: "127.0.0.1:6120"
 #   max_body_mb: 32               # larger request bodies get a 413 (long prompts and images are big)

@@ -193,6 +193,9 @@ pub struct Spec {
     pub llm: Option<serde_yaml::Value>,
     #[serde(default)]
     pub budget_usd: Option<String>,
+    /// The recorded LLM call (`TRACE_ID/SPAN_ID`) this card replays (`pas replay`).
+    #[serde(default)]
+    pub replay_of: Option<String>,
     #[serde(default)]
     pub pas: PasMeta,
 }

@@ -7,6 +7,7 @@ pub(crate) mod llm;
 mod ops;
 mod output;
 pub(crate) mod read;
+mod replay;
 pub(crate) mod traces;
 mod write;
 
@@ -183,14 +184,20 @@ pub enum Command {
         #[command(flatten)]
         fmt: Format,
     },
-    /// One trace (by trace id or job id) as a tree, with each subtree's totals.
+    /// One trace (by trace id or job id) as a tree, with each subtree's totals;
+    /// `pas trace diff A B` lines two traces up (first divergence, output, token and cost
+    /// deltas).
     Trace {
         id: String,
+        /// After `diff`: the two traces (trace ids or job ids).
+        more: Vec<String>,
         #[command(flatten)]
         fmt: Format,
     },
     /// Append one span line to work/traces/<trace_id>.jsonl (prints `trace_id span_id`).
     Span(traces::SpanArgs),
+    /// Run a recorded LLM call again (edited as asked) as a card through the gateway.
+    Replay(replay::ReplayArgs),
     /// Run the daemon with a simulated swarm on a scratch workspace (the main job).
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
@@ -270,7 +277,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Alerts { fmt } => ops::alerts(&ws, fmt, &out),
         Command::Notify { cmd } => ops::notify(&ws, cmd, &out),
         Command::Traces { args, fmt } => traces::list(&ws, args, fmt, &out),
-        Command::Trace { id, fmt } => traces::show(&ws, &id, fmt, &out),
+        Command::Trace { id, more, fmt } => match (id.as_str(), more.as_slice()) {
+            ("diff", [a, b]) => traces::diff(&ws, a, b, fmt, &out),
+            ("diff", _) => anyhow::bail!("usage: pas trace diff A B (two trace or job ids)"),
+            (_, []) => traces::show(&ws, &id, fmt, &out),
+            (_, extra) => anyhow::bail!(
+                "pas trace takes one trace id ({extra:?} left over; `pas trace diff A B` compares two)"
+            ),
+        },
         Command::Span(args) => traces::span(&ws, args, &out),
+        Command::Replay(args) => replay::run(&ws, args, &out),
     }
 }

@@ -134,6 +134,38 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
+/// `pas trace diff A B [--json]`: the two traces lined up (see `trace::diff`).
+pub fn diff(ws: &Workspace, a: &str, b: &str, fmt: Format, out: &Out) -> Result<i32> {
+    let Some(conn) = open(ws)? else {
+        bail!(
+            "nothing is recorded yet ({} does not exist)",
+            ws.db_path().display()
+        );
+    };
+    let mut sides = Vec::new();
+    for id in [a, b] {
+        let trace = resolve(&conn, ws, id)?;
+        let spans = store::spans(&conn, &trace, true).with_context(|| {
+            format!("cannot read trace {trace} from {}", ws.db_path().display())
+        })?;
+        if spans.is_empty() {
+            bail!("no trace {trace} in {}", ws.db_path().display());
+        }
+        sides.push((trace, spans));
+    }
+    let (tb, sb) = sides.pop().expect("two sides");
+    let (ta, sa) = sides.pop().expect("two sides");
+    let report = crate::trace::diff::diff(&ta, sa, &tb, sb);
+    if fmt.json {
+        out.json(&crate::trace::diff::to_json(&report));
+    } else {
+        let text = crate::trace::diff::render(&report);
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(text.as_bytes());
+    }
+    Ok(0)
+}
+
 /// The trace of card `id` as its `pas:` block records it.
 fn card_trace(ws: &Workspace, id: &str) -> Option<(String, String)> {
     ws.card_candidates(id)

@@ -168,6 +168,7 @@ impl Engine {
             llm: entry.card.spec.llm.clone().unwrap_or_default(),
             budget_usd: entry.card.spec.budget_usd.clone(),
             trace: crate::trace::card_trace(&entry.card.spec.pas),
+            replay_of: entry.card.spec.replay_of.clone(),
         };
         if jobs.send(job).is_err() {
             tracing::error!(job = id, "the LLM executor is gone; the card waits");

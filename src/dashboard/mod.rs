@@ -13,7 +13,9 @@
 //! - `metrics.rs` `GET /metrics` in Prometheus text.
 //! - `headers.rs` the security headers on every response (CSP, nosniff, no framing).
 //!
-//! No route changes state: every handler is a `GET` that reads. Assets and templates are
+//! No route changes state but one: every handler is a `GET` that reads, except
+//! `POST /api/replays` (`replays.rs`), which writes a replay card and nothing else, behind
+//! its own anti-forgery checks, and is gone with `dashboard: {replay: false}`. Assets and templates are
 //! compiled into the binary; `PAS_DASHBOARD_DEV=<folder holding templates/ and static/>`
 //! serves them from disk instead, re-read on every request, for work on the design.
 
@@ -23,7 +25,9 @@ mod headers;
 mod metrics;
 mod ops;
 mod pages;
+mod replays;
 mod series;
+mod trace_pages;
 mod traces;
 mod view;
 mod ws;
@@ -88,8 +92,17 @@ pub(crate) fn app(shared: Shared, gateway: Option<Arc<crate::gateway::Gateway>>)
         batches: Arc::default(),
         gateway,
     };
+    // A config that cannot be read keeps the one write off rather than on.
+    let replay = dash
+        .shared
+        .ws
+        .config()
+        .map(|c| c.dashboard.replay)
+        .unwrap_or(false);
+    let writes = writes().into_iter().filter(|_| replay);
     let app = table()
         .into_iter()
+        .chain(writes.map(|(_, path, handler)| (path, handler)))
         .fold(Router::new(), |r, (path, handler)| r.route(path, handler));
     (headers::apply(app).with_state(dash.clone()), dash)
 }
@@ -132,7 +145,18 @@ pub fn routes() -> Vec<&'static str> {
     table().into_iter().map(|(path, _)| path).collect()
 }
 
-/// The one place routes are declared: path and handler. Only `get` handlers (axum adds
+/// Every `(method, path)` the dashboard writes through (when enabled); the security
+/// suite walks these too.
+pub fn write_routes() -> Vec<(&'static str, &'static str)> {
+    writes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The routes that write: `POST /api/replays` alone (SPEC section 11's one exception).
+fn writes() -> Vec<(&'static str, &'static str, MethodRouter<Dash>)> {
+    vec![("POST", "/api/replays", axum::routing::post(replays::create))]
+}
+
+/// The one place the reading routes are declared: path and handler. Only `get` handlers (axum adds
 /// `HEAD`): the dashboard is read-only, so anything else is a 405.
 fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
     vec![
@@ -144,6 +168,9 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/activity", get(pages::activity)),
         ("/providers", get(ops::providers_page)),
         ("/jobs/{id}", get(pages::job)),
+        ("/traces", get(trace_pages::list)),
+        ("/traces/{id}", get(trace_pages::one)),
+        ("/traces/{id}/vs/{other}", get(trace_pages::vs)),
         ("/ws", get(ws::upgrade)),
         ("/api/status", get(api::status)),
         ("/api/jobs", get(api::jobs)),
@@ -159,6 +186,7 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/commits", get(api::commits)),
         ("/api/traces", get(traces::list)),
         ("/api/traces/{id}", get(traces::one)),
+        ("/api/traces/{id}/vs/{other}", get(traces::vs)),
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),
     ]

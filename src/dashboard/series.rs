@@ -213,6 +213,7 @@ mod tests {
             attempt: 1,
             ts: DateTime::parse_from_rfc3339(ts).unwrap().to_utc(),
             job_id: None,
+            replay_of: None,
             agent: Some(agent.into()),
             provider: "p".into(),
             model: model.into(),

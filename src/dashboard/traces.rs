@@ -1,6 +1,7 @@
 //! The traces' JSON twins: `GET /api/traces` (the list, `?agent=&job=&limit=`) and
-//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included). The
-//! pages that show them build on these.
+//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included),
+//! `GET /api/traces/{a}/vs/{b}` (two traces lined up, `trace::diff`). The pages that show
+//! them build on these.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, Dash, WebError};
-use crate::trace::{model, store, tree};
+use crate::trace::{diff, model, store, tree};
 
 /// `?agent=&job=&limit=`.
 #[derive(Debug, Deserialize, Default)]
@@ -45,35 +46,81 @@ pub(crate) async fn one(
     State(dash): State<Dash>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
+    Ok(Json(one_json(&dash, id).await?))
+}
+
+/// [`one`]'s document (its page shows the same).
+pub(crate) async fn one_json(dash: &Dash, id: String) -> Result<Value, WebError> {
+    let (id, spans) = load(dash, id).await?;
+    if spans.is_empty() {
+        return Err(WebError::not_found(format!("no trace {id}")));
+    }
+    let summary = store::summarize(&id, &spans);
+    let forest = tree::build(spans);
+    Ok(json!({
+        "trace_id": id,
+        "summary": summary,
+        "totals": tree::totals(&forest),
+        "spans": forest,
+    }))
+}
+
+/// The spans of the trace `id` names (a trace id, or a job id for its card's trace), with
+/// their messages; the trace id it resolved to.
+async fn load(dash: &Dash, id: String) -> Result<(String, Vec<model::Span>), WebError> {
     if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
         return Err(WebError::bad_request(format!(
             "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
         )));
     }
     let ws = dash.shared.ws.clone();
-    let owned = id.clone();
-    let (id, spans) = blocking(move || {
+    blocking(move || {
         let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
-            return Ok((owned, Vec::new()));
+            return Ok((id, Vec::new()));
         };
-        let trace = if model::valid_trace_id(&owned) {
-            owned
+        let trace = if model::valid_trace_id(&id) {
+            id
         } else {
-            store::trace_of_job(&conn, &owned)?.unwrap_or(owned)
+            store::trace_of_job(&conn, &id)?.unwrap_or(id)
         };
         let spans = store::spans(&conn, &trace, true)?;
         Ok((trace, spans))
     })
-    .await?;
-    if spans.is_empty() {
-        return Err(WebError::not_found(format!("no trace {id}")));
+    .await
+}
+
+/// `GET /api/traces/{a}/vs/{b}`: `pas trace diff A B --json`.
+pub(crate) async fn vs(
+    State(dash): State<Dash>,
+    Path((a, b)): Path<(String, String)>,
+) -> Result<Json<Value>, WebError> {
+    Ok(Json(vs_json(&dash, a, b).await?))
+}
+
+/// [`vs`]'s document (its page shows the same).
+pub(crate) async fn vs_json(dash: &Dash, a: String, b: String) -> Result<Value, WebError> {
+    let (a, sa) = load(dash, a).await?;
+    let (b, sb) = load(dash, b).await?;
+    for (id, spans) in [(&a, &sa), (&b, &sb)] {
+        if spans.is_empty() {
+            return Err(WebError::not_found(format!("no trace {id}")));
+        }
     }
-    let summary = store::summarize(&id, &spans);
-    let forest = tree::build(spans);
-    Ok(Json(json!({
-        "trace_id": id,
-        "summary": summary,
-        "totals": tree::totals(&forest),
-        "spans": forest,
-    })))
+    Ok(diff::to_json(&diff::diff(&a, sa, &b, sb)))
+}
+
+/// `GET /api/traces`'s rows, for its page.
+pub(crate) async fn list_rows(dash: &Dash, limit: usize) -> Result<Vec<store::Summary>, WebError> {
+    let ws = dash.shared.ws.clone();
+    blocking(move || {
+        let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
+            return Ok(Vec::new());
+        };
+        let f = store::Filter {
+            limit,
+            ..store::Filter::default()
+        };
+        Ok(store::list(&conn, &f)?)
+    })
+    .await
 }

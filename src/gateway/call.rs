@@ -56,6 +56,9 @@ pub struct Request {
     pub trace: crate::trace::Ctx,
     /// When the call came in (its span's start).
     pub at: chrono::DateTime<chrono::Utc>,
+    /// The recorded call this one replays (`TRACE_ID/SPAN_ID`, from a replay card): its
+    /// receipts and span name it.
+    pub replay_of: Option<String>,
 }
 
 impl Request {
@@ -125,6 +128,7 @@ impl Request {
             marks_cache: marks_cache(&body),
             trace: crate::trace::Ctx::fresh(),
             at: chrono::Utc::now(),
+            replay_of: None,
             body,
         })
     }

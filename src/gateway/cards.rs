@@ -33,6 +33,8 @@ pub struct LlmJob {
     pub budget_usd: Option<String>,
     /// The card's trace and root span: its call is a span under that root.
     pub trace: Option<(String, String)>,
+    /// The card's `replay_of`: the recorded call it replays, named on its receipts and span.
+    pub replay_of: Option<String>,
 }
 
 /// The `llm:` section (SPEC section 2).
@@ -45,18 +47,47 @@ struct Section {
     policy: Option<Policy>,
     #[serde(default)]
     model: Option<String>,
-    messages: Vec<Message>,
+    /// OpenAI chat messages, whole: a replay's tool-call history (assistant `tool_calls`,
+    /// `tool` results with their `tool_call_id`) must reach the model as recorded.
+    messages: Vec<serde_json::Value>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
     temperature: Option<f64>,
+    /// Any other request parameters (`tools`, `tool_choice`, `top_p`, ...), sent as given:
+    /// what a replay keeps of the recorded request besides its model and messages.
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct Message {
-    role: String,
-    content: String,
+/// Parameters a card may not set through `params`: its own keys say them, and a card's
+/// call is never streamed (nobody reads the frames).
+const RESERVED: &[&str] = &["model", "messages", "stream", "stream_options"];
+
+/// Each message must be a mapping with a `role`, so a typo fails here, naming the message,
+/// rather than as the provider's 400.
+pub(crate) fn check_messages(messages: &[serde_json::Value]) -> Result<(), String> {
+    if messages.is_empty() {
+        return Err("llm.messages is empty: give at least one {role, content}".into());
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if !m.get("role").is_some_and(serde_json::Value::is_string) {
+            return Err(format!(
+                "llm.messages[{i}] needs a role (system, user, assistant or tool): {m}"
+            ));
+        }
+        match m.get("content") {
+            None | Some(serde_json::Value::Null) if m.get("tool_calls").is_some() => {}
+            Some(serde_json::Value::String(_) | serde_json::Value::Array(_)) => {}
+            _ => {
+                return Err(format!(
+                    "llm.messages[{i}] needs content (text or a list of parts), or \
+                     tool_calls for an assistant message"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the cards the engine sends, each on its own task; outcomes go back to the engine.
@@ -112,9 +143,7 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
     }
     let section: Section = serde_yaml::from_value(job.llm.clone())
         .map_err(|e| format!("the llm section is not valid: {e}"))?;
-    if section.messages.is_empty() {
-        return Err("llm.messages is empty: give at least one {role, content}".into());
-    }
+    check_messages(&section.messages)?;
     let model = match (&section.model, section.require_caps.is_empty()) {
         (Some(m), _) => m.clone(),
         (None, false) => format!("cap:{}", section.require_caps.join(",")),
@@ -122,7 +151,22 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
             return Err("the llm section needs a model or require_caps to route by".into())
         }
     };
-    let mut body = json!({"model": model, "messages": section.messages});
+    let mut body = json!({});
+    for (k, v) in section.params.into_iter().flatten() {
+        if RESERVED.contains(&k.as_str()) {
+            return Err(format!(
+                "llm.params.{k} is not allowed: {}",
+                if k.starts_with("stream") {
+                    "a card's call is never streamed"
+                } else {
+                    "say it as llm.model / llm.messages"
+                }
+            ));
+        }
+        body[k] = v;
+    }
+    body["model"] = json!(model);
+    body["messages"] = json!(section.messages);
     if let Some(m) = section.max_tokens {
         body["max_tokens"] = json!(m);
     }
@@ -132,6 +176,7 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
     let len = body.to_string().len();
     let mut req = Request::build(gw, body, len, section.policy)?;
     req.job = Some(job.id.clone());
+    req.replay_of = job.replay_of.clone();
     if let Some((trace, root)) = &job.trace {
         req.trace = crate::trace::Ctx::under(trace, Some(root));
     }
@@ -143,7 +188,7 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
         return Err("a card's call is never streamed".into());
     };
     let u = reply.usage;
-    let result = json!({
+    let mut result = json!({
         "text": reply.text,
         "provider": served.provider,
         "model": served.model,
@@ -158,6 +203,17 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
         "receipt_id": served.receipt_id,
         "request_id": req.id,
     });
+    // A tool-calling answer is its calls: a replay of one is compared by them.
+    let choice = &reply.body["choices"][0];
+    if let Some(calls) = choice["message"]["tool_calls"].as_array() {
+        result["tool_calls"] = json!(calls);
+    }
+    if let Some(f) = choice["finish_reason"].as_str() {
+        result["finish_reason"] = json!(f);
+    }
+    if let Some(r) = &job.replay_of {
+        result["replay_of"] = json!(r);
+    }
     serde_yaml::to_value(result)
         .map(Some)
         .map_err(|e| format!("cannot write the result: {e}"))

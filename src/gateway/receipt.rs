@@ -135,6 +135,7 @@ impl Gateway {
             error,
             day: Some(day),
             input_estimate: Some(a.request.input_bound),
+            replay_of: a.request.replay_of.clone(),
         };
         self.shared
             .hub
@@ -186,6 +187,7 @@ pub(super) fn receipt_event(r: &ReceiptRow) -> Value {
         "stream": r.stream,
         "status": r.status,
         "error": r.error,
+        "replay_of": r.replay_of,
     })
 }
 

@@ -51,6 +51,10 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../telemetry/migrations/007_history_index.sql"),
     ),
     (8, include_str!("../../telemetry/migrations/008_traces.sql")),
+    (
+        9,
+        include_str!("../../telemetry/migrations/009_receipts_replay_of.sql"),
+    ),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).

@@ -281,6 +281,7 @@ fn interrupted(h: &HoldRow, now: DateTime<Utc>) -> ReceiptRow {
         )),
         day: Some(h.day),
         input_estimate: None,
+        replay_of: None,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ReceiptRow {
     /// The input tokens the call's reservation assumed (its bound from the request's
     /// bytes plus the surplus learnt for its model): what billed input is compared with.
     pub input_estimate: Option<u64>,
+    /// The recorded call (`TRACE_ID/SPAN_ID`) this one replays (`pas replay`).
+    pub replay_of: Option<String>,
 }
 
 impl ReceiptRow {
@@ -84,9 +86,9 @@ pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Res
         "INSERT OR IGNORE INTO receipts (id, request_id, attempt, ts, job_id, agent, provider,
             model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source,
             cost_usd, latency_ms, ttft_ms, stream, status, error, cache_write_tokens,
-            cache_write_1h_tokens, day, input_estimate)
+            cache_write_1h_tokens, day, input_estimate, replay_of)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23)",
+            ?19, ?20, ?21, ?22, ?23, ?24)",
     )?;
     let source = match r.usage.source {
         UsageSource::Provider => "provider",
@@ -116,6 +118,7 @@ pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Res
         count(r.usage.cache_write_1h),
         r.day.map(|d| d.to_string()),
         r.input_estimate.map(count),
+        r.replay_of,
     ])?;
     Ok(inserted == 1)
 }
@@ -168,6 +171,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
         // Not read back: a reader may open a database older than these columns.
         day: None,
         input_estimate: None,
+        replay_of: None,
     })
 }
 
@@ -326,6 +330,7 @@ mod tests {
             error: None,
             day: None,
             input_estimate: None,
+            replay_of: None,
         }
     }
 
@@ -422,6 +427,7 @@ mod tests {
         conn.execute_batch(
             "DROP TABLE receipt_totals; ALTER TABLE receipts DROP COLUMN day;
              ALTER TABLE receipts DROP COLUMN input_estimate;
+             ALTER TABLE receipts DROP COLUMN replay_of;
              DELETE FROM schema_version; INSERT INTO schema_version VALUES (4);",
         )
         .unwrap();

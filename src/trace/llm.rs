@@ -28,6 +28,9 @@ pub struct Call<'a> {
     pub stream: bool,
     pub request_id: &'a str,
     pub at: DateTime<Utc>,
+    /// The recorded call this one replays (`TRACE_ID/SPAN_ID`): the link between the
+    /// replay's trace and the original's.
+    pub replay_of: Option<&'a str>,
 }
 
 /// How an attempt (or the whole call) ended.
@@ -93,6 +96,9 @@ fn base(c: &Call<'_>, span_id: &str, parent: Option<String>, name: String) -> Sp
         .insert("gen_ai.operation.name".into(), json!("chat"));
     if let Some(m) = c.body.get("model") {
         s.attrs.insert("gen_ai.request.model".into(), m.clone());
+    }
+    if let Some(r) = c.replay_of {
+        s.attrs.insert("pas.replay_of".into(), json!(r));
     }
     s
 }
@@ -235,6 +241,7 @@ impl crate::gateway::call::Request {
             stream: self.stream,
             request_id: &self.id,
             at: self.at,
+            replay_of: self.replay_of.as_deref(),
         }
     }
 }

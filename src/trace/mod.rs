@@ -14,12 +14,18 @@
 //! - [`otlp`]   `POST /v1/traces`: protobuf and JSON, GenAI attributes mapped.
 //! - [`llm`]    the gateway's spans: request, answer, receipt, attempts as children.
 //! - [`card`]   a card's root span after each of its transitions.
+//! - [`diff`]   two traces lined up: first divergence, output, token and cost deltas.
+//! - [`replay`] a recorded call written back as an LLM card (`pas replay`, `POST /api/replays`).
+//! - [`resume`] a checkpoint span written back as a card to continue from (`--resume`).
 
 pub mod card;
+pub mod diff;
 pub mod jsonl;
 pub mod llm;
 pub mod model;
 pub mod otlp;
+pub mod replay;
+pub mod resume;
 pub mod store;
 pub mod tree;
 

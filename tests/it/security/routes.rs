@@ -24,6 +24,9 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/activity", "/activity"),
     ("/providers", "/providers"),
     ("/jobs/{id}", "/jobs/SEC-1"),
+    ("/traces", "/traces"),
+    ("/traces/{id}", "/traces/SEC-1"),
+    ("/traces/{id}/vs/{other}", "/traces/SEC-1/vs/SEC-1"),
     ("/ws", "/ws"),
     ("/api/status", "/api/status"),
     ("/api/jobs", "/api/jobs"),
@@ -39,9 +42,14 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/commits", "/api/commits"),
     ("/api/traces", "/api/traces"),
     ("/api/traces/{id}", "/api/traces/SEC-1"),
+    ("/api/traces/{id}/vs/{other}", "/api/traces/SEC-1/vs/SEC-1"),
     ("/metrics", "/metrics"),
     ("/static/{*path}", "/static/app.js"),
 ];
+
+/// The dashboard's one write (SPEC section 11): method and path. Walked apart, since it
+/// answers no `GET` and refuses a `POST` without its anti-forgery header.
+pub const DASHBOARD_WRITES: &[(&str, &str)] = &[("POST", "/api/replays")];
 
 /// The gateway's routes: method and path.
 pub const GATEWAY: &[(&str, &str)] = &[
@@ -80,6 +88,12 @@ fn the_walked_routes_are_exactly_the_routers_routes() {
     assert_eq!(
         walked, served,
         "the dashboard's routes changed: add the new ones to security::routes::DASHBOARD"
+    );
+    let walked: BTreeSet<(&str, &str)> = DASHBOARD_WRITES.iter().copied().collect();
+    let served: BTreeSet<(&str, &str)> = pas::dashboard::write_routes().into_iter().collect();
+    assert_eq!(
+        walked, served,
+        "the dashboard's writes changed: add them to security::routes::DASHBOARD_WRITES"
     );
     let walked: BTreeSet<(&str, &str)> = GATEWAY.iter().copied().collect();
     let served: BTreeSet<(&str, &str)> = pas::gateway::routes().into_iter().collect();
@@ -122,6 +136,21 @@ fn every_method_on_every_route_is_refused_or_reads_and_nothing_changes() {
                         .any(|a| !a.contains("GET") && !a.contains("HEAD")))
             {
                 wrong.push(format!("dashboard {m} {url}: {} allow {allow}", r.status));
+            }
+        }
+    }
+    // The write: every other method is a 405; a POST without X-Pas-Replay a 403 that
+    // writes nothing (checked with the rest below).
+    for (method, url) in DASHBOARD_WRITES {
+        for &m in METHODS {
+            let r = raw(&dash, m, url, &[("content-type", "application/json")], body);
+            let ok = if m == *method {
+                r.status == 403
+            } else {
+                refused(m, r.status)
+            };
+            if !ok {
+                wrong.push(format!("dashboard {m} {url}: {}", r.status));
             }
         }
     }
