@@ -16,6 +16,13 @@ use crate::workspace::{read_card, Kind};
 impl Engine {
     /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
     pub fn reconcile_card(&mut self, id: &str, hints: &[PathBuf]) {
+        self.reconcile_card_tries(id, hints, 3);
+    }
+
+    /// `reconcile_card`, looking again (up to `tries` times) when a file moved on between
+    /// being seen and being read: an agent renaming the card into `done/` at that moment
+    /// is a move, not a removal.
+    fn reconcile_card_tries(&mut self, id: &str, hints: &[PathBuf], tries: u32) {
         // The file pas knows, with its stamp when pas knows that too (an archived card on
         // the shelf since start-up is known by its place alone).
         let known: Option<(PathBuf, Option<Stamp>)> = match self.files.get(id) {
@@ -44,6 +51,7 @@ impl Engine {
         // Read what is there; a bad file is rejected once it has stopped changing.
         let mut good: Vec<(PathBuf, Place, Card, Stamp)> = Vec::new();
         let one = present.len() == 1;
+        let mut raced = false;
         for path in present {
             let Kind::Card { place, .. } = self.ws.classify(&path) else {
                 continue;
@@ -65,7 +73,10 @@ impl Engine {
             match read_card(&path, id) {
                 Ok(card) => good.push((path, place, card, stamp)),
                 // Gone since it was seen (its writer moved it on): the next event says where.
-                Err(_) if std::fs::symlink_metadata(&path).is_err() => continue,
+                Err(_) if std::fs::symlink_metadata(&path).is_err() => {
+                    raced = true;
+                    continue;
+                }
                 Err(e) => {
                     let fresh = SystemTime::now()
                         .duration_since(stamp.mtime)
@@ -84,6 +95,9 @@ impl Engine {
             }
         }
 
+        if good.is_empty() && raced && tries > 1 {
+            return self.reconcile_card_tries(id, &[], tries - 1);
+        }
         if good.is_empty() {
             if let Some((old, _)) = known {
                 if self.ws.staging().join(format!("{id}.yaml")).exists() {
