@@ -74,12 +74,6 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / tick)
 }
 
-fn vm_kib(pid: u32, key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// A thread that runs `body` until `stop` is set.
 fn spawn(
     stop: &Arc<AtomicBool>,
@@ -225,8 +219,8 @@ pub fn agents(args: &BenchArgs) -> Result<i32> {
         Instant::now(),
         written.load(Ordering::Relaxed),
     );
-    let rss_kib = vm_kib(pid, "VmRSS:");
-    let hwm_kib = vm_kib(pid, "VmHWM:");
+    let rss_kib = super::vm_kib(pid, "VmRSS:");
+    let hwm_kib = super::vm_kib(pid, "VmHWM:");
     wait_for(
         Duration::from_secs(30),
         "the victims' cards back in the inbox",

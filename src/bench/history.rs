@@ -118,14 +118,14 @@ pub fn history(args: &BenchArgs) -> Result<i32> {
         let mut bytes = Vec::new();
         for i in 0..n {
             let before = crate::store::git::upkeep::measure(&git_dir);
-            let head = git_head(&ws.root)?;
+            let head = run_git(&ws.root, &["rev-parse", "HEAD"])?;
             let id = format!("W-{folder}-{i}");
             let dir = ws.work().join(folder);
             let tmp = dir.join(format!(".{id}.tmp"));
             std::fs::write(&tmp, format!("title: {id}\n"))?;
             std::fs::rename(&tmp, dir.join(format!("{id}.yaml")))?;
             super::wait_for(Duration::from_secs(30), "the card's commit", || {
-                git_head(&ws.root).is_ok_and(|h| h != head)
+                run_git(&ws.root, &["rev-parse", "HEAD"]).is_ok_and(|h| h != head)
             })?;
             let after = crate::store::git::upkeep::measure(&git_dir);
             if after.packs == before.packs {
@@ -184,8 +184,7 @@ pub(super) fn median(v: &mut [f64]) -> f64 {
 /// pas commits them when they come apart); every card ends in done/. Returns the number
 /// of cards.
 fn generate(root: &Path, commits: usize) -> Result<usize> {
-    let (branch, head, mut child) = fast_import(root)?;
-    let mut stdin = std::io::BufWriter::new(child.stdin.take().context("no stdin")?);
+    let mut import = FastImport::start(root)?;
     let start = chrono::Utc::now().timestamp() - 2 * commits as i64;
     // Card k is new at slot 3k, assigned at 3k + 16 and done at 3k + 47: one transition
     // per slot (the offsets differ modulo 3), some 15 cards in flight at any time.
@@ -206,33 +205,19 @@ fn generate(root: &Path, commits: usize) -> Result<usize> {
             "" => format!("pas: {id} new -> {to}"),
             _ => format!("pas: {id} {from} -> {to}"),
         };
-        let time = start + 2 * i as i64;
-        write!(
-            stdin,
-            "commit {branch}\nauthor pas <pas@localhost> {time} +0000\ncommitter pas <pas@localhost> {time} +0000\ndata {}\n{msg}\n",
-            msg.len()
-        )?;
-        if i == 0 {
-            writeln!(stdin, "from {head}")?;
-        }
+        import.commit(start + 2 * i as i64, &msg)?;
         let text = format!("title: bench card {id}\npriority: medium\n");
         writeln!(
-            stdin,
+            import.stdin,
             "M 100644 inline work/{to}/{id}.yaml\ndata {}\n{text}",
             text.len()
         )?;
         if !from.is_empty() {
-            writeln!(stdin, "D work/{from}/{id}.yaml")?;
+            writeln!(import.stdin, "D work/{from}/{id}.yaml")?;
         }
-        writeln!(stdin)?;
+        writeln!(import.stdin)?;
     }
-    writeln!(stdin, "done")?;
-    stdin.flush()?;
-    drop(stdin);
-    if !child.wait()?.success() {
-        bail!("git fast-import failed");
-    }
-    run_git(root, &["reset", "-q", "--hard"])?;
+    import.finish()?;
     Ok(cards)
 }
 
@@ -249,30 +234,65 @@ pub(super) fn run_git(root: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A `git fast-import` writing onto HEAD's branch: the branch, HEAD's commit and the
-/// process, its input piped.
-pub(super) fn fast_import(root: &Path) -> Result<(String, String, std::process::Child)> {
-    let branch = run_git(root, &["symbolic-ref", "HEAD"])?;
-    let head = run_git(root, &["rev-parse", "HEAD"])?;
-    let child = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["fast-import", "--quiet", "--done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot run git fast-import")?;
-    Ok((branch, head, child))
+/// A `git fast-import` writing commits onto HEAD's branch, by pas as author; `finish`
+/// ends it and checks the result out.
+pub(super) struct FastImport {
+    root: std::path::PathBuf,
+    branch: String,
+    /// HEAD when the import started, the first commit's parent (taken once).
+    head: Option<String>,
+    child: std::process::Child,
+    /// Where the commits' file commands (`M`, `D`) go after `commit`.
+    pub stdin: std::io::BufWriter<std::process::ChildStdin>,
 }
 
-/// HEAD's commit id.
-fn git_head(root: &Path) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "HEAD"])
-        .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+impl FastImport {
+    pub(super) fn start(root: &Path) -> Result<FastImport> {
+        let branch = run_git(root, &["symbolic-ref", "HEAD"])?;
+        let head = run_git(root, &["rev-parse", "HEAD"])?;
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["fast-import", "--quiet", "--done"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot run git fast-import")?;
+        let stdin = std::io::BufWriter::new(child.stdin.take().context("no stdin")?);
+        Ok(FastImport {
+            root: root.to_path_buf(),
+            branch,
+            head: Some(head),
+            child,
+            stdin,
+        })
+    }
+
+    /// Starts a commit at `time` (Unix seconds) with message `msg`.
+    pub(super) fn commit(&mut self, time: i64, msg: &str) -> Result<()> {
+        let branch = &self.branch;
+        write!(
+            self.stdin,
+            "commit {branch}\nauthor pas <pas@localhost> {time} +0000\ncommitter pas <pas@localhost> {time} +0000\ndata {}\n{msg}\n",
+            msg.len()
+        )?;
+        if let Some(head) = self.head.take() {
+            writeln!(self.stdin, "from {head}")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the import and checks HEAD out.
+    pub(super) fn finish(mut self) -> Result<()> {
+        writeln!(self.stdin, "done")?;
+        self.stdin.flush()?;
+        drop(self.stdin);
+        if !self.child.wait()?.success() {
+            bail!("git fast-import failed");
+        }
+        run_git(&self.root, &["reset", "-q", "--hard"])?;
+        Ok(())
+    }
 }
 
 /// The dashboard's address from `.pas/serve.json`.

@@ -263,10 +263,7 @@ impl Daemon {
 
     /// Peak resident set size in MiB (VmHWM).
     fn peak_rss_mb(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
+        vm_kib(self.pid(), "VmHWM:").map(|kb| kb / 1024.0)
     }
 }
 
@@ -289,6 +286,13 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS:`, `VmHWM:`, `RssAnon:`).
+fn vm_kib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<Duration> {

@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
-use super::history::{dashboard_addr, fast_import, http_get, median, ms, run_git};
+use super::history::{dashboard_addr, http_get, median, ms, run_git, FastImport};
 use super::{drop_card, scratch, wait_for, BenchArgs, Daemon};
 use crate::board::{transition_meta, Place};
 use crate::card::{Card, State};
@@ -219,11 +219,7 @@ fn serve_timed(ws: &Workspace) -> Result<(f64, Daemon)> {
 
 /// Resident memory of `pid` in MiB, from the `field` line of its status.
 fn rss_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = (status.lines().find(|l| l.starts_with(field)))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    super::vm_kib(pid, field).unwrap_or(0.0) / 1024.0
 }
 
 /// Drops `n` cards at once and times until the daemon has assigned them all.
@@ -304,8 +300,7 @@ fn commit_bytes(ws: &Workspace, git_dir: &Path, tag: &str) -> Result<Value> {
 /// `i - 16`, finishing card `i - 47` and archiving the card that finished a day before.
 fn generate(ws: &Workspace, cards: usize) -> Result<()> {
     let root = &ws.root;
-    let (branch, head, mut child) = fast_import(root)?;
-    let mut stdin = std::io::BufWriter::new(child.stdin.take().context("no stdin")?);
+    let mut import = FastImport::start(root)?;
     let step = TimeDelta::days(365) / cards.max(1) as i32;
     let per_day = (cards / 365).max(1);
     // The last commit is now, when the last card finishes: the cards that finished within
@@ -359,37 +354,22 @@ fn generate(ws: &Workspace, cards: usize) -> Result<()> {
             }
         }
         let msg = format!("pas: {} transitions\n\n{}\n", lines.len(), lines.join("\n"));
-        let time = now.timestamp();
-        write!(
-            stdin,
-            "commit {branch}\nauthor pas <pas@localhost> {time} +0000\ncommitter pas <pas@localhost> {time} +0000\ndata {}\n{msg}\n",
-            msg.len()
-        )?;
-        if i == 0 {
-            writeln!(stdin, "from {head}")?;
-        }
+        import.commit(now.timestamp(), &msg)?;
         let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
         for p in &gone {
-            writeln!(stdin, "D {}", rel(p))?;
+            writeln!(import.stdin, "D {}", rel(p))?;
         }
         for (p, text) in &files {
             writeln!(
-                stdin,
+                import.stdin,
                 "M 100644 inline {}\ndata {}\n{text}",
                 rel(p),
                 text.len()
             )?;
         }
-        writeln!(stdin)?;
+        writeln!(import.stdin)?;
     }
-    writeln!(stdin, "done")?;
-    stdin.flush()?;
-    drop(stdin);
-    if !child.wait()?.success() {
-        bail!("git fast-import failed");
-    }
-    run_git(root, &["reset", "-q", "--hard"])?;
-    Ok(())
+    import.finish()
 }
 
 /// Card files in `dir` (not its `.gitkeep`).
