@@ -3,12 +3,11 @@
 //! tree with its waterfall, "edit and replay" posting to `/api/replays` and showing both
 //! answers side by side, and two traces lined up at `/traces/{a}/vs/{b}`.
 
-use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::gateway::{model, provider, Gw};
+
 use crate::traces::spans_when;
 
 const WATCH_CSP: &str = "window.__csp = []; document.addEventListener('securitypolicyviolation', \
@@ -28,16 +27,7 @@ fn traces_pages_show_the_conversation_as_text_and_edit_and_replay_runs() {
         text: "it is 4 C in Oslo".into(),
         ..FakeOptions::default()
     });
-    let models = format!(
-        "{}{}",
-        model("m", &["x"], Some(("1", "10"))),
-        model("n", &["x"], Some(("3", "15")))
-    );
-    let gw = Gw::start(
-        &[provider("p", &up, Protocol::Openai, "", &models)],
-        "",
-        &[],
-    );
+    let gw = crate::traces_replay::two_models(&up);
     let prompt = "<script>window.__pwned = 1</script> weather in Oslo?";
     let body = json!({"model": "m", "messages": [
         {"role": "user", "content": prompt},

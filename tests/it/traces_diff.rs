@@ -5,12 +5,11 @@
 
 use std::io::Write;
 
-use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::{json, Value};
 
 use crate::fixture::Workspace;
-use crate::gateway::{model, provider, Gw};
+use crate::gateway::Gw;
 use crate::traces::spans_when;
 
 fn append(ws: &Workspace, trace: &str, line: Value) {
@@ -69,16 +68,7 @@ fn traces_diff_names_the_first_divergence_and_the_exact_cost_delta() {
         output_tokens: 200,
         ..FakeOptions::default()
     });
-    let models = format!(
-        "{}{}",
-        model("m", &["x"], Some(("1", "10"))),
-        model("n", &["x"], Some(("3", "15")))
-    );
-    let gw = Gw::start(
-        &[provider("p", &up, Protocol::Openai, "", &models)],
-        "",
-        &[],
-    );
+    let gw = crate::traces_replay::two_models(&up);
     let (a, b) = (
         "aaaa0000000000000000000000000001",
         "bbbb0000000000000000000000000002",

@@ -38,6 +38,18 @@ fn inbox_files(ws: &Workspace) -> usize {
         .unwrap_or(0)
 }
 
+/// A gateway over `up` with one OpenAI-protocol provider and two priced models: `m`
+/// ($1/$10 a million tokens in/out), the one calls name, and `n` ($3/$15), the one a
+/// replay or a second run switches to.
+pub(crate) fn two_models(up: &fake::Fake) -> Gw {
+    let models = format!(
+        "{}{}",
+        model("m", &["x"], Some(("1", "10"))),
+        model("n", &["x"], Some(("3", "15")))
+    );
+    Gw::start(&[provider("p", up, Protocol::Openai, "", &models)], "", &[])
+}
+
 #[test]
 fn traces_replay_of_a_tool_calling_conversation_on_another_model_has_exact_receipts() {
     let calls = vec![fake::FakeToolCall {
@@ -51,16 +63,7 @@ fn traces_replay_of_a_tool_calling_conversation_on_another_model_has_exact_recei
         output_tokens: 567,
         ..FakeOptions::default()
     });
-    let models = format!(
-        "{}{}",
-        model("m", &["x"], Some(("1", "10"))),
-        model("n", &["x"], Some(("3", "15")))
-    );
-    let gw = Gw::start(
-        &[provider("p", &up, Protocol::Openai, "", &models)],
-        "",
-        &[],
-    );
+    let gw = crate::traces_replay::two_models(&up);
     let body = json!({"model": "m", "temperature": 0.7, "messages": [
         {"role": "user", "content": "weather in Oslo and Bergen?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
