@@ -279,11 +279,7 @@ pub fn gateway(args: &BenchArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = load_client()?;
     let (seconds, runs) = (args.seconds, args.runs.max(1));
     let mut results = Vec::new();
     let mut answered = 0u64;
@@ -407,4 +403,14 @@ fn print_report(report: &Value, targets: &[Target], upstream: SocketAddr) {
         f(&n["median"]),
         f(&n["max"])
     );
+}
+
+/// The load generator's HTTP client: connections kept for every request in flight, no
+/// Nagle delay, a minute's patience.
+pub(super) fn load_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()
 }

@@ -76,11 +76,7 @@ pub fn traces(args: &BenchArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = super::gateway::load_client()?;
     let runs = args.runs.max(1);
     let mut answered_full = 0u64;
     let mut results = Vec::new();
