@@ -68,13 +68,8 @@ pub fn load_with(ws: &Workspace, depth: Depth) -> anyhow::Result<Snapshot> {
     let cfg = ws.config()?;
     let managed = cfg.capacity != crate::config::Capacity::default();
     // The archive is listed, not walked: its cards are known by id and day alone.
-    let (archived, unusual) = ws.list_archive();
-    let unusual = unusual.into_iter().map(|p| {
-        let kind = ws.classify(&p);
-        (p, kind, false)
-    });
-    let items: Vec<(PathBuf, Kind, Source)> = (ws.scan_live().into_iter())
-        .chain(unusual)
+    let (files, archived) = ws.scan_listing();
+    let items: Vec<(PathBuf, Kind, Source)> = (files.into_iter())
         .filter(|(_, kind, _)| matches!(kind, Kind::Card { .. } | Kind::Registration { .. }))
         .map(|(path, kind, _)| {
             let source = source_for(&kind, depth, managed, None);

@@ -341,21 +341,29 @@ impl Workspace {
 
     /// Every file under `dir` with its kind and whether it is a regular file, as the
     /// folder listing says (no `stat` per file: the archive may hold a hundred thousand).
-    pub fn scan_typed(&self, dir: &Path) -> Vec<(PathBuf, Kind, bool)> {
+    pub fn scan_typed(&self, dir: &Path) -> Vec<Scanned> {
         self.walk(dir, false)
     }
 
-    /// Every file under `work/` but those in the archive's day folders, which
-    /// [`list_archive`](Self::list_archive) lists far more cheaply.
-    pub fn scan_live(&self) -> Vec<(PathBuf, Kind, bool)> {
-        self.walk(&self.work(), true)
+    /// Every file under `work/` with its kind and whether it is regular, but the archive's
+    /// cards, which come apart by id and day as [`list_archive`](Self::list_archive) lists
+    /// them (far more cheaply than a walk). What else lies in a day folder is among the
+    /// files, as not regular, for the caller to judge as it would any file.
+    pub fn scan_listing(&self) -> (Vec<Scanned>, Vec<(String, Shelved)>) {
+        let (archived, unusual) = self.list_archive();
+        let mut files = self.walk(&self.work(), true);
+        files.extend(
+            unusual
+                .into_iter()
+                .map(|p| (p.clone(), self.classify(&p), false)),
+        );
+        (files, archived)
     }
 
     /// The archive's cards as its day folders list them, with no `stat` and no read: each
-    /// regular `<id>.yaml` file with a valid id, by id and day. Whatever else lies in a day
-    /// folder (a link, a FIFO, a folder, another name) comes back as a path, for the
-    /// caller to judge as it would any file.
-    pub fn list_archive(&self) -> (Vec<(String, Shelved)>, Vec<PathBuf>) {
+    /// regular `<id>.yaml` file with a valid id, by id and day; and the path of whatever
+    /// else lies in a day folder (a link, a FIFO, a folder, another name).
+    fn list_archive(&self) -> (Vec<(String, Shelved)>, Vec<PathBuf>) {
         let root = self.state_dir(State::Archived);
         let (mut cards, mut odd) = (Vec::new(), Vec::new());
         for day in self.archive_days() {
@@ -386,7 +394,7 @@ impl Workspace {
         (cards, odd)
     }
 
-    fn walk(&self, dir: &Path, skip_days: bool) -> Vec<(PathBuf, Kind, bool)> {
+    fn walk(&self, dir: &Path, skip_days: bool) -> Vec<Scanned> {
         let mut out = Vec::new();
         let archive = self.state_dir(State::Archived);
         let is_day_dir = |p: &Path| {
@@ -419,6 +427,10 @@ impl Workspace {
         out
     }
 }
+
+/// A file found by a scan: its path, its kind, and whether the listing says it is a
+/// regular file.
+pub type Scanned = (PathBuf, Kind, bool);
 
 /// Whether `d` is a real day written `YYYY/MM/DD`, the archive's folder names.
 pub fn is_day(d: &str) -> bool {

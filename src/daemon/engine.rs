@@ -289,13 +289,8 @@ impl Engine {
         let mut heartbeats = Vec::new();
         // Ids with a file that is not a regular one: read (and refused) however they lie.
         let mut odd: HashSet<String> = HashSet::new();
-        let (archived, unusual) = self.ws.list_archive();
-        let live = self.ws.scan_live().into_iter();
-        let unusual: Vec<(PathBuf, Kind, bool)> = (unusual.into_iter())
-            .map(|p| (self.ws.classify(&p), p))
-            .map(|(kind, p)| (p, kind, false))
-            .collect();
-        for (path, kind, regular) in live.chain(unusual) {
+        let (files, archived) = self.ws.scan_listing();
+        for (path, kind, regular) in files {
             match kind {
                 Kind::Card { id, .. } => {
                     if !regular {
