@@ -5,12 +5,17 @@
 //! daemon carries the plan out with file moves; `pas status` runs the same plan on a board
 //! read from the files, so it can say why a card waits with no daemon running.
 
+mod incremental;
+mod rules;
+mod tracked;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::agent::Agent;
-use crate::card::{Card, HistoryEntry, PasMeta, Priority, Resources, State};
+use crate::card::{Card, HistoryEntry, PasMeta, Resources, State};
+pub use tracked::Tracked;
 
 /// Where a card is: its state folder and, for `assigned/`, the agent; for `archive/`, the
 /// day folder.
@@ -180,11 +185,13 @@ impl From<&crate::config::Config> for Defaults {
 #[derive(Debug, Clone, Default)]
 pub struct Board {
     /// Every card but the archived ones, with its text.
-    pub cards: HashMap<String, Entry>,
+    pub cards: Tracked<String, Entry>,
     /// The archived cards, without their text (see `Shelved`).
-    pub shelf: HashMap<Box<str>, Shelved>,
+    pub shelf: Tracked<Box<str>, Shelved>,
     pub agents: BTreeMap<String, Agent>,
     pub defaults: Defaults,
+    /// What the daemon's incremental plan keeps between plans (see `incremental.rs`).
+    index: incremental::PlanIndex,
 }
 
 /// What the rules decided.
@@ -267,80 +274,6 @@ impl Board {
         self.cards.values().filter_map(|e| self.deadline(e)).min()
     }
 
-    /// Decides assignments, waiting reasons and take-backs at time `now`.
-    pub fn plan(&self, now: DateTime<Utc>) -> Plan {
-        let mut plan = Plan::default();
-        for (id, e) in &self.cards {
-            if e.place.state != State::Assigned {
-                continue;
-            }
-            let agent = e.place.agent.as_deref().unwrap_or_default();
-            let registered = self.agents.get(agent).is_some_and(|a| a.reg.is_some());
-            if !registered {
-                plan.take_back
-                    .push((id.clone(), format!("assignee {agent} is not registered")));
-            } else if self.deadline(e).is_some_and(|d| d <= now) {
-                plan.take_back.push((
-                    id.clone(),
-                    format!(
-                        "timed out after {}s",
-                        e.card.timeout_s(self.defaults.timeout_s)
-                    ),
-                ));
-            }
-        }
-        plan.take_back.sort();
-
-        // Each card's entry travels with its sort key: no second lookup per card.
-        let mut inbox: Vec<(&Priority, &DateTime<Utc>, &String, &Entry)> = self
-            .cards
-            .iter()
-            .filter(|(_, e)| e.place.state == State::Inbox)
-            .map(|(id, e)| (&e.card.spec.priority, &e.created, id, e))
-            .collect();
-        inbox.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-
-        let mut loads: HashMap<&str, u32> = self.loads();
-        let taken: HashSet<&str> = plan.take_back.iter().map(|(id, _)| id.as_str()).collect();
-        for (id, e) in &self.cards {
-            if taken.contains(id.as_str()) {
-                if let Some(a) = &e.place.agent {
-                    if let Some(l) = loads.get_mut(a.as_str()) {
-                        *l = l.saturating_sub(1);
-                    }
-                }
-            }
-        }
-        let cap = &self.defaults.capacity;
-        let mut used = self.resources_used(&taken);
-        for (_, _, id, e) in inbox {
-            let need = e.card.spec.resources.clone().unwrap_or_default();
-            if let Some(reason) = crate::resources::never_fits(&need, cap) {
-                plan.fail.push((id.clone(), reason));
-                continue;
-            }
-            if is_llm_card(&e.card.spec) {
-                match self.pending_dependencies(&e.card.spec) {
-                    Some(reason) => plan.waiting.push((id.clone(), reason)),
-                    None => plan.llm.push(id.clone()),
-                }
-                continue;
-            }
-            match self.place_card(e, &loads) {
-                Ok(agent) => match crate::resources::wait_reason(&need, cap, &used) {
-                    None => {
-                        crate::resources::reserve(&mut used, &need);
-                        *loads.entry(agent).or_default() += 1;
-                        plan.assign.push((id.clone(), agent.to_string()));
-                    }
-                    Some(reason) => plan.waiting.push((id.clone(), reason)),
-                },
-                Err(reason) => plan.waiting.push((id.clone(), reason)),
-            }
-        }
-        plan
-    }
-
     /// Archived cards whose outcome is not known and that an inbox card depends on: the
     /// few a plan needs read.
     pub fn unread_dependencies(&self) -> Vec<String> {
@@ -369,151 +302,6 @@ impl Board {
             None => self.shelf.get(id).is_some_and(|s| s.outcome != Some(false)),
         }
     }
-
-    /// Why a card must wait for its dependencies, if it must.
-    fn pending_dependencies(&self, spec: &crate::card::Spec) -> Option<String> {
-        let pending: Vec<&str> = spec
-            .depends_on
-            .iter()
-            .filter(|d| !self.succeeded(d))
-            .map(String::as_str)
-            .collect();
-        if pending.is_empty() {
-            return None;
-        }
-        let described: Vec<String> = pending
-            .iter()
-            .map(
-                |d| match (self.cards.get(*d), self.shelf.contains_key(*d)) {
-                    (Some(x), _) if x.place.state == State::Failed => format!("{d} (failed)"),
-                    (Some(x), _) if x.place.state == State::Archived => {
-                        format!("{d} (failed, archived)")
-                    }
-                    (Some(_), _) => d.to_string(),
-                    (None, true) => format!("{d} (failed, archived)"),
-                    (None, false) => format!("{d} (unknown job)"),
-                },
-            )
-            .collect();
-        Some(format!("waiting for {}", described.join(", ")))
-    }
-
-    /// The agent an inbox card should go to, or why it must wait.
-    fn place_card<'a>(&'a self, e: &Entry, loads: &HashMap<&str, u32>) -> Result<&'a str, String> {
-        let spec = &e.card.spec;
-        if let Some(reason) = self.pending_dependencies(spec) {
-            return Err(reason);
-        }
-        let load = |name: &str| loads.get(name).copied().unwrap_or(0);
-        let missing = |a: &Agent| -> Vec<&str> {
-            spec.requires
-                .iter()
-                .filter(|c| !a.has_capability(c))
-                .map(String::as_str)
-                .collect()
-        };
-        let caps = format!("[{}]", spec.requires.join(", "));
-
-        if let Some(name) = &spec.assignee {
-            let Some(a) = self.agents.get(name).filter(|a| a.reg.is_some()) else {
-                return Err(format!("pinned to {name}, who is not registered"));
-            };
-            let lacks = missing(a);
-            if !lacks.is_empty() {
-                return Err(format!(
-                    "pinned to {name}, who lacks [{}]",
-                    lacks.join(", ")
-                ));
-            }
-            if let Some(why) = a.unavailable(spec.kind.as_deref()) {
-                return Err(format!("pinned to {name}, who is {why}"));
-            }
-            // A save-state card is how a full agent gets room again: no slot needed.
-            let slot_free = load(name) < a.max_concurrent()
-                || spec.kind.as_deref() == Some(crate::agent::SAVE_STATE);
-            if !slot_free {
-                return Err(format!("pinned to {name}, who is busy"));
-            }
-            return Ok(a.name.as_str());
-        }
-
-        let registered: Vec<&Agent> = self.agents.values().filter(|a| a.reg.is_some()).collect();
-        if registered.is_empty() {
-            return Err("no agent is registered".into());
-        }
-        let capable: Vec<&Agent> = registered
-            .iter()
-            .copied()
-            .filter(|a| missing(a).is_empty())
-            .collect();
-        if capable.is_empty() {
-            let nobody: Vec<&str> = spec
-                .requires
-                .iter()
-                .filter(|c| !registered.iter().any(|a| a.has_capability(c)))
-                .map(String::as_str)
-                .collect();
-            return Err(if nobody.is_empty() {
-                format!("no registered agent has all of {caps}")
-            } else {
-                format!("no registered agent has [{}]", nobody.join(", "))
-            });
-        }
-        let kind = spec.kind.as_deref();
-        let active: Vec<&Agent> = capable
-            .iter()
-            .copied()
-            .filter(|a| a.unavailable(kind).is_none())
-            .collect();
-        if active.is_empty() {
-            let who = if spec.requires.is_empty() {
-                "every registered agent".to_string()
-            } else {
-                format!("every agent with {caps}")
-            };
-            return Err(format!("{who} is {}", unavailable_summary(&capable, kind)));
-        }
-        active
-            .iter()
-            .filter(|a| load(&a.name) < a.max_concurrent())
-            .min_by(|a, b| {
-                let (la, lb) = (load(&a.name), load(&b.name));
-                // Least loaded first; between equals, the one with more room, then by name.
-                la.cmp(&lb)
-                    .then(
-                        (u64::from(la) * u64::from(b.max_concurrent()))
-                            .cmp(&(u64::from(lb) * u64::from(a.max_concurrent()))),
-                    )
-                    .then(a.name.cmp(&b.name))
-            })
-            .map(|a| a.name.as_str())
-            // No counts in the reason: it is written into the card only when it changes,
-            // and a count would change for every waiting card whenever an agent comes or goes.
-            .ok_or_else(|| {
-                if spec.requires.is_empty() {
-                    "all registered agents are busy".to_string()
-                } else {
-                    format!("all agents with {caps} are busy")
-                }
-            })
-    }
-}
-
-/// "paused (a, b)" when all share one reason, else "paused or down (a: paused, b: down)".
-fn unavailable_summary(agents: &[&Agent], kind: Option<&str>) -> String {
-    let why: Vec<(&str, &str)> = agents
-        .iter()
-        .map(|a| (a.name.as_str(), a.unavailable(kind).unwrap_or("busy")))
-        .collect();
-    let mut reasons: Vec<&str> = why.iter().map(|(_, w)| *w).collect();
-    reasons.sort();
-    reasons.dedup();
-    if let [one] = reasons[..] {
-        let names: Vec<&str> = why.iter().map(|(n, _)| *n).collect();
-        return format!("{one} ({})", names.join(", "));
-    }
-    let each: Vec<String> = why.iter().map(|(n, w)| format!("{n}: {w}")).collect();
-    format!("{} ({})", reasons.join(" or "), each.join(", "))
 }
 
 /// The `pas:` block after a transition from `from` to `to`.
@@ -559,3 +347,6 @@ pub fn take_back_target(card: &Card, default_max: u32) -> (Place, u32) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod incremental_tests;

@@ -10,6 +10,9 @@ use crate::board::{take_back_target, transition_meta, Place};
 use crate::card::State;
 use crate::fsops::{self, Moved};
 
+/// The largest board whose incremental plans debug builds check against a full plan.
+const CHECKED_BOARD: usize = 2000;
+
 impl Engine {
     /// Plans at the current time and carries the plan out; repeats while moves free up
     /// room (a take-back can make a slot for a waiting card).
@@ -36,7 +39,8 @@ impl Engine {
         for _ in 0..4 {
             let now = self.now();
             self.resolve_shelved();
-            let plan = self.board.plan(now);
+            let plan = self.board.plan_incremental(now);
+            self.check_plan(&plan, now);
             // Only a take-back can free room for another pass; assignments use it up.
             again = !plan.take_back.is_empty();
             for (id, reason) in plan.take_back {
@@ -64,6 +68,16 @@ impl Engine {
         self.next_timeout = self.board.next_deadline();
         self.write_dirty();
         self.flush_commit();
+    }
+
+    /// In debug builds (the tests), holds each incremental plan against the full plan of
+    /// the same board while the board is small enough for that to stay cheap.
+    fn check_plan(&self, plan: &crate::board::Plan, now: DateTime<Utc>) {
+        if cfg!(debug_assertions) && self.board.cards.len() <= CHECKED_BOARD {
+            if let Err(e) = self.board.check(plan, now) {
+                panic!("the incremental plan differs from the full plan: {e}");
+            }
+        }
     }
 
     /// The next instant the engine must wake: a timeout or a settling file.
@@ -215,7 +229,8 @@ impl Engine {
 
     /// Puts the reason in `pas.waiting_for` when it changed (written after planning).
     fn note_waiting(&mut self, id: &str, reason: String) {
-        let Some(entry) = self.board.cards.get_mut(id) else {
+        // The reason is the plan's own output: writing it is no news to the next plan.
+        let Some(entry) = self.board.cards.get_mut_unplanned(id) else {
             return;
         };
         if entry.card.spec.pas.waiting_for.as_deref() == Some(reason.as_str()) {

@@ -79,7 +79,9 @@ impl Engine {
         clock: Clock,
     ) -> Engine {
         let hub = Arc::new(Hub::new(seq, db.as_ref().map(|d| d.sink())));
-        let board = Board::new(Defaults::from(&cfg));
+        let mut board = Board::new(Defaults::from(&cfg));
+        // Every change is noted for the incremental plan (see `board/incremental.rs`).
+        board.track_changes();
         Engine {
             ws: ws.clone(),
             cfg,

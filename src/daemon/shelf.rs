@@ -106,7 +106,7 @@ impl Engine {
     /// Reads how each archived card a waiting card depends on finished, where the board
     /// does not know yet. Only those are read; each once.
     pub(super) fn resolve_shelved(&mut self) {
-        let unknown = self.board.unread_dependencies();
+        let unknown = self.board.unread_dependencies_indexed();
         if unknown.is_empty() {
             return;
         }
