@@ -21,13 +21,13 @@
 //! incremental plan against the full one (`check`), and `tests.rs` does so over random
 //! boards and changes.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 
-use super::rules::Decision;
+use super::rules::{Decision, Held};
 use super::{is_llm_card, Board, Defaults, Plan};
 use crate::card::{Priority, State};
 
@@ -50,8 +50,14 @@ pub struct PlanIndex {
     llm: BTreeSet<Key>,
     /// Card id → inbox cards that depend on it.
     dependents: HashMap<String, HashSet<String>>,
-    /// Cards in `assigned/`.
-    assigned: HashSet<String>,
+    /// Cards in `assigned/`, by agent (so a plan counts slots without walking them).
+    on_agent: HashMap<String, BTreeSet<String>>,
+    /// Each assigned card: its agent and when it times out (as of its last change).
+    assigned: HashMap<String, (String, Option<DateTime<Utc>>)>,
+    /// Assigned cards in order of their timeout.
+    deadlines: BTreeSet<(DateTime<Utc>, String)>,
+    /// Assigned cards that hold resources (few: most cards name none).
+    holding: BTreeSet<String>,
     /// What assigned cards hold may have changed since the last plan.
     loads_changed: bool,
     /// A digest of what the rules read of the agents, at the last plan.
@@ -98,8 +104,18 @@ impl PlanIndex {
                     }
                 }
             }
-            if self.assigned.remove(&id) {
+            if let Some((agent, deadline)) = self.assigned.remove(&id) {
                 self.loads_changed = true;
+                if let Some(ids) = self.on_agent.get_mut(&agent) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.on_agent.remove(&agent);
+                    }
+                }
+                if let Some(d) = deadline {
+                    self.deadlines.remove(&(d, id.clone()));
+                }
+                self.holding.remove(&id);
             }
             let Some(e) = board.cards.get(&id) else {
                 continue;
@@ -118,12 +134,76 @@ impl PlanIndex {
                     self.inbox.insert(id, Known { key, deps });
                 }
                 State::Assigned => {
-                    self.assigned.insert(id);
+                    let agent = e.place.agent.clone().unwrap_or_default();
+                    let deadline = board.deadline(e);
+                    if let Some(d) = deadline {
+                        self.deadlines.insert((d, id.clone()));
+                    }
+                    if e.card.spec.resources.is_some() {
+                        self.holding.insert(id.clone());
+                    }
+                    (self.on_agent.entry(agent.clone()).or_default()).insert(id.clone());
+                    self.assigned.insert(id, (agent, deadline));
                     self.loads_changed = true;
                 }
                 _ => {}
             }
         }
+    }
+}
+
+impl PlanIndex {
+    /// `Board::take_backs` over the assigned cards, from the index: the cards of agents
+    /// no longer registered, and those whose timeout has come.
+    fn take_backs(&self, board: &Board, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for (agent, ids) in &self.on_agent {
+            if board.agents.get(agent).is_some_and(|a| a.reg.is_some()) {
+                continue;
+            }
+            for id in ids {
+                out.insert(id.clone(), format!("assignee {agent} is not registered"));
+            }
+        }
+        for (d, id) in &self.deadlines {
+            if *d > now {
+                break;
+            }
+            if out.contains_key(id) {
+                continue;
+            }
+            if let Some(e) = board.cards.get(id) {
+                let timeout = e.card.timeout_s(board.defaults.timeout_s);
+                out.insert(id.clone(), format!("timed out after {timeout}s"));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// `Board::held` from the index: slots per agent, and the resources of the few
+    /// assigned cards that hold any.
+    fn held<'a>(&self, board: &'a Board, taken: &HashSet<&str>) -> Held<'a> {
+        let mut loads: HashMap<&str, u32> = HashMap::new();
+        for (agent, ids) in &self.on_agent {
+            // The rules read the loads of known agents only.
+            let Some((name, _)) = board.agents.get_key_value(agent) else {
+                continue;
+            };
+            let n = ids.iter().filter(|id| !taken.contains(id.as_str())).count();
+            if n > 0 {
+                loads.insert(name.as_str(), n as u32);
+            }
+        }
+        let holding = (self.holding.iter())
+            .filter_map(|id| board.cards.get_key_value(id))
+            .filter(|(id, _)| !taken.contains(id.as_str()));
+        let (_, used) = board.held(holding, &HashSet::new());
+        (loads, used)
+    }
+
+    /// The earliest timeout of an assigned card.
+    fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadlines.first().map(|(d, _)| *d)
     }
 }
 
@@ -164,6 +244,15 @@ impl Board {
         self.index = ix;
     }
 
+    /// `next_deadline` from the index (no walk of the assigned cards).
+    pub fn next_deadline_indexed(&mut self) -> Option<DateTime<Utc>> {
+        if !self.cards.tracking() {
+            return self.next_deadline();
+        }
+        self.sync_index();
+        self.index.next_deadline()
+    }
+
     /// `unread_dependencies` from the index by dependency (no walk of the inbox).
     pub fn unread_dependencies_indexed(&mut self) -> Vec<String> {
         if !self.cards.tracking() {
@@ -196,20 +285,20 @@ impl Board {
         let all = ix.agents != Some(digest) || ix.defaults.as_ref() != Some(&self.defaults);
         if all {
             ix.agents = Some(digest);
-            ix.defaults = Some(self.defaults.clone());
+            if ix.defaults.as_ref() != Some(&self.defaults) {
+                // Timeouts follow the default timeout: take every assigned card in again.
+                ix.defaults = Some(self.defaults.clone());
+                let ids: Vec<String> = ix.assigned.keys().cloned().collect();
+                ix.sync(ids, self);
+            }
         }
 
-        let assigned = || {
-            ix.assigned
-                .iter()
-                .filter_map(|id| self.cards.get_key_value(id))
-        };
         let mut plan = Plan {
-            take_back: self.take_backs(assigned(), now),
+            take_back: ix.take_backs(self, now),
             ..Plan::default()
         };
         let taken: HashSet<&str> = plan.take_back.iter().map(|(id, _)| id.as_str()).collect();
-        let mut held = self.held(assigned(), &taken);
+        let mut held = ix.held(self, &taken);
 
         let mut todo = std::mem::take(&mut ix.todo);
         todo.extend(ix.llm.iter().cloned());

@@ -65,7 +65,7 @@ impl Engine {
         self.pacing.planned(started);
         // Room freed by a last pass's take-backs is used at the next wakeup (at once).
         self.replan |= again;
-        self.next_timeout = self.board.next_deadline();
+        self.next_timeout = self.board.next_deadline_indexed();
         self.write_dirty();
         self.flush_commit();
     }

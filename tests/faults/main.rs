@@ -10,24 +10,16 @@
 //! inject (not root, no tmpfs) are skipped with a message, unless `PAS_REQUIRE_FAULTS=1`
 //! (CI), where they fail.
 //!
-//! The `it` suite's fixture is shared: `fixture.rs` (workspaces), `daemon.rs` (the daemon
-//! process), `records.rs` (git and the database) and `http.rs`.
+//! The `it` suite's helpers are shared: `tests/it/support/` (workspaces, the daemon
+//! process, git and the database, HTTP).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 #[allow(dead_code)]
-#[path = "../it/daemon.rs"]
-mod daemon;
-#[allow(dead_code)]
-#[path = "../it/fixture.rs"]
-mod fixture;
-#[allow(dead_code)]
-#[path = "../it/http.rs"]
-mod http;
-#[allow(dead_code)]
-#[path = "../it/records.rs"]
-mod records;
+#[path = "../it/support/mod.rs"]
+mod support;
+use support::{daemon, http, workspace as fixture};
 
 mod db_lock;
 mod disk_full;

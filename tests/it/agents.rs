@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::fixture::Workspace;
+use crate::support::workspace::Workspace;
 
 #[test]
 fn paused_agent_keeps_its_card_and_gets_no_new_one_until_resumed() {

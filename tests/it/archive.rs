@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crate::fixture::{history, wait_until, Workspace, FAST, WAIT};
+use crate::support::workspace::{history, wait_until, Workspace, FAST, WAIT};
 
 /// Archive a second after finishing, at most three cards per folder.
 fn quick() -> Workspace {
@@ -325,7 +325,7 @@ fn the_dashboard_done_column_pages_into_the_archive() {
         let req = axum::http::Request::get(uri)
             .body(axum::body::Body::empty())
             .unwrap();
-        crate::http::block_on(async {
+        crate::support::http::block_on(async {
             let r = app.clone().oneshot(req).await.unwrap();
             assert_eq!(r.status(), 200, "{uri}");
             let b = axum::body::to_bytes(r.into_body(), 16 << 20).await.unwrap();

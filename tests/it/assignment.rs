@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::fixture::{holds_for, wait_until, Workspace, WAIT};
+use crate::support::workspace::{holds_for, wait_until, Workspace, WAIT};
 
 /// Card ids in `work/assigned/<agent>/`, sorted.
 fn held_by(ws: &Workspace, agent: &str) -> Vec<String> {

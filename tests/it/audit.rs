@@ -5,7 +5,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use crate::fixture::Workspace;
+use crate::support::workspace::Workspace;
 
 #[test]
 fn users_unrelated_changes_survive_pas_commits() {
@@ -317,9 +317,9 @@ fn sigterm_during_start_up_exits_cleanly() {
     let mut d = ws.serve();
     // The first assignment shows the start-up's plan at work; 199 more moves and their
     // commit are still to come.
-    crate::fixture::wait_until(
+    crate::support::workspace::wait_until(
         "the first start-up assignment",
-        crate::fixture::WAIT,
+        crate::support::workspace::WAIT,
         || match fs::read_dir(ws.work("assigned/a")).map(|rd| rd.count()) {
             Ok(n) if n > 0 => Ok(()),
             other => Err(format!("{other:?}")),

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::fixture::{holds_for, wait_until, Daemon, Workspace, WAIT};
+use crate::support::workspace::{holds_for, wait_until, Daemon, Workspace, WAIT};
 
 /// A workspace with one roomy agent and a running daemon.
 fn serving() -> (Workspace, Daemon) {

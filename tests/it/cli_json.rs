@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::fixture::Workspace;
+use crate::support::workspace::Workspace;
 
 /// Asserts `v` is an object with every one of `keys`.
 fn has_keys(v: &Value, keys: &[&str], what: &str) {
@@ -100,7 +100,7 @@ fn json_shapes_of_reading_commands_without_a_daemon() {
     ws.wait_card("waiting", "j-wait", |c| c["pas"]["waiting_for"].is_string());
     ws.drop_file("inbox/junk.yaml", b"title: [\n");
     ws.wait_commit_line("pas: j-failed assigned/a -> failed");
-    crate::fixture::wait_until("junk rejected", crate::fixture::WAIT, || {
+    crate::support::workspace::wait_until("junk rejected", crate::support::workspace::WAIT, || {
         if ws.work("rejected/junk.yaml").exists() {
             Ok(())
         } else {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs;
 
-use crate::fixture::{history, wait_until, Workspace, FAST, WAIT};
+use crate::support::workspace::{history, wait_until, Workspace, FAST, WAIT};
 
 /// Cards in `work/assigned/*/`.
 fn assigned_count(ws: &Workspace) -> usize {
@@ -29,7 +29,7 @@ fn assigned_count(ws: &Workspace) -> usize {
 
 /// Card files (not dot-files) directly in `work/<dir>`.
 fn yaml_in(ws: &Workspace, dir: &str) -> Vec<String> {
-    crate::fixture::visible_names(&ws.work(dir))
+    crate::support::workspace::visible_names(&ws.work(dir))
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn stale_git_locks_left_by_a_crash_are_cleared() {
 #[test]
 fn bench_crash_rounds_pass_their_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::fixture::pas_bin())
+    let out = std::process::Command::new(crate::support::workspace::pas_bin())
         .args([
             "bench", "crash", "--rounds", "2", "--cards", "300", "--seed", "7", "--dir",
         ])

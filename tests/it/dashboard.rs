@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
-use crate::fixture::Workspace;
-use crate::http;
+use crate::support::http;
+use crate::support::workspace::Workspace;
 
 fn shared(ws: &Workspace, hub: Arc<pas::events::Hub>) -> pas::server::Shared {
     pas::server::Shared {

@@ -10,11 +10,11 @@ use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions, Mode};
 use serde_json::Value;
 
-use crate::browser::Browser;
-use crate::fixture::{Workspace, FAST};
-use crate::gateway::{ask, model, provider};
-use crate::http;
-use crate::liveness::Beater;
+use crate::support::browser::Browser;
+use crate::support::gateway::{ask, model, provider};
+use crate::support::http;
+use crate::support::liveness::Beater;
+use crate::support::workspace::{Workspace, FAST};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-e2e")

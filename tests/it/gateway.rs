@@ -2,175 +2,13 @@
 //! (both protocols, plain and streaming, with injected failures), receipts read back from
 //! the real database.
 
-use std::time::Duration;
-
 use pas::llm::config::Protocol;
 use pas::llm::fake::{self, Fake, FakeOptions};
 use serde_json::{json, Value};
 
-use crate::daemon::Daemon;
-use crate::fixture::{wait_until, Workspace};
-use crate::http::{self, Reply};
-
-/// A workspace whose daemon routes to the given providers (YAML list items).
-pub struct Gw {
-    pub ws: Workspace,
-    /// Stopped when the test ends.
-    pub _daemon: Daemon,
-    pub url: String,
-}
-
-/// One provider entry for `pas.yaml`.
-pub fn provider(name: &str, f: &Fake, protocol: Protocol, extra: &str, models: &str) -> String {
-    let proto = match protocol {
-        Protocol::Openai => "openai",
-        Protocol::Anthropic => "anthropic",
-    };
-    format!(
-        "  - name: {name}\n    protocol: {proto}\n    base_url: {}\n    timeout_s: 2\n    first_token_timeout_s: 1\n{extra}    models:\n{models}",
-        f.base_url(protocol)
-    )
-}
-
-/// One model entry: `id`, capabilities, and prices (`None`: no price).
-pub fn model(id: &str, caps: &[&str], price: Option<(&str, &str)>) -> String {
-    let price = price.map_or(String::new(), |(i, o)| {
-        format!("        price_per_mtok: {{input: \"{i}\", output: \"{o}\"}}\n")
-    });
-    format!(
-        "      - id: {id}\n        capabilities: [{}]\n{price}",
-        caps.join(", ")
-    )
-}
-
-impl Gw {
-    /// Starts the daemon with `providers` (and any more `pas.yaml` text) and `env`.
-    pub fn start(providers: &[String], more: &str, env: &[(&str, &str)]) -> Gw {
-        let config = format!("providers:\n{}{more}", providers.concat());
-        let ws = Workspace::with_config(&config);
-        let daemon = ws.serve_with(env);
-        let (_, gw) = ws.addresses();
-        Gw {
-            ws,
-            _daemon: daemon,
-            url: format!("http://{gw}"),
-        }
-    }
-
-    /// One provider `p` on `up` serving model `id` (capability `x`) at `price`, plus
-    /// `more` of `pas.yaml`.
-    pub fn one(
-        up: &Fake,
-        protocol: Protocol,
-        id: &str,
-        price: Option<(&str, &str)>,
-        more: &str,
-    ) -> Gw {
-        Gw::start(
-            &[provider("p", up, protocol, "", &model(id, &["x"], price))],
-            more,
-            &[],
-        )
-    }
-
-    /// The usual paid setup: model `m` at $1 in / $10 out per Mtok on one OpenAI-protocol
-    /// provider on `up`, plus `more` of `pas.yaml` (budgets, mostly).
-    pub fn paid(up: &Fake, more: &str) -> Gw {
-        Gw::one(up, Protocol::Openai, "m", Some(("1", "10")), more)
-    }
-
-    /// `POST /v1/chat/completions` with `body` and extra headers.
-    pub fn chat(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
-        http::send(
-            "POST",
-            &format!("{}/v1/chat/completions", self.url),
-            headers,
-            Some(body),
-        )
-    }
-
-    /// The receipts in the database, oldest first, once there are at least `n`.
-    pub fn receipts(&self, n: usize) -> Vec<Value> {
-        wait_until(&format!("{n} receipts"), Duration::from_secs(10), || {
-            let rows = read_all_receipts(&self.ws);
-            if rows.len() >= n {
-                Ok(rows)
-            } else {
-                Err(format!("{} receipts", rows.len()))
-            }
-        })
-    }
-}
-
-/// Every receipt in the database now (no waiting).
-pub fn read_all_receipts(ws: &Workspace) -> Vec<Value> {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(
-        ws.path("telemetry/pas.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) = conn.prepare(
-        "SELECT id, request_id, attempt, job_id, agent, provider, model, input_tokens,
-                output_tokens, usage_source, cost_usd, stream, status, error, ttft_ms
-         FROM receipts ORDER BY ts, attempt",
-    ) else {
-        return Vec::new();
-    };
-    stmt.query_map([], |r| {
-        Ok(json!({
-            "id": r.get::<_, String>(0)?,
-            "request_id": r.get::<_, String>(1)?,
-            "attempt": r.get::<_, i64>(2)?,
-            "job": r.get::<_, Option<String>>(3)?,
-            "agent": r.get::<_, Option<String>>(4)?,
-            "provider": r.get::<_, String>(5)?,
-            "model": r.get::<_, String>(6)?,
-            "input": r.get::<_, i64>(7)?,
-            "output": r.get::<_, i64>(8)?,
-            "source": r.get::<_, String>(9)?,
-            "cost": r.get::<_, Option<String>>(10)?,
-            "stream": r.get::<_, bool>(11)?,
-            "status": r.get::<_, String>(12)?,
-            "error": r.get::<_, Option<String>>(13)?,
-            "ttft_ms": r.get::<_, Option<f64>>(14)?,
-        }))
-    })
-    .map(|rows| rows.filter_map(Result::ok).collect())
-    .unwrap_or_default()
-}
-
-/// A chat request body.
-pub fn ask(model: &str, stream: bool) -> Value {
-    json!({
-        "model": model,
-        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"}],
-        "stream": stream,
-        "max_tokens": 50,
-    })
-}
-
-/// The content of an SSE response, and whether it ended with `[DONE]`.
-pub fn sse_text(body: &str) -> (String, bool, Vec<Value>) {
-    let mut text = String::new();
-    let mut done = false;
-    let mut frames = Vec::new();
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
-        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
-            text.push_str(c);
-        }
-        frames.push(v);
-    }
-    (text, done, frames)
-}
+/// (Re-exported for test files written before the helpers moved to `support/`.)
+pub(crate) use crate::support::gateway::{ask, model, provider, read_all_receipts, sse_text, Gw};
+use crate::support::http::{self, Reply};
 
 const TEXT: &str = "hello from the fake upstream";
 
@@ -309,7 +147,7 @@ fn models_lists_capabilities_prices_and_cap_entries() {
 /// Runs `tests/sdk/<script>` with the official openai package against the gateway at
 /// `gw` and returns what it printed (JSON); fails the test if it fails.
 fn run_sdk(script: &str, gw: &Gw) -> Value {
-    let pythonpath = crate::traces::python_with("openai", &["openai"]);
+    let pythonpath = crate::support::traces::python_with("openai", &["openai"]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sdk")
         .join(script);
@@ -858,7 +696,7 @@ fn a_body_above_gateway_max_body_mb_is_a_413_naming_the_limit() {
     let mut body = ask("m", false);
     body["messages"][1]["content"] = json!("x".repeat(1_100_000));
     let (_, addr) = gw.ws.addresses();
-    let r = crate::security::raw(
+    let r = crate::support::http::raw(
         &addr,
         "POST",
         "/v1/chat/completions",

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::fixture::{holds_for, wait_until, Workspace, FAST, WAIT};
-use crate::liveness::{beat, events, wait_event};
+use crate::support::liveness::{beat, events, wait_event};
+use crate::support::workspace::{holds_for, wait_until, Workspace, FAST, WAIT};
 
 /// Ids of the save-state cards pinned to `agent`, anywhere on the board.
 fn save_state_cards(ws: &Workspace, agent: &str) -> Vec<String> {

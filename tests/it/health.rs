@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::fixture::{wait_until, Workspace, FAST};
-use crate::http;
+use crate::support::http;
+use crate::support::workspace::{wait_until, Workspace, FAST};
 
 /// Short limits, so the faults show within a test's patience.
 fn config() -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixture::{wait_until, Workspace, FAST};
+use crate::support::workspace::{wait_until, Workspace, FAST};
 
 /// `pas log ID --json`, read as pas reads it, or with `PAS_LOG_READ=walk` as pas read it
 /// before the index (one walk of the whole log).
@@ -51,7 +51,7 @@ fn index_head(ws: &Workspace) -> Option<String> {
 fn wait_indexed(ws: &Workspace) {
     wait_until(
         "the history index to reach HEAD",
-        crate::fixture::WAIT,
+        crate::support::workspace::WAIT,
         || {
             let head = ws.head();
             match index_head(ws) {
@@ -86,7 +86,7 @@ fn the_daemon_indexes_each_commit_and_pas_log_reads_it() {
     ws.wait_commit_line("pas: quick assigned/a -> done");
     // A card pas cannot read is rejected, and that commit is indexed too.
     ws.drop_file("inbox/bad.yaml", b"title: [unclosed\n");
-    wait_until("bad.yaml rejected", crate::fixture::WAIT, || {
+    wait_until("bad.yaml rejected", crate::support::workspace::WAIT, || {
         ws.work("rejected/bad.yaml")
             .exists()
             .then_some(())
@@ -191,7 +191,7 @@ fn a_missing_or_corrupt_index_is_not_trusted_and_reindex_rebuilds_it() {
     let d = ws.serve_ready();
     wait_until(
         "the daemon to rebuild the index",
-        crate::fixture::WAIT,
+        crate::support::workspace::WAIT,
         || {
             let bad = ws.db_count("SELECT COUNT(*) FROM history_cards WHERE paths = 'not json'");
             (bad == 0).then_some(()).ok_or(bad.to_string())
@@ -218,7 +218,7 @@ fn repacks_keep_loose_objects_bounded() {
     for i in 0..120 {
         let head = ws.head();
         ws.drop_card(&format!("r{i}"), "title: r\n");
-        wait_until("the card's commit", crate::fixture::WAIT, || {
+        wait_until("the card's commit", crate::support::workspace::WAIT, || {
             let now = ws.head();
             (now != head).then_some(()).ok_or(now)
         });
@@ -255,7 +255,7 @@ fn repacks_keep_loose_objects_bounded() {
     assert_log_as_walk(&ws, "r0");
     assert_log_as_walk(&ws, "r119");
     let (dash, _) = ws.addresses();
-    let metrics = crate::http::get(&format!("http://{dash}/metrics")).body;
+    let metrics = crate::support::http::get(&format!("http://{dash}/metrics")).body;
     assert!(metrics.contains("pas_repo_packs "), "{metrics}");
     assert!(metrics.contains("pas_repo_loose_objects "), "{metrics}");
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::Duration;
 
-use crate::fixture::{wait_until, Workspace};
+use crate::support::workspace::{wait_until, Workspace};
 
 /// Deterministic noise (xorshift), so a failing corpus can be regenerated.
 struct Rng(u64);
@@ -188,7 +188,7 @@ fn a_thousand_hostile_files_are_all_rejected_and_the_daemon_goes_on() {
         Duration::from_secs(60),
         || {
             // Visible names only: a reason still being written is a dot-file (`.x.tmp`).
-            let names: Vec<String> = crate::fixture::visible_names(&rejected)
+            let names: Vec<String> = crate::support::workspace::visible_names(&rejected)
                 .into_iter()
                 .filter(|n| !n.ends_with(".reason.txt"))
                 .collect();
@@ -256,7 +256,7 @@ fn a_thousand_hostile_files_are_all_rejected_and_the_daemon_goes_on() {
 #[test]
 fn the_hostile_tree_bench_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::fixture::pas_bin())
+    let out = std::process::Command::new(crate::support::workspace::pas_bin())
         .args([
             "bench", "hostile", "--files", "1000", "--seed", "7", "--json", "--dir",
         ])

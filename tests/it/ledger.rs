@@ -11,8 +11,8 @@ use pas::llm::fake::{self, FakeOptions, Mode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::fixture::wait_until;
-use crate::gateway::{ask, model, provider, read_all_receipts, Gw};
+use crate::support::gateway::{ask, model, provider, read_all_receipts, Gw};
+use crate::support::workspace::wait_until;
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -189,7 +189,7 @@ fn three_paid_calls_in_flight_at_kill_9_are_spent_after_the_restart() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let _ = crate::http::try_send(
+                let _ = crate::support::http::try_send(
                     "POST",
                     &format!("{url}/v1/chat/completions"),
                     &[],

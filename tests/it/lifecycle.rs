@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::process::Stdio;
 
-use crate::fixture::{history, history_at_ms, wait_until, Workspace, WAIT};
+use crate::support::workspace::{history, history_at_ms, wait_until, Workspace, WAIT};
 
 /// Asserts the transition `from -> to` of card `id` is one row in `transitions`, one
 /// history entry, and one line of a commit that touched the card's file.

@@ -8,12 +8,12 @@ use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions, Mode};
 use serde_json::{json, Value};
 
-use crate::fixture::wait_until;
-use crate::gateway::{ask, read_all_receipts, Gw};
+use crate::support::gateway::{ask, read_all_receipts, Gw};
+use crate::support::workspace::wait_until;
 
 /// The `budget.alert` events' scopes and thresholds, in order.
 fn alert_thresholds(gw: &Gw) -> Vec<String> {
-    crate::spend::events(gw, "budget.alert")
+    crate::support::gateway::events(gw, "budget.alert")
         .iter()
         .map(|v| {
             format!(
@@ -67,12 +67,12 @@ fn pas_waits_for_a_long_paid_call_at_stop_unless_told_twice() {
     let up = fake::start(FakeOptions::default());
     up.set_mode(Mode::Delay(Duration::from_secs(30)));
     let mut gw = Gw::start(
-        &[crate::gateway::provider(
+        &[crate::support::gateway::provider(
             "p",
             &up,
             Protocol::Openai,
             "    timeout_s: 60\n",
-            &crate::gateway::model("m", &["x"], Some(("1", "1"))),
+            &crate::support::gateway::model("m", &["x"], Some(("1", "1"))),
         )
         .replace("    timeout_s: 2\n", "")],
         "",
@@ -304,19 +304,19 @@ fn a_spent_budget_is_not_final_while_a_free_model_only_cools_down() {
     let paid = fake::start(FakeOptions::default());
     let gw = Gw::start(
         &[
-            crate::gateway::provider(
+            crate::support::gateway::provider(
                 "home",
                 &free,
                 Protocol::Openai,
                 "    local: true\n",
-                &crate::gateway::model("l", &["x"], Some(("0", "0"))),
+                &crate::support::gateway::model("l", &["x"], Some(("0", "0"))),
             ),
-            crate::gateway::provider(
+            crate::support::gateway::provider(
                 "cloud",
                 &paid,
                 Protocol::Openai,
                 "",
-                &crate::gateway::model("c", &["x"], Some(("1", "10"))),
+                &crate::support::gateway::model("c", &["x"], Some(("1", "10"))),
             ),
         ],
         // No paid call fits: every one is refused as over budget.
@@ -380,7 +380,7 @@ fn the_servers_outlive_the_shutdown_drain_window() {
     assert_eq!(r.status, 200, "{}", r.body);
     let (dash, _) = gw.ws.addresses();
     assert_eq!(
-        crate::http::get(&format!("http://{dash}/api/status")).status,
+        crate::support::http::get(&format!("http://{dash}/api/status")).status,
         200
     );
 }

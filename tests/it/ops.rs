@@ -12,10 +12,10 @@ use std::time::Duration;
 use pas::llm::fake::{self, FakeOptions, Mode};
 use serde_json::Value;
 
-use crate::fallback::pair;
-use crate::fixture::{wait_until, Workspace, FAST};
-use crate::gateway::ask;
-use crate::liveness::Beater;
+use crate::support::gateway::ask;
+use crate::support::gateway::pair;
+use crate::support::liveness::Beater;
+use crate::support::workspace::{wait_until, Workspace, FAST};
 
 /// How a test receiver answers.
 #[derive(Clone, Copy, PartialEq)]
@@ -165,7 +165,7 @@ fn pas_providers_during_a_fallback_shows_the_breaker_open() {
         "{table}"
     );
     let (dash, _) = gw.ws.addresses();
-    let page = crate::http::send("GET", &format!("http://{dash}/providers"), &[], None);
+    let page = crate::support::http::send("GET", &format!("http://{dash}/providers"), &[], None);
     assert!(page.body.contains("br-open"), "{}", page.body);
     // The active alerts name the provider cooling down.
     let alerts = gw.ws.pas_json(&["alerts", "--json"]);
@@ -177,7 +177,7 @@ fn pas_providers_during_a_fallback_shows_the_breaker_open() {
         .collect();
     assert!(keys.contains(&"provider.cooling:bad"), "{alerts}");
     // And /metrics, for an alerting rule.
-    let m = crate::http::send("GET", &format!("http://{dash}/metrics"), &[], None).body;
+    let m = crate::support::http::send("GET", &format!("http://{dash}/metrics"), &[], None).body;
     assert!(
         m.contains("pas_provider_breaker_open{provider=\"bad\"} 1"),
         "{m}"
@@ -244,7 +244,7 @@ fn an_agents_own_report_is_shown_escaped_and_aged() {
     let _d = ws.serve();
     let (dash, _) = ws.addresses();
     let tree = wait_until("the tree with the report", Duration::from_secs(10), || {
-        let r = crate::http::send("GET", &format!("http://{dash}/tree"), &[], None);
+        let r = crate::support::http::send("GET", &format!("http://{dash}/tree"), &[], None);
         if r.body.contains("said-blocked") {
             Ok(r.body)
         } else {

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::browser::Browser;
-use crate::fixture::{wait_until, Workspace, FAST};
+use crate::support::browser::Browser;
+use crate::support::workspace::{wait_until, Workspace, FAST};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ops-browser")
@@ -136,7 +136,7 @@ fn the_providers_page_shows_a_breaker_opening_live_and_the_activity_feed_reads_s
     use pas::llm::fake::{self, FakeOptions, Mode};
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
-    let gw = crate::fallback::pair(&bad, &good, "");
+    let gw = crate::support::gateway::pair(&bad, &good, "");
     let (dash, _) = gw.ws.addresses();
     b.open(&format!("http://{dash}/providers"));
     let row = "document.querySelector('tr.prov[data-provider=\"bad\"]')";
@@ -148,7 +148,7 @@ fn the_providers_page_shows_a_breaker_opening_live_and_the_activity_feed_reads_s
         retry_after: None,
     });
     for _ in 0..3 {
-        let r = gw.chat(&crate::gateway::ask("cap:x", false), &[]);
+        let r = gw.chat(&crate::support::gateway::ask("cap:x", false), &[]);
         assert_eq!(r.status, 200, "{}", r.body);
     }
     b.wait_for(

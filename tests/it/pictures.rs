@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::browser::Browser;
-use crate::fixture::{Workspace, FAST};
-use crate::liveness::Beater;
+use crate::support::browser::Browser;
+use crate::support::liveness::Beater;
+use crate::support::workspace::{Workspace, FAST};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pictures")
@@ -124,7 +124,7 @@ struct Demo {
 impl Demo {
     fn start() -> Demo {
         let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(crate::fixture::pas_bin())
+        let child = std::process::Command::new(crate::support::workspace::pas_bin())
             .args(["demo", "--seconds", "90", "--dir"])
             .arg(dir.path().join("ws"))
             .env("PAS_DASHBOARD_BIND", "127.0.0.1:0")
@@ -140,7 +140,7 @@ impl Demo {
         self.dir.path().join("ws")
     }
     fn pas(&self, args: &[&str]) {
-        let out = std::process::Command::new(crate::fixture::pas_bin())
+        let out = std::process::Command::new(crate::support::workspace::pas_bin())
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -151,13 +151,17 @@ impl Demo {
     }
     fn dashboard(&self) -> String {
         let path = self.root().join(".pas").join("serve.json");
-        crate::fixture::wait_until("the demo's dashboard", Duration::from_secs(30), || {
-            std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["dashboard"].as_str().map(str::to_string))
-                .ok_or_else(|| "not yet".to_string())
-        })
+        crate::support::workspace::wait_until(
+            "the demo's dashboard",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| v["dashboard"].as_str().map(str::to_string))
+                    .ok_or_else(|| "not yet".to_string())
+            },
+        )
     }
 }
 
@@ -311,7 +315,7 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
     use pas::llm::config::Protocol;
     use pas::llm::fake::{self, FakeOptions};
 
-    use crate::gateway::{ask, model, provider};
+    use crate::support::gateway::{ask, model, provider};
     let up = fake::start(FakeOptions::default());
     let ws = Workspace::with_config(&format!(
         "{FAST}providers:\n{}",
@@ -331,7 +335,7 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
     let (dash, gw) = ws.addresses();
     let chat = |m: &str, agent: &str| {
         let url = format!("http://{gw}/v1/chat/completions");
-        let r = crate::http::send(
+        let r = crate::support::http::send(
             "POST",
             &url,
             &[("x-pas-agent", agent)],
@@ -345,7 +349,7 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
 
     // The API: one series per model, this hour's spend the exact sum of the receipts.
     let series = |q: &str| -> serde_json::Value {
-        let r = crate::http::send(
+        let r = crate::support::http::send(
             "GET",
             &format!("http://{dash}/api/costs/series?{q}"),
             &[],
@@ -354,11 +358,12 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
         assert_eq!(r.status, 200, "{}", r.body);
         serde_json::from_str(&r.body).unwrap()
     };
-    let costs: serde_json::Value = crate::fixture::wait_until(
+    let costs: serde_json::Value = crate::support::workspace::wait_until(
         "three receipts in /api/costs",
         Duration::from_secs(10),
         || {
-            let r = crate::http::send("GET", &format!("http://{dash}/api/costs"), &[], None);
+            let r =
+                crate::support::http::send("GET", &format!("http://{dash}/api/costs"), &[], None);
             let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
             (v["total"]["calls"] == 3)
                 .then_some(v.clone())
@@ -417,7 +422,7 @@ fn the_cost_charts_draw_spend_and_tokens_per_hour_and_day_from_real_receipts() {
         .unwrap();
     assert_eq!(alpha["total_calls"], 2);
     assert_eq!(
-        crate::http::send(
+        crate::support::http::send(
             "GET",
             &format!("http://{dash}/api/costs/series?by=job"),
             &[],

@@ -2,7 +2,7 @@
 //! `assigned/`; a card needing more than the capacity fails at once, one needing more than
 //! is free waits and says what it needs and what is free.
 
-use crate::fixture::{Workspace, FAST};
+use crate::support::workspace::{Workspace, FAST};
 
 #[test]
 fn resources_are_reserved_released_and_over_capacity_fails() {

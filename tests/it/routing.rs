@@ -8,9 +8,9 @@ use pas::llm::config::Protocol;
 use pas::llm::fake::{self, Fake, FakeOptions, Mode};
 use serde_json::{json, Value};
 
-use crate::fixture::Workspace;
-use crate::gateway::{ask, model, provider, Gw};
-use crate::http;
+use crate::support::gateway::{ask, model, provider, Gw};
+use crate::support::http;
+use crate::support::workspace::Workspace;
 
 /// `pas route ... --json` in `ws`: the exit code, the order as `provider/model`, and the
 /// models left out with why.

@@ -1,7 +1,7 @@
 //! The HTTP listeners of `pas serve`: free ports for tests, the token rule.
 
-use crate::fixture::Workspace;
-use crate::http;
+use crate::support::http;
+use crate::support::workspace::Workspace;
 
 #[test]
 fn listeners_bind_free_ports_and_record_them() {

@@ -7,24 +7,9 @@ use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions, Mode};
 use serde_json::Value;
 
-use crate::fixture::wait_until;
-use crate::gateway::{ask, model, provider, Gw};
-
-/// The data of every event of `kind`, in order.
-pub fn events(gw: &Gw, kind: &str) -> Vec<Value> {
-    let conn = rusqlite::Connection::open_with_flags(
-        gw.ws.path("telemetry/pas.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT data FROM events WHERE kind = ?1 ORDER BY seq")
-        .unwrap();
-    stmt.query_map([kind], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
-        .collect()
-}
+use crate::support::gateway::events;
+use crate::support::gateway::{ask, model, provider, Gw};
+use crate::support::workspace::wait_until;
 
 /// Sum of the receipts' costs, exactly.
 fn spent(rows: &[Value]) -> rust_decimal::Decimal {
@@ -408,7 +393,7 @@ fn sigterm_mid_traffic_loses_no_receipt() {
                 let url = url.clone();
                 s.spawn(move || {
                     let body = ask("m", i % 2 == 0);
-                    crate::http::try_send("POST", &url, &[], Some(&body))
+                    crate::support::http::try_send("POST", &url, &[], Some(&body))
                         .is_ok_and(|r| r.status == 200 && !r.body.contains("upstream_cut"))
                 })
             })

@@ -2,96 +2,15 @@
 //! official OpenAI Python SDK, the OpenTelemetry Python SDK's OTLP/HTTP exporter), spans
 //! read back with `pas trace` and `pas traces` and the dashboard's JSON twins.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use pas::llm::config::Protocol;
 use pas::llm::fake::{self, FakeOptions, Mode};
 use serde_json::{json, Value};
 
-use crate::fixture::{wait_until, Workspace};
-use crate::gateway::{ask, model, provider, sse_text, Gw};
-
-pub(crate) const WAIT: Duration = Duration::from_secs(15);
-
-/// A Python that imports `modules`, with the packages pip installed into
-/// `target/pysdk` on first use (the test command needs the package registry once).
-pub(crate) fn python_with(modules: &str, packages: &[&str]) -> PathBuf {
-    // One pip at a time: tests run in parallel, and two installs into one folder clash.
-    static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = PIP.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysdk");
-    let has = || {
-        std::process::Command::new("python3")
-            .args(["-c", &format!("import {modules}")])
-            .env("PYTHONPATH", &dir)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has() {
-        let _ = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .args(packages)
-            .status();
-    }
-    assert!(
-        has(),
-        "python3 with {packages:?} (pip install --target target/pysdk failed)"
-    );
-    dir
-}
-
-/// Runs `tests/sdk/<script> args...` with `pythonpath`; its printed JSON.
-pub(crate) fn run_py(script: &str, pythonpath: &PathBuf, args: &[&str]) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(script);
-    let out = std::process::Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .env("PYTHONPATH", pythonpath)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script}: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: {e}: {stderr}"))
-}
-
-/// Every span of trace `id` (flattened from `pas trace ID --json`), once `ok` holds.
-pub(crate) fn spans_when(
-    ws: &Workspace,
-    id: &str,
-    what: &str,
-    ok: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    wait_until(what, WAIT, || {
-        let out = ws.pas(&["trace", id, "--json"]);
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).to_string());
-        }
-        let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-        let mut all = Vec::new();
-        let mut stack: Vec<Value> = v["spans"].as_array().cloned().unwrap_or_default();
-        while let Some(mut n) = stack.pop() {
-            stack.extend(n["children"].as_array().cloned().unwrap_or_default());
-            n.as_object_mut().unwrap().remove("children");
-            all.push(n);
-        }
-        if ok(&all) {
-            Ok(all)
-        } else {
-            Err(format!("{} spans: {all:?}", all.len()))
-        }
-    })
-}
+use crate::support::gateway::{ask, model, provider, sse_text, Gw};
+use crate::support::traces::{python_with, run_py, spans_when, WAIT};
+use crate::support::workspace::wait_until;
 
 fn receipt(gw: &Gw, id: &str) -> Value {
     gw.receipts(1)
@@ -172,7 +91,7 @@ fn the_openai_sdk_joins_the_callers_trace_with_the_receipts_tokens_and_exact_cos
     assert_eq!(list["traces"][0]["trace_id"], trace);
     assert_eq!(list["traces"][0]["cost_usd"], r["cost"]);
     let (dash, _) = gw.ws.addresses();
-    let api = crate::http::get(&format!("http://{dash}/api/traces/{trace}")).json();
+    let api = crate::support::http::get(&format!("http://{dash}/api/traces/{trace}")).json();
     assert_eq!(api["totals"]["cost_usd"], r["cost"]);
     assert_eq!(api["spans"][0]["span_id"], span_id);
 }
@@ -213,7 +132,7 @@ fn anthropic_protocol_calls_plain_and_streamed_are_spans_with_ttft_and_the_answe
 fn a_fallback_is_the_call_span_with_its_failed_attempt_as_a_child() {
     let bad = fake::start(FakeOptions::default());
     let good = fake::start(FakeOptions::default());
-    let gw = crate::fallback::pair(&bad, &good, "");
+    let gw = crate::support::gateway::pair(&bad, &good, "");
     bad.set_mode(Mode::Status {
         code: 500,
         retry_after: None,
@@ -315,7 +234,7 @@ pub(crate) fn post_with(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String, Vec<u8>) {
-    crate::http::block_on(async {
+    crate::support::http::block_on(async {
         let mut req = reqwest::Client::new().post(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -411,7 +330,7 @@ fn otlp_json_is_taken_and_garbage_or_an_oversized_body_is_refused_with_a_reason(
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&out));
     // Each refusal is a trace.rejected event naming it; the gateway goes on answering.
     wait_until("trace.rejected events", WAIT, || {
-        let n = crate::liveness::events(&gw.ws, "trace.rejected").len();
+        let n = crate::support::liveness::events(&gw.ws, "trace.rejected").len();
         if n >= 5 {
             Ok(())
         } else {

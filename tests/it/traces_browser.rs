@@ -6,9 +6,9 @@
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::json;
 
-use crate::browser::Browser;
+use crate::support::browser::Browser;
 
-use crate::traces::spans_when;
+use crate::support::traces::spans_when;
 
 const WATCH_CSP: &str = "window.__csp = []; document.addEventListener('securitypolicyviolation', \
     (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI))";
@@ -27,7 +27,7 @@ fn traces_pages_show_the_conversation_as_text_and_edit_and_replay_runs() {
         text: "it is 4 C in Oslo".into(),
         ..FakeOptions::default()
     });
-    let gw = crate::traces_replay::two_models(&up);
+    let gw = crate::support::gateway::two_models(&up);
     let prompt = "<script>window.__pwned = 1</script> weather in Oslo?";
     let body = json!({"model": "m", "messages": [
         {"role": "user", "content": prompt},
@@ -94,7 +94,7 @@ fn traces_pages_show_the_conversation_as_text_and_edit_and_replay_runs() {
     );
     let target = format!("{trace}/{span}");
     assert_eq!(
-        crate::traces_replay::replay_receipts(&gw.ws, &target).len(),
+        crate::support::traces::replay_receipts(&gw.ws, &target).len(),
         1
     );
 

@@ -8,9 +8,9 @@ use std::io::Write;
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::{json, Value};
 
-use crate::fixture::Workspace;
-use crate::gateway::Gw;
-use crate::traces::spans_when;
+use crate::support::gateway::Gw;
+use crate::support::traces::spans_when;
+use crate::support::workspace::Workspace;
 
 fn append(ws: &Workspace, trace: &str, line: Value) {
     let path = ws.work(&format!("traces/{trace}.jsonl"));
@@ -68,7 +68,7 @@ fn traces_diff_names_the_first_divergence_and_the_exact_cost_delta() {
         output_tokens: 200,
         ..FakeOptions::default()
     });
-    let gw = crate::traces_replay::two_models(&up);
+    let gw = crate::support::gateway::two_models(&up);
     let (a, b) = (
         "aaaa0000000000000000000000000001",
         "bbbb0000000000000000000000000002",
@@ -118,7 +118,7 @@ fn traces_diff_names_the_first_divergence_and_the_exact_cost_delta() {
 
     // The dashboard's JSON twin says the same.
     let (dash, _) = gw.ws.addresses();
-    let r = crate::http::send(
+    let r = crate::support::http::send(
         "GET",
         &format!("http://{dash}/api/traces/{a}/vs/{b}"),
         &[],
@@ -128,7 +128,7 @@ fn traces_diff_names_the_first_divergence_and_the_exact_cost_delta() {
     let api: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(api["first_divergence"], j["first_divergence"]);
     assert_eq!(api["cost_usd_delta"], "0.003");
-    let r = crate::http::send(
+    let r = crate::support::http::send(
         "GET",
         &format!("http://{dash}/api/traces/{a}/vs/cccc0000000000000000000000000003"),
         &[],

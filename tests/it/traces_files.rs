@@ -7,8 +7,8 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use crate::fixture::{wait_until, Workspace};
-use crate::traces::{spans_when, WAIT};
+use crate::support::traces::{spans_when, WAIT};
+use crate::support::workspace::{wait_until, Workspace};
 
 /// The card's trace and root span, once pas has stamped them.
 fn card_trace(ws: &Workspace, id: &str) -> (String, String) {
@@ -80,7 +80,7 @@ fn an_agents_span_lines_land_under_its_cards_trace_and_a_later_line_completes_on
     );
     assert_eq!(plan["source"], "file");
     // Live: one trace.span event per trace per batch of lines, with the spans in it.
-    let live = crate::liveness::events(&ws, "trace.span");
+    let live = crate::support::liveness::events(&ws, "trace.span");
     assert!(
         live.iter().any(|(_, e)| e["trace_id"] == trace.as_str()
             && e["spans"]
@@ -121,7 +121,7 @@ fn an_agents_span_lines_land_under_its_cards_trace_and_a_later_line_completes_on
     );
     // The job page names its trace; the list filters by job.
     let (dash, _) = ws.addresses();
-    let page = crate::http::get(&format!("http://{dash}/api/jobs/J-1")).json();
+    let page = crate::support::http::get(&format!("http://{dash}/api/jobs/J-1")).json();
     assert_eq!(page["trace_id"], trace.as_str());
     let list = ws.pas_json(&["traces", "--job", "J-1", "--json"]);
     assert_eq!(list["traces"][0]["root"], "Write the parser");
@@ -188,7 +188,7 @@ fn hostile_span_files_are_skipped_with_reasons_and_the_daemon_goes_on() {
         "{tree}"
     );
     let reasons = wait_until("a reason for each bad input", WAIT, || {
-        let ev: Vec<Value> = crate::liveness::events(&ws, "trace.rejected")
+        let ev: Vec<Value> = crate::support::liveness::events(&ws, "trace.rejected")
             .into_iter()
             .map(|(_, v)| v)
             .collect();
@@ -231,11 +231,14 @@ fn a_call_naming_its_job_joins_the_cards_trace_and_forged_ids_are_put_back() {
     use pas::llm::config::Protocol;
     use pas::llm::fake::{self, FakeOptions};
     let up = fake::start(FakeOptions::default());
-    let gw = crate::gateway::Gw::one(&up, Protocol::Openai, "m", Some(("1", "10")), "");
+    let gw = crate::support::gateway::Gw::one(&up, Protocol::Openai, "m", Some(("1", "10")), "");
     gw.ws
         .pas_ok(&["submit", "--id", "J-9", "--title", "Call a model"]);
     let (trace, root) = card_trace(&gw.ws, "J-9");
-    let r = gw.chat(&crate::gateway::ask("m", false), &[("x-pas-job", "J-9")]);
+    let r = gw.chat(
+        &crate::support::gateway::ask("m", false),
+        &[("x-pas-job", "J-9")],
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-pas-trace-id").as_deref(), Some(trace.as_str()));
     let sid = r.header("x-pas-span-id").unwrap();

@@ -8,25 +8,10 @@ use pas::llm::fake::{self, FakeOptions};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::fixture::Workspace;
-use crate::gateway::{ask, model, provider, Gw};
-use crate::traces::spans_when;
-
-/// The receipts that replay `target`: `(model, cost, job)`.
-pub(crate) fn replay_receipts(ws: &Workspace, target: &str) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        ws.path("telemetry/pas.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT model, cost_usd, job_id FROM receipts WHERE replay_of = ?1")
-        .unwrap();
-    let rows = stmt
-        .query_map([target], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
+use crate::support::gateway::{ask, Gw};
+use crate::support::traces::replay_receipts;
+use crate::support::traces::spans_when;
+use crate::support::workspace::Workspace;
 
 fn inbox_files(ws: &Workspace) -> usize {
     std::fs::read_dir(ws.work("inbox"))
@@ -36,18 +21,6 @@ fn inbox_files(ws: &Workspace) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// A gateway over `up` with one OpenAI-protocol provider and two priced models: `m`
-/// ($1/$10 a million tokens in/out), the one calls name, and `n` ($3/$15), the one a
-/// replay or a second run switches to.
-pub(crate) fn two_models(up: &fake::Fake) -> Gw {
-    let models = format!(
-        "{}{}",
-        model("m", &["x"], Some(("1", "10"))),
-        model("n", &["x"], Some(("3", "15")))
-    );
-    Gw::start(&[provider("p", up, Protocol::Openai, "", &models)], "", &[])
 }
 
 #[test]
@@ -63,7 +36,7 @@ fn traces_replay_of_a_tool_calling_conversation_on_another_model_has_exact_recei
         output_tokens: 567,
         ..FakeOptions::default()
     });
-    let gw = crate::traces_replay::two_models(&up);
+    let gw = crate::support::gateway::two_models(&up);
     let body = json!({"model": "m", "temperature": 0.7, "messages": [
         {"role": "user", "content": "weather in Oslo and Bergen?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",

@@ -6,11 +6,11 @@
 use pas::llm::fake::{self, FakeOptions};
 use serde_json::{json, Value};
 
-use crate::fixture::Workspace;
-use crate::gateway::{ask, Gw};
-use crate::security::raw;
-use crate::traces::spans_when;
-use crate::traces_replay::replay_receipts;
+use crate::support::gateway::{ask, Gw};
+use crate::support::http::raw;
+use crate::support::traces::replay_receipts;
+use crate::support::traces::spans_when;
+use crate::support::workspace::Workspace;
 
 const TOKEN: &str = "replay-token-5521";
 
@@ -33,12 +33,12 @@ fn recorded(more: &str) -> (Gw, String, fake::Fake) {
     let up = fake::start(FakeOptions::default());
     let bearer = format!("Bearer {TOKEN}");
     let gw = Gw::start(
-        &[crate::gateway::provider(
+        &[crate::support::gateway::provider(
             "p",
             &up,
             pas::llm::config::Protocol::Openai,
             "",
-            &crate::gateway::model("m", &["x"], Some(("1", "10"))),
+            &crate::support::gateway::model("m", &["x"], Some(("1", "10"))),
         )],
         more,
         &[("PAS_TOKEN", TOKEN)],
@@ -132,7 +132,7 @@ fn traces_replay_route_writes_the_card_from_its_own_origin_only() {
     assert_eq!(rows[0].2, job);
     // One card, nothing else (counted until it is seen: a card being rewritten in
     // place is briefly between names).
-    crate::fixture::wait_until(
+    crate::support::workspace::wait_until(
         "one card, nothing else",
         std::time::Duration::from_secs(5),
         || match cards(&gw.ws) {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::fixture::{history, wait_until, Workspace};
+use crate::support::workspace::{history, wait_until, Workspace};
 
 /// The card's text with the `pas:` block's `assigned_at` moved to the year 9999 and
 /// `attempts` reset to 0, as a hostile agent would write it.

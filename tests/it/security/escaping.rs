@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::raw;
 use super::routes::DASHBOARD;
-use crate::fixture::{wait_until, Workspace, WAIT};
-use crate::gateway::ask;
+use crate::support::gateway::ask;
+use crate::support::workspace::{wait_until, Workspace, WAIT};
 
 /// Script, an attribute break-out, template injection (Jinja and JS), and a script end
 /// tag meant for JSON embedded in a page.
@@ -84,7 +84,7 @@ fn hostile_text_everywhere_is_shown_as_text_on_every_page() {
     // An agent budget, so the hostile agent's receipt also gets a budget gauge on /costs.
     let config = format!(
         "{}budgets: {{agent_daily_usd: \"100\"}}\nproviders:\n{}",
-        crate::fixture::FAST,
+        crate::support::workspace::FAST,
         super::priced_provider(&up)
     );
     let ws = Workspace::with_config(&config);

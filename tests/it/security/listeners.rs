@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use pas::llm::fake::{self, FakeOptions, Mode};
 
-use crate::fixture::{wait_until, Workspace};
-use crate::gateway::{ask, Gw};
+use crate::support::gateway::{ask, Gw};
+use crate::support::workspace::{wait_until, Workspace};
 
 /// Reads from `s` until the server closes it (EOF or reset), writing `drip` (if any) a
 /// byte every 100 ms meanwhile; how long that took. Fails the test after `limit`.
@@ -111,7 +111,7 @@ fn a_slowloris_and_an_idle_keep_alive_are_cut_off_at_the_header_timeout() {
         );
         // The listener answered others all along.
         assert_eq!(
-            crate::http::get(&format!("http://{addr}{path}")).status,
+            crate::support::http::get(&format!("http://{addr}{path}")).status,
             200
         );
         // A kept-alive connection that asks nothing more is closed after the same time.
@@ -164,7 +164,12 @@ fn past_max_connections_new_ones_are_closed_and_those_in_are_still_answered() {
     wait_until(
         "a slot free again",
         Duration::from_secs(10),
-        || match crate::http::try_send("GET", &format!("http://{gateway}/v1/models"), &[], None) {
+        || match crate::support::http::try_send(
+            "GET",
+            &format!("http://{gateway}/v1/models"),
+            &[],
+            None,
+        ) {
             Ok(r) if r.status == 200 => Ok(()),
             other => Err(format!("{other:?}")),
         },
@@ -193,14 +198,13 @@ fn past_max_connections_new_ones_are_closed_and_those_in_are_still_answered() {
     );
     drop(other);
     drop(ws);
-    wait_until(
-        "the websocket's slot free",
-        Duration::from_secs(10),
-        || match crate::http::try_send("GET", &format!("http://{dash}/api/status"), &[], None) {
+    wait_until("the websocket's slot free", Duration::from_secs(10), || {
+        match crate::support::http::try_send("GET", &format!("http://{dash}/api/status"), &[], None)
+        {
             Ok(r) if r.status == 200 => Ok(()),
             other => Err(format!("{other:?}")),
-        },
-    );
+        }
+    });
 }
 
 #[test]
@@ -214,7 +218,7 @@ fn past_max_concurrent_requests_the_gateway_answers_503_with_retry_after() {
     up.set_mode(Mode::Delay(Duration::from_millis(1500)));
     let url = gw.url.clone();
     let first = std::thread::spawn(move || {
-        crate::http::send(
+        crate::support::http::send(
             "POST",
             &format!("{url}/v1/chat/completions"),
             &[],
@@ -267,7 +271,12 @@ fn a_flood_of_idle_connections_leaves_pas_answering() {
     wait_until(
         "answering again",
         Duration::from_secs(10),
-        || match crate::http::try_send("GET", &format!("http://{gateway}/v1/models"), &[], None) {
+        || match crate::support::http::try_send(
+            "GET",
+            &format!("http://{gateway}/v1/models"),
+            &[],
+            None,
+        ) {
             Ok(r) if r.status == 200 => Ok(()),
             other => Err(format!("{other:?}")),
         },

@@ -15,80 +15,21 @@ mod upstreams;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::fixture::Workspace;
+use crate::support::http::raw;
+use crate::support::workspace::Workspace;
 
 /// One OpenAI provider `p` at `up` with model `m` (capability `x`, $1 per Mtok each way).
 pub fn priced_provider(up: &pas::llm::fake::Fake) -> String {
-    crate::gateway::provider(
+    crate::support::gateway::provider(
         "p",
         up,
         pas::llm::config::Protocol::Openai,
         "",
-        &crate::gateway::model("m", &["x"], Some(("1", "1"))),
+        &crate::support::gateway::model("m", &["x"], Some(("1", "1"))),
     )
-}
-
-/// One raw HTTP/1.1 exchange.
-#[derive(Debug)]
-pub struct Raw {
-    pub status: u16,
-    /// Header names lower-cased, in order.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Raw {
-    /// The first value of header `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `method target` to `addr` with `headers` (a `Host` of `addr` unless given) and
-/// `body`, closes, and reads the answer to the end.
-pub fn raw(addr: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Raw {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut bytes = Vec::new();
-    // A server may reset after answering (an unread body): keep what arrived.
-    let _ = s.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {target}: no status line in {text:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Raw {
-        status,
-        headers,
-        body: body.to_string(),
-    }
 }
 
 /// Everything a request could change: HEAD, `git status`, the bytes of every file outside
@@ -107,16 +48,20 @@ impl State {
     /// The state once the daemon has finished what it was doing: `git status` clean and
     /// nothing changing for 300 ms (its own commits must not pass for the requests').
     pub fn settled(ws: &Workspace) -> State {
-        crate::fixture::wait_until("the workspace to settle", crate::fixture::WAIT, || {
-            let first = State::of(ws);
-            std::thread::sleep(Duration::from_millis(300));
-            let second = State::of(ws);
-            if first == second && second.status.is_empty() {
-                Ok(second)
-            } else {
-                Err(format!("{first:?}\n{second:?}"))
-            }
-        })
+        crate::support::workspace::wait_until(
+            "the workspace to settle",
+            crate::support::workspace::WAIT,
+            || {
+                let first = State::of(ws);
+                std::thread::sleep(Duration::from_millis(300));
+                let second = State::of(ws);
+                if first == second && second.status.is_empty() {
+                    Ok(second)
+                } else {
+                    Err(format!("{first:?}\n{second:?}"))
+                }
+            },
+        )
     }
 
     pub fn of(ws: &Workspace) -> State {

@@ -10,9 +10,9 @@ use pas::llm::fake::{self, FakeOptions};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::{raw, State};
-use crate::fixture::{holds_for, Workspace};
-use crate::gateway::{ask, Gw};
-use crate::http;
+use crate::support::gateway::{ask, Gw};
+use crate::support::http;
+use crate::support::workspace::{holds_for, Workspace};
 
 /// Every dashboard route as the router spells it, and a URL that reaches it.
 pub const DASHBOARD: &[(&str, &str)] = &[

@@ -11,8 +11,8 @@ use pas::llm::fake::{self, FakeOptions, Mode};
 
 use super::routes::DASHBOARD;
 use super::{places_holding, raw};
-use crate::fixture::{Workspace, FAST};
-use crate::gateway::{ask, model, provider, read_all_receipts};
+use crate::support::gateway::{ask, model, provider, read_all_receipts};
+use crate::support::workspace::{Workspace, FAST};
 
 const KEY_OPENAI: &str = "sk-live-SECSUITE-openai-5b7c21";
 const KEY_ANTHROPIC: &str = "sk-ant-SECSUITE-anthropic-3d9e84";
@@ -120,14 +120,12 @@ fn provider_keys_reach_the_upstream_and_nothing_else() {
     card("J-ok", "ma");
     ws.wait_state("J-ok", "done");
     let calls = 4 + 1 + 4 + 2 + 2 + 1 + 1;
-    crate::fixture::wait_until(
-        "every receipt",
-        Duration::from_secs(10),
-        || match read_all_receipts(&ws).len() {
+    crate::support::workspace::wait_until("every receipt", Duration::from_secs(10), || {
+        match read_all_receipts(&ws).len() {
             n if n >= calls => Ok(()),
             n => Err(n.to_string()),
-        },
-    );
+        }
+    });
     ws.wait_work_clean("the cards committed");
     // Every page, API answer and /metrics, and the CLI's views.
     let mut urls: Vec<String> = DASHBOARD

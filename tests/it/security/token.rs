@@ -8,9 +8,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::routes::{DASHBOARD, GATEWAY};
 use super::{places_holding, raw};
-use crate::fixture::Workspace;
-use crate::gateway::ask;
-use crate::http;
+use crate::support::gateway::ask;
+use crate::support::http;
+use crate::support::workspace::Workspace;
 
 const TOKEN: &str = "tok-SECSUITE-8e1f5a";
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use pas::llm::config::Protocol;
 use pas::llm::fake::{self, Fake, FakeOptions, Mode};
 
-use crate::fixture::wait_until;
-use crate::gateway::{ask, model, read_all_receipts, sse_text, Gw};
+use crate::support::gateway::{ask, model, read_all_receipts, sse_text, Gw};
+use crate::support::workspace::wait_until;
 
 /// A provider entry like `gateway::provider`, with its own `timeout_s` and price (per
 /// Mtok, each way), serving model `m-<name>` with capability `x`.
@@ -38,7 +38,7 @@ fn peak_mib(pid: i32) -> u64 {
 fn a_redirect_is_a_failed_attempt_and_its_target_never_hears_of_it() {
     let target = fake::start(FakeOptions::default());
     let to = format!("{}/chat/completions", target.base_url(Protocol::Openai));
-    crate::fallback::falls_back("redirect", Some(Mode::Redirect(to)), ["http_307"; 2]);
+    crate::support::gateway::falls_back("redirect", Some(Mode::Redirect(to)), ["http_307"; 2]);
     assert_eq!(target.requests(), 0, "pas followed a provider's redirect");
 }
 
@@ -193,7 +193,7 @@ fn bad_attribution_headers_are_refused_naming_the_header_and_sent_nowhere() {
     // Bytes no header may hold, over a raw socket (a client library refuses to send them).
     let (_, addr) = gw.ws.addresses();
     let body = serde_json::to_string(&ask("m-p", false)).unwrap();
-    let raw = crate::security::raw(
+    let raw = crate::support::http::raw(
         &addr,
         "POST",
         "/v1/chat/completions",

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::fixture::{wait_until, Workspace, WAIT};
+use super::workspace::{wait_until, Workspace, WAIT};
 
 /// One commit of `git log`.
 #[derive(Debug, Clone)]
