@@ -259,16 +259,7 @@ impl Board {
             return self.unread_dependencies();
         }
         self.sync_index();
-        let mut ids: Vec<String> = (self.index.dependents.keys())
-            .filter(|d| {
-                self.shelf
-                    .get(d.as_str())
-                    .is_some_and(|s| s.outcome.is_none())
-            })
-            .cloned()
-            .collect();
-        ids.sort_unstable();
-        ids
+        self.unread_among(self.index.dependents.keys())
     }
 
     /// The plan at `now`, deciding only the inbox cards a change since the last plan can

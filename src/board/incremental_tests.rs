@@ -2,8 +2,8 @@
 //! changes (seeded), each plan carried out as the daemon would, and after every step the
 //! incremental plan must be the full plan (`Board::check`).
 
+use super::tests::t;
 use super::*;
-use crate::agent::{AgentDef, Registration};
 
 /// A small seeded generator (xorshift64*): the same seed, the same sequence.
 struct Rng(u64);
@@ -25,38 +25,13 @@ impl Rng {
     }
 }
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
-
 const CAPS: [&str; 3] = ["code", "gpu", "web"];
 const AGENTS: [&str; 4] = ["a1", "a2", "a3", "a4"];
 
+/// A registered agent with random capabilities and one to three slots.
 fn agent(r: &mut Rng, name: &str) -> Agent {
-    let caps: Vec<String> = (CAPS.iter())
-        .filter(|_| r.chance(50))
-        .map(|c| c.to_string())
-        .collect();
-    Agent {
-        name: name.into(),
-        def: Some(AgentDef {
-            name: name.into(),
-            description: None,
-            tools: None,
-            model: None,
-            parent: None,
-            capabilities: caps,
-            max_concurrent: Some(1 + r.below(3) as u32),
-            ctx_limit: None,
-            token_budget: None,
-            heartbeat_interval_s: None,
-        }),
-        reg: Some(Registration {
-            epoch: 1,
-            ..Default::default()
-        }),
-        live: Default::default(),
-    }
+    let caps: Vec<&str> = CAPS.iter().copied().filter(|_| r.chance(50)).collect();
+    super::tests::agent(name, &caps, 1 + r.below(3) as u32)
 }
 
 /// A random card's text; `ids` are cards it may depend on.
@@ -326,10 +301,7 @@ fn an_unchanged_waiting_card_is_not_decided_again() {
     b.check(&second, t(201)).unwrap();
 
     // A gpu agent registers: every card that waited for one is decided again.
-    let mut r = Rng(7);
-    let mut gpu = agent(&mut r, "a1");
-    gpu.def.as_mut().unwrap().capabilities = vec!["gpu".into()];
-    gpu.def.as_mut().unwrap().max_concurrent = Some(1);
+    let gpu = super::tests::agent("a1", &["gpu"], 1);
     b.agents.insert("a1".into(), gpu);
     let third = b.plan_incremental(t(202));
     assert_eq!(third.assign, vec![("w000".into(), "a1".into())]);

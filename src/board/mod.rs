@@ -277,9 +277,16 @@ impl Board {
     /// Archived cards whose outcome is not known and that an inbox card depends on: the
     /// few a plan needs read.
     pub fn unread_dependencies(&self) -> Vec<String> {
-        let mut ids: Vec<String> = (self.cards.values())
-            .filter(|e| e.place.state == State::Inbox)
-            .flat_map(|e| e.card.spec.depends_on.iter())
+        self.unread_among(
+            (self.cards.values())
+                .filter(|e| e.place.state == State::Inbox)
+                .flat_map(|e| e.card.spec.depends_on.iter()),
+        )
+    }
+
+    /// The shelved cards among `ids` whose outcome is not known, sorted, once each.
+    fn unread_among<'a>(&self, ids: impl Iterator<Item = &'a String>) -> Vec<String> {
+        let mut ids: Vec<String> = ids
             .filter(|d| {
                 self.shelf
                     .get(d.as_str())

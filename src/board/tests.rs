@@ -3,11 +3,11 @@ use super::*;
 use crate::agent::{AgentDef, Registration};
 use chrono::Duration;
 
-fn t(s: i64) -> DateTime<Utc> {
+pub(super) fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
 
-fn agent(name: &str, caps: &[&str], max: u32) -> Agent {
+pub(super) fn agent(name: &str, caps: &[&str], max: u32) -> Agent {
     Agent {
         name: name.into(),
         def: Some(AgentDef {
