@@ -77,6 +77,8 @@ impl Request {
         let Some(model) = body.get("model").and_then(Value::as_str) else {
             return Err("`model` is required: a model id, or cap:<capability>".into());
         };
+        // A name the client chose (Claude Code's `claude-sonnet-4-5`) routes as pas.yaml says.
+        let model = gw.aliases.resolve(model, &gw.providers);
         if !body.get("messages").is_some_and(Value::is_array) {
             return Err("`messages` must be a list of chat messages".into());
         }

@@ -25,7 +25,9 @@ use serde_json::{json, Value};
 use super::config::Protocol;
 
 mod render;
+pub mod script;
 use render::Rendered;
+pub use script::Script;
 
 /// What the fake answers with when it answers well.
 #[derive(Debug, Clone)]
@@ -52,6 +54,9 @@ pub struct FakeOptions {
     pub tool_calls: Vec<FakeToolCall>,
     /// Anthropic streams: which counts `message_delta` carries besides `output_tokens`.
     pub delta_usage: DeltaUsage,
+    /// A script of replies chosen per request (see [`script`]); then `text`,
+    /// `tool_calls` and the token counts above are the script's instead.
+    pub script: Option<Arc<Script>>,
 }
 
 /// The counts a streamed Anthropic answer's `message_delta` repeats besides
@@ -91,6 +96,7 @@ impl Default for FakeOptions {
             thinking: String::new(),
             tool_calls: Vec::new(),
             delta_usage: DeltaUsage::Output,
+            script: None,
         }
     }
 }
@@ -265,6 +271,8 @@ struct Shared {
     chunk_delay: Duration,
     usage: Rendered,
     no_usage: Rendered,
+    /// What a script's replies are rendered from (with the script's text and calls).
+    opts: FakeOptions,
 }
 
 impl Shared {
@@ -276,6 +284,7 @@ impl Shared {
             chunk_delay: o.chunk_delay,
             usage: Rendered::new(&o, true),
             no_usage: Rendered::new(&o, false),
+            opts: o,
         }
     }
 }
@@ -290,6 +299,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/v1/messages",
             post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Anthropic, h, b)),
         )
+        .route("/v1/messages/count_tokens", post(count))
         // Long-context prompts pass axum's default 2 MB; the gateway sets its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
@@ -358,7 +368,7 @@ async fn answer(
         .find_map(|k| headers.get(*k).and_then(|v| v.to_str().ok()))
         .unwrap_or("")
         .to_string();
-    *lock(&s.last) = Some((headers, body));
+    *lock(&s.last) = Some((headers, body.clone()));
     let mode = lock(&s.mode).clone();
     let rendered = if mode == Mode::NoUsage {
         &s.no_usage
@@ -370,7 +380,7 @@ async fn answer(
         Protocol::Anthropic => (&rendered.anthropic_plain, &rendered.anthropic),
     };
     // Anthropic has no opt-in usage chunk; its usage rides in message_start/message_delta.
-    let with_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let with_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let json = "application/json";
     let sse = "text/event-stream";
     match mode {
@@ -434,6 +444,9 @@ async fn answer(
             if let Mode::Delay(d) = mode {
                 tokio::time::sleep(d).await;
             }
+            if let Some(script) = &s.opts.script {
+                return played(&s.opts, script, proto, &req, &body, with_usage);
+            }
             if !req.stream {
                 return reply(json, Body::from(plain.clone()));
             }
@@ -457,6 +470,54 @@ async fn answer(
             )
         }
     }
+}
+
+/// The Messages API's `count_tokens`: the fake's estimate, one token per 4 bytes of the
+/// request (so a test can tell it from pas's own, which counts only what is sent).
+async fn count(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let n = crate::llm::cost::estimate_tokens(body.len());
+    *lock(&s.last) = Some((headers, body));
+    let body = json!({"input_tokens": n}).to_string();
+    reply("application/json", Body::from(body))
+}
+
+/// The script's reply to one request, rendered for it.
+fn played(
+    o: &FakeOptions,
+    script: &Script,
+    proto: Protocol,
+    req: &Req,
+    body: &Bytes,
+    with_usage: bool,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let p = script.play(&parsed, body.len());
+    let opts = FakeOptions {
+        text: p.text,
+        tool_calls: p.tool_calls,
+        input_tokens: p.input_tokens,
+        output_tokens: p.output_tokens,
+        cached_tokens: 0,
+        cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
+        script: None,
+        ..o.clone()
+    };
+    let r = Rendered::new(&opts, true);
+    let (plain, frames) = match proto {
+        Protocol::Openai => (r.openai_plain, r.openai),
+        Protocol::Anthropic => (r.anthropic_plain, r.anthropic),
+    };
+    if !req.stream {
+        return reply("application/json", Body::from(plain));
+    }
+    let all = if with_usage || proto == Protocol::Anthropic {
+        frames.full_usage
+    } else {
+        frames.full
+    };
+    reply("text/event-stream", Body::from(all))
 }
 
 /// [`Mode::Endless`]'s answer: 1 GiB, a chunk at a time.

@@ -25,6 +25,7 @@ mod http;
 mod ledger;
 mod lifecycle;
 mod liveness;
+mod messages;
 mod money;
 mod ops;
 mod ops_browser;

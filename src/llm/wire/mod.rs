@@ -177,6 +177,56 @@ pub async fn complete(
         }))
 }
 
+/// The Messages API's own count of a request's input tokens (`POST
+/// /v1/messages/count_tokens` of an `anthropic` provider), for `body` as a Messages
+/// request with its `model` set to the target's. Nothing is billed for it.
+pub async fn count_tokens(
+    client: &reqwest::Client,
+    t: &Target<'_>,
+    body: &serde_json::Value,
+) -> Result<u64, CallError> {
+    let base = t.provider.base_url.trim_end_matches('/');
+    let mut body = body.clone();
+    body["model"] = t.model.id.clone().into();
+    let req = client
+        .post(format!("{base}/v1/messages/count_tokens"))
+        .header("anthropic-version", "2023-06-01")
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let req = match t.api_key {
+        Some(key) => req.header("x-api-key", key),
+        None => req,
+    };
+    let total = seconds(t.provider.timeout_s);
+    let call = async {
+        let resp = req
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| CallError::Connect(chain(&e)))?;
+        let status = resp.status();
+        let bytes = read_capped(resp, MAX_ERROR_BYTES)
+            .await
+            .map_err(|_| CallError::Malformed("the count is not readable".into()))?;
+        if !status.is_success() {
+            return Err(CallError::Status {
+                code: status.as_u16(),
+                retry_after: None,
+                message: redact(error_message(&bytes), t.api_key),
+            });
+        }
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["input_tokens"].as_u64())
+            .ok_or_else(|| CallError::Malformed(format!("no input_tokens in {}", excerpt(&bytes))))
+    };
+    tokio::time::timeout(total, call)
+        .await
+        .unwrap_or(Err(CallError::Timeout {
+            first_token: false,
+            after: total,
+        }))
+}
+
 /// A plain reply decoded by a protocol module.
 struct Plain {
     body: serde_json::Value,

@@ -28,6 +28,7 @@ fn provider(fake: &Fake, protocol: Protocol, timeout_s: f64, first: f64) -> Prov
         timeout_s,
         first_token_timeout_s: first,
         max_tokens_field: None,
+        fake: None,
         models: vec![],
     }
 }
