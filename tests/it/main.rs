@@ -26,6 +26,7 @@ mod ledger;
 mod lifecycle;
 mod liveness;
 mod messages;
+mod messages_claude;
 mod money;
 mod ops;
 mod ops_browser;
