@@ -273,9 +273,9 @@ fn parse(
     let job = id_header(headers, "x-pas-job", 128, crate::card::valid_id)?;
     let request_id = id_header(headers, "x-request-id", 128, crate::card::valid_id)?;
     let body = json_body(bytes)?;
-    let body = match dialect {
-        Dialect::Chat => body,
-        Dialect::Messages => super::messages::translate::to_chat(&body)?,
+    let (body, native) = match dialect {
+        Dialect::Chat => (body, None),
+        Dialect::Messages => (super::messages::translate::to_chat(&body)?, Some(body)),
     };
     let (job_budget, job_trace) = match &job {
         Some(j) => job_card(gw, j)?,
@@ -297,6 +297,8 @@ fn parse(
     }
     req.agent = agent;
     req.job = job;
+    req.native = native;
+    req.beta = header(headers, "anthropic-beta")?;
     req.job_budget = job_budget;
     req.trace = trace;
     Ok(req)
@@ -421,9 +423,10 @@ pub(super) async fn serve(
     };
     match outcome {
         Ok((Answer::Plain(reply), served)) => {
-            let body = match dialect {
-                Dialect::Chat => serde_json::to_string(&reply.body),
-                Dialect::Messages => {
+            let body = match (dialect, &reply.native) {
+                (Dialect::Chat, _) => serde_json::to_string(&reply.body),
+                (Dialect::Messages, Some(native)) => serde_json::to_string(native),
+                (Dialect::Messages, None) => {
                     serde_json::to_string(&super::messages::translate::to_message(
                         &reply.body,
                         &reply.usage,
@@ -593,7 +596,11 @@ async fn pump(
                 match &mut events {
                     None => (frame, false),
                     Some(ev) => {
-                        let said = ev.frame(&frame, || relay.stream.usage());
+                        let said = if relay.stream.is_native() {
+                            relay.stream.take_native()
+                        } else {
+                            ev.frame(&frame, || relay.stream.usage())
+                        };
                         if said.is_empty() {
                             continue; // a usage chunk: it closes the stream's message_delta
                         }

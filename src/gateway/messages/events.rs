@@ -1,8 +1,9 @@
 //! A chat-completions stream (the frames every provider's stream becomes in pas) said as
 //! the Messages API's event stream, event for event as Anthropic sends it:
-//! `message_start`, `ping`, then per content block `content_block_start`, its deltas
-//! (`text_delta`, or `input_json_delta` pieces of a tool call's input) and
-//! `content_block_stop`, then `message_delta` (stop reason and usage) and `message_stop`.
+//! `message_start`; per content block `content_block_start` (the first followed by a
+//! `ping`), its deltas (`text_delta`, or `input_json_delta` pieces of a tool call's input)
+//! and `content_block_stop`; then `message_delta` (stop reason and usage) and
+//! `message_stop`.
 //! The usage in `message_delta` is the stream's own count at its end, the one its receipt
 //! books, so what the client adds up is what pas charged.
 
@@ -61,7 +62,6 @@ impl Events {
                 "type": "message", "role": "assistant", "model": self.model, "content": [],
                 "stop_reason": null, "stop_sequence": null, "usage": u}});
             out.push_str(&event(&start));
-            out.push_str(&event(&json!({"type": "ping"})));
         }
         let text = String::from_utf8_lossy(frame);
         for line in text.lines() {
@@ -146,6 +146,10 @@ impl Events {
             &json!({"type": "content_block_start", "index": index,
             "content_block": block}),
         ));
+        if index == 0 {
+            // Where Anthropic sends its first ping.
+            out.push_str(&event(&json!({"type": "ping"})));
+        }
         index
     }
 
@@ -193,8 +197,8 @@ mod tests {
             types(&all),
             [
                 "message_start",
-                "ping",
                 "content_block_start",
+                "ping",
                 "content_block_delta",
                 "content_block_delta",
                 "content_block_stop",

@@ -113,6 +113,7 @@ pub(super) async fn count_tokens(
                 provider,
                 model: &provider.models[mi],
                 api_key: key,
+                native: None,
             };
             match crate::llm::wire::count_tokens(&gw.client, &target, &original).await {
                 Ok(n) => counted = Some(n),

@@ -44,6 +44,19 @@ pub struct Target<'a> {
     pub provider: &'a Provider,
     pub model: &'a Model,
     pub api_key: Option<&'a str>,
+    /// The Messages request as its caller sent it: an `anthropic` provider is sent this
+    /// (its `model` and `stream` set) instead of a translation of the chat request, and
+    /// its answer comes back as it is too ([`Reply::native`], [`Stream::take_native`]).
+    pub native: Option<Native<'a>>,
+}
+
+/// A Messages API request as its caller sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Native<'a> {
+    pub body: &'a serde_json::Value,
+    /// The caller's `anthropic-beta` header: the features its request uses
+    /// (`context_management`, ...), which Anthropic refuses unless they are named.
+    pub beta: Option<&'a str>,
 }
 
 /// Why a call failed, in the terms fallback decides by.
@@ -130,6 +143,9 @@ pub struct Reply {
     pub text: String,
     /// The provider's counts; estimated only when it reported none.
     pub usage: Usage,
+    /// The Messages answer as the provider sent it, for a [`Native`] request to an
+    /// `anthropic` provider.
+    pub native: Option<serde_json::Value>,
 }
 
 /// A plain (non-streamed) call. `body` is the caller's OpenAI chat request; its `model` is
@@ -163,10 +179,15 @@ pub async fn complete(
                 ..Usage::default()
             }
         });
+        let native = match (t.native, t.provider.protocol) {
+            (Some(_), Protocol::Anthropic) => serde_json::from_slice(&bytes).ok(),
+            _ => None,
+        };
         Ok(Reply {
             body: plain.body,
             text: plain.text,
             usage,
+            native,
         })
     };
     tokio::time::timeout(total, call)
@@ -261,12 +282,21 @@ async fn send(
             let req = client
                 .post(format!("{base}/v1/messages"))
                 .header("anthropic-version", "2023-06-01");
-            let req = match t.api_key {
+            let mut req = match t.api_key {
                 Some(key) => req.header("x-api-key", key),
                 None => req,
             };
-            let bytes =
-                anthropic::request(body, t.model, stream).map_err(CallError::Untranslatable)?;
+            let bytes = match t.native {
+                Some(n) => {
+                    if let Some(beta) = n.beta {
+                        req = req.header("anthropic-beta", beta);
+                    }
+                    anthropic::native_request(n.body, body, t.model, stream)
+                }
+                None => {
+                    anthropic::request(body, t.model, stream).map_err(CallError::Untranslatable)?
+                }
+            };
             req.body(bytes)
         }
     };
