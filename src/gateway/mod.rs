@@ -6,6 +6,7 @@
 //! - `messages`: Anthropic's `POST /v1/messages` and `count_tokens`, said as chat calls.
 //! - `budget`: the books of every budget; reservation on admission, settlement after.
 //! - `metrics`: counters and the overhead histogram for `/metrics`.
+//! - `relay`: a stream's frames handed to its caller, cut at its deadline.
 //! - `receipt`: each attempt's receipt, its settled hold and its alerts; a stream's relay.
 //! - `surplus`: input a provider bills beyond the request, learnt per model and reserved.
 //!
@@ -23,6 +24,7 @@ pub mod http;
 pub mod messages;
 pub mod metrics;
 mod receipt;
+mod relay;
 pub mod surplus;
 
 use std::collections::{HashMap, HashSet};

@@ -182,7 +182,8 @@ pub fn providers(raw: &[serde_yaml::Value]) -> Result<Vec<Provider>, String> {
             ));
         }
         let fake = p.fake.is_some() && p.base_url.is_empty();
-        if !fake && !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+        let http = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");
+        if !(fake || http) {
             return Err(format!(
                 "{label}: base_url must start with http:// or https://"
             ));

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::config::Protocol;
 
+mod played;
 mod render;
 pub mod script;
 use render::Rendered;
@@ -299,7 +300,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/v1/messages",
             post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Anthropic, h, b)),
         )
-        .route("/v1/messages/count_tokens", post(count))
+        .route("/v1/messages/count_tokens", post(played::count))
         // Long-context prompts pass axum's default 2 MB; the gateway sets its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
@@ -445,7 +446,7 @@ async fn answer(
                 tokio::time::sleep(d).await;
             }
             if let Some(script) = &s.opts.script {
-                return played(&s.opts, script, proto, &req, &body, with_usage);
+                return played::played(&s.opts, script, proto, &req, &body, with_usage);
             }
             if !req.stream {
                 return reply(json, Body::from(plain.clone()));
@@ -470,54 +471,6 @@ async fn answer(
             )
         }
     }
-}
-
-/// The Messages API's `count_tokens`: the fake's estimate, one token per 4 bytes of the
-/// request (so a test can tell it from pas's own, which counts only what is sent).
-async fn count(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
-    let n = crate::llm::cost::estimate_tokens(body.len());
-    *lock(&s.last) = Some((headers, body));
-    let body = json!({"input_tokens": n}).to_string();
-    reply("application/json", Body::from(body))
-}
-
-/// The script's reply to one request, rendered for it.
-fn played(
-    o: &FakeOptions,
-    script: &Script,
-    proto: Protocol,
-    req: &Req,
-    body: &Bytes,
-    with_usage: bool,
-) -> Response {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let p = script.play(&parsed, body.len());
-    let opts = FakeOptions {
-        text: p.text,
-        tool_calls: p.tool_calls,
-        input_tokens: p.input_tokens,
-        output_tokens: p.output_tokens,
-        cached_tokens: 0,
-        cache_write_tokens: 0,
-        cache_write_1h_tokens: 0,
-        script: None,
-        ..o.clone()
-    };
-    let r = Rendered::new(&opts, true);
-    let (plain, frames) = match proto {
-        Protocol::Openai => (r.openai_plain, r.openai),
-        Protocol::Anthropic => (r.anthropic_plain, r.anthropic),
-    };
-    if !req.stream {
-        return reply("application/json", Body::from(plain));
-    }
-    let all = if with_usage || proto == Protocol::Anthropic {
-        frames.full_usage
-    } else {
-        frames.full
-    };
-    reply("text/event-stream", Body::from(all))
 }
 
 /// [`Mode::Endless`]'s answer: 1 GiB, a chunk at a time.

@@ -26,7 +26,7 @@ mod ledger;
 mod lifecycle;
 mod liveness;
 mod messages;
-mod messages_claude;
+mod messages_clients;
 mod money;
 mod ops;
 mod ops_browser;

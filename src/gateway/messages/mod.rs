@@ -73,7 +73,7 @@ pub(super) async fn count_tokens(
 ) -> Response {
     let bytes = match read_body(&gw, body, Dialect::Messages) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let parsed = json_body(&bytes).and_then(|mut b| {
         // A count needs no output bound; the Messages API's count takes none.

@@ -1,15 +1,17 @@
-//! The real Claude Code CLI (npm `@anthropic-ai/claude-code`, installed on demand into
-//! `target/npm` at a pinned version) pointed at `pas serve` with `ANTHROPIC_BASE_URL`,
-//! offline: a `fake:` provider plays a script that makes it write a file with its Write
-//! tool and then answer, through either protocol behind the gateway.
+//! Real Anthropic clients against `pas serve`, offline, with `fake:` providers playing
+//! scripts: the official `anthropic` Python SDK (PyPI, installed on demand into
+//! `target/pysdk`), and the real Claude Code CLI (npm `@anthropic-ai/claude-code`,
+//! installed on demand into `target/npm` at a pinned version), which writes a file with
+//! its Write tool and then answers, through either protocol behind the gateway.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::fixture::Workspace;
+use crate::gateway::Gw;
 
 /// The Claude Code release the tests drive.
 pub const CLAUDE_CODE: &str = "2.1.337";
@@ -163,7 +165,7 @@ fn claude_code_writes_a_file_through_the_gateway_with_either_protocol_behind_it(
             .filter_map(|c| c["name"].as_str())
             .collect();
         assert_eq!(used, ["Write"], "{protocol}");
-        let gwt = crate::gateway::Gw {
+        let gwt = Gw {
             ws,
             _daemon,
             url: format!("http://{gw}"),
@@ -181,4 +183,96 @@ fn claude_code_writes_a_file_through_the_gateway_with_either_protocol_behind_it(
             .pas_json(&["traces", "--json", "--agent", "claude-1"]);
         assert!(traces["traces"].as_array().unwrap().len() >= 2, "{traces}");
     }
+}
+
+/// A scripted fake of each protocol behind the gateway, for the SDK: text (with fixed
+/// usage, so plain and streamed calls cost the same), a tool call, and the answer after it.
+const SDK_SCRIPT: &str = "
+        - when: {tools: false}
+          text: hello from the script
+          usage: {input_tokens: 40, output_tokens: 9}
+        - tool_calls:
+            - {name: get_weather, arguments: {city: Paris}}
+        - text: It is sunny in Paris.
+";
+
+#[test]
+fn the_official_anthropic_python_sdk_works_unchanged() {
+    let mut config = String::from("providers:\n");
+    for (name, proto, id) in [
+        ("fake-oa", "openai", "gpt-fake"),
+        ("fake-an", "anthropic", "claude-fake"),
+    ] {
+        config.push_str(&format!(
+            "  - name: {name}\n    protocol: {proto}\n    fake:\n      script:{SDK_SCRIPT}    models:\n      - {{id: {id}, capabilities: [chat], price_per_mtok: {{input: \"3\", output: \"15\"}}}}\n"
+        ));
+    }
+    let ws = Workspace::with_config(&config);
+    let daemon = ws.serve();
+    let (_, addr) = ws.addresses();
+    let gw = Gw {
+        ws,
+        _daemon: daemon,
+        url: format!("http://{addr}"),
+    };
+    let py = crate::traces::python_with("anthropic", &["anthropic"]);
+    let seen = crate::traces::run_py(
+        "anthropic_client.py",
+        &py,
+        &[&gw.url, "gpt-fake", "claude-fake"],
+    );
+    for (model, provider) in [("gpt-fake", "fake-oa"), ("claude-fake", "fake-an")] {
+        let s = &seen[model];
+        assert_eq!(s["plain_text"], "hello from the script", "{model}: {s}");
+        assert_eq!(s["stream_text"], "hello from the script");
+        assert_eq!(s["plain_usage"], json!([40, 9]));
+        assert_eq!(s["stream_usage"], json!([40, 9]));
+        assert_eq!(s["stop_reason"], "end_turn");
+        assert_eq!(s["headers"]["x-pas-provider"], provider);
+        assert_eq!(s["headers"]["x-pas-model"], model);
+        // 40 x $3 + 9 x $15 per Mtok.
+        assert_eq!(s["headers"]["x-pas-cost-usd"], "0.000255");
+        assert!(
+            s["headers"]["x-pas-trace-id"].is_string()
+                && s["headers"]["x-pas-overhead-ms"].is_string()
+        );
+        assert_eq!(
+            s["tool"],
+            json!({"name": "get_weather", "input": {"city": "Paris"}, "stop_reason": "tool_use"})
+        );
+        assert_eq!(s["after_tool"], "It is sunny in Paris.");
+        assert!(s["count"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert_eq!(seen["missing"], "not_found_error");
+    // Eight calls (plain, streamed, two tool turns, each model); count_tokens books none.
+    let rows = gw.receipts(8);
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        assert_eq!(
+            (r["agent"].as_str(), r["job"].as_str()),
+            (Some("sdk-agent"), Some("J-sdk"))
+        );
+    }
+    let text: Vec<&Value> = rows.iter().filter(|r| r["input"] == 40).collect();
+    assert_eq!(text.len(), 4, "{rows:?}");
+    assert!(
+        text.iter().all(|r| r["cost"] == "0.000255"),
+        "plain and streamed cost the same: {text:?}"
+    );
+    assert_eq!(text.iter().filter(|r| r["stream"] == true).count(), 2);
+    // Each call is an llm span with the request and the answer.
+    let traces = gw
+        .ws
+        .pas_json(&["traces", "--json", "--agent", "sdk-agent"]);
+    let traces = traces["traces"].as_array().unwrap();
+    // Eight calls and the refused unknown model.
+    assert_eq!(traces.len(), 9, "{traces:?}");
+    assert_eq!(traces.iter().filter(|t| t["status"] == "error").count(), 1);
+    let id = traces[1]["trace_id"].as_str().unwrap();
+    let tree = gw.ws.pas_json(&["trace", id, "--json"]);
+    let text = tree.to_string();
+    assert!(
+        text.contains("\"llm\"") && text.contains("sdk-agent"),
+        "{text}"
+    );
 }
