@@ -6,6 +6,9 @@
 //! path chat completions take (`http::serve`, `call::run`): the same aliases, routing,
 //! fallback, budgets, receipts, spans, `x-pas-*` headers and attribution. Its answer is
 //! said back as a Messages `message`, or a stream as the Messages events ([`events`]).
+//! An `anthropic` provider is sent the request as the client sent it (`model` replaced,
+//! `anthropic-beta` forwarded) and its answer or events go back as they came, so nothing
+//! Anthropic-only (thinking and its signatures, beta fields) is lost on the way.
 //! Errors are Anthropic-shaped: `{"type": "error", "error": {"type", "message"}}`.
 //! `anthropic-version` and `anthropic-beta` are accepted and not needed.
 //!

@@ -1,5 +1,7 @@
 //! Messages API requests said as OpenAI chat requests (the shape the call path routes,
-//! budgets and records), and chat answers said back as Messages API messages.
+//! budgets and records), and chat answers said back as Messages API messages. An
+//! `anthropic` provider is sent the request as the client sent it instead (see
+//! `call::Request::native`); what follows is what other providers get.
 //!
 //! Kept: the system prompt (string or blocks, with their `cache_control`), `role: system`
 //! turns inside `messages` (Claude Code sends them), text, images (base64 or URL), tool
