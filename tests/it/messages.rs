@@ -3,9 +3,10 @@
 //! provider playing a script), receipts read back from the real database.
 
 use pas::llm::config::Protocol;
-use pas::llm::fake::{self, FakeOptions, FakeToolCall};
+use pas::llm::fake::{self, Fake, FakeOptions, FakeToolCall};
 use serde_json::{json, Value};
 
+use crate::fixture::Workspace;
 use crate::gateway::{model, provider, Gw};
 use crate::http::{self, Reply};
 
@@ -16,6 +17,43 @@ pub fn messages(gw: &Gw, body: &Value, headers: &[(&str, &str)]) -> Reply {
     let mut h = vec![("anthropic-version", "2023-06-01")];
     h.extend_from_slice(headers);
     http::send("POST", &format!("{}/v1/messages", gw.url), &h, Some(body))
+}
+
+/// A gateway over an OpenAI-protocol fake serving `gpt-x` (provider `oa`) and an
+/// Anthropic-protocol one serving `claude-x` (provider `an`), at `price`, plus `more` of
+/// `pas.yaml`.
+fn both(oa: &Fake, an: &Fake, price: Option<(&str, &str)>, more: &str) -> Gw {
+    Gw::start(
+        &[
+            provider(
+                "oa",
+                oa,
+                Protocol::Openai,
+                "",
+                &model("gpt-x", &["chat"], price),
+            ),
+            provider(
+                "an",
+                an,
+                Protocol::Anthropic,
+                "",
+                &model("claude-x", &["chat"], price),
+            ),
+        ],
+        more,
+        &[],
+    )
+}
+
+/// The gateway of `ws`'s daemon, started now.
+pub fn serving(ws: Workspace) -> Gw {
+    let daemon = ws.serve();
+    let (_, addr) = ws.addresses();
+    Gw {
+        ws,
+        _daemon: daemon,
+        url: format!("http://{addr}"),
+    }
 }
 
 /// A Messages request.
@@ -71,26 +109,7 @@ fn messages_plain_and_streamed_through_both_protocols_cost_the_same() {
     let oa = fake::start(FakeOptions::default());
     let an = fake::start(FakeOptions::default());
     let price = Some(("3", "15"));
-    let gw = Gw::start(
-        &[
-            provider(
-                "oa",
-                &oa,
-                Protocol::Openai,
-                "",
-                &model("gpt-x", &["chat"], price),
-            ),
-            provider(
-                "an",
-                &an,
-                Protocol::Anthropic,
-                "",
-                &model("claude-x", &["chat"], price),
-            ),
-        ],
-        "",
-        &[],
-    );
+    let gw = both(&oa, &an, price, "");
     let who = [("x-pas-agent", "coder-1"), ("x-pas-job", "J-7")];
     for m in ["gpt-x", "claude-x"] {
         let r = messages(&gw, &ask(m, false), &who);
@@ -181,26 +200,7 @@ fn ask_tools(m: &str, stream: bool) -> Value {
 fn tool_use_round_trips_through_both_protocols() {
     let oa = fake::start(tools_fake());
     let an = fake::start(tools_fake());
-    let gw = Gw::start(
-        &[
-            provider(
-                "oa",
-                &oa,
-                Protocol::Openai,
-                "",
-                &model("gpt-x", &["chat"], None),
-            ),
-            provider(
-                "an",
-                &an,
-                Protocol::Anthropic,
-                "",
-                &model("claude-x", &["chat"], None),
-            ),
-        ],
-        "",
-        &[],
-    );
+    let gw = both(&oa, &an, None, "");
     for (m, up) in [("gpt-x", &oa), ("claude-x", &an)] {
         let v = messages(&gw, &ask_tools(m, false), &[]).json();
         assert_eq!(v["stop_reason"], "tool_use", "{v}");
@@ -313,7 +313,7 @@ fn an_alias_to_nothing_stops_the_start_naming_the_key() {
         "providers:\n{}model_aliases:\n  claude-sonnet-4-5: nope\n",
         provider("p", &up, Protocol::Openai, "", &model("m", &["code"], None))
     );
-    let ws = crate::fixture::Workspace::with_config(&config);
+    let ws = Workspace::with_config(&config);
     let out = ws.cmd(&["serve"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -327,26 +327,7 @@ fn an_alias_to_nothing_stops_the_start_naming_the_key() {
 fn count_tokens_asks_an_anthropic_provider_and_estimates_otherwise() {
     let oa = fake::start(FakeOptions::default());
     let an = fake::start(FakeOptions::default());
-    let gw = Gw::start(
-        &[
-            provider(
-                "oa",
-                &oa,
-                Protocol::Openai,
-                "",
-                &model("gpt-x", &["chat"], None),
-            ),
-            provider(
-                "an",
-                &an,
-                Protocol::Anthropic,
-                "",
-                &model("claude-x", &["chat"], None),
-            ),
-        ],
-        "",
-        &[],
-    );
+    let gw = both(&oa, &an, None, "");
     let body =
         json!({"model": "claude-x", "messages": [{"role": "user", "content": "x".repeat(400)}]});
     let url = format!("{}/v1/messages/count_tokens", gw.url);
@@ -435,15 +416,9 @@ fn a_fake_provider_plays_its_script_by_turn_for_both_protocols() {
         "",
     ]
     .join("\n");
-    let ws = crate::fixture::Workspace::with_config(&config);
+    let ws = Workspace::with_config(&config);
     std::fs::write(ws.path("script.yaml"), SCRIPT).unwrap();
-    let daemon = ws.serve();
-    let (_, addr) = ws.addresses();
-    let gw = Gw {
-        ws,
-        _daemon: daemon,
-        url: format!("http://{addr}"),
-    };
+    let gw = serving(ws);
     let first = json!({"model": "claude-opus-5", "max_tokens": 100, "stream": true,
         "tools": [{"name": "Write", "input_schema": {"type": "object"}}],
         "messages": [{"role": "user", "content": "write hello.txt"}]});
@@ -475,7 +450,7 @@ fn a_fake_provider_plays_its_script_by_turn_for_both_protocols() {
 #[test]
 fn a_bad_script_stops_the_start_naming_file_and_line() {
     let config = "providers:\n  - name: s\n    protocol: openai\n    fake: {script: s.yaml}\n    models: [{id: m}]\n";
-    let ws = crate::fixture::Workspace::with_config(config);
+    let ws = Workspace::with_config(config);
     std::fs::write(ws.path("s.yaml"), "- text: fine\n- when: {turn: 2}\n").unwrap();
     let out = ws.cmd(&["serve"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -495,25 +470,11 @@ fn an_anthropic_provider_takes_the_request_and_gives_the_answer_as_they_are() {
     });
     let oa = fake::start(FakeOptions::default());
     let price = Some(("3", "15"));
-    let gw = Gw::start(
-        &[
-            provider(
-                "an",
-                &an,
-                Protocol::Anthropic,
-                "",
-                &model("claude-x", &["chat"], price),
-            ),
-            provider(
-                "oa",
-                &oa,
-                Protocol::Openai,
-                "",
-                &model("gpt-x", &["chat"], price),
-            ),
-        ],
+    let gw = both(
+        &oa,
+        &an,
+        price,
         "model_aliases: {claude-sonnet-4-5: claude-x}\n",
-        &[],
     );
     let mut body = ask("claude-sonnet-4-5", false);
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixture::Workspace;
-use crate::gateway::Gw;
 
 /// The Claude Code release the tests drive.
 pub const CLAUDE_CODE: &str = "2.1.337";
@@ -137,10 +136,9 @@ fn claude_code_writes_a_file_through_the_gateway_with_either_protocol_behind_it(
         let proj = proj.path().canonicalize().unwrap();
         let file = proj.join("hello.txt");
         let ws = scripted(protocol, &file);
-        let _daemon = ws.serve();
-        let (_, gw) = ws.addresses();
+        let gw = crate::messages::serving(ws);
         let (ok, lines) = run_claude(
-            &format!("http://{gw}"),
+            &gw.url,
             &proj,
             "write hello.txt",
             &[(
@@ -165,12 +163,8 @@ fn claude_code_writes_a_file_through_the_gateway_with_either_protocol_behind_it(
             .filter_map(|c| c["name"].as_str())
             .collect();
         assert_eq!(used, ["Write"], "{protocol}");
-        let gwt = Gw {
-            ws,
-            _daemon,
-            url: format!("http://{gw}"),
-        };
-        let rows = gwt.receipts(2);
+
+        let rows = gw.receipts(2);
         for r in &rows {
             assert_eq!(r["agent"], "claude-1", "{r}");
             assert_eq!(r["job"], "J-cc");
@@ -178,9 +172,7 @@ fn claude_code_writes_a_file_through_the_gateway_with_either_protocol_behind_it(
             assert!(r["cost"].as_str().is_some_and(|c| c != "0"), "{r}");
             assert_eq!(r["stream"], true);
         }
-        let traces = gwt
-            .ws
-            .pas_json(&["traces", "--json", "--agent", "claude-1"]);
+        let traces = gw.ws.pas_json(&["traces", "--json", "--agent", "claude-1"]);
         assert!(traces["traces"].as_array().unwrap().len() >= 2, "{traces}");
     }
 }
@@ -208,14 +200,8 @@ fn the_official_anthropic_python_sdk_works_unchanged() {
         ));
     }
     let ws = Workspace::with_config(&config);
-    let daemon = ws.serve();
-    let (_, addr) = ws.addresses();
-    let gw = Gw {
-        ws,
-        _daemon: daemon,
-        url: format!("http://{addr}"),
-    };
-    let py = crate::traces::python_with("anthropic", &["anthropic"]);
+    let gw = crate::messages::serving(ws);
+    let py = crate::traces::python_in("pysdk-anthropic", "anthropic", &["anthropic"]);
     let seen = crate::traces::run_py(
         "anthropic_client.py",
         &py,
