@@ -254,16 +254,12 @@ fn tool_use_round_trips_through_both_protocols() {
 #[test]
 fn errors_are_anthropic_shaped_and_aliases_route_client_names() {
     let up = fake::start(FakeOptions::default());
-    let gw = Gw::start(
-        &[provider(
-            "p",
-            &up,
-            Protocol::Openai,
-            "",
-            &model("local-coder", &["code"], None),
-        )],
-        "model_aliases:\n  claude-sonnet-4-5: local-coder\n  \"claude-*\": \"cap:code\"\n",
-        &[],
+    let gw = Gw::one(
+        &up,
+        Protocol::Openai,
+        "local-coder",
+        None,
+        "model_aliases:\n  claude-sonnet-4-5: local-coder\n  \"claude-*\": \"cap:x\"\n",
     );
     for (asked, served) in [
         ("claude-sonnet-4-5", "local-coder"),
