@@ -27,7 +27,8 @@
 //! - [`ops`]        operating pas: provider report, alerts as state, sentences,
 //!   webhooks (`notify:`), redaction.
 //! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
-//! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
+//! - [`gateway`]    the LLM gateway (OpenAI chat completions, Anthropic Messages): route,
+//!   fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
 //!   the loop and an orderly shutdown.
 //! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry

@@ -26,6 +26,8 @@ mod http;
 mod ledger;
 mod lifecycle;
 mod liveness;
+mod messages;
+mod messages_clients;
 mod money;
 mod ops;
 mod ops_browser;

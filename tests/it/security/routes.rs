@@ -55,6 +55,10 @@ pub const DASHBOARD_WRITES: &[(&str, &str)] = &[("POST", "/api/replays")];
 pub const GATEWAY: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
     ("POST", "/chat/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/messages"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/messages/count_tokens"),
     ("GET", "/v1/models"),
     ("GET", "/models"),
     ("GET", "/health"),
