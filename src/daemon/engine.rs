@@ -479,6 +479,8 @@ impl Engine {
             State::Inbox if entry.from == "new" => None,
             State::Inbox => Some("job.requeued"),
             State::Assigned => Some("job.assigned"),
+            // Not among SPEC 11's types, which predate review: named like them.
+            State::Review => Some("job.review"),
             State::Done => Some("job.done"),
             State::Failed => Some("job.failed"),
             // Housekeeping, not news: the SPEC's event types have none for it, and an

@@ -36,6 +36,7 @@ pub fn headline(
         State::Inbox if from_new => format!("new {what}"),
         State::Inbox => format!("back to the inbox {what}{why}"),
         State::Assigned => format!("assigned {what} to {}", agent.unwrap_or("?")),
+        State::Review => format!("to review {what}{who}"),
         State::Done => format!("done {what}{who}"),
         State::Failed => format!("failed {what}{who}{why}"),
         State::Archived => format!("archived {what}"),
@@ -62,6 +63,7 @@ fn cut(s: &str, max: usize) -> String {
 fn rank(h: &str) -> u8 {
     const ORDER: &[&str] = &[
         "done ",
+        "to review ",
         "failed ",
         "assigned ",
         "back to the inbox ",
