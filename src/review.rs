@@ -60,7 +60,10 @@ fn is_hex_id(base: &str) -> bool {
 
 fn fill(root: &Path, d: &mut Diff) -> Result<(), String> {
     if !git2::Reference::is_valid_name(&format!("refs/heads/{}", d.branch)) {
-        return Err(format!("pas.branch {:?} is not a valid branch name", d.branch));
+        return Err(format!(
+            "pas.branch {:?} is not a valid branch name",
+            d.branch
+        ));
     }
     if !is_hex_id(&d.base) {
         return Err(format!("pas.base {:?} is not a commit id (hex)", d.base));

@@ -31,10 +31,7 @@ impl Out {
 
     /// What a capturing `Out` kept (empty for standard output).
     pub fn take(&self) -> String {
-        self.captured
-            .as_ref()
-            .map(|c| c.take())
-            .unwrap_or_default()
+        self.captured.as_ref().map(|c| c.take()).unwrap_or_default()
     }
 
     /// Writes one line to wherever output goes.

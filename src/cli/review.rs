@@ -44,7 +44,9 @@ pub fn reject(ws: &Workspace, id: &str, feedback: &str, out: &Out) -> Result<i32
     let max = ws.config().context("cannot read pas.yaml")?.max_attempts;
     let (to, attempts) = take_back_target(&card, max);
     let description = match card.spec.description.as_deref().map(str::trim_end) {
-        Some(d) if !d.is_empty() => format!("{d}\n\nReview feedback (attempt {attempts}): {feedback}"),
+        Some(d) if !d.is_empty() => {
+            format!("{d}\n\nReview feedback (attempt {attempts}): {feedback}")
+        }
         _ => format!("Review feedback (attempt {attempts}): {feedback}"),
     };
     let mut keys = vec![("description", description)];
@@ -58,10 +60,13 @@ pub fn reject(ws: &Workspace, id: &str, feedback: &str, out: &Out) -> Result<i32
     let how = Move {
         keys,
         reason: Some(format!("rejected: {feedback}")),
-        adjust: Some(Box::new(move |m| m.attempts = attempts)),
+        attempts: Some(attempts),
         from_state: Some(State::Review),
     };
     move_with(ws, id, to.clone(), how)?;
-    out.line(format!("{id} -> {} (rejected, attempt {attempts})", to.state.dir()));
+    out.line(format!(
+        "{id} -> {} (rejected, attempt {attempts})",
+        to.state.dir()
+    ));
     Ok(0)
 }

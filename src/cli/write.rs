@@ -263,8 +263,8 @@ pub(super) struct Move<'a> {
     pub keys: Vec<(&'a str, String)>,
     /// The history entry's reason.
     pub reason: Option<String>,
-    /// Edits the `pas:` block after the transition is written into it.
-    pub adjust: Option<Box<dyn FnOnce(&mut crate::card::PasMeta) + 'a>>,
+    /// `pas.attempts` after the move (a retry resets it, a reject raises it).
+    pub attempts: Option<u32>,
     /// The folder the card must be in (else nothing moves).
     pub from_state: Option<State>,
 }
@@ -291,8 +291,8 @@ pub(super) fn move_with(ws: &Workspace, id: &str, to: Place, how: Move) -> Resul
     }
     let by = from.agent.clone().unwrap_or_else(|| "cli".into());
     let mut meta = transition_meta(&card.spec.pas, &from, &to, &by, how.reason, Utc::now());
-    if let Some(adjust) = how.adjust {
-        adjust(&mut meta);
+    if let Some(n) = how.attempts {
+        meta.attempts = n;
     }
     let card = card.with_meta(&meta);
     let to_path = ws.card_path(id, &to);
@@ -333,7 +333,8 @@ pub fn finish(
     if from.state == State::Review {
         bail!("{id} is in work/review/: a person finishes it with pas approve {id} or pas reject {id} --feedback TEXT");
     }
-    let reviewed = done && from.state == State::Assigned && read_card(&path, id).is_ok_and(|c| c.spec.review);
+    let reviewed =
+        done && from.state == State::Assigned && read_card(&path, id).is_ok_and(|c| c.spec.review);
     let (state, key) = match (done, reviewed) {
         (true, true) => (State::Review, "result"),
         (true, false) => (State::Done, "result"),
@@ -358,7 +359,7 @@ pub fn retry(ws: &Workspace, id: &str, out: &Out) -> Result<i32> {
         bail!("{id} is in work/review/: send it back with pas reject {id} --feedback TEXT");
     }
     let how = Move {
-        adjust: Some(Box::new(|m| m.attempts = 0)),
+        attempts: Some(0),
         ..Move::default()
     };
     move_with(ws, id, Place::of(State::Inbox), how)?;

@@ -16,8 +16,9 @@ mod params;
 
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
@@ -174,7 +175,10 @@ impl PasMcp {
             }
             "status" => {
                 let a: Status = parse(args)?;
-                twin(ws, move |ws, out| read::status(ws, a.at.as_deref(), JSON, out)).await
+                twin(ws, move |ws, out| {
+                    read::status(ws, a.at.as_deref(), JSON, out)
+                })
+                .await
             }
             "show" => {
                 let a: Show = parse(args)?;
@@ -186,7 +190,10 @@ impl PasMcp {
             }
             "reject" => {
                 let a: Reject = parse(args)?;
-                twin(ws, move |ws, out| review::reject(ws, &a.id, &a.feedback, out)).await
+                twin(ws, move |ws, out| {
+                    review::reject(ws, &a.id, &a.feedback, out)
+                })
+                .await
             }
             other => Err(ErrorData::invalid_params(
                 format!("unknown tool {other:?}"),
@@ -201,10 +208,10 @@ impl ServerHandler for PasMcp {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("pas", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-            "pas: a file-based orchestrator. Cards are YAML files moving between work/inbox, \
+                "pas: a file-based orchestrator. Cards are YAML files moving between work/inbox, \
              work/assigned/<agent>, work/review, work/done and work/failed; these tools make \
              the same moves as the pas CLI.",
-        )
+            )
     }
 
     async fn list_tools(

@@ -44,7 +44,19 @@ fn the_python_sdk_submits_claims_beats_and_finishes_a_child_card_through_pas_mcp
         .collect();
     assert_eq!(
         names,
-        ["submit", "claim", "done", "fail", "register", "heartbeat", "span", "status", "show", "approve", "reject"]
+        [
+            "submit",
+            "claim",
+            "done",
+            "fail",
+            "register",
+            "heartbeat",
+            "span",
+            "status",
+            "show",
+            "approve",
+            "reject"
+        ]
     );
     let submit = &out["tools"][0]["schema"];
     assert_eq!(submit["required"], json!(["title"]), "{submit}");
@@ -59,14 +71,20 @@ fn the_python_sdk_submits_claims_beats_and_finishes_a_child_card_through_pas_mcp
     ws.wait_state("C-1", "assigned/mcp-agent");
     wait_until("the claim committed", WAIT, || {
         let log = ws.git(&["log", "--format=%B"]);
-        match log.lines().any(|l| l.starts_with("pas: C-1 ") && l.ends_with("-> assigned/mcp-agent")) {
+        match log
+            .lines()
+            .any(|l| l.starts_with("pas: C-1 ") && l.ends_with("-> assigned/mcp-agent"))
+        {
             true => Ok(()),
             false => Err(log),
         }
     });
     assert_eq!(ws.card("C-1")["parent"], "P-1");
     let beats = std::fs::read_to_string(ws.work("heartbeats/mcp-agent.jsonl")).unwrap();
-    assert!(beats.contains("\"job\":\"C-1\"") && beats.contains("\"note\":\"parsing\""), "{beats}");
+    assert!(
+        beats.contains("\"job\":\"C-1\"") && beats.contains("\"note\":\"parsing\""),
+        "{beats}"
+    );
 
     let out = mcp(
         &ws,
@@ -140,6 +158,13 @@ fn wrong_arguments_are_mcp_errors_naming_the_argument_and_change_nothing() {
     assert_eq!(calls[8]["is_error"], true, "{}", calls[8]);
     assert!(calls[8]["text"].as_str().unwrap().contains("no card J-404"));
     assert_eq!(calls[9]["is_error"], true, "{}", calls[9]);
-    assert!(calls[9]["text"].as_str().unwrap().contains("unknown status \"sleeping\""));
-    assert_eq!(work_files(&ws.root), before, "a refused call changed the tree");
+    assert!(calls[9]["text"]
+        .as_str()
+        .unwrap()
+        .contains("unknown status \"sleeping\""));
+    assert_eq!(
+        work_files(&ws.root),
+        before,
+        "a refused call changed the tree"
+    );
 }

@@ -23,7 +23,10 @@ fn review_waits_for_approve_frees_the_slot_and_keeps_the_result() {
     ws.drop_card("R-1", "title: Write the parser\nreview: true\n");
     ws.wait_assigned("R-1", "a1");
 
-    assert_eq!(ws.pas_ok(&["done", "R-1", "--result", "made it"]).trim(), "R-1 -> review");
+    assert_eq!(
+        ws.pas_ok(&["done", "R-1", "--result", "made it"]).trim(),
+        "R-1 -> review"
+    );
     ws.wait_state("R-1", "review");
     ws.wait_commit_line("pas: R-1 assigned/a1 -> review");
     let status = ws.pas_json(&["status", "--json"]);
@@ -51,11 +54,7 @@ fn review_waits_for_approve_frees_the_slot_and_keeps_the_result() {
     let card = ws.wait_state("R-1", "done");
     assert_eq!(card["result"], "made it");
     ws.wait_commit_line("pas: R-1 review -> done (approved: looks right)");
-    assert_eq!(
-        history(&card).last().unwrap(),
-        "review -> done",
-        "{card:?}"
-    );
+    assert_eq!(history(&card).last().unwrap(), "review -> done", "{card:?}");
     ws.wait_db_count(
         "SELECT count(*) FROM events WHERE kind = 'job.review' AND data LIKE '%R-1%'",
         1,
@@ -77,7 +76,9 @@ fn a_plain_move_into_done_goes_to_review_and_reject_sends_it_back_then_fails_it(
     // The agent moves it by hand into done/: pas routes it to review/.
     fs::rename(ws.work("assigned/a1/R-3.yaml"), ws.work("done/R-3.yaml")).unwrap();
     ws.wait_state("R-3", "review");
-    ws.wait_commit_line("pas: R-3 done -> review (review: true; waits for pas approve or pas reject)");
+    ws.wait_commit_line(
+        "pas: R-3 done -> review (review: true; waits for pas approve or pas reject)",
+    );
 
     ws.pas_ok(&["reject", "R-3", "--feedback", "add tests"]);
     // Back in the inbox with attempts raised, and the daemon gives it out again.
@@ -140,7 +141,8 @@ fn branch_with_change(ws: &Workspace, id: &str, file: &str, text: &str) -> Strin
 /// then renames it into `work/review/`: what the runner does when its process ends well.
 fn runner_finishes(ws: &Workspace, id: &str, agent: &str, base: &str) {
     let from = ws.work(&format!("assigned/{agent}/{id}.yaml"));
-    let mut card: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(&from).unwrap()).unwrap();
+    let mut card: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(&from).unwrap()).unwrap();
     card["result"] = "changed the greeting".into();
     card["pas"]["branch"] = format!("pas/{id}").into();
     card["pas"]["base"] = base.into();
@@ -157,7 +159,12 @@ fn a_runner_branch_shows_its_diff_on_pas_show_and_the_job_page_escaped() {
     ws.register("a1", &[], 1);
     ws.drop_card("R-4", "title: Change the greeting\nreview: true\n");
     ws.wait_assigned("R-4", "a1");
-    let base = branch_with_change(&ws, "R-4", "hello.html", "<script>window.__pwned = 1</script>\n");
+    let base = branch_with_change(
+        &ws,
+        "R-4",
+        "hello.html",
+        "<script>window.__pwned = 1</script>\n",
+    );
     runner_finishes(&ws, "R-4", "a1", &base);
     let card = ws.wait_state("R-4", "review");
     ws.wait_commit_line("pas: R-4 assigned/a1 -> review");
@@ -174,15 +181,27 @@ fn a_runner_branch_shows_its_diff_on_pas_show_and_the_job_page_escaped() {
     assert_eq!(diff["truncated"], false);
     let text = diff["text"].as_str().unwrap();
     assert!(text.contains("+++ b/hello.html"), "{text}");
-    assert!(text.contains("+<script>window.__pwned = 1</script>"), "{text}");
+    assert!(
+        text.contains("+<script>window.__pwned = 1</script>"),
+        "{text}"
+    );
     let plain = ws.pas_ok(&["show", "R-4"]);
-    assert!(plain.contains(&format!("# diff {base}..pas/R-4 (1 files changed)")), "{plain}");
-    assert!(plain.contains("+<script>window.__pwned = 1</script>"), "{plain}");
+    assert!(
+        plain.contains(&format!("# diff {base}..pas/R-4 (1 files changed)")),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("+<script>window.__pwned = 1</script>"),
+        "{plain}"
+    );
 
     // A card without the fields has no diff section.
     ws.drop_card("R-5", "title: No branch\nrequires: [nobody]\n");
     ws.wait_recorded("R-5");
-    assert!(ws.pas_json(&["show", "R-5", "--json"]).get("diff").is_none());
+    assert!(ws
+        .pas_json(&["show", "R-5", "--json"])
+        .get("diff")
+        .is_none());
 
     let (dash, _) = ws.addresses();
     let api = http::get(&format!("http://{dash}/api/jobs/R-4")).json();
@@ -237,7 +256,10 @@ fn approve_and_reject_work_without_a_daemon_and_refuse_other_cards() {
     ws.register("a1", &[], 1);
     ws.pas_ok(&["submit", "--title", "Offline", "--review", "--id", "R-6"]);
     ws.pas_ok(&["claim", "a1", "R-6"]);
-    assert_eq!(ws.pas_ok(&["done", "R-6", "--result", "r"]).trim(), "R-6 -> review");
+    assert_eq!(
+        ws.pas_ok(&["done", "R-6", "--result", "r"]).trim(),
+        "R-6 -> review"
+    );
     let before = work_files(&ws.root);
     let out = ws.pas(&["reject", "R-6"]);
     assert_eq!(out.status.code(), Some(2), "--feedback is required");
