@@ -135,7 +135,7 @@ pub enum Command {
     },
     /// List cards.
     Jobs {
-        /// Only cards in this state (inbox, assigned, done, failed, archived). Without it,
+        /// Only cards in this state (inbox, assigned, review, done, failed, archived). Without it,
         /// every card but the archived ones.
         #[arg(long, short)]
         state: Option<String>,

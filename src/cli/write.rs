@@ -367,12 +367,16 @@ pub fn retry(ws: &Workspace, id: &str, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
-/// Flags of `pas register`.
-#[derive(Debug, Args)]
+/// Flags of `pas register`, and the arguments of `pas mcp`'s `register` tool (its schema
+/// comes from these doc comments).
+#[derive(Debug, Args, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterArgs {
+    /// The agent's name.
     pub name: String,
     /// Capabilities beyond the definition's (comma-separated or repeated).
     #[arg(long, short, value_delimiter = ',')]
+    #[serde(default)]
     pub capabilities: Vec<String>,
     /// Cards it may hold at once.
     #[arg(long)]

@@ -55,14 +55,15 @@ fn tool<T: schemars::JsonSchema + 'static>(name: &'static str, description: &'st
 
 /// Every tool, in the order they are listed.
 fn tools() -> Vec<Tool> {
+    use crate::cli::{agents, write};
     use params::*;
     vec![
         tool::<Submit>("submit", "Submit a new job card into work/inbox/ (like `pas submit`); `parent` makes it part of a larger job. Returns the new card's id."),
         tool::<Claim>("claim", "Claim a card for an agent by moving it from work/inbox/ into work/assigned/<agent>/ (like `pas claim AGENT [ID]`); without `id`, the best card the agent can do. Returns the id."),
         tool::<Done>("done", "Finish a card with its result (like `pas done`): to work/done/, or to work/review/ when the card has `review: true`."),
         tool::<Fail>("fail", "Fail a card with an error (like `pas fail`): to work/failed/."),
-        tool::<Register>("register", "Register an agent (like `pas register`): it may then be given or claim cards."),
-        tool::<Heartbeat>("heartbeat", "Append a heartbeat for an agent (like `pas heartbeat`)."),
+        tool::<write::RegisterArgs>("register", "Register an agent (like `pas register`): it may then be given or claim cards."),
+        tool::<agents::BeatArgs>("heartbeat", "Append a heartbeat for an agent (like `pas heartbeat`)."),
         tool::<Span>("span", "Append one span to a trace (like `pas span`). Returns `trace_id span_id`."),
         tool::<Status>("status", "The board as JSON (like `pas status --json`): counts per state, agents, waiting cards."),
         tool::<Show>("show", "One card as JSON (like `pas show --json`): fields, place, history, and its diff when in review."),
@@ -153,20 +154,11 @@ impl PasMcp {
                 twin(ws, move |ws, out| write::finish(ws, &id, done, text, out)).await
             }
             "register" => {
-                let a: Register = parse(args)?;
-                let a = write::RegisterArgs {
-                    name: a.name,
-                    capabilities: a.capabilities,
-                    max_concurrent: a.max_concurrent,
-                    heartbeat_interval_s: a.heartbeat_interval_s,
-                    url: None,
-                    role: None,
-                    pid: None,
-                };
+                let a: write::RegisterArgs = parse(args)?;
                 twin(ws, move |ws, out| write::register(ws, a, out)).await
             }
             "heartbeat" => {
-                let a = parse::<Heartbeat>(args)?.into_args();
+                let a: agents::BeatArgs = parse(args)?;
                 twin(ws, move |ws, out| agents::heartbeat(ws, a, out)).await
             }
             "span" => {

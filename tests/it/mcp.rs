@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 
 use crate::fixture::{pas_bin, wait_until, Workspace, WAIT};
 use crate::review::work_files;
-use crate::traces::{python_with, run_py};
+use crate::traces::{python_in, run_py};
 
 /// Runs `calls` (a list of `[tool, arguments]`) through one MCP session.
 fn mcp(ws: &Workspace, calls: Value) -> Value {
-    let py = python_with("mcp", &["mcp"]);
+    let py = python_in("pysdk-mcp", "mcp", &["mcp"]);
     run_py(
         "mcp_client.py",
         &py,
