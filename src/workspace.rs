@@ -628,6 +628,16 @@ mod tests {
                 place: Place::assigned("coder-1")
             }
         );
+        assert_eq!(
+            c("/w/work/review/J-1.yaml"),
+            Kind::Card {
+                id: "J-1".into(),
+                place: Place::of(State::Review)
+            }
+        );
+        assert!(matches!(c("/w/work/review/a/J-1.yaml"), Kind::Misplaced(_)));
+        assert_eq!(Place::from_label("review"), Some(Place::of(State::Review)));
+        assert_eq!(Place::of(State::Review).label(), "review");
         assert_eq!(c("/w/work/inbox/.J-1.yaml.tmp"), Kind::Ignored);
         assert_eq!(c("/w/work/inbox/J-1.yaml~"), Kind::Ignored);
         assert_eq!(c("/w/work/inbox/4913"), Kind::Ignored);

@@ -491,7 +491,10 @@ impl Engine {
         let was = Place::from_label(&entry.from).and_then(|p| p.agent);
         if let Some(kind) = kind {
             // A card going to review names the agent whose work waits there.
-            let agent = to.agent.as_ref().or(was.as_ref().filter(|_| to.state == State::Review));
+            let agent = to
+                .agent
+                .as_ref()
+                .or(was.as_ref().filter(|_| to.state == State::Review));
             self.emit(
                 kind,
                 json!({"id": id, "from": entry.from, "to": entry.to, "agent": agent, "by": entry.by, "reason": entry.reason}),

@@ -277,6 +277,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reject_may_raise_attempts_by_one_and_a_runner_keeps_its_branch() {
+        let known = PasMeta {
+            state: Some(State::Review),
+            ..assigned()
+        };
+        let (review, inbox) = (Place::of(State::Review), Place::of(State::Inbox));
+        let mut back = transition_meta(&known, &review, &inbox, "cli", None, t(5));
+        back.attempts = known.attempts + 1;
+        assert!(moved(&known, &back, &review, &inbox, t(6)).is_empty());
+        back.attempts = 0;
+        assert!(!moved(&known, &back, &review, &inbox, t(6)).is_empty());
+        let file = PasMeta {
+            branch: Some("pas/J".into()),
+            base: Some("abcd".into()),
+            attempts: 0,
+            ..known.clone()
+        };
+        let kept = restored(&known, &file);
+        assert_eq!((kept.branch.as_deref(), kept.attempts), (Some("pas/J"), 2));
+    }
+
+    #[test]
     fn an_untouched_block_and_a_recorded_move_pass() {
         let known = assigned();
         assert!(edited(&known, &known).is_empty());

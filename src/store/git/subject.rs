@@ -137,6 +137,18 @@ mod tests {
     }
 
     #[test]
+    fn a_card_going_to_review_says_whose_work_waits() {
+        let lines: Vec<String> = ["pas: J-1 new", "pas: J-2 assigned/c -> review"]
+            .map(String::from)
+            .to_vec();
+        let heads = vec![
+            headline("J-1", Some("Plan"), true, State::Inbox, None, None),
+            headline("J-2", Some("Fix"), false, State::Review, Some("c"), None),
+        ];
+        assert!(batch_message(&lines, &heads, 2).starts_with("pas: to review \"Fix\" (c), +1 more"));
+    }
+
+    #[test]
     fn titles_are_one_short_line() {
         let h = headline(
             "J",
