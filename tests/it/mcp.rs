@@ -168,3 +168,42 @@ fn wrong_arguments_are_mcp_errors_naming_the_argument_and_change_nothing() {
         "a refused call changed the tree"
     );
 }
+
+#[test]
+fn the_review_tools_approve_and_reject_like_their_cli_twins() {
+    let ws = Workspace::new();
+    let out = mcp(
+        &ws,
+        json!([
+            ["register", {"name": "rev-agent"}],
+            ["submit", {"title": "Needs a look", "id": "RV-1", "review": true}],
+            ["claim", {"agent": "rev-agent", "id": "RV-1"}],
+            ["done", {"id": "RV-1", "result": "first try"}],
+            ["approve", {"id": "RV-1", "colour": "red"}],
+            ["reject", {"id": "RV-1", "feedback": "name the files"}],
+            ["claim", {"agent": "rev-agent", "id": "RV-1"}],
+            ["done", {"id": "RV-1", "result": "second try"}],
+            ["show", {"id": "RV-1"}],
+            ["approve", {"id": "RV-1", "note": "good"}],
+        ]),
+    );
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[3]["text"], "RV-1 -> review", "{}", calls[3]);
+    assert_eq!(calls[4]["code"], -32602, "{}", calls[4]);
+    assert_eq!(
+        calls[5]["text"], "RV-1 -> inbox (rejected, attempt 1)",
+        "{}",
+        calls[5]
+    );
+    let shown: Value = serde_json::from_str(calls[8]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(shown["state"], "review", "{shown}");
+    assert_eq!(calls[9]["text"], "RV-1 -> done (approved)", "{}", calls[9]);
+    let card = ws.card("RV-1");
+    assert_eq!(ws.state_of("RV-1").as_deref(), Some("done"));
+    assert_eq!(card["result"], "second try");
+    assert_eq!(card["pas"]["attempts"], 1);
+    assert!(card["description"]
+        .as_str()
+        .unwrap()
+        .contains("name the files"));
+}
