@@ -51,17 +51,21 @@ pub fn init(dir: &Path, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
-/// Flags of `pas submit`.
-#[derive(Debug, Args)]
+/// Flags of `pas submit`, and the arguments of `pas mcp`'s `submit` tool (its schema comes
+/// from these doc comments; `file` is the command line's alone).
+#[derive(Debug, Args, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitArgs {
-    /// One-line title.
+    /// One-line title (required).
     #[arg(long, short)]
+    #[schemars(required)]
     pub title: Option<String>,
     /// Free text.
     #[arg(long, short)]
     pub description: Option<String>,
     /// Required capabilities (comma-separated or repeated).
     #[arg(long, short, value_delimiter = ',')]
+    #[serde(default)]
     pub requires: Vec<String>,
     /// critical, high, medium, low.
     #[arg(long, short)]
@@ -69,11 +73,12 @@ pub struct SubmitArgs {
     /// Pin to one agent.
     #[arg(long)]
     pub assignee: Option<String>,
-    /// Parent job id.
+    /// Parent job id: how an agent splits its work into cards.
     #[arg(long)]
     pub parent: Option<String>,
     /// Jobs that must be done first (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
     pub depends_on: Vec<String>,
     /// Longest time in assigned/ before the card is taken back.
     #[arg(long)]
@@ -83,12 +88,15 @@ pub struct SubmitArgs {
     pub max_attempts: Option<u32>,
     /// Read the card's YAML from this file ("-" for stdin); flags given too override it.
     #[arg(long, short)]
+    #[serde(skip)]
+    #[schemars(skip)]
     pub file: Option<PathBuf>,
     /// Use this id instead of a new ULID.
     #[arg(long)]
     pub id: Option<String>,
     /// When finished, wait in work/review/ for pas approve or pas reject.
     #[arg(long)]
+    #[serde(default)]
     pub review: bool,
 }
 

@@ -58,7 +58,7 @@ fn tools() -> Vec<Tool> {
     use crate::cli::{agents, write};
     use params::*;
     vec![
-        tool::<Submit>("submit", "Submit a new job card into work/inbox/ (like `pas submit`); `parent` makes it part of a larger job. Returns the new card's id."),
+        tool::<write::SubmitArgs>("submit", "Submit a new job card into work/inbox/ (like `pas submit`); `parent` makes it part of a larger job. Returns the new card's id."),
         tool::<Claim>("claim", "Claim a card for an agent by moving it from work/inbox/ into work/assigned/<agent>/ (like `pas claim AGENT [ID]`); without `id`, the best card the agent can do. Returns the id."),
         tool::<Done>("done", "Finish a card with its result (like `pas done`): to work/done/, or to work/review/ when the card has `review: true`."),
         tool::<Fail>("fail", "Fail a card with an error (like `pas fail`): to work/failed/."),
@@ -131,9 +131,11 @@ impl PasMcp {
         let ws = &self.ws;
         match name {
             "submit" => {
-                let a = parse::<Submit>(args)?
-                    .into_args()
-                    .map_err(|m| ErrorData::invalid_params(m, None))?;
+                let a: write::SubmitArgs = parse(args)?;
+                if a.title.is_none() {
+                    let m = "argument `title`: missing (every card needs a one-line title)";
+                    return Err(ErrorData::invalid_params(m, None));
+                }
                 twin(ws, move |ws, out| write::submit(ws, a, out)).await
             }
             "claim" => {

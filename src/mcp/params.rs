@@ -1,85 +1,10 @@
-//! The arguments of each `pas mcp` tool: typed, with JSON Schemas (schemars) that the
-//! server lists, and each turned into the arguments of its CLI twin.
+//! The arguments of the `pas mcp` tools whose CLI twins take positional values or flags
+//! shaped for a shell (`submit`, `register` and `heartbeat` take the CLI's own structs):
+//! typed, with the JSON Schemas (schemars) the server lists.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::card::Priority;
-
-/// `submit`: a new card in `work/inbox/` (what `pas submit` writes).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Submit {
-    /// One-line title.
-    pub title: String,
-    /// Free text: what to do.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Capabilities the assignee must have.
-    #[serde(default)]
-    pub requires: Vec<String>,
-    /// critical, high, medium (default) or low.
-    #[serde(default)]
-    pub priority: Option<String>,
-    /// Pin to one agent.
-    #[serde(default)]
-    pub assignee: Option<String>,
-    /// The job this card is part of: how an agent splits its work into cards.
-    #[serde(default)]
-    pub parent: Option<String>,
-    /// Ids that must be done first.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// Longest time in assigned/ before the card is taken back, in seconds.
-    #[serde(default)]
-    pub timeout_s: Option<f64>,
-    /// Take-backs before the card fails.
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-    /// Finishing goes to work/review/ for a person's approve or reject.
-    #[serde(default)]
-    pub review: bool,
-    /// Use this id instead of a new ULID.
-    #[serde(default)]
-    pub id: Option<String>,
-}
-
-impl Submit {
-    /// The flags `pas submit` would have been given, or which argument is wrong.
-    pub fn into_args(self) -> Result<crate::cli::write::SubmitArgs, String> {
-        let priority = match self.priority.as_deref() {
-            None => None,
-            Some(p) => Some(
-                [
-                    Priority::Critical,
-                    Priority::High,
-                    Priority::Medium,
-                    Priority::Low,
-                ]
-                .into_iter()
-                .find(|x| x.as_str() == p)
-                .ok_or_else(|| {
-                    format!("argument `priority`: {p:?} is not one of critical, high, medium, low")
-                })?,
-            ),
-        };
-        Ok(crate::cli::write::SubmitArgs {
-            title: Some(self.title),
-            description: self.description,
-            requires: self.requires,
-            priority,
-            assignee: self.assignee,
-            parent: self.parent,
-            depends_on: self.depends_on,
-            timeout_s: self.timeout_s,
-            max_attempts: self.max_attempts,
-            review: self.review,
-            file: None,
-            id: self.id,
-        })
-    }
-}
 
 /// `claim`: an agent takes a card from the inbox by moving it into its own folder (the
 /// Maildir rule: one rename, one winner).
