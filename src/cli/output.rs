@@ -77,6 +77,15 @@ impl Out {
         self.write_line(s.as_ref());
     }
 
+    /// Says why nothing was done (to stderr, so a script reading stdout sees no result;
+    /// a capturing `Out` keeps it as the text).
+    pub fn note(&self, s: impl AsRef<str>) {
+        match &self.captured {
+            Some(_) => self.write_line(s.as_ref()),
+            None => eprintln!("{}", s.as_ref()),
+        }
+    }
+
     /// Prints pretty JSON.
     pub fn json(&self, v: &serde_json::Value) {
         let text = serde_json::to_string_pretty(v).unwrap_or_default();

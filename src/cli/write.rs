@@ -245,7 +245,7 @@ pub fn claim(ws: &Workspace, agent: &str, id: Option<&str>, out: &Out) -> Result
             return Ok(0);
         }
     }
-    eprintln!("nothing in work/inbox/ that {agent} can take");
+    out.note(format!("nothing in work/inbox/ that {agent} can take"));
     Ok(1)
 }
 

@@ -185,6 +185,7 @@ fn the_review_tools_approve_and_reject_like_their_cli_twins() {
             ["done", {"id": "RV-1", "result": "second try"}],
             ["show", {"id": "RV-1"}],
             ["approve", {"id": "RV-1", "note": "good"}],
+            ["claim", {"agent": "rev-agent"}],
         ]),
     );
     let calls = out["calls"].as_array().unwrap();
@@ -198,6 +199,12 @@ fn the_review_tools_approve_and_reject_like_their_cli_twins() {
     let shown: Value = serde_json::from_str(calls[8]["text"].as_str().unwrap()).unwrap();
     assert_eq!(shown["state"], "review", "{shown}");
     assert_eq!(calls[9]["text"], "RV-1 -> done (approved)", "{}", calls[9]);
+    // Nothing to claim: an error result saying so (the CLI says it on stderr, exit 1).
+    assert_eq!(calls[10]["is_error"], true, "{}", calls[10]);
+    assert_eq!(
+        calls[10]["text"],
+        "nothing in work/inbox/ that rev-agent can take"
+    );
     let card = ws.card("RV-1");
     assert_eq!(ws.state_of("RV-1").as_deref(), Some("done"));
     assert_eq!(card["result"], "second try");
