@@ -194,6 +194,11 @@ impl Engine {
             card = card.with_meta(&m);
             self.dirty.insert(id.to_string());
         }
+        // A card that asks for review, finished by its agent with a plain `mv` into done/:
+        // recorded as it happened, then moved on to review/ (`pas done` goes there itself).
+        let to_review = place.state == State::Done
+            && card.spec.review
+            && prev.as_ref().is_some_and(|p| p.state == State::Assigned);
         match prev {
             Some(p) if p == place => {
                 // An edit in place (an agent noting progress, a human fixing a title) is
@@ -207,7 +212,7 @@ impl Engine {
                 if let Some(known) = &known_meta {
                     let forged = super::trust::edited(known, &card.spec.pas);
                     if !forged.is_empty() {
-                        card = card.with_meta(known);
+                        card = card.with_meta(&super::trust::restored(known, &card.spec.pas));
                         self.dirty.insert(id.to_string());
                         self.correct(id, &path, &forged);
                     }
@@ -226,7 +231,7 @@ impl Engine {
                     let forged = super::trust::moved(known, &card.spec.pas, f, &place, now);
                     if !forged.is_empty() {
                         // pas's own block, and the move recorded below as pas saw it.
-                        card = card.with_meta(known);
+                        card = card.with_meta(&super::trust::restored(known, &card.spec.pas));
                         self.dirty.insert(id.to_string());
                         self.correct(id, &path, &forged);
                     }
@@ -271,6 +276,10 @@ impl Engine {
         );
         if archived && !self.dirty.contains(id) {
             self.shelve(id);
+        }
+        if to_review {
+            let why = "review: true; waits for pas approve or pas reject".to_string();
+            self.transfer(id, Place::of(State::Review), "pas", Some(why), now, |_| {});
         }
     }
 }

@@ -292,7 +292,7 @@ impl Workspace {
     pub fn places_of(&self, id: &str) -> Vec<String> {
         let file = format!("{id}.yaml");
         let mut out = Vec::new();
-        for s in ["inbox", "done", "failed"] {
+        for s in ["inbox", "review", "done", "failed"] {
             if fs::symlink_metadata(self.work(s).join(&file)).is_ok() {
                 out.push(s.to_string());
             }

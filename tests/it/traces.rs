@@ -20,9 +20,10 @@ pub(crate) fn python_with(modules: &str, packages: &[&str]) -> PathBuf {
     python_in("pysdk", modules, packages)
 }
 
-/// [`python_with`] into `target/<folder>`: for packages whose dependencies would clash
-/// with the others' in one folder (pip `--target` skips a top-level folder that exists,
-/// such as the `opentelemetry` namespace the anthropic SDK brings part of).
+/// [`python_with`] into `target/<folder>`: SDKs whose dependencies overlap go to folders of
+/// their own, because `pip install --target` skips a package folder that already exists
+/// instead of merging it (the anthropic and MCP SDKs bring part of the `opentelemetry`
+/// namespace without the OTLP exporter).
 pub(crate) fn python_in(folder: &str, modules: &str, packages: &[&str]) -> PathBuf {
     // One pip at a time: tests run in parallel, and two installs into one folder clash.
     static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -53,7 +54,7 @@ pub(crate) fn python_in(folder: &str, modules: &str, packages: &[&str]) -> PathB
     }
     assert!(
         has(),
-        "python3 with {packages:?} (pip install --target target/pysdk failed)"
+        "python3 with {packages:?} (pip install --target target/{folder} failed)"
     );
     dir
 }
