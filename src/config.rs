@@ -44,6 +44,9 @@ pub struct Config {
     pub budgets: Option<serde_yaml::Value>,
     /// LLM routing defaults (section 7).
     pub routing: Option<serde_yaml::Value>,
+    /// Model names clients send, mapped to a model id or `cap:` route (section 7);
+    /// validated against the providers by `llm::aliases`.
+    pub model_aliases: Option<serde_yaml::Value>,
     /// What `GET /health` tolerates before it answers 503 (SPEC section 15).
     pub health: HealthConfig,
     /// Webhooks told of alerts and their all-clears (SPEC section 15); validated by
@@ -69,6 +72,7 @@ impl Default for Config {
             providers: Vec::new(),
             budgets: None,
             routing: None,
+            model_aliases: None,
             health: HealthConfig::default(),
             notify: Vec::new(),
         }

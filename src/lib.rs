@@ -27,7 +27,8 @@
 //! - [`ops`]        operating pas: provider report, alerts as state, sentences,
 //!   webhooks (`notify:`), redaction.
 //! - [`dashboard`]  read-only pages, `/ws`, `/api/*`, `/metrics`.
-//! - [`gateway`]    the OpenAI-compatible LLM gateway: route, fall back, budget, receipt.
+//! - [`gateway`]    the LLM gateway (OpenAI chat completions, Anthropic Messages): route,
+//!   fall back, budget, receipt.
 //! - [`daemon`]     `pas serve`: the engine (reconcile, plan, record), start-up recovery,
 //!   the loop and an orderly shutdown.
 //! - [`store`]      git commit worker and history (`store::git`); SQLite telemetry
@@ -35,6 +36,10 @@
 //! - [`trace`]      traces (SPEC section 13): span model, JSONL and OTLP ingest, storage,
 //!   the tree with roll-ups.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
+//! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
+//!   and `pas show`.
+//! - [`mcp`]        `pas mcp`: the Model Context Protocol over stdio (rmcp), each tool its
+//!   CLI twin.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
 //! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
 //!   registrations, definitions, SSE).
@@ -59,8 +64,10 @@ pub mod heartbeat;
 pub mod intake;
 pub mod liveness;
 pub mod llm;
+pub mod mcp;
 pub mod ops;
 pub mod resources;
+pub mod review;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -242,7 +242,7 @@ impl Workspace {
     /// Every path a card with this id could have, for a search after it moved.
     pub fn card_candidates(&self, id: &str) -> Vec<PathBuf> {
         let file = format!("{id}.yaml");
-        let mut out: Vec<PathBuf> = [State::Inbox, State::Done, State::Failed]
+        let mut out: Vec<PathBuf> = [State::Inbox, State::Review, State::Done, State::Failed]
             .iter()
             .map(|s| self.state_dir(*s).join(&file))
             .collect();
@@ -272,7 +272,7 @@ impl Workspace {
         let yaml_stem = |f: &str| f.strip_suffix(".yaml").map(str::to_string);
         match parts.as_slice() {
             ["rejected", ..] => Kind::Ignored,
-            [dir @ ("inbox" | "done" | "failed"), file] => match yaml_stem(file) {
+            [dir @ ("inbox" | "review" | "done" | "failed"), file] => match yaml_stem(file) {
                 Some(id) => Kind::Card {
                     id,
                     place: Place::of(state_named(dir)),
@@ -440,6 +440,7 @@ pub fn is_day(d: &str) -> bool {
 fn state_named(dir: &str) -> State {
     match dir {
         "inbox" => State::Inbox,
+        "review" => State::Review,
         "done" => State::Done,
         "failed" => State::Failed,
         _ => State::Assigned,
@@ -627,6 +628,16 @@ mod tests {
                 place: Place::assigned("coder-1")
             }
         );
+        assert_eq!(
+            c("/w/work/review/J-1.yaml"),
+            Kind::Card {
+                id: "J-1".into(),
+                place: Place::of(State::Review)
+            }
+        );
+        assert!(matches!(c("/w/work/review/a/J-1.yaml"), Kind::Misplaced(_)));
+        assert_eq!(Place::from_label("review"), Some(Place::of(State::Review)));
+        assert_eq!(Place::of(State::Review).label(), "review");
         assert_eq!(c("/w/work/inbox/.J-1.yaml.tmp"), Kind::Ignored);
         assert_eq!(c("/w/work/inbox/J-1.yaml~"), Kind::Ignored);
         assert_eq!(c("/w/work/inbox/4913"), Kind::Ignored);

@@ -117,7 +117,7 @@
         }
         break;
       }
-      case 'job.assigned': case 'job.done': case 'job.failed': case 'job.requeued': moveCard(d.id, d.to, d.agent); break;
+      case 'job.assigned': case 'job.review': case 'job.done': case 'job.failed': case 'job.requeued': moveCard(d.id, d.to, d.agent); break;
       case 'job.rejected': S.rejected++; break;
       case 'agent.registered': if (a) { a.status = 'up'; a.epoch = d.epoch; wantAgents(); } break;
       case 'agent.heartbeat': if (a && d.beat) {

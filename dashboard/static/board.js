@@ -9,7 +9,7 @@
   (window.pasViews = window.pasViews || {}).kanban = (app) => {
     const { S, $, esc, ago, boot } = app;
     const PRIO = { critical: 0, high: 1, medium: 2, low: 3 };
-    const limits = { inbox: 200, assigned: 200, done: 200, failed: 200 };
+    const limits = { inbox: 200, assigned: 200, review: 200, done: 200, failed: 200 };
     const f = { text: $('#f-text'), agent: $('#f-agent'), cap: $('#f-cap'), prio: $('#f-prio') };
     for (const el of Object.values(f)) el.addEventListener('input', () => app.render());
 
@@ -131,7 +131,7 @@
       const agent = f.agent.value; const cap = f.cap.value; const prio = f.prio.value;
       const filtered = !!(text.length || agent || cap || prio);
       const caps = new Set(); const agentNames = new Set(S.agents.keys());
-      const cols = { inbox: [], assigned: [], done: [], failed: [] };
+      const cols = { inbox: [], assigned: [], review: [], done: [], failed: [] };
       for (const c of S.cards.values()) {
         if (c.requires) for (const r of c.requires) caps.add(r);
         if (c.agent) agentNames.add(c.agent);

@@ -45,6 +45,7 @@
       case 'budget.alert': text = `the ${s('scope')} budget for ${s('period')} crossed ${pct(d.threshold)}: $${s('spent_usd')} of $${s('limit_usd')} spent`; break;
       case 'job.created': text = `${card} arrived in ${s('place')}`; break;
       case 'job.assigned': text = `${card} was assigned to ${who}`; break;
+      case 'job.review': text = `${card} waits for review (${who})`; break;
       case 'job.done': text = `${card} is done (${who})`; break;
       case 'job.failed': text = `${card} failed${d.reason ? ': ' + s('reason') : ''}`; break;
       case 'job.requeued': text = `${card} went back to the inbox${d.reason ? ': ' + s('reason') : ''}`; break;

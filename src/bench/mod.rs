@@ -37,6 +37,7 @@ mod history;
 mod hostile;
 mod lifecycle;
 mod soak;
+mod trace_paint;
 mod traces;
 mod year;
 

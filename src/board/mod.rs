@@ -78,7 +78,7 @@ impl Place {
         Some(match (state, rest) {
             (State::Assigned, a) if !a.is_empty() => Place::assigned(a),
             (State::Archived, d) if crate::workspace::is_day(d) => Place::archived_in(d.into()),
-            (State::Inbox | State::Done | State::Failed, "") => Place::of(state),
+            (State::Inbox | State::Review | State::Done | State::Failed, "") => Place::of(state),
             _ => return None,
         })
     }

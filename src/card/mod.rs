@@ -17,6 +17,8 @@ pub const MAX_CARD_BYTES: u64 = 1024 * 1024;
 pub enum State {
     Inbox,
     Assigned,
+    /// Finished by its agent, waiting for a person's `pas approve` or `pas reject`.
+    Review,
     Done,
     Failed,
     /// Finished and moved to `work/archive/YYYY/MM/DD/` (the day it finished).
@@ -29,6 +31,7 @@ impl State {
         match self {
             State::Inbox => "inbox",
             State::Assigned => "assigned",
+            State::Review => "review",
             State::Done => "done",
             State::Failed => "failed",
             State::Archived => "archive",
@@ -36,9 +39,10 @@ impl State {
     }
 
     /// Every state, in board order.
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Inbox,
         State::Assigned,
+        State::Review,
         State::Done,
         State::Failed,
         State::Archived,
@@ -60,7 +64,18 @@ impl State {
 
 /// Scheduling priority; `Ord` puts `Critical` first.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -163,6 +178,13 @@ pub struct PasMeta {
     /// The card's root span in that trace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_id: Option<String>,
+    /// The git branch the card's work was done on (`pas/<id>`, a runner's worktree): the
+    /// review diff is `base..branch`. Only ever read as a ref name through git2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The commit `branch` started from (a full hex sha).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// The keys pas understands, typed; everything else stays in the text.
@@ -196,6 +218,9 @@ pub struct Spec {
     /// The recorded LLM call (`TRACE_ID/SPAN_ID`) this card replays (`pas replay`).
     #[serde(default)]
     pub replay_of: Option<String>,
+    /// Finishing goes to `work/review/` for a person's approve or reject, not to `done/`.
+    #[serde(default)]
+    pub review: bool,
     #[serde(default)]
     pub pas: PasMeta,
 }

@@ -46,9 +46,12 @@ pub fn set_paused(ws: &Workspace, name: &str, paused: bool, out: &Out) -> Result
     Ok(0)
 }
 
-/// Flags of `pas heartbeat`.
-#[derive(Debug, Args)]
+/// Flags of `pas heartbeat`, and the arguments of `pas mcp`'s `heartbeat` tool (its schema
+/// comes from these doc comments).
+#[derive(Debug, Args, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BeatArgs {
+    /// The agent beating.
     pub agent: String,
     /// idle, running, blocked or error.
     #[arg(long)]

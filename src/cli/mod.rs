@@ -8,8 +8,9 @@ mod ops;
 mod output;
 pub(crate) mod read;
 mod replay;
+pub(crate) mod review;
 pub(crate) mod traces;
-mod write;
+pub(crate) mod write;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,13 @@ pub fn daemon_running(ws: &crate::workspace::Workspace) -> bool {
 pub struct Cli {
     /// The workspace (default: $PAS_ROOT, else the nearest folder upwards with pas.yaml,
     /// else the current folder).
-    #[arg(long, global = true, env = "PAS_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PAS_ROOT",
+        value_name = "DIR",
+        visible_alias = "workspace"
+    )]
     pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -90,6 +97,24 @@ pub enum Command {
     },
     /// Put a failed, done or assigned card back into the inbox.
     Retry { id: String },
+    /// Approve a card waiting in work/review/: it moves to work/done/ with its result.
+    Approve {
+        id: String,
+        /// A word for the history (why it is good).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a card waiting in work/review/: back to the inbox with the feedback and
+    /// `attempts` raised (to work/failed/ past max_attempts).
+    Reject {
+        id: String,
+        /// What to change; added to the card's history and description.
+        #[arg(long)]
+        feedback: String,
+    },
+    /// Serve the Model Context Protocol over stdio: tools submit, claim, done, fail,
+    /// heartbeat, span, status, show, approve, reject.
+    Mcp,
     /// Register an agent (writes work/registry/NAME.yaml; the epoch rises each time).
     Register(write::RegisterArgs),
     /// Deregister an agent (removes its registration; its cards are taken back).
@@ -110,7 +135,7 @@ pub enum Command {
     },
     /// List cards.
     Jobs {
-        /// Only cards in this state (inbox, assigned, done, failed, archived). Without it,
+        /// Only cards in this state (inbox, assigned, review, done, failed, archived). Without it,
         /// every card but the archived ones.
         #[arg(long, short)]
         state: Option<String>,
@@ -250,6 +275,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Done { id, result } => write::finish(&ws, &id, true, result, &out),
         Command::Fail { id, error } => write::finish(&ws, &id, false, error, &out),
         Command::Retry { id } => write::retry(&ws, &id, &out),
+        Command::Approve { id, note } => review::approve(&ws, &id, note, &out),
+        Command::Reject { id, feedback } => review::reject(&ws, &id, &feedback, &out),
+        Command::Mcp => crate::mcp::serve(&ws),
         Command::Register(args) => write::register(&ws, args, &out),
         Command::Deregister { name } => write::deregister(&ws, &name, &out),
         Command::Pause { name } => agents::set_paused(&ws, &name, true, &out),

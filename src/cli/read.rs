@@ -45,6 +45,7 @@ pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
         "jobs": {
             "inbox": counts[&State::Inbox],
             "assigned": counts[&State::Assigned],
+            "review": counts[&State::Review],
             "done": counts[&State::Done],
             "failed": counts[&State::Failed],
             "archived": counts[&State::Archived],
@@ -178,9 +179,10 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         at.map(|r| format!(" at {r}")).unwrap_or_default()
     ));
     out.line(format!(
-        "jobs: inbox {} · assigned {} · done {} · failed {} · archived {} · rejected {}",
+        "jobs: inbox {} · assigned {} · review {} · done {} · failed {} · archived {} · rejected {}",
         counts[&State::Inbox],
         counts[&State::Assigned],
+        counts[&State::Review],
         counts[&State::Done],
         counts[&State::Failed],
         counts[&State::Archived],
@@ -413,7 +415,7 @@ pub fn locate(ws: &Workspace, id: &str) -> Option<(std::path::PathBuf, crate::bo
 /// `pas show`.
 pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
     let Some((path, place)) = locate(ws, id) else {
-        bail!("no card {id} in work/ (inbox, assigned, done, failed, archive)");
+        bail!("no card {id} in work/ (inbox, assigned, review, done, failed, archive)");
     };
     let card = crate::workspace::read_card(&path, id)
         .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
@@ -421,6 +423,7 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         || crate::workspace::mtime(&path).unwrap_or(DateTime::UNIX_EPOCH),
         |h| h.at,
     );
+    let diff = crate::review::card_diff(&ws.root, &card.spec.pas);
     let e = Entry {
         card,
         place,
@@ -432,11 +435,24 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         v["path"] = json!(crate::daemon::rel(ws, &path));
         v["card"] = serde_json::to_value(doc).unwrap_or(Value::Null);
         v["history"] = serde_json::to_value(&e.card.spec.pas.history)?;
+        if let Some(d) = &diff {
+            v["diff"] = serde_json::to_value(d)?;
+        }
         out.json(&v);
         return Ok(0);
     }
     out.line(format!("# {}", crate::daemon::rel(ws, &path)));
     out.line(e.card.text().trim_end());
+    if let Some(d) = &diff {
+        out.line(format!(
+            "\n# diff {}..{} ({} files changed)",
+            d.base, d.branch, d.files
+        ));
+        match &d.error {
+            Some(err) => out.line(format!("(no diff: {err})")),
+            None => out.line(d.text.trim_end()),
+        }
+    }
     Ok(0)
 }
 

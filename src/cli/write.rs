@@ -51,17 +51,21 @@ pub fn init(dir: &Path, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
-/// Flags of `pas submit`.
-#[derive(Debug, Args)]
+/// Flags of `pas submit`, and the arguments of `pas mcp`'s `submit` tool (its schema comes
+/// from these doc comments; `file` is the command line's alone).
+#[derive(Debug, Args, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitArgs {
-    /// One-line title.
+    /// One-line title (required).
     #[arg(long, short)]
+    #[schemars(required)]
     pub title: Option<String>,
     /// Free text.
     #[arg(long, short)]
     pub description: Option<String>,
     /// Required capabilities (comma-separated or repeated).
     #[arg(long, short, value_delimiter = ',')]
+    #[serde(default)]
     pub requires: Vec<String>,
     /// critical, high, medium, low.
     #[arg(long, short)]
@@ -69,11 +73,12 @@ pub struct SubmitArgs {
     /// Pin to one agent.
     #[arg(long)]
     pub assignee: Option<String>,
-    /// Parent job id.
+    /// Parent job id: how an agent splits its work into cards.
     #[arg(long)]
     pub parent: Option<String>,
     /// Jobs that must be done first (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
     pub depends_on: Vec<String>,
     /// Longest time in assigned/ before the card is taken back.
     #[arg(long)]
@@ -83,10 +88,16 @@ pub struct SubmitArgs {
     pub max_attempts: Option<u32>,
     /// Read the card's YAML from this file ("-" for stdin); flags given too override it.
     #[arg(long, short)]
+    #[serde(skip)]
+    #[schemars(skip)]
     pub file: Option<PathBuf>,
     /// Use this id instead of a new ULID.
     #[arg(long)]
     pub id: Option<String>,
+    /// When finished, wait in work/review/ for pas approve or pas reject.
+    #[arg(long)]
+    #[serde(default)]
+    pub review: bool,
 }
 
 impl clap::ValueEnum for Priority {
@@ -158,6 +169,9 @@ pub fn submit(ws: &Workspace, args: SubmitArgs, out: &Out) -> Result<i32> {
     }
     if let Some(m) = args.max_attempts {
         set("max_attempts", serde_yaml::to_value(m)?);
+    }
+    if args.review {
+        set("review", serde_yaml::Value::Bool(true));
     }
     if !map.contains_key("title") {
         bail!("a card needs a title: pass --title or a file with a title: key");
@@ -231,12 +245,12 @@ pub fn claim(ws: &Workspace, agent: &str, id: Option<&str>, out: &Out) -> Result
             return Ok(0);
         }
     }
-    eprintln!("nothing in work/inbox/ that {agent} can take");
+    out.note(format!("nothing in work/inbox/ that {agent} can take"));
     Ok(1)
 }
 
 /// Finds the file of card `id` in the state folders.
-fn find(ws: &Workspace, id: &str) -> Result<(PathBuf, Place)> {
+pub(super) fn find(ws: &Workspace, id: &str) -> Result<(PathBuf, Place)> {
     if !card::valid_id(id) {
         bail!("{id:?} is not a valid job id");
     }
@@ -247,34 +261,53 @@ fn find(ws: &Workspace, id: &str) -> Result<(PathBuf, Place)> {
             }
         }
     }
-    bail!("no card {id} in work/ (inbox, assigned, done, failed, archive)")
+    bail!("no card {id} in work/ (inbox, assigned, review, done, failed, archive)")
 }
 
-/// Moves card `id` to `to`, setting `key: text` first and recording the transition in
-/// its history, through staging so no one sees it twice.
-fn move_with(
-    ws: &Workspace,
-    id: &str,
-    to: Place,
-    key: Option<(&str, String)>,
-    reset_attempts: bool,
-) -> Result<()> {
+/// One card move made by a command: where to, and what changes on the way.
+#[derive(Default)]
+pub(super) struct Move<'a> {
+    /// Top-level keys to set (`result`, `error`, `description`).
+    pub keys: Vec<(&'a str, String)>,
+    /// The history entry's reason.
+    pub reason: Option<String>,
+    /// `pas.attempts` after the move (a retry resets it, a reject raises it).
+    pub attempts: Option<u32>,
+    /// The folder the card must be in (else nothing moves).
+    pub from_state: Option<State>,
+}
+
+/// Moves card `id` to `to` as `how` says, recording the transition in its history,
+/// through staging so no one sees it twice.
+pub(super) fn move_with(ws: &Workspace, id: &str, to: Place, how: Move) -> Result<()> {
     let (from_path, from) = find(ws, id)?;
+    if let Some(want) = how.from_state {
+        if from.state != want {
+            bail!(
+                "{id} is not in work/{}/: it is in work/{}/",
+                want.dir(),
+                from.label()
+            );
+        }
+    }
     let mut card =
         read_card(&from_path, id).map_err(|e| anyhow::anyhow!("{}: {e}", from_path.display()))?;
-    if let Some((k, v)) = key {
+    for (k, v) in how.keys {
         card = card
             .with_key(k, &serde_yaml::Value::String(v))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let by = from.agent.clone().unwrap_or_else(|| "cli".into());
-    let mut meta = transition_meta(&card.spec.pas, &from, &to, &by, None, Utc::now());
-    if reset_attempts {
-        meta.attempts = 0;
+    let mut meta = transition_meta(&card.spec.pas, &from, &to, &by, how.reason, Utc::now());
+    if let Some(n) = how.attempts {
+        meta.attempts = n;
     }
     let card = card.with_meta(&meta);
     let to_path = ws.card_path(id, &to);
     std::fs::create_dir_all(ws.staging())?;
+    if let Some(dir) = to_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut spares = fsops::Spares::open(&ws.staging());
     match fsops::move_card(&from_path, &to_path, card.text(), &mut spares, false)? {
         Moved::Done(_) => Ok(()),
@@ -292,7 +325,8 @@ fn move_with(
     }
 }
 
-/// `pas done` / `pas fail`.
+/// `pas done` / `pas fail`. A card with `review: true` finished by its agent goes to
+/// `work/review/` instead of `done/`, its result kept, to wait for `pas approve`.
 pub fn finish(
     ws: &Workspace,
     id: &str,
@@ -300,16 +334,25 @@ pub fn finish(
     text: Option<String>,
     out: &Out,
 ) -> Result<i32> {
-    let (_, from) = find(ws, id)?;
+    let (path, from) = find(ws, id)?;
     if from.state.finished() {
         bail!("{id} is already in {}/", from.label());
     }
-    let (state, key) = if done {
-        (State::Done, "result")
-    } else {
-        (State::Failed, "error")
+    if from.state == State::Review {
+        bail!("{id} is in work/review/: a person finishes it with pas approve {id} or pas reject {id} --feedback TEXT");
+    }
+    let reviewed =
+        done && from.state == State::Assigned && read_card(&path, id).is_ok_and(|c| c.spec.review);
+    let (state, key) = match (done, reviewed) {
+        (true, true) => (State::Review, "result"),
+        (true, false) => (State::Done, "result"),
+        (false, _) => (State::Failed, "error"),
     };
-    move_with(ws, id, Place::of(state), text.map(|t| (key, t)), false)?;
+    let how = Move {
+        keys: text.map(|t| (key, t)).into_iter().collect(),
+        ..Move::default()
+    };
+    move_with(ws, id, Place::of(state), how)?;
     out.line(format!("{id} -> {}", state.dir()));
     Ok(0)
 }
@@ -320,17 +363,28 @@ pub fn retry(ws: &Workspace, id: &str, out: &Out) -> Result<i32> {
     if from.state == State::Inbox {
         bail!("{id} is already in the inbox");
     }
-    move_with(ws, id, Place::of(State::Inbox), None, true)?;
+    if from.state == State::Review {
+        bail!("{id} is in work/review/: send it back with pas reject {id} --feedback TEXT");
+    }
+    let how = Move {
+        attempts: Some(0),
+        ..Move::default()
+    };
+    move_with(ws, id, Place::of(State::Inbox), how)?;
     out.line(format!("{id} -> inbox"));
     Ok(0)
 }
 
-/// Flags of `pas register`.
-#[derive(Debug, Args)]
+/// Flags of `pas register`, and the arguments of `pas mcp`'s `register` tool (its schema
+/// comes from these doc comments).
+#[derive(Debug, Args, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterArgs {
+    /// The agent's name.
     pub name: String,
     /// Capabilities beyond the definition's (comma-separated or repeated).
     #[arg(long, short, value_delimiter = ',')]
+    #[serde(default)]
     pub capabilities: Vec<String>,
     /// Cards it may hold at once.
     #[arg(long)]

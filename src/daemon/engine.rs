@@ -38,6 +38,10 @@ pub struct Engine {
     pub(super) dirty: HashSet<String>,
     /// Files being written in place, with the time to look at them again.
     pub(super) settling: HashMap<PathBuf, Instant>,
+    /// Cards found nowhere, and since when: a card is called removed only when a second
+    /// look, a settle time later, finds it nowhere either (an agent's rename caught
+    /// between the folders pas looked in is a move).
+    pub(super) vanishing: HashMap<String, Instant>,
     pub(super) change: Change,
     /// Scratch files for writing cards (see `fsops::Spares`).
     pub(super) spares: fsops::Spares,
@@ -89,6 +93,7 @@ impl Engine {
             files: HashMap::new(),
             dirty: HashSet::new(),
             settling: HashMap::new(),
+            vanishing: HashMap::new(),
             change: Change::default(),
             spares: fsops::Spares::open(&ws.staging()),
             git,
@@ -481,16 +486,25 @@ impl Engine {
             State::Inbox if entry.from == "new" => None,
             State::Inbox => Some("job.requeued"),
             State::Assigned => Some("job.assigned"),
+            // Not among SPEC 11's types, which predate review: named like them.
+            State::Review => Some("job.review"),
             State::Done => Some("job.done"),
             State::Failed => Some("job.failed"),
             // Housekeeping, not news: the SPEC's event types have none for it, and an
             // upgrade archives thousands at once. The commit and the database record it.
             State::Archived => None,
         };
+        // Who: the agent it goes to, else the one it leaves (a card done by coder-1).
+        let was = Place::from_label(&entry.from).and_then(|p| p.agent);
         if let Some(kind) = kind {
+            // A card going to review names the agent whose work waits there.
+            let agent = to
+                .agent
+                .as_ref()
+                .or(was.as_ref().filter(|_| to.state == State::Review));
             self.emit(
                 kind,
-                json!({"id": id, "from": entry.from, "to": entry.to, "agent": to.agent, "by": entry.by, "reason": entry.reason}),
+                json!({"id": id, "from": entry.from, "to": entry.to, "agent": agent, "by": entry.by, "reason": entry.reason}),
             );
         }
         if matches!(to.state, State::Done | State::Failed) {
@@ -498,8 +512,6 @@ impl Engine {
         }
         let line = transition_line(id, entry);
         let title = Some(card.spec.title.clone());
-        // Who: the agent it goes to, else the one it leaves (a card done by coder-1).
-        let was = Place::from_label(&entry.from).and_then(|p| p.agent);
         self.change
             .headlines
             .push(crate::store::git::subject::headline(

@@ -460,7 +460,7 @@ impl Engine {
     /// `failed/` naming an agent and epoch (`pas.assigned_to`, `pas.epoch`) that no longer
     /// hold the card, because it was taken back or given to a newer incarnation.
     pub(super) fn stale_completion(&self, id: &str, place: &Place, card: &Card) -> Option<String> {
-        if !matches!(place.state, State::Done | State::Failed) {
+        if !matches!(place.state, State::Review | State::Done | State::Failed) {
             return None;
         }
         let m = &card.spec.pas;

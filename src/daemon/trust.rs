@@ -59,6 +59,16 @@ pub(super) fn edited(known: &PasMeta, file: &PasMeta) -> Vec<String> {
     out
 }
 
+/// pas's record of a card with the fields its agent (or runner) may write kept from the
+/// file: the review branch and its base, which pas only reads (as git names, never a shell).
+pub(super) fn restored(known: &PasMeta, file: &PasMeta) -> PasMeta {
+    PasMeta {
+        branch: file.branch.clone(),
+        base: file.base.clone(),
+        ..known.clone()
+    }
+}
+
 /// The card's trace ids changed from what pas stamped: a forged id would file the card's
 /// calls and spans under someone else's trace.
 fn trace_forged(known: &PasMeta, file: &PasMeta) -> Option<String> {
@@ -104,7 +114,11 @@ pub(super) fn moved(
         }
     }
     let retry = to.state == State::Inbox && from.state.finished();
-    if file.attempts != known.attempts && !(retry && file.attempts == 0) {
+    // `pas reject` raises attempts by one on its way out of review (as a take-back would).
+    let rejected = from.state == State::Review
+        && matches!(to.state, State::Inbox | State::Failed)
+        && file.attempts == known.attempts.saturating_add(1);
+    if file.attempts != known.attempts && !(retry && file.attempts == 0) && !rejected {
         out.push(format!(
             "attempts {} (pas: {})",
             file.attempts, known.attempts
@@ -124,7 +138,7 @@ pub(super) fn moved(
                 }
             }
         }
-        State::Done | State::Failed | State::Archived => {
+        State::Review | State::Done | State::Failed | State::Archived => {
             if !same_time(file.assigned_at, known.assigned_at) {
                 out.push(format!(
                     "assigned_at {} (pas: {})",
@@ -260,6 +274,28 @@ mod tests {
             epoch: Some(3),
             ..m
         }
+    }
+
+    #[test]
+    fn a_reject_may_raise_attempts_by_one_and_a_runner_keeps_its_branch() {
+        let known = PasMeta {
+            state: Some(State::Review),
+            ..assigned()
+        };
+        let (review, inbox) = (Place::of(State::Review), Place::of(State::Inbox));
+        let mut back = transition_meta(&known, &review, &inbox, "cli", None, t(5));
+        back.attempts = known.attempts + 1;
+        assert!(moved(&known, &back, &review, &inbox, t(6)).is_empty());
+        back.attempts = 0;
+        assert!(!moved(&known, &back, &review, &inbox, t(6)).is_empty());
+        let file = PasMeta {
+            branch: Some("pas/J".into()),
+            base: Some("abcd".into()),
+            attempts: 0,
+            ..known.clone()
+        };
+        let kept = restored(&known, &file);
+        assert_eq!((kept.branch.as_deref(), kept.attempts), (Some("pas/J"), 2));
     }
 
     #[test]
@@ -404,6 +440,8 @@ mod tests {
             epoch: None,
             waiting_for: None,
             trace_id: None,
+            branch: None,
+            base: None,
             span_id: None,
             history: rows
                 .iter()

@@ -155,7 +155,7 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     };
     let Some(card) = card else {
         return Err(WebError::not_found(format!(
-            "no card {id} in work/ (inbox, assigned, done, failed, archive)"
+            "no card {id} in work/ (inbox, assigned, review, done, failed, archive)"
         )));
     };
     let children: Vec<&Value> = v
@@ -182,7 +182,20 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
         .and_then(|y| serde_json::to_value(y).ok())
         .unwrap_or(Value::Null);
     let history = doc["pas"]["history"].clone();
+    // What the card's work changed (`pas.base..pas.branch`), for a person reviewing it.
+    let diff = match text.clone().filter(|_| doc["pas"]["branch"].is_string()) {
+        Some(text) => {
+            let (ws, owned) = (dash.shared.ws.clone(), id.to_string());
+            blocking(move || {
+                let card = crate::card::Card::parse(&owned, &text).ok();
+                Ok(card.and_then(|c| crate::review::card_diff(&ws.root, &c.spec.pas)))
+            })
+            .await?
+        }
+        None => None,
+    };
     Ok(json!({
+        "diff": diff,
         "job": card,
         // The card's trace (SPEC section 13): `/api/traces/{trace_id}`.
         "trace_id": doc["pas"]["trace_id"].clone(),

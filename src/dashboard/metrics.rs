@@ -15,7 +15,7 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
     let mut out = String::new();
     let jobs = &v.status["jobs"];
     head(&mut out, "pas_cards", "gauge", "Cards per state folder.");
-    for s in ["inbox", "assigned", "done", "failed", "rejected"] {
+    for s in ["inbox", "assigned", "review", "done", "failed", "rejected"] {
         let _ = writeln!(
             out,
             "pas_cards{{state=\"{s}\"}} {}",

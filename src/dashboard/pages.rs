@@ -15,7 +15,7 @@ use super::api::{self, AtQuery};
 use super::{template_source, Dash, WebError};
 
 /// Kanban columns in board order.
-const COLUMNS: &[&str] = &["inbox", "assigned", "done", "failed"];
+const COLUMNS: &[&str] = &["inbox", "assigned", "review", "done", "failed"];
 /// Cards a column renders on the server (the script pages the rest).
 const SERVER_CARDS: usize = 100;
 

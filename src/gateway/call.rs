@@ -59,6 +59,11 @@ pub struct Request {
     /// The recorded call this one replays (`TRACE_ID/SPAN_ID`, from a replay card): its
     /// receipts and span name it.
     pub replay_of: Option<String>,
+    /// The Messages API request as the caller sent it (`body` is its chat form): what an
+    /// `anthropic` provider is sent, so nothing of it is lost on the way.
+    pub native: Option<Value>,
+    /// The caller's `anthropic-beta` header, sent on with `native`.
+    pub beta: Option<String>,
 }
 
 impl Request {
@@ -77,6 +82,8 @@ impl Request {
         let Some(model) = body.get("model").and_then(Value::as_str) else {
             return Err("`model` is required: a model id, or cap:<capability>".into());
         };
+        // A name the client chose (Claude Code's `claude-sonnet-4-5`) routes as pas.yaml says.
+        let model = gw.aliases.resolve(model, &gw.providers);
         if !body.get("messages").is_some_and(Value::is_array) {
             return Err("`messages` must be a list of chat messages".into());
         }
@@ -129,6 +136,8 @@ impl Request {
             trace: crate::trace::Ctx::fresh(),
             at: chrono::Utc::now(),
             replay_of: None,
+            native: None,
+            beta: None,
             body,
         })
     }
@@ -381,6 +390,10 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
             provider,
             model,
             api_key: key,
+            native: req.native.as_ref().map(|body| wire::Native {
+                body,
+                beta: req.beta.as_deref(),
+            }),
         };
         let started = Instant::now();
         let got = if req.stream {

@@ -136,6 +136,18 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
     vec![
         ("POST", "/v1/chat/completions", post(chat)),
         ("POST", "/chat/completions", post(chat)),
+        ("POST", "/v1/messages", post(super::messages::messages)),
+        ("POST", "/messages", post(super::messages::messages)),
+        (
+            "POST",
+            "/v1/messages/count_tokens",
+            post(super::messages::count_tokens),
+        ),
+        (
+            "POST",
+            "/messages/count_tokens",
+            post(super::messages::count_tokens),
+        ),
         ("GET", "/v1/models", get(models)),
         ("GET", "/models", get(models)),
         ("GET", "/health", get(health)),
@@ -161,6 +173,29 @@ pub(crate) fn overloaded(max: usize) -> Response {
     r
 }
 
+/// Which API a call came in by: its request, answers and errors are in that API's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    /// OpenAI chat completions.
+    Chat,
+    /// Anthropic's Messages API.
+    Messages,
+}
+
+/// An error response in `dialect`'s shape.
+pub(super) fn refusal(
+    dialect: Dialect,
+    status: u16,
+    message: String,
+    kind: &str,
+    code: &str,
+) -> Response {
+    match dialect {
+        Dialect::Chat => error(status, message, kind, code),
+        Dialect::Messages => super::messages::error(status, &message),
+    }
+}
+
 /// An OpenAI-shaped error response.
 fn error(status: u16, message: String, kind: &str, code: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
@@ -170,7 +205,7 @@ fn error(status: u16, message: String, kind: &str, code: &str) -> Response {
     )
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(super) fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -180,7 +215,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// Header `name`, trimmed; `None` when absent or blank. Refused (with a message naming
 /// it) when sent twice or not visible ASCII: an attribution that pas cannot read must not
 /// turn silently into no attribution.
-fn header(h: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+pub(super) fn header(h: &HeaderMap, name: &str) -> Result<Option<String>, String> {
     let mut all = h.get_all(name).iter();
     let Some(v) = all.next() else {
         return Ok(None);
@@ -219,7 +254,12 @@ fn id_header(
 }
 
 /// Reads the caller's request into a [`Request`], or says what is wrong with it.
-fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, String> {
+fn parse(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    dialect: Dialect,
+) -> Result<Request, String> {
     // The headers first: a request with a bad one is refused whatever its body.
     let policy = match header(headers, "x-pas-policy")? {
         None => None,
@@ -232,13 +272,11 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
     let agent = id_header(headers, "x-pas-agent", 64, crate::card::valid_agent_name)?;
     let job = id_header(headers, "x-pas-job", 128, crate::card::valid_id)?;
     let request_id = id_header(headers, "x-request-id", 128, crate::card::valid_id)?;
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "the request body is not valid JSON: {e} (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
+    let body = json_body(bytes)?;
+    let (body, native) = match dialect {
+        Dialect::Chat => (body, None),
+        Dialect::Messages => (super::messages::translate::to_chat(&body)?, Some(body)),
+    };
     let (job_budget, job_trace) = match &job {
         Some(j) => job_card(gw, j)?,
         None => (None, None),
@@ -259,9 +297,22 @@ fn parse(gw: &Gateway, headers: &HeaderMap, bytes: &[u8]) -> Result<Request, Str
     }
     req.agent = agent;
     req.job = job;
+    req.native = native;
+    req.beta = header(headers, "anthropic-beta")?;
     req.job_budget = job_budget;
     req.trace = trace;
     Ok(req)
+}
+
+/// The request body as JSON, or where it is not.
+pub(super) fn json_body(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// A card's trace and root span, as its `pas:` block records them.
@@ -289,32 +340,64 @@ async fn chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    serve(gw, conn, headers, body, Dialect::Chat).await
+}
+
+/// The request body, or the answer to a body that could not be read (too large: 413).
+pub(super) fn read_body(
+    gw: &Gateway,
+    body: Result<Bytes, BytesRejection>,
+    dialect: Dialect,
+) -> Result<Bytes, Box<Response>> {
+    body.map_err(|e| {
+        Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = format!(
+                "the request body is larger than the gateway's limit of {} MiB \
+                 (gateway.max_body_mb in pas.yaml)",
+                gw.max_body_mb
+            );
+            refusal(
+                dialect,
+                413,
+                message,
+                "invalid_request_error",
+                "request_too_large",
+            )
+        } else {
+            let message = format!("cannot read the request body: {}", e.body_text());
+            refusal(
+                dialect,
+                400,
+                message,
+                "invalid_request_error",
+                "invalid_request",
+            )
+        })
+    })
+}
+
+/// One call by either API: parsed, run as its own task, answered in the caller's shape.
+pub(super) async fn serve(
+    gw: Arc<Gateway>,
+    conn: Option<Extension<ConnSlot>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    dialect: Dialect,
+) -> Response {
     let t0 = Instant::now();
-    let bytes = match body {
+    let bytes = match read_body(&gw, body, dialect) {
         Ok(b) => b,
-        Err(e) => {
-            let resp = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                let message = format!(
-                    "the request body is larger than the gateway's limit of {} MiB \
-                     (gateway.max_body_mb in pas.yaml)",
-                    gw.max_body_mb
-                );
-                error(413, message, "invalid_request_error", "request_too_large")
-            } else {
-                let message = format!("cannot read the request body: {}", e.body_text());
-                error(400, message, "invalid_request_error", "invalid_request")
-            };
-            return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
-        }
+        Err(resp) => return finish(&gw, *resp, t0, Duration::ZERO, None, Outcome::Failed),
     };
-    let req = match parse(&gw, &headers, &bytes) {
+    let req = match parse(&gw, &headers, &bytes, dialect) {
         Ok(r) => r,
         Err(m) => {
-            let resp = error(400, m, "invalid_request_error", "invalid_request");
+            let resp = refusal(dialect, 400, m, "invalid_request_error", "invalid_request");
             return finish(&gw, resp, t0, Duration::ZERO, None, Outcome::Failed);
         }
     };
     let ctx = req.trace.clone();
+    let message_id = format!("msg_{}", req.id);
     // The call runs as its own task: a caller that hangs up mid-call does not cancel it,
     // so its receipt is still written and its budget hold still settled.
     let task = {
@@ -325,7 +408,8 @@ async fn chat(
         Ok(done) => done,
         Err(e) => {
             tracing::error!(error = %e, "gateway call task failed");
-            let resp = error(
+            let resp = refusal(
+                dialect,
                 500,
                 "the gateway call failed inside pas".into(),
                 "api_error",
@@ -339,13 +423,28 @@ async fn chat(
     };
     match outcome {
         Ok((Answer::Plain(reply), served)) => {
-            let body = serde_json::to_string(&reply.body).unwrap_or_default();
+            let body = match (dialect, &reply.native) {
+                (Dialect::Chat, _) => serde_json::to_string(&reply.body),
+                (Dialect::Messages, Some(native)) => serde_json::to_string(native),
+                (Dialect::Messages, None) => {
+                    serde_json::to_string(&super::messages::translate::to_message(
+                        &reply.body,
+                        &reply.usage,
+                        &message_id,
+                        &served.model,
+                    ))
+                }
+            }
+            .unwrap_or_default();
             let resp = json_response(StatusCode::OK, body);
             let up = served.upstream;
             traced(finish(&gw, resp, t0, up, Some(&served), Outcome::Ok), &ctx)
         }
         Ok((Answer::Stream(relay), served)) => {
-            let body = Body::from_stream(frames(&gw, relay, conn.map(|c| c.0)));
+            let events = (dialect == Dialect::Messages)
+                .then(|| super::messages::events::Events::new(&message_id, &served.model));
+            let body =
+                Body::from_stream(super::relay::frames(&gw, relay, conn.map(|c| c.0), events));
             let mut resp = (StatusCode::OK, body).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -361,10 +460,16 @@ async fn chat(
                 Failure::Budget(_) => Outcome::RefusedBudget,
                 _ => Outcome::Failed,
             };
-            let mut resp = json_response(
-                StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_GATEWAY),
-                f.body().to_string(),
-            );
+            let mut resp = match dialect {
+                Dialect::Chat => json_response(
+                    StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_GATEWAY),
+                    f.body().to_string(),
+                ),
+                Dialect::Messages => super::messages::error(
+                    f.status(),
+                    f.body()["error"]["message"].as_str().unwrap_or_default(),
+                ),
+            };
             if let Some(wait) = f.retry_after() {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 resp.headers_mut()
@@ -423,105 +528,6 @@ fn finish(
         }
     }
     resp
-}
-
-/// Frames the relay may read ahead of a slow caller.
-const RELAY_AHEAD: usize = 16;
-
-/// The relay as a body: upstream frames as they come; a break-off becomes an OpenAI
-/// error frame (the client libraries raise it) and the receipt says `cut`.
-///
-/// The relay runs as a task of its own, which hands frames to the body through a short
-/// channel. Hyper polls a body only when it can write, so a relay inside the body would
-/// stop with a caller that stops reading (its socket buffers full), keeping its budget
-/// hold, its receipt unwritten, and its upstream open, for as long as the caller likes.
-/// The task instead gives each frame until the stream's deadline (the provider's
-/// `timeout_s` from the request, the longest the call could have run anyway) to be
-/// taken; past it the stream is cut, its receipt written and its hold settled, whether or
-/// not the caller ever reads again, and the connection is closed (`conn`): hyper, blocked
-/// writing to the caller, would not close it. Should the body be polled again, it ends
-/// in an error, so hyper drops the connection rather than end the stream as if complete.
-fn frames(
-    gw: &Gateway,
-    relay: Box<call::Relay>,
-    conn: Option<ConnSlot>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let (tx, rx) = tokio::sync::mpsc::channel(RELAY_AHEAD);
-    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    gw.tasks.spawn(pump(relay, tx, stalled.clone(), conn));
-    futures_util::stream::unfold(Some(rx), move |state| {
-        let stalled = stalled.clone();
-        async move {
-            let mut rx = state?;
-            match rx.recv().await {
-                Some(frame) => Some((Ok(frame), Some(rx))),
-                None if stalled.load(std::sync::atomic::Ordering::Acquire) => Some((
-                    Err(std::io::Error::other(
-                        "the caller stopped reading the stream",
-                    )),
-                    None,
-                )),
-                None => None,
-            }
-        }
-    })
-}
-
-/// Reads the relay into `tx` until its end, its cut, the caller's leaving, or its deadline.
-async fn pump(
-    mut relay: Box<call::Relay>,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    stalled: Arc<std::sync::atomic::AtomicBool>,
-    conn: Option<ConnSlot>,
-) {
-    let deadline = relay.stream.deadline();
-    // The call's span keeps the answer's tool calls only when it keeps messages at all.
-    let keep_answer = relay
-        .open
-        .as_ref()
-        .is_some_and(|o| o.gw.tracer.capture == crate::trace::Capture::Full);
-    loop {
-        let (frame, last) = match relay.stream.next().await {
-            Some(Ok(frame)) => {
-                if keep_answer {
-                    relay.seen.observe(&frame);
-                }
-                (frame, false)
-            }
-            Some(Err(e)) => {
-                let msg = e.to_string();
-                relay.finish("cut", Some(msg.clone()));
-                let body = json!({"error": {"message": format!("the upstream stream broke off: {msg}"),
-                    "type": "api_error", "param": null, "code": "upstream_cut"}});
-                (Bytes::from(format!("data: {body}\n\n")), true)
-            }
-            None => {
-                relay.finish("ok", None);
-                return;
-            }
-        };
-        match tokio::time::timeout_at(deadline, tx.send(frame)).await {
-            Ok(Ok(())) if last => return,
-            Ok(Ok(())) => {}
-            // The caller hung up: dropping the relay writes its receipt (`cut`, saying so).
-            Ok(Err(_)) => return,
-            Err(_) => {
-                stalled.store(true, std::sync::atomic::Ordering::Release);
-                relay.finish(
-                    "cut",
-                    Some(format!(
-                        "the caller stopped reading the stream: it was cut at its deadline \
-                         ({:.0} s, the provider's timeout_s)",
-                        relay.stream.total().as_secs_f64()
-                    )),
-                );
-                if let Some(c) = conn {
-                    c.close();
-                }
-                return;
-            }
-        }
-    }
 }
 
 /// `GET /v1/models`: every model with its provider, capabilities, context and price, and

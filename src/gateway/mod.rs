@@ -3,8 +3,10 @@
 //! - `call`: one call through the candidates, with fallback, budget holds and receipts.
 //! - `http`: `POST /v1/chat/completions` (plain and streaming) and `GET /v1/models`, and
 //!   OpenAI-shaped answers for everything else (404, 405, 413).
+//! - `messages`: Anthropic's `POST /v1/messages` and `count_tokens`, said as chat calls.
 //! - `budget`: the books of every budget; reservation on admission, settlement after.
 //! - `metrics`: counters and the overhead histogram for `/metrics`.
+//! - `relay`: a stream's frames handed to its caller, cut at its deadline.
 //! - `receipt`: each attempt's receipt, its settled hold and its alerts; a stream's relay.
 //! - `surplus`: input a provider bills beyond the request, learnt per model and reserved.
 //!
@@ -19,8 +21,10 @@ pub mod budget;
 pub mod call;
 pub mod cards;
 pub mod http;
+pub mod messages;
 pub mod metrics;
 mod receipt;
+mod relay;
 pub mod surplus;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::Datelike;
 
+use crate::llm::aliases::Aliases;
 use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
 use crate::server::Shared;
@@ -64,6 +69,10 @@ pub struct Gateway {
     interrupted: Mutex<Interrupted>,
     /// Where each call's span goes (`traces.capture` of pas.yaml).
     pub tracer: crate::trace::Tracer,
+    /// `model_aliases:` of pas.yaml.
+    pub aliases: Aliases,
+    /// The fake upstreams of `fake:` providers, stopped with the gateway.
+    _fakes: Vec<crate::llm::fake::Fake>,
 }
 
 impl Gateway {
@@ -73,6 +82,9 @@ impl Gateway {
         let cfg = shared.ws.config()?;
         let providers =
             config::providers(&cfg.providers).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
+        let (providers, fakes) = start_fakes(&shared.ws.root, providers)?;
+        let aliases = Aliases::parse(cfg.model_aliases.as_ref(), &providers)
+            .map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
         let budgets: Budgets =
             config::budgets(cfg.budgets.as_ref()).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
         let routing =
@@ -114,6 +126,8 @@ impl Gateway {
         );
         Ok(Gateway {
             tracer,
+            aliases,
+            _fakes: fakes,
             shared,
             providers,
             keys,
@@ -218,6 +232,38 @@ impl Gateway {
                 "model has no price_per_mtok in pas.yaml: its receipts record cost null (unknown), not $0");
         }
     }
+}
+
+/// Starts a fake upstream for every `fake:` provider (its script read now, so a bad one
+/// stops the start naming file, line and reason) and points the provider at it.
+fn start_fakes(
+    root: &std::path::Path,
+    mut providers: Vec<Provider>,
+) -> Result<(Vec<Provider>, Vec<crate::llm::fake::Fake>)> {
+    use crate::llm::fake::{self, FakeOptions, Script};
+    let mut fakes = Vec::new();
+    for p in &mut providers {
+        let Some(spec) = &p.fake else { continue };
+        let at = |e: String| anyhow::anyhow!("pas.yaml: provider {}: fake.script: {e}", p.name);
+        let script = match &spec.script {
+            None => None,
+            Some(serde_yaml::Value::String(path)) => {
+                Some(Script::load(&root.join(path)).map_err(at)?)
+            }
+            Some(v @ serde_yaml::Value::Sequence(_)) => Some(Script::from_yaml(v).map_err(at)?),
+            Some(_) => return Err(at("must be a file path or a list of replies".into())),
+        };
+        let opts = FakeOptions {
+            script: script.map(Arc::new),
+            ..FakeOptions::default()
+        };
+        let f = fake::try_start(opts)
+            .with_context(|| format!("cannot start the fake upstream of provider {}", p.name))?;
+        p.base_url = f.base_url(p.protocol);
+        tracing::info!(provider = %p.name, url = %p.base_url, "fake upstream started");
+        fakes.push(f);
+    }
+    Ok((providers, fakes))
 }
 
 /// The latencies `fastest` saw before this start (an unreadable database: none, said).

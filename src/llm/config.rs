@@ -69,7 +69,13 @@ pub struct Provider {
     pub name: String,
     pub protocol: Protocol,
     /// e.g. `http://127.0.0.1:11434/v1` (openai) or `https://api.anthropic.com` (anthropic).
+    /// Required, unless `fake` is set (then it is the fake's, known once it listens).
+    #[serde(default)]
     pub base_url: String,
+    /// A fake upstream `pas serve` starts for this provider and points it at (tests,
+    /// demos, offline runs), speaking `protocol`; with a `script`, it plays that.
+    #[serde(default)]
+    pub fake: Option<FakeSpec>,
     /// The environment variable holding the API key (never the key itself).
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -88,6 +94,16 @@ pub struct Provider {
     pub max_tokens_field: Option<MaxTokensField>,
     #[serde(default)]
     pub models: Vec<Model>,
+}
+
+/// `fake:` of a provider entry.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FakeSpec {
+    /// The replies to play (see `llm::fake::script`): a file, relative to the workspace,
+    /// or the list of steps itself. Absent: the fake's one fixed answer.
+    #[serde(default)]
+    pub script: Option<serde_yaml::Value>,
 }
 
 /// How an OpenAI-protocol server is told the most output tokens of a call.
@@ -160,7 +176,14 @@ pub fn providers(raw: &[serde_yaml::Value]) -> Result<Vec<Provider>, String> {
         if out.iter().any(|o| o.name == p.name) {
             return Err(format!("{label}: the name is used twice"));
         }
-        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+        if p.fake.is_some() && !p.base_url.is_empty() {
+            return Err(format!(
+                "{label}: base_url and fake exclude each other (a fake provider is pas's own)"
+            ));
+        }
+        let fake = p.fake.is_some() && p.base_url.is_empty();
+        let http = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");
+        if !(fake || http) {
             return Err(format!(
                 "{label}: base_url must start with http:// or https://"
             ));

@@ -24,8 +24,11 @@ use serde_json::{json, Value};
 
 use super::config::Protocol;
 
+mod played;
 mod render;
+pub mod script;
 use render::Rendered;
+pub use script::Script;
 
 /// What the fake answers with when it answers well.
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub struct FakeOptions {
     pub tool_calls: Vec<FakeToolCall>,
     /// Anthropic streams: which counts `message_delta` carries besides `output_tokens`.
     pub delta_usage: DeltaUsage,
+    /// A script of replies chosen per request (see [`script`]); then `text`,
+    /// `tool_calls` and the token counts above are the script's instead.
+    pub script: Option<Arc<Script>>,
 }
 
 /// The counts a streamed Anthropic answer's `message_delta` repeats besides
@@ -91,6 +97,7 @@ impl Default for FakeOptions {
             thinking: String::new(),
             tool_calls: Vec::new(),
             delta_usage: DeltaUsage::Output,
+            script: None,
         }
     }
 }
@@ -265,6 +272,8 @@ struct Shared {
     chunk_delay: Duration,
     usage: Rendered,
     no_usage: Rendered,
+    /// What a script's replies are rendered from (with the script's text and calls).
+    opts: FakeOptions,
 }
 
 impl Shared {
@@ -276,6 +285,7 @@ impl Shared {
             chunk_delay: o.chunk_delay,
             usage: Rendered::new(&o, true),
             no_usage: Rendered::new(&o, false),
+            opts: o,
         }
     }
 }
@@ -290,6 +300,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/v1/messages",
             post(|State(s), ConnectInfo(c), h, b| answer(s, c, Protocol::Anthropic, h, b)),
         )
+        .route("/v1/messages/count_tokens", post(played::count))
         // Long-context prompts pass axum's default 2 MB; the gateway sets its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
@@ -358,7 +369,7 @@ async fn answer(
         .find_map(|k| headers.get(*k).and_then(|v| v.to_str().ok()))
         .unwrap_or("")
         .to_string();
-    *lock(&s.last) = Some((headers, body));
+    *lock(&s.last) = Some((headers, body.clone()));
     let mode = lock(&s.mode).clone();
     let rendered = if mode == Mode::NoUsage {
         &s.no_usage
@@ -370,7 +381,7 @@ async fn answer(
         Protocol::Anthropic => (&rendered.anthropic_plain, &rendered.anthropic),
     };
     // Anthropic has no opt-in usage chunk; its usage rides in message_start/message_delta.
-    let with_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let with_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let json = "application/json";
     let sse = "text/event-stream";
     match mode {
@@ -433,6 +444,9 @@ async fn answer(
         Mode::Ok | Mode::NoUsage | Mode::Delay(_) => {
             if let Mode::Delay(d) = mode {
                 tokio::time::sleep(d).await;
+            }
+            if let Some(script) = &s.opts.script {
+                return played::played(&s.opts, script, proto, &req, &body, with_usage);
             }
             if !req.stream {
                 return reply(json, Body::from(plain.clone()));

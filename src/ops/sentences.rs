@@ -203,6 +203,7 @@ pub fn of_titled(kind: &str, d: &Value, title: Option<&str>) -> Sentence {
         ),
         "job.created" => format!("{card_name} arrived in {}", s("place")),
         "job.assigned" => format!("{card_name} was assigned to {}", who(&agent)),
+        "job.review" => format!("{card_name} waits for review ({})", who(&agent)),
         "job.done" => format!("{card_name} is done ({})", who(&agent)),
         "job.failed" => {
             let why = s("reason");

@@ -44,6 +44,13 @@ async fn check(State(token): State<Arc<str>>, req: Request, next: Next) -> Respo
     let given = presented(&req);
     let from_query = query_token(&req).is_some();
     if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+        if req.uri().path().contains("/messages") {
+            // The Messages API's clients read only its own error shape.
+            return crate::gateway::messages::error(
+                401,
+                "missing or wrong token: send x-api-key: <token> (the --token / PAS_TOKEN of pas serve)",
+            );
+        }
         return refuse();
     }
     let mut resp = next.run(req).await;
@@ -66,6 +73,10 @@ fn presented(req: &Request) -> Option<String> {
         .and_then(|v| v.strip_prefix("Bearer "))
     {
         return Some(b.trim().to_string());
+    }
+    // Anthropic's clients (Claude Code, the SDKs) send their key as `x-api-key`.
+    if let Some(k) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_string());
     }
     if let Some(q) = query_token(req) {
         return Some(q);

@@ -44,6 +44,19 @@ pub struct Target<'a> {
     pub provider: &'a Provider,
     pub model: &'a Model,
     pub api_key: Option<&'a str>,
+    /// The Messages request as its caller sent it: an `anthropic` provider is sent this
+    /// (its `model` and `stream` set) instead of a translation of the chat request, and
+    /// its answer comes back as it is too ([`Reply::native`], [`Stream::take_native`]).
+    pub native: Option<Native<'a>>,
+}
+
+/// A Messages API request as its caller sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Native<'a> {
+    pub body: &'a serde_json::Value,
+    /// The caller's `anthropic-beta` header: the features its request uses
+    /// (`context_management`, ...), which Anthropic refuses unless they are named.
+    pub beta: Option<&'a str>,
 }
 
 /// Why a call failed, in the terms fallback decides by.
@@ -130,6 +143,9 @@ pub struct Reply {
     pub text: String,
     /// The provider's counts; estimated only when it reported none.
     pub usage: Usage,
+    /// The Messages answer as the provider sent it, for a [`Native`] request to an
+    /// `anthropic` provider.
+    pub native: Option<serde_json::Value>,
 }
 
 /// A plain (non-streamed) call. `body` is the caller's OpenAI chat request; its `model` is
@@ -163,11 +179,66 @@ pub async fn complete(
                 ..Usage::default()
             }
         });
+        let native = match (t.native, t.provider.protocol) {
+            (Some(_), Protocol::Anthropic) => serde_json::from_slice(&bytes).ok(),
+            _ => None,
+        };
         Ok(Reply {
             body: plain.body,
             text: plain.text,
             usage,
+            native,
         })
+    };
+    tokio::time::timeout(total, call)
+        .await
+        .unwrap_or(Err(CallError::Timeout {
+            first_token: false,
+            after: total,
+        }))
+}
+
+/// The Messages API's own count of a request's input tokens (`POST
+/// /v1/messages/count_tokens` of an `anthropic` provider), for `body` as a Messages
+/// request with its `model` set to the target's. Nothing is billed for it.
+pub async fn count_tokens(
+    client: &reqwest::Client,
+    t: &Target<'_>,
+    body: &serde_json::Value,
+) -> Result<u64, CallError> {
+    let base = t.provider.base_url.trim_end_matches('/');
+    let mut body = body.clone();
+    body["model"] = t.model.id.clone().into();
+    let req = client
+        .post(format!("{base}/v1/messages/count_tokens"))
+        .header("anthropic-version", "2023-06-01")
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let req = match t.api_key {
+        Some(key) => req.header("x-api-key", key),
+        None => req,
+    };
+    let total = seconds(t.provider.timeout_s);
+    let call = async {
+        let resp = req
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| CallError::Connect(chain(&e)))?;
+        let status = resp.status();
+        let bytes = read_capped(resp, MAX_ERROR_BYTES)
+            .await
+            .map_err(|_| CallError::Malformed("the count is not readable".into()))?;
+        if !status.is_success() {
+            return Err(CallError::Status {
+                code: status.as_u16(),
+                retry_after: None,
+                message: redact(error_message(&bytes), t.api_key),
+            });
+        }
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["input_tokens"].as_u64())
+            .ok_or_else(|| CallError::Malformed(format!("no input_tokens in {}", excerpt(&bytes))))
     };
     tokio::time::timeout(total, call)
         .await
@@ -211,12 +282,21 @@ async fn send(
             let req = client
                 .post(format!("{base}/v1/messages"))
                 .header("anthropic-version", "2023-06-01");
-            let req = match t.api_key {
+            let mut req = match t.api_key {
                 Some(key) => req.header("x-api-key", key),
                 None => req,
             };
-            let bytes =
-                anthropic::request(body, t.model, stream).map_err(CallError::Untranslatable)?;
+            let bytes = match t.native {
+                Some(n) => {
+                    if let Some(beta) = n.beta {
+                        req = req.header("anthropic-beta", beta);
+                    }
+                    anthropic::native_request(n.body, body, t.model, stream)
+                }
+                None => {
+                    anthropic::request(body, t.model, stream).map_err(CallError::Untranslatable)?
+                }
+            };
             req.body(bytes)
         }
     };

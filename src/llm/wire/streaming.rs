@@ -46,7 +46,8 @@ pub async fn stream(
         decoder: match t.provider.protocol {
             Protocol::Openai => Decoder::Openai(openai::StreamState::new(wants_usage)),
             Protocol::Anthropic => {
-                Decoder::Anthropic(anthropic::StreamState::new(&t.model.id, wants_usage))
+                let d = anthropic::StreamState::new(&t.model.id, wants_usage);
+                Decoder::Anthropic(if t.native.is_some() { d.native() } else { d })
             }
         },
         tally: Tally::default(),
@@ -113,6 +114,8 @@ pub(super) struct Tally {
     pub(super) cache_write: u64,
     pub(super) cache_write_1h: u64,
     pub(super) reasoning: u64,
+    /// The provider's events as they came (a native Messages stream only).
+    pub(super) native: VecDeque<Bytes>,
 }
 
 /// How a protocol decoder reports an event it cannot accept.
@@ -201,6 +204,18 @@ impl Stream {
     /// The text streamed so far.
     pub fn text(&self) -> &str {
         &self.tally.text
+    }
+
+    /// Whether the provider's own events are kept for the caller ([`Target::native`] to an
+    /// `anthropic` provider).
+    pub fn is_native(&self) -> bool {
+        matches!(&self.decoder, Decoder::Anthropic(d) if d.is_native())
+    }
+
+    /// The provider's events read since the last call, as they came.
+    pub fn take_native(&mut self) -> Bytes {
+        let parts: Vec<Bytes> = self.tally.native.drain(..).collect();
+        Bytes::from(parts.concat())
     }
 
     /// Reads one body chunk (by `deadline`) and decodes the events it completes. Marks the

@@ -28,6 +28,7 @@ fn provider(fake: &Fake, protocol: Protocol, timeout_s: f64, first: f64) -> Prov
         timeout_s,
         first_token_timeout_s: first,
         max_tokens_field: None,
+        fake: None,
         models: vec![],
     }
 }
@@ -58,6 +59,7 @@ async fn plain(p: &Provider, body: &Value) -> Result<Reply, CallError> {
         provider: p,
         model: &m,
         api_key: Some("sk-test"),
+        native: None,
     };
     complete(&reqwest::Client::new(), &t, body).await
 }
@@ -68,6 +70,7 @@ async fn open(p: &Provider, body: &Value) -> Result<Stream, CallError> {
         provider: p,
         model: &m,
         api_key: Some("sk-test"),
+        native: None,
     };
     stream(&reqwest::Client::new(), &t, body).await
 }
@@ -451,6 +454,7 @@ fn calls_and_streams_can_move_between_tasks() {
         provider: &p,
         model: &m,
         api_key: None,
+        native: None,
     };
     send(&complete(&client, &t, &body));
     send(&stream(&client, &t, &body));

@@ -36,6 +36,7 @@ pub fn headline(
         State::Inbox if from_new => format!("new {what}"),
         State::Inbox => format!("back to the inbox {what}{why}"),
         State::Assigned => format!("assigned {what} to {}", agent.unwrap_or("?")),
+        State::Review => format!("to review {what}{who}"),
         State::Done => format!("done {what}{who}"),
         State::Failed => format!("failed {what}{who}{why}"),
         State::Archived => format!("archived {what}"),
@@ -62,6 +63,7 @@ fn cut(s: &str, max: usize) -> String {
 fn rank(h: &str) -> u8 {
     const ORDER: &[&str] = &[
         "done ",
+        "to review ",
         "failed ",
         "assigned ",
         "back to the inbox ",
@@ -132,6 +134,18 @@ mod tests {
         // Without headlines (registrations, rejections), the first line leads.
         assert!(batch_message(&lines, &[], 4).starts_with("pas: J-1 new, +3 more\n\n"));
         assert_eq!(batch_message(&lines[..1], &heads, 1), "pas: J-1 new");
+    }
+
+    #[test]
+    fn a_card_going_to_review_says_whose_work_waits() {
+        let lines: Vec<String> = ["pas: J-1 new", "pas: J-2 assigned/c -> review"]
+            .map(String::from)
+            .to_vec();
+        let heads = vec![
+            headline("J-1", Some("Plan"), true, State::Inbox, None, None),
+            headline("J-2", Some("Fix"), false, State::Review, Some("c"), None),
+        ];
+        assert!(batch_message(&lines, &heads, 2).starts_with("pas: to review \"Fix\" (c), +1 more"));
     }
 
     #[test]

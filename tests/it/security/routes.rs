@@ -42,6 +42,10 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/commits", "/api/commits"),
     ("/api/traces", "/api/traces"),
     ("/api/traces/{id}", "/api/traces/SEC-1"),
+    (
+        "/api/traces/{id}/spans/{span}",
+        "/api/traces/0123456789abcdef0123456789abcdef/spans/0123456789abcdef",
+    ),
     ("/api/traces/{id}/vs/{other}", "/api/traces/SEC-1/vs/SEC-1"),
     ("/metrics", "/metrics"),
     ("/static/{*path}", "/static/app.js"),
@@ -55,6 +59,10 @@ pub const DASHBOARD_WRITES: &[(&str, &str)] = &[("POST", "/api/replays")];
 pub const GATEWAY: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
     ("POST", "/chat/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/messages"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/messages/count_tokens"),
     ("GET", "/v1/models"),
     ("GET", "/models"),
     ("GET", "/health"),

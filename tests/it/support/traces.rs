@@ -13,10 +13,20 @@ pub(crate) const WAIT: Duration = Duration::from_secs(15);
 /// A Python that imports `modules`, with the packages pip installed into
 /// `target/pysdk` on first use (the test command needs the package registry once).
 pub(crate) fn python_with(modules: &str, packages: &[&str]) -> PathBuf {
+    python_in("pysdk", modules, packages)
+}
+
+/// [`python_with`] into `target/<folder>`: SDKs whose dependencies overlap go to folders of
+/// their own, because `pip install --target` skips a package folder that already exists
+/// instead of merging it (the anthropic and MCP SDKs bring part of the `opentelemetry`
+/// namespace without the OTLP exporter).
+pub(crate) fn python_in(folder: &str, modules: &str, packages: &[&str]) -> PathBuf {
     // One pip at a time: tests run in parallel, and two installs into one folder clash.
     static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = PIP.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysdk");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(folder);
     let has = || {
         std::process::Command::new("python3")
             .args(["-c", &format!("import {modules}")])
@@ -40,7 +50,7 @@ pub(crate) fn python_with(modules: &str, packages: &[&str]) -> PathBuf {
     }
     assert!(
         has(),
-        "python3 with {packages:?} (pip install --target target/pysdk failed)"
+        "python3 with {packages:?} (pip install --target target/{folder} failed)"
     );
     dir
 }

@@ -50,9 +50,9 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub(super) use request::request;
 #[cfg(test)]
 use request::*;
+pub(super) use request::{native_request, request};
 pub(super) use stream::StreamState;
 
 /// Anthropic's `usage` object.

@@ -18,6 +18,37 @@ pub(in crate::llm::wire) fn request(
     Ok(serde_json::to_vec(&out).unwrap_or_default())
 }
 
+/// A Messages request sent on as its caller sent it (`native`), with the target's `model`,
+/// `stream` as asked, and `max_tokens` (which the Messages API requires) from it, else
+/// from the chat request pas made of it, else the model's bound.
+pub(in crate::llm::wire) fn native_request(
+    native: &Value,
+    chat: &Value,
+    model: &Model,
+    stream: bool,
+) -> Vec<u8> {
+    let mut out = native.clone();
+    out["model"] = model.id.clone().into();
+    if out["max_tokens"].as_u64().is_none() {
+        let max = chat["max_completion_tokens"]
+            .as_u64()
+            .or(chat["max_tokens"].as_u64())
+            .or(model.max_output_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS);
+        out["max_tokens"] = max.into();
+    }
+    match out.as_object_mut() {
+        Some(o) if stream => {
+            o.insert("stream".into(), true.into());
+        }
+        Some(o) => {
+            o.remove("stream");
+        }
+        None => {}
+    }
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
 /// The caller's OpenAI chat request as a Messages request.
 pub(super) fn translate_request(
     body: &Value,

@@ -16,6 +16,9 @@ pub(in crate::llm::wire) struct StreamState {
     tool_blocks: Vec<u64>,
     /// Thinking text so far, for the reasoning estimate.
     thinking_bytes: usize,
+    /// Keep every event as it came too (`Tally::native`), for a caller of the Messages
+    /// API whose request went on as it was.
+    native: bool,
 }
 
 impl StreamState {
@@ -29,7 +32,19 @@ impl StreamState {
             stop_reason: None,
             tool_blocks: Vec::new(),
             thinking_bytes: 0,
+            native: false,
         }
+    }
+
+    /// Whether events are kept as they came.
+    pub(in crate::llm::wire) fn is_native(&self) -> bool {
+        self.native
+    }
+
+    /// The same, keeping each event as it came as well.
+    pub(in crate::llm::wire) fn native(mut self) -> Self {
+        self.native = true;
+        self
     }
 
     /// Takes one event; `Ok(true)` at `message_stop`.
@@ -38,6 +53,15 @@ impl StreamState {
         ev: &Event,
         t: &mut Tally,
     ) -> Result<bool, Upstream> {
+        if self.native {
+            let name = if ev.event.is_empty() {
+                "message"
+            } else {
+                &ev.event
+            };
+            let raw = format!("event: {name}\ndata: {}\n\n", ev.data);
+            t.native.push_back(bytes::Bytes::from(raw));
+        }
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| Upstream {
             code: None,
             message: format!(
