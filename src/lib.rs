@@ -34,6 +34,8 @@
 //!   (`store::db`), each on its own thread; paid calls' durable holds (`store::holds`).
 //! - [`trace`]      traces (SPEC section 13): span model, JSONL and OTLP ingest, storage,
 //!   the tree with roll-ups.
+//! - [`runner`]     `run:` agents (SPEC section 16): a supervised process per card, its
+//!   log, worktree, transcript spans and receipts; `pas run`.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
 //! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
@@ -61,6 +63,7 @@ pub mod liveness;
 pub mod llm;
 pub mod ops;
 pub mod resources;
+pub mod runner;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -234,7 +234,11 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     };
     drop(tx);
     let traces_stop = start_trace_ingest(&engine);
+    // Agents with `run:` (SPEC section 16): a supervised process per assigned card.
+    let fleet =
+        crate::runner::start_all(ws, crate::runner::gateway_url(&servers.gateway.to_string()));
     run_loop(&mut engine, &rx, &overflowed);
+    fleet.stop();
     traces_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(watcher);
     finish(engine, Some((servers, &rx)));
