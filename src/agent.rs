@@ -174,7 +174,8 @@ impl AgentDef {
             // Templates and variables are judged now, so a broken `run:` is refused when the
             // definition is read, with the line of the value at fault.
             run.check().map_err(|e| AgentError {
-                line: Some(crate::runner::line_of(front, e.snippet.as_deref()) + 1),
+                // front starts on the file's second line; line_of counts from 0.
+                line: Some(crate::runner::line_of(front, e.snippet.as_deref()) + 2),
                 column: None,
                 message: format!("run: {}", e.message),
             })?;

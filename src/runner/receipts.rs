@@ -77,6 +77,8 @@ pub fn record(db_path: &std::path::Path, rows: &[ReceiptRow]) -> Result<()> {
     for r in rows {
         if crate::store::receipts::insert_only(&tx, r)? {
             totals.add(r);
+        } else {
+            tracing::warn!(receipt = %r.id, job = ?r.job_id, "a transcript receipt was not taken");
         }
     }
     totals.apply(&tx)?;

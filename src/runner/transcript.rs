@@ -56,6 +56,8 @@ pub struct Transcript {
     file: Option<PathBuf>,
     trace_id: String,
     run_span: String,
+    /// The card's root span, the run span's parent.
+    root: Option<String>,
     agent: String,
     job: String,
     start: DateTime<Utc>,
@@ -121,6 +123,7 @@ impl Transcript {
             file,
             trace_id,
             run_span: new_span_id(),
+            root,
             agent: agent.to_string(),
             job: job.to_string(),
             start: Utc::now(),
@@ -131,8 +134,8 @@ impl Transcript {
         };
         let attrs = json!({"pas.run.command": command, "pas.source": "transcript"});
         t.emit(
-            &t.run_span.clone(),
-            root.as_deref(),
+            &t.run_span,
+            t.root.as_deref(),
             &format!("run {agent}"),
             "agent",
             t.start,
@@ -395,8 +398,8 @@ impl Transcript {
         }
         let status = if ok { "ok" } else { "error" };
         self.emit(
-            &self.run_span.clone(),
-            None,
+            &self.run_span,
+            self.root.as_deref(),
             &format!("run {}", self.agent),
             "agent",
             self.start,

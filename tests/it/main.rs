@@ -32,6 +32,8 @@ mod pictures;
 mod records;
 mod resources;
 mod routing;
+mod runner;
+mod runner_crash;
 mod security;
 mod server;
 mod spend;
