@@ -88,7 +88,11 @@ pub fn runners(args: &BenchArgs) -> Result<i32> {
         .collect();
     first.sort_by(f64::total_cmp);
     moved.sort_by(f64::total_cmp);
-    let mut own: Vec<f64> = runs.iter().filter_map(|r| r.rss_kib).map(|k| k as f64).collect();
+    let mut own: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.rss_kib)
+        .map(|k| k as f64)
+        .collect();
     own.sort_by(f64::total_cmp);
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     let report = json!({

@@ -494,7 +494,7 @@ impl Supervisor {
             ctx_used: None,
             ctx_limit: None,
             cpu: None,
-            mem_mb: Some(mem_kib as f64 / 1024.0),
+            mem_mb: (!ids.is_empty()).then(|| mem_kib as f64 / 1024.0),
             note: Some(format!(
                 "pas runs {} process(es){}",
                 ids.len(),

@@ -42,9 +42,9 @@ impl PasRun {
             .unwrap();
         let reg = ws.work(&format!("registry/{agent}.yaml"));
         wait_until("pas run to register its agent", WAIT, || {
-            reg.exists().then_some(()).ok_or_else(|| {
-                fs::read_to_string(&log).unwrap_or_default()
-            })
+            reg.exists()
+                .then_some(())
+                .ok_or_else(|| fs::read_to_string(&log).unwrap_or_default())
         });
         PasRun { child }
     }
@@ -76,10 +76,15 @@ pub(crate) fn submit(ws: &Workspace, id: &str, title: &str) {
 /// The card in `work/<folder>/<id>.yaml` once it is there.
 pub(crate) fn wait_in(ws: &Workspace, folder: &str, id: &str) -> serde_yaml::Value {
     let path = ws.work(&format!("{folder}/{id}.yaml"));
-    wait_until(&format!("{id} in {folder}/"), Duration::from_secs(20), || {
-        let text = fs::read_to_string(&path).map_err(|e| format!("{e}; {:?}", ws.places_of(id)))?;
-        serde_yaml::from_str(&text).map_err(|e| e.to_string())
-    })
+    wait_until(
+        &format!("{id} in {folder}/"),
+        Duration::from_secs(20),
+        || {
+            let text =
+                fs::read_to_string(&path).map_err(|e| format!("{e}; {:?}", ws.places_of(id)))?;
+            serde_yaml::from_str(&text).map_err(|e| e.to_string())
+        },
+    )
 }
 
 /// Whether a process of group `pgid` is alive (zombies aside), from `/proc`.
@@ -88,7 +93,9 @@ pub(crate) fn group_alive(pgid: i32) -> bool {
         let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
             return false;
         };
-        let Some(close) = stat.rfind(')') else { return false };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
         let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         f.len() > 3 && f[2] == pgid.to_string() && f[0] != "Z"
     })
@@ -131,21 +138,31 @@ fn a_run_agent_finishes_its_card_with_the_final_message_spans_and_transcript_rec
     let title = r#"fix it; rm -rf / $(touch /tmp/pwned) `id` "quoted" 'single' && echo | cat"#;
     submit(&ws, "R-1", title);
     let card = wait_in(&ws, "done", "R-1");
-    assert_eq!(card["result"].as_str(), Some(format!("finished: {title}").as_str()));
+    assert_eq!(
+        card["result"].as_str(),
+        Some(format!("finished: {title}").as_str())
+    );
     let trace_id = card["pas"]["trace_id"].as_str().unwrap().to_string();
 
     // One argv element with the whole title; attribution and trace context in the env.
     let log = ws.pas_ok(&["logs", "R-1"]);
     assert!(log.contains("argv=2 job=R-1 agent=claude-ish"), "{log}");
-    assert!(log.contains("x-pas-agent: claude-ish|x-pas-job: R-1|traceparent: 00-"), "{log}");
+    assert!(
+        log.contains("x-pas-agent: claude-ish|x-pas-job: R-1|traceparent: 00-"),
+        "{log}"
+    );
     assert!(log.contains(&format!("tp=00-{trace_id}-")), "{log}");
-    assert!(!log.contains("s3cr3t"), "an env value reached the log: {log}");
+    assert!(
+        !log.contains("s3cr3t"),
+        "an env value reached the log: {log}"
+    );
 
     // Turns and the tool call are spans of the card's trace, under the run's span.
     let spans = crate::traces::spans_when(&ws, &trace_id, "the run's spans", |s| {
         s.iter().filter(|x| x["kind"] == "llm").count() == 2
             && s.iter().any(|x| x["kind"] == "tool" && x["status"] == "ok")
-            && s.iter().any(|x| x["kind"] == "agent" && x["status"] == "ok")
+            && s.iter()
+                .any(|x| x["kind"] == "agent" && x["status"] == "ok")
     });
     let tool = spans.iter().find(|s| s["kind"] == "tool").unwrap();
     assert_eq!(tool["name"], "Bash");
@@ -177,11 +194,17 @@ fn calls_through_the_gateway_are_not_receipted_again_from_the_transcript() {
     submit(&ws, "G-1", "through the gateway");
     ws.pas_ok(&["claim", "via-pas", "G-1"]);
     let card = wait_in(&ws, "done", "G-1");
-    assert_eq!(card["result"].as_str(), Some("finished: through the gateway"));
+    assert_eq!(
+        card["result"].as_str(),
+        Some("finished: through the gateway")
+    );
     let n = ws
         .try_db_count("SELECT count(*) FROM receipts WHERE usage_source = 'transcript'")
         .unwrap_or(0);
-    assert_eq!(n, 0, "usage of calls that went through pas was receipted twice");
+    assert_eq!(
+        n, 0,
+        "usage of calls that went through pas was receipted twice"
+    );
 }
 
 #[test]
@@ -201,13 +224,20 @@ fn a_worktree_run_commits_its_changes_on_its_branch_and_goes_to_review() {
     let card = wait_in(&ws, "review", "W-1");
     assert_eq!(card["pas"]["branch"].as_str(), Some("pas/W-1"));
     let base = card["pas"]["base"].as_str().unwrap().to_string();
-    assert_eq!(base, ws.head(), "the base is the commit the branch started from");
+    assert_eq!(
+        base,
+        ws.head(),
+        "the base is the commit the branch started from"
+    );
     assert!(card["result"].as_str().unwrap().contains("wrote hello.txt"));
     let diff = ws.git(&["diff", "--name-only", &format!("{base}..pas/W-1")]);
     assert_eq!(diff.trim(), "hello.txt");
     // The worktree lived inside the workspace's folder for them, and is gone.
     assert!(!ws.path("worktrees/W-1").exists());
-    assert!(ws.git(&["status", "--porcelain"]).lines().all(|l| !l.contains("worktrees")));
+    assert!(ws
+        .git(&["status", "--porcelain"])
+        .lines()
+        .all(|l| !l.contains("worktrees")));
 }
 
 #[test]
@@ -217,16 +247,23 @@ fn a_failing_run_fails_its_card_with_the_logs_last_lines() {
         &ws,
         "breaks",
         "  command: [\"agents/breaks.py\"]\n",
-        "#!/usr/bin/env python3\nimport sys\nfor i in range(50): print('step', i)\nsys.stdout.flush()\nsys.stderr.write('boom: the disk is on fire\\n')\nsys.exit(3)\n",
+        "#!/usr/bin/env python3\nimport sys, time\nfor i in range(50): print('step', i)\nsys.stdout.flush()\ntime.sleep(0.2)\nsys.stderr.write('boom: the disk is on fire\\n')\nsys.exit(3)\n",
     );
+    // (stdout and stderr are two pipes: the pause keeps their order in the log plain.)
     let _run = PasRun::start(&ws, "breaks");
     submit(&ws, "F-1", "will fail");
     ws.pas_ok(&["claim", "breaks", "F-1"]);
     let card = wait_in(&ws, "failed", "F-1");
     let error = card["error"].as_str().unwrap();
     assert!(error.starts_with("exit status 3"), "{error}");
-    assert!(error.contains("boom: the disk is on fire") && error.contains("step 49"), "{error}");
-    assert!(!error.contains("step 10\n"), "the whole log went into the card: {error}");
+    assert!(
+        error.contains("boom: the disk is on fire") && error.contains("step 49"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("step 10\n"),
+        "the whole log went into the card: {error}"
+    );
 }
 
 #[test]
@@ -246,16 +283,30 @@ fn a_card_taken_back_mid_run_ends_the_whole_group_within_the_grace_and_its_exit_
     let pgid: i32 = wait_until("the agent to start", WAIT, || {
         fs::read_to_string(&pgid_file)
             .map_err(|e| e.to_string())
-            .and_then(|t| t.trim().parse().map_err(|e: std::num::ParseIntError| e.to_string()))
+            .and_then(|t| {
+                t.trim()
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())
+            })
     });
     assert!(group_alive(pgid));
     // A person moves the card away (the daemon's take-back is the same move).
     ws.pas_ok(&["fail", "T-1", "--error", "stopped by hand"]);
     let t0 = Instant::now();
-    wait_until("the process group to be gone", Duration::from_secs(5), || {
-        (!group_alive(pgid)).then_some(()).ok_or_else(|| "alive".to_string())
-    });
-    assert!(t0.elapsed() < Duration::from_secs(4), "took {:?} with a grace of 1 s", t0.elapsed());
+    wait_until(
+        "the process group to be gone",
+        Duration::from_secs(5),
+        || {
+            (!group_alive(pgid))
+                .then_some(())
+                .ok_or_else(|| "alive".to_string())
+        },
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?} with a grace of 1 s",
+        t0.elapsed()
+    );
     wait_until("the runner to settle the ended run", WAIT, || {
         let log = ws.pas_ok(&["logs", "T-1"]);
         log.contains("after pas ended it").then_some(()).ok_or(log)
@@ -290,10 +341,30 @@ fn a_flooding_run_keeps_a_capped_log_with_its_head_and_tail() {
 fn bad_run_definitions_are_refused_with_file_line_and_cause_and_serve_keeps_going() {
     let ws = Workspace::with_config(RUN_FAST);
     let cases = [
-        ("unknown-var", "  command: [\"sh\", \"{{ cards.title }}\"]\n", "agents/unknown-var.md:5: run: command template", "unknown variable cards"),
-        ("broken", "  command: [\"sh\",\n    \"{{ card.title \"]\n", "agents/broken.md:6: run: command template", "card.title"),
-        ("no-program", "  command: [\"no-such-program-anywhere\", \"x\"]\n", "agents/no-program.md:5: run:", "not on PATH"),
-        ("typo", "  commands: [\"sh\"]\n", "agents/typo.md:", "unknown field `commands`"),
+        (
+            "unknown-var",
+            "  command: [\"sh\", \"{{ cards.title }}\"]\n",
+            "agents/unknown-var.md:5: run: command template",
+            "unknown variable cards",
+        ),
+        (
+            "broken",
+            "  command: [\"sh\",\n    \"{{ card.title \"]\n",
+            "agents/broken.md:6: run: command template",
+            "card.title",
+        ),
+        (
+            "no-program",
+            "  command: [\"no-such-program-anywhere\", \"x\"]\n",
+            "agents/no-program.md:5: run:",
+            "not on PATH",
+        ),
+        (
+            "typo",
+            "  commands: [\"sh\"]\n",
+            "agents/typo.md:",
+            "unknown field `commands`",
+        ),
     ];
     for (name, run, at, cause) in cases {
         agent(&ws, name, run, "");
@@ -303,10 +374,45 @@ fn bad_run_definitions_are_refused_with_file_line_and_cause_and_serve_keeps_goin
         assert!(err.contains(at) && err.contains(cause), "{name}: {err}");
     }
     // The daemon starts anyway, says why, and runs the good agent beside the bad ones.
-    agent(&ws, "fine", "  command: [\"agents/fine.py\"]\n", "#!/usr/bin/env python3\nprint('ok')\n");
+    agent(
+        &ws,
+        "fine",
+        "  command: [\"agents/fine.py\"]\n",
+        "#!/usr/bin/env python3\nprint('ok')\n",
+    );
     let d = ws.serve();
     submit(&ws, "B-1", "still works");
     let card = wait_in(&ws, "done", "B-1");
     assert_eq!(card["result"].as_str(), Some("ok"));
-    assert!(d.log_text().contains("agents/no-program.md:5: run:"), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("agents/no-program.md:5: run:"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_run_past_its_timeout_is_ended_and_its_card_taken_back() {
+    let ws = Workspace::with_config(RUN_FAST);
+    agent(
+        &ws,
+        "slow",
+        "  command: [\"agents/slow.py\"]\n  timeout_s: 0.5\n  grace_s: 1\n",
+        "#!/usr/bin/env python3\nimport time\nprint('starting', flush=True)\ntime.sleep(60)\n",
+    );
+    let _run = PasRun::start(&ws, "slow");
+    submit(&ws, "S-1", "too slow");
+    ws.pas_ok(&["claim", "slow", "S-1"]);
+    let card = wait_in(&ws, "inbox", "S-1");
+    assert_eq!(card["pas"]["attempts"].as_u64(), Some(1));
+    let last = card["pas"]["history"]
+        .as_sequence()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["reason"].as_str(), Some("run timed out after 0.5 s"));
+    assert!(ws
+        .pas_ok(&["logs", "S-1"])
+        .contains("ending the run: run timed out"));
 }

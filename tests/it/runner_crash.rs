@@ -35,7 +35,10 @@ fn kill_9_of_pas_with_three_runs_leaves_no_orphan_after_the_restart() {
         .iter()
         .map(|id| {
             wait_until(&format!("{id}'s process"), Duration::from_secs(20), || {
-                pgids(&ws, id).first().copied().ok_or_else(|| "none yet".to_string())
+                pgids(&ws, id)
+                    .first()
+                    .copied()
+                    .ok_or_else(|| "none yet".to_string())
             })
         })
         .collect();
@@ -45,14 +48,23 @@ fn kill_9_of_pas_with_three_runs_leaves_no_orphan_after_the_restart() {
 
     let mut d = ws.serve();
     for (id, g) in ids.iter().zip(&first) {
-        wait_until(&format!("{id}'s orphaned group {g} ended"), Duration::from_secs(10), || {
-            (!group_alive(*g)).then_some(()).ok_or_else(|| "alive".to_string())
-        });
+        wait_until(
+            &format!("{id}'s orphaned group {g} ended"),
+            Duration::from_secs(10),
+            || {
+                (!group_alive(*g))
+                    .then_some(())
+                    .ok_or_else(|| "alive".to_string())
+            },
+        );
     }
     // Each card is where the SPEC says (assigned, in one folder) and runs again.
     for id in ids {
         let again = wait_until(&format!("{id} run again"), Duration::from_secs(20), || {
-            pgids(&ws, id).get(1).copied().ok_or_else(|| "not yet".to_string())
+            pgids(&ws, id)
+                .get(1)
+                .copied()
+                .ok_or_else(|| "not yet".to_string())
         });
         assert!(group_alive(again));
         assert_eq!(ws.places_of(id), vec!["assigned/sleeper".to_string()]);
