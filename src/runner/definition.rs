@@ -169,8 +169,7 @@ impl RunDef {
             ));
         }
         for (name, v) in [("timeout_s", self.timeout_s), ("grace_s", self.grace_s)] {
-            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0 && v <= crate::agent::MAX_INTERVAL_S))
-            {
+            if v.is_some_and(|v| !(0.0..=crate::agent::MAX_INTERVAL_S).contains(&v)) {
                 return Err(err(
                     format!("{name} must be a number of seconds up to a year"),
                     Some(name),
