@@ -104,6 +104,22 @@ pub fn load_file(root: &Path, path: &Path) -> Result<Option<Loaded>> {
     }))
 }
 
+/// What is wrong with the `run:` of a definition's `text`, as `(line, message)`, for
+/// `pas validate` (problems elsewhere in the file are the schema's to report).
+pub fn check_run(root: &Path, stem: &str, text: &str) -> Option<(Option<usize>, String)> {
+    let def = match AgentDef::parse(stem, text) {
+        Ok(d) => d,
+        Err(e) if e.message.starts_with("run: ") => return Some((e.line, e.message)),
+        Err(_) => return None,
+    };
+    let front = crate::agent::split_front_matter(text).map_or("", |(f, _)| f);
+    let e = def.run.as_ref()?.program(root).err()?;
+    Some((
+        Some(line_of(front, e.snippet.as_deref()) + 2),
+        format!("run: {}", e.message),
+    ))
+}
+
 /// Every definition in `agents/` with `run:`; each refused one as its error (file, line,
 /// cause), so the caller runs the good ones and reports the rest.
 pub fn load_all(ws: &Workspace) -> (Vec<Loaded>, Vec<anyhow::Error>) {

@@ -373,6 +373,17 @@ fn bad_run_definitions_are_refused_with_file_line_and_cause_and_serve_keeps_goin
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(at) && err.contains(cause), "{name}: {err}");
     }
+    // pas validate names them too.
+    let out = ws.pas(&["validate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("agents/unknown-var.md:5") && text.contains("unknown variable cards"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agents/no-program.md:5") && text.contains("not on PATH"),
+        "{text}"
+    );
     // The daemon starts anyway, says why, and runs the good agent beside the bad ones.
     agent(
         &ws,
