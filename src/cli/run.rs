@@ -46,7 +46,8 @@ pub fn run(ws: &Workspace, args: RunArgs, out: &Out) -> Result<i32> {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    on_signal(stop.clone())?;
+    let flag = stop.clone();
+    crate::daemon::on_signals(move || flag.store(true, Ordering::Relaxed), || {})?;
     out.line(format!(
         "running {} ({} at once) from {}; Ctrl-C stops",
         agent.def.name,
@@ -61,36 +62,6 @@ pub fn run(ws: &Workspace, args: RunArgs, out: &Out) -> Result<i32> {
     };
     crate::runner::supervise(ws, agent, &opts)?;
     Ok(0)
-}
-
-/// Sets `stop` on SIGINT or SIGTERM.
-fn on_signal(stop: Arc<AtomicBool>) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal handler")?;
-    let (mut term, mut int) = rt
-        .block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
-        .context("cannot install the SIGTERM/SIGINT handlers")?;
-    std::thread::Builder::new()
-        .name("pas-run-signals".into())
-        .spawn(move || {
-            rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            });
-            stop.store(true, Ordering::Relaxed);
-        })
-        .context("cannot start the signal handler")?;
-    Ok(())
 }
 
 /// Flags of `pas logs`.

@@ -11,6 +11,7 @@
 //! - [`start`]      working folder, context, argv and environment, spawn, output readers.
 //! - [`process`]    process groups: spawn, TERM then KILL, identity from `/proc`.
 //! - [`supervise`]  the loop: register, beat, start, notice take-backs and exits.
+//! - `settle`      a run that exited: drain, close, commit, receipt, move its card.
 //! - [`cards`]      a finished run's card moves (first writer wins).
 //! - [`worktree`]   a git worktree per card on `pas/<id>`.
 //! - [`log`]        capped logs (head and tail) under `telemetry/runs/`.
@@ -24,6 +25,7 @@ pub mod log;
 pub mod orphans;
 pub mod process;
 pub mod receipts;
+mod settle;
 pub mod start;
 pub mod supervise;
 pub mod transcript;

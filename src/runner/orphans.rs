@@ -9,10 +9,14 @@
 //! restarting rather than adopting: pas cannot re-attach to the pipes of a process it did
 //! not start). A record whose owner lives belongs to another `pas run`, and is left alone.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::workspace::Workspace;
 
 use super::process::{self, stat};
 
@@ -107,4 +111,35 @@ pub fn sweep(dir: &Path, wanted: impl Fn(&str) -> bool, grace: Duration) -> Vec<
         ended.push(rec);
     }
     ended
+}
+
+/// Holds `telemetry/runs/<agent>.lock`: one supervisor per agent per workspace.
+pub struct AgentLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_agent(ws: &Workspace, name: &str) -> Result<AgentLock> {
+    use std::io::{Read, Write};
+    let dir = super::runs_dir(ws);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = (&file).take(32).read_to_string(&mut holder);
+        bail!(
+            "agent {name} is already run by another pas (pid {})",
+            holder.trim()
+        );
+    }
+    let _ = file.set_len(0);
+    let _ = file.write_all(std::process::id().to_string().as_bytes());
+    Ok(AgentLock { _file: file })
 }

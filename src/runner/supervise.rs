@@ -9,15 +9,13 @@
 //! happen on threads of their own, so one slow run never holds up the others.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use super::cards::{self, Outcome};
@@ -56,7 +54,7 @@ pub struct RunStat {
 
 /// Why a run is being ended by pas.
 #[derive(Debug, Clone, PartialEq)]
-enum Ending {
+pub(super) enum Ending {
     /// The card left `assigned/<agent>/` (or was assigned anew): nothing of the run counts.
     TakenBack(String),
     /// The run's own timeout: the card is taken back by the run.
@@ -65,24 +63,25 @@ enum Ending {
     Stop,
 }
 
-struct Run {
-    pgid: i32,
-    assigned_at: Option<DateTime<Utc>>,
-    ending: Option<Ending>,
+/// One running process of the agent.
+pub(super) struct Run {
+    pub(super) pgid: i32,
+    pub(super) assigned_at: Option<DateTime<Utc>>,
+    pub(super) ending: Option<Ending>,
     missing_since: Option<Instant>,
     deadline: Option<Instant>,
-    output: Arc<Mutex<Output>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    worktree: Option<Worktree>,
-    receipts: bool,
-    spawned_at: Instant,
-    rss_kib: Option<u64>,
+    pub(super) output: Arc<Mutex<Output>>,
+    pub(super) readers: Vec<std::thread::JoinHandle<()>>,
+    pub(super) worktree: Option<Worktree>,
+    pub(super) receipts: bool,
+    pub(super) spawned_at: Instant,
+    pub(super) rss_kib: Option<u64>,
 }
 
 enum Msg {
     Exited {
         id: String,
-        status: ExitStatus,
+        status: std::process::ExitStatus,
         at: Instant,
     },
     Settled {
@@ -91,48 +90,17 @@ enum Msg {
 }
 
 /// What the settling threads need.
-struct Shared {
-    ws: Workspace,
-    agent: Loaded,
-    cfg: crate::config::Config,
-    stats: Option<Arc<Mutex<Vec<RunStat>>>>,
-}
-
-/// Holds `telemetry/runs/<agent>.lock`: one supervisor per agent per workspace.
-struct AgentLock {
-    _file: std::fs::File,
-}
-
-fn lock_agent(ws: &Workspace, name: &str) -> Result<AgentLock> {
-    use std::io::{Read, Write};
-    let dir = runs_dir(ws);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{name}.lock"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; released when the file closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = (&file).take(32).read_to_string(&mut holder);
-        bail!(
-            "agent {name} is already run by another pas (pid {})",
-            holder.trim()
-        );
-    }
-    let _ = file.set_len(0);
-    let _ = file.write_all(std::process::id().to_string().as_bytes());
-    Ok(AgentLock { _file: file })
+pub(super) struct Shared {
+    pub(super) ws: Workspace,
+    pub(super) agent: Loaded,
+    pub(super) cfg: crate::config::Config,
+    pub(super) stats: Option<Arc<Mutex<Vec<RunStat>>>>,
 }
 
 /// Runs the supervisor of `agent` until `opts.stop` is set.
 pub fn supervise(ws: &Workspace, agent: Loaded, opts: &Options) -> Result<()> {
     let name = agent.def.name.clone();
-    let _lock = lock_agent(ws, &name)?;
+    let _lock = orphans::lock_agent(ws, &name)?;
     let cfg = ws.config()?;
     let grace = agent.run().grace();
     for rec in orphans::sweep(&runs_dir(ws), |a| a == name, grace) {
@@ -220,7 +188,7 @@ impl Supervisor {
                 let spawned = std::thread::Builder::new()
                     .name("pas-run-settle".into())
                     .spawn(move || {
-                        settle(&shared, &id, run, status, at);
+                        super::settle::settle(&shared, &id, run, status, at);
                         let _ = tx.send(Msg::Settled { id });
                     });
                 if let Err(e) = spawned {
@@ -565,111 +533,6 @@ impl Supervisor {
                 self.epoch = Some(epoch);
             }
             Err(e) => tracing::warn!(agent = %self.name, error = %e, "cannot register the agent"),
-        }
-    }
-}
-
-/// Settles a run that exited: ends what is left of its group, drains its output, closes
-/// its log and spans, commits its worktree, writes transcript receipts, moves its card.
-fn settle(shared: &Shared, id: &str, run: Run, status: ExitStatus, exited: Instant) {
-    let ws = &shared.ws;
-    let agent = &shared.agent;
-    let name = &agent.def.name;
-    // Children the process left behind in its group would hold the pipes open.
-    super::process::end_group(run.pgid, agent.run().grace());
-    for r in run.readers {
-        let _ = r.join();
-    }
-    let (tail, final_message, usage, first_byte) = match run.output.lock() {
-        Ok(mut o) => {
-            let tail = o.recent.lines(20);
-            let verdict = match &run.ending {
-                None => format!("exited with {status}"),
-                Some(e) => format!(
-                    "exited with {status} after pas ended it ({e:?}): its outcome changes nothing"
-                ),
-            };
-            o.log.note(&verdict);
-            o.log.close();
-            let ok = status.success() && run.ending.is_none();
-            o.transcript.close(ok, &tail);
-            (
-                tail,
-                o.transcript.final_message(),
-                o.transcript.usage(),
-                o.first_byte,
-            )
-        }
-        Err(_) => (String::new(), None, Vec::new(), None),
-    };
-    let why = match &run.ending {
-        None if status.success() => "done",
-        None => "failed",
-        Some(_) => "ended by pas",
-    };
-    let commit = run
-        .worktree
-        .as_ref()
-        .and_then(|_| worktree::finish(&ws.root, id, name, why));
-    let outcome = match run.ending {
-        None if status.success() => Some(Outcome::Done {
-            result: final_message.unwrap_or_else(|| tail.clone()),
-            review: run
-                .worktree
-                .as_ref()
-                .map(|w| (w.branch.clone(), w.base.clone())),
-            to_review: agent.run().review,
-        }),
-        None => Some(Outcome::Failed {
-            error: match status.code() {
-                Some(c) => format!("exit status {c}; the log's last lines:\n{tail}"),
-                None => format!("{status}; the log's last lines:\n{tail}"),
-            },
-        }),
-        Some(Ending::Timeout(reason)) => Some(Outcome::TakeBack { reason }),
-        Some(Ending::TakenBack(_) | Ending::Stop) => None,
-    };
-    if run.receipts && !usage.is_empty() {
-        let rows = super::receipts::rows(
-            &shared.cfg,
-            name,
-            id,
-            &ulid::Ulid::new().to_string(),
-            &usage,
-        );
-        if let Err(e) = super::receipts::record(&ws.db_path(), &rows) {
-            tracing::error!(job = id, error = %format!("{e:#}"), "cannot write the run's transcript receipts");
-        }
-    }
-    if let Some(outcome) = outcome {
-        match cards::settle(
-            ws,
-            name,
-            id,
-            run.assigned_at,
-            &outcome,
-            shared.cfg.max_attempts,
-        ) {
-            Ok(Some(to)) => {
-                tracing::info!(job = id, agent = %name, to = %crate::daemon::rel(ws, &to), commit = ?commit, "run settled")
-            }
-            Ok(None) => {
-                tracing::info!(job = id, agent = %name, "run ended after its card moved on: nothing changed")
-            }
-            Err(e) => {
-                tracing::error!(job = id, error = %format!("{e:#}"), "cannot move the run's card")
-            }
-        }
-    }
-    orphans::remove(&runs_dir(ws), id);
-    if let Some(stats) = &shared.stats {
-        if let Ok(mut s) = stats.lock() {
-            s.push(RunStat {
-                job: id.to_string(),
-                first_byte: first_byte.map(|f| f.duration_since(run.spawned_at)),
-                exit_to_moved: exited.elapsed(),
-                rss_kib: run.rss_kib,
-            });
         }
     }
 }

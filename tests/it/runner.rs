@@ -73,6 +73,17 @@ pub(crate) fn submit(ws: &Workspace, id: &str, title: &str) {
     ws.pas_ok(&["submit", "--id", id, "--title", title, "--requires", "code"]);
 }
 
+/// A workspace with agent `name` (see [`agent`]) run by `pas run`, and card `id` claimed
+/// for it. (The runner is dropped, so stopped, before the workspace goes.)
+pub(crate) fn claimed(name: &str, run: &str, script: &str, id: &str) -> (Workspace, PasRun) {
+    let ws = Workspace::with_config(RUN_FAST);
+    agent(&ws, name, run, script);
+    let runner = PasRun::start(&ws, name);
+    submit(&ws, id, &format!("a card for {name}"));
+    ws.pas_ok(&["claim", name, id]);
+    (ws, runner)
+}
+
 /// The card in `work/<folder>/<id>.yaml` once it is there.
 pub(crate) fn wait_in(ws: &Workspace, folder: &str, id: &str) -> serde_yaml::Value {
     let path = ws.work(&format!("{folder}/{id}.yaml"));
@@ -183,20 +194,16 @@ fn a_run_agent_finishes_its_card_with_the_final_message_spans_and_transcript_rec
 
 #[test]
 fn calls_through_the_gateway_are_not_receipted_again_from_the_transcript() {
-    let ws = Workspace::with_config(RUN_FAST);
-    agent(
-        &ws,
+    let (ws, _run) = claimed(
         "via-pas",
         "  command: [\"agents/via-pas.py\", \"{{ card.title }}\"]\n  transcript: claude-stream-json\n",
         STREAM_JSON_AGENT,
+        "G-1",
     );
-    let _run = PasRun::start(&ws, "via-pas");
-    submit(&ws, "G-1", "through the gateway");
-    ws.pas_ok(&["claim", "via-pas", "G-1"]);
     let card = wait_in(&ws, "done", "G-1");
     assert_eq!(
         card["result"].as_str(),
-        Some("finished: through the gateway")
+        Some("finished: a card for via-pas")
     );
     let n = ws
         .try_db_count("SELECT count(*) FROM receipts WHERE usage_source = 'transcript'")
@@ -242,17 +249,13 @@ fn a_worktree_run_commits_its_changes_on_its_branch_and_goes_to_review() {
 
 #[test]
 fn a_failing_run_fails_its_card_with_the_logs_last_lines() {
-    let ws = Workspace::with_config(RUN_FAST);
-    agent(
-        &ws,
+    // (stdout and stderr are two pipes: the pause keeps their order in the log plain.)
+    let (ws, _run) = claimed(
         "breaks",
         "  command: [\"agents/breaks.py\"]\n",
         "#!/usr/bin/env python3\nimport sys, time\nfor i in range(50): print('step', i)\nsys.stdout.flush()\ntime.sleep(0.2)\nsys.stderr.write('boom: the disk is on fire\\n')\nsys.exit(3)\n",
+        "F-1",
     );
-    // (stdout and stderr are two pipes: the pause keeps their order in the log plain.)
-    let _run = PasRun::start(&ws, "breaks");
-    submit(&ws, "F-1", "will fail");
-    ws.pas_ok(&["claim", "breaks", "F-1"]);
     let card = wait_in(&ws, "failed", "F-1");
     let error = card["error"].as_str().unwrap();
     assert!(error.starts_with("exit status 3"), "{error}");
@@ -319,16 +322,12 @@ fn a_card_taken_back_mid_run_ends_the_whole_group_within_the_grace_and_its_exit_
 
 #[test]
 fn a_flooding_run_keeps_a_capped_log_with_its_head_and_tail() {
-    let ws = Workspace::with_config(RUN_FAST);
-    agent(
-        &ws,
+    let (ws, _run) = claimed(
         "flood",
         "  command: [\"agents/flood.py\"]\n  max_log_bytes: 100000\n",
         "#!/usr/bin/env python3\nimport sys\nfor i in range(300000): sys.stdout.write('line %d of a flood\\n' % i)\nprint('the end')\n",
+        "L-1",
     );
-    let _run = PasRun::start(&ws, "flood");
-    submit(&ws, "L-1", "flood");
-    ws.pas_ok(&["claim", "flood", "L-1"]);
     let card = wait_in(&ws, "done", "L-1");
     assert!(card["result"].as_str().unwrap().ends_with("the end"));
     let log = fs::read_to_string(ws.path("telemetry/runs/L-1.log")).unwrap();
@@ -404,16 +403,12 @@ fn bad_run_definitions_are_refused_with_file_line_and_cause_and_serve_keeps_goin
 
 #[test]
 fn a_run_past_its_timeout_is_ended_and_its_card_taken_back() {
-    let ws = Workspace::with_config(RUN_FAST);
-    agent(
-        &ws,
+    let (ws, _run) = claimed(
         "slow",
         "  command: [\"agents/slow.py\"]\n  timeout_s: 0.5\n  grace_s: 1\n",
         "#!/usr/bin/env python3\nimport time\nprint('starting', flush=True)\ntime.sleep(60)\n",
+        "S-1",
     );
-    let _run = PasRun::start(&ws, "slow");
-    submit(&ws, "S-1", "too slow");
-    ws.pas_ok(&["claim", "slow", "S-1"]);
     let card = wait_in(&ws, "inbox", "S-1");
     assert_eq!(card["pas"]["attempts"].as_u64(), Some(1));
     let last = card["pas"]["history"]
