@@ -4,10 +4,9 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fixture::{wait_until, Workspace, WAIT};
+use crate::fixture::{wait_until, Daemon, Workspace, WAIT};
 
 /// Settings for runner tests: quick settling, commits and beats.
 pub(crate) const RUN_FAST: &str =
@@ -23,49 +22,14 @@ pub(crate) fn agent(ws: &Workspace, name: &str, run: &str, script: &str) {
     fs::write(ws.path(&format!("agents/{name}.md")), md).unwrap();
 }
 
-/// `pas run AGENT`, stopped with SIGTERM when dropped.
-pub(crate) struct PasRun {
-    child: Child,
-}
-
-impl PasRun {
-    pub(crate) fn start(ws: &Workspace, agent: &str) -> PasRun {
-        let log = ws.outside().join(format!("pas-run-{agent}.log"));
-        let file = fs::File::create(&log).unwrap();
-        let child = ws
-            .cmd(&["run", agent, "--poll-ms", "20"])
-            .env("PAS_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let reg = ws.work(&format!("registry/{agent}.yaml"));
-        wait_until("pas run to register its agent", WAIT, || {
-            reg.exists()
-                .then_some(())
-                .ok_or_else(|| fs::read_to_string(&log).unwrap_or_default())
-        });
-        PasRun { child }
-    }
-}
-
-impl Drop for PasRun {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `pas run AGENT` (stopped with SIGTERM when dropped), once it has registered.
+pub(crate) fn pas_run(ws: &Workspace, agent: &str) -> Daemon {
+    let d = ws.spawn_logged(&["run", agent, "--poll-ms", "20"], &[]);
+    let reg = ws.work(&format!("registry/{agent}.yaml"));
+    wait_until("pas run to register its agent", WAIT, || {
+        reg.exists().then_some(()).ok_or_else(|| d.log_text())
+    });
+    d
 }
 
 /// Submits a card with id `id`, title `title`, requiring `code`.
@@ -75,10 +39,10 @@ pub(crate) fn submit(ws: &Workspace, id: &str, title: &str) {
 
 /// A workspace with agent `name` (see [`agent`]) run by `pas run`, and card `id` claimed
 /// for it. (The runner is dropped, so stopped, before the workspace goes.)
-pub(crate) fn claimed(name: &str, run: &str, script: &str, id: &str) -> (Workspace, PasRun) {
+pub(crate) fn claimed(name: &str, run: &str, script: &str, id: &str) -> (Workspace, Daemon) {
     let ws = Workspace::with_config(RUN_FAST);
     agent(&ws, name, run, script);
-    let runner = PasRun::start(&ws, name);
+    let runner = pas_run(&ws, name);
     submit(&ws, id, &format!("a card for {name}"));
     ws.pas_ok(&["claim", name, id]);
     (ws, runner)
@@ -225,7 +189,7 @@ fn a_worktree_run_commits_its_changes_on_its_branch_and_goes_to_review() {
     );
     ws.git(&["add", "agents"]);
     ws.git(&["commit", "-q", "-m", "agents"]);
-    let _run = PasRun::start(&ws, "coder");
+    let _run = pas_run(&ws, "coder");
     submit(&ws, "W-1", "write hello");
     ws.pas_ok(&["claim", "coder", "W-1"]);
     let card = wait_in(&ws, "review", "W-1");
@@ -279,7 +243,7 @@ fn a_card_taken_back_mid_run_ends_the_whole_group_within_the_grace_and_its_exit_
         "  command: [\"agents/stubborn.py\"]\n  grace_s: 1\n",
         "#!/usr/bin/env python3\nimport os, signal, subprocess, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsubprocess.Popen(['sleep', '60'])\nopen(os.environ['PAS_WORKSPACE'] + '/pgid-' + os.environ['PAS_JOB'], 'w').write(str(os.getpgid(0)))\nprint('working', flush=True)\ntime.sleep(60)\nprint('late output')\n",
     );
-    let _run = PasRun::start(&ws, "stubborn");
+    let _run = pas_run(&ws, "stubborn");
     submit(&ws, "T-1", "long job");
     ws.pas_ok(&["claim", "stubborn", "T-1"]);
     let pgid_file = ws.path("pgid-T-1");
