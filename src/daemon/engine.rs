@@ -38,6 +38,10 @@ pub struct Engine {
     pub(super) dirty: HashSet<String>,
     /// Files being written in place, with the time to look at them again.
     pub(super) settling: HashMap<PathBuf, Instant>,
+    /// Cards found nowhere, and since when: a card is called removed only when a second
+    /// look, a settle time later, finds it nowhere either (an agent's rename caught
+    /// between the folders pas looked in is a move).
+    pub(super) vanishing: HashMap<String, Instant>,
     pub(super) change: Change,
     /// Scratch files for writing cards (see `fsops::Spares`).
     pub(super) spares: fsops::Spares,
@@ -87,6 +91,7 @@ impl Engine {
             files: HashMap::new(),
             dirty: HashSet::new(),
             settling: HashMap::new(),
+            vanishing: HashMap::new(),
             change: Change::default(),
             spares: fsops::Spares::open(&ws.staging()),
             git,

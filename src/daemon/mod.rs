@@ -233,26 +233,27 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
         }
     };
     drop(tx);
-    let traces_stop = start_trace_ingest(&engine);
+    let ingest = start_trace_ingest(&engine);
     // Agents with `run:` (SPEC section 16): a supervised process per assigned card.
     let fleet =
         crate::runner::start_all(ws, crate::runner::gateway_url(&servers.gateway.to_string()));
     run_loop(&mut engine, &rx, &overflowed);
     fleet.stop();
-    traces_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(i) = ingest {
+        i.stop();
+    }
     drop(watcher);
     finish(engine, Some((servers, &rx)));
     Ok(())
 }
 
-/// Starts reading agents' span files (`work/traces/`) unless `traces.capture` is off; the
-/// flag returned stops it. A watch that cannot start is logged: the board runs without
-/// agents' spans rather than not at all.
-fn start_trace_ingest(engine: &Engine) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// Starts reading agents' span files (`work/traces/`) unless `traces.capture` is off. A
+/// watch that cannot start is logged: the board runs without agents' spans rather than
+/// not at all.
+fn start_trace_ingest(engine: &Engine) -> Option<crate::trace::jsonl::Ingesting> {
     let capture = engine.cfg.traces.capture;
     if capture == crate::trace::Capture::Off {
-        return stop;
+        return None;
     }
     let tracer = crate::trace::Tracer::new(
         capture,
@@ -260,10 +261,11 @@ fn start_trace_ingest(engine: &Engine) -> std::sync::Arc<std::sync::atomic::Atom
         engine.hub.clone(),
     );
     let dir = engine.ws.work().join("traces");
-    if let Err(e) = crate::trace::jsonl::start(&dir, tracer, stop.clone()) {
-        tracing::error!(error = %e, dir = %dir.display(), "cannot watch agents' span files: they are not read");
-    }
-    stop
+    crate::trace::jsonl::start(&dir, tracer)
+        .map_err(|e| {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot watch agents' span files: they are not read");
+        })
+        .ok()
 }
 
 /// Why the watch could not start. A kernel limit (watches or instances) is said with the

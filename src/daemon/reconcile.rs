@@ -16,13 +16,6 @@ use crate::workspace::{read_card, Kind};
 impl Engine {
     /// Brings the board in line with the files of card `id`; `hints` are paths just seen.
     pub fn reconcile_card(&mut self, id: &str, hints: &[PathBuf]) {
-        self.reconcile_card_tries(id, hints, 3);
-    }
-
-    /// `reconcile_card`, looking again (up to `tries` times) when a file moved on between
-    /// being seen and being read: an agent renaming the card into `done/` at that moment
-    /// is a move, not a removal.
-    fn reconcile_card_tries(&mut self, id: &str, hints: &[PathBuf], tries: u32) {
         // The file pas knows, with its stamp when pas knows that too (an archived card on
         // the shelf since start-up is known by its place alone).
         let known: Option<(PathBuf, Option<Stamp>)> = match self.files.get(id) {
@@ -51,7 +44,6 @@ impl Engine {
         // Read what is there; a bad file is rejected once it has stopped changing.
         let mut good: Vec<(PathBuf, Place, Card, Stamp)> = Vec::new();
         let one = present.len() == 1;
-        let mut raced = false;
         for path in present {
             let Kind::Card { place, .. } = self.ws.classify(&path) else {
                 continue;
@@ -73,10 +65,7 @@ impl Engine {
             match read_card(&path, id) {
                 Ok(card) => good.push((path, place, card, stamp)),
                 // Gone since it was seen (its writer moved it on): the next event says where.
-                Err(_) if std::fs::symlink_metadata(&path).is_err() => {
-                    raced = true;
-                    continue;
-                }
+                Err(_) if std::fs::symlink_metadata(&path).is_err() => continue,
                 Err(e) => {
                     let fresh = SystemTime::now()
                         .duration_since(stamp.mtime)
@@ -95,13 +84,13 @@ impl Engine {
             }
         }
 
-        if good.is_empty() && raced && tries > 1 {
-            return self.reconcile_card_tries(id, &[], tries - 1);
-        }
         if good.is_empty() {
             if let Some((old, _)) = known {
                 if self.ws.staging().join(format!("{id}.yaml")).exists() {
                     return; // another pas process holds it between two folders
+                }
+                if !self.vanished_for_good(id, &old) {
+                    return;
                 }
                 // Clearing out finished cards is housekeeping; a live card vanishing is news.
                 let finished = (self.board.cards.get(id)).is_some_and(|c| c.place.state.finished());
@@ -120,6 +109,7 @@ impl Engine {
             return;
         }
 
+        self.vanishing.remove(id);
         // One id, one folder: keep the known file (else the most advanced), reject the rest.
         let keep = good
             .iter()
@@ -282,5 +272,26 @@ impl Engine {
         if archived && !self.dirty.contains(id) {
             self.shelve(id);
         }
+    }
+}
+
+impl Engine {
+    /// Whether card `id`, found in no folder, is gone: true at the second look, a settle
+    /// time after the first (which asks for that look by settling its old path).
+    fn vanished_for_good(&mut self, id: &str, old: &std::path::Path) -> bool {
+        let now = Instant::now();
+        let due = match self.vanishing.get(id) {
+            Some(since) => *since + self.settle(),
+            None => {
+                self.vanishing.insert(id.to_string(), now);
+                now + self.settle()
+            }
+        };
+        if now >= due {
+            self.vanishing.remove(id);
+            return true;
+        }
+        self.settling.entry(old.to_path_buf()).or_insert(due);
+        false
     }
 }

@@ -197,10 +197,33 @@ impl Ingest {
     }
 }
 
+/// The ingest thread, stopped by [`Ingesting::stop`].
+pub struct Ingesting {
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Ingesting {
+    /// Stops the thread after one last look at every file, so the lines agents appended
+    /// just before pas stopped are recorded while the database writer still runs, and
+    /// returns once it has stopped.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes a thread waiting on the watch: a hidden name, which the ingest ignores.
+        let wake = self.dir.join(format!(".wake-{}", std::process::id()));
+        if std::fs::write(&wake, b"").is_ok() {
+            let _ = std::fs::remove_file(&wake);
+        }
+        if self.thread.join().is_err() {
+            tracing::error!("the span ingest thread panicked");
+        }
+    }
+}
+
 /// Starts the ingest thread over `dir` (created if missing): everything there now, then
-/// each change within a [`TICK`]. It stops when `stop` is set (seen at its next wakeup;
-/// the folder is touched to wake it).
-pub fn start(dir: &Path, tracer: Tracer, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+/// each change within a [`TICK`].
+pub fn start(dir: &Path, tracer: Tracer) -> std::io::Result<Ingesting> {
     use inotify::{EventMask, Inotify, WatchMask};
     std::fs::create_dir_all(dir)?;
     let mut ino = Inotify::init()?;
@@ -209,7 +232,9 @@ pub fn start(dir: &Path, tracer: Tracer, stop: Arc<AtomicBool>) -> std::io::Resu
         WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE,
     )?;
     let mut ingest = Ingest::new(dir, tracer);
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
         .name("pas-traces".into())
         .spawn(move || {
             ingest.look_all();
@@ -231,15 +256,15 @@ pub fn start(dir: &Path, tracer: Tracer, stop: Arc<AtomicBool>) -> std::io::Resu
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot watch work/traces/: polling it every second instead");
-                        while !stop.load(Ordering::Relaxed) {
+                        while !stopping.load(Ordering::Relaxed) {
                             std::thread::sleep(Duration::from_secs(1));
                             ingest.look_all();
                         }
-                        return;
+                        return ingest.look_all();
                     }
                 }
-                if stop.load(Ordering::Relaxed) {
-                    return;
+                if stopping.load(Ordering::Relaxed) {
+                    return ingest.look_all();
                 }
                 std::thread::sleep(TICK);
                 while let Ok(events) = ino.read_events(&mut buf) {
@@ -254,7 +279,11 @@ pub fn start(dir: &Path, tracer: Tracer, stop: Arc<AtomicBool>) -> std::io::Resu
                 }
             }
         })?;
-    Ok(())
+    Ok(Ingesting {
+        dir: dir.to_path_buf(),
+        stop,
+        thread,
+    })
 }
 
 #[cfg(test)]

@@ -555,3 +555,58 @@ pub fn history_at_ms(card: &Value, i: usize) -> i64 {
         .unwrap()
         .timestamp_millis()
 }
+
+/// `pas demo` in a folder of its own, stopped (Ctrl-C, so it stops its daemon) when dropped.
+pub struct Demo {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Demo {
+    pub fn start() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(pas_bin())
+            .args(["demo", "--seconds", "90", "--dir"])
+            .arg(dir.path().join("ws"))
+            .env("PAS_DASHBOARD_BIND", "127.0.0.1:0")
+            .env("PAS_GATEWAY_BIND", "127.0.0.1:0")
+            .env_remove("PAS_ROOT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Demo { child, dir }
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+    pub fn pas(&self, args: &[&str]) {
+        let out = std::process::Command::new(pas_bin())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("PAS_ROOT")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pas {args:?}: {out:?}");
+    }
+    pub fn dashboard(&self) -> String {
+        let path = self.root().join(".pas").join("serve.json");
+        wait_until("the demo's dashboard", Duration::from_secs(30), || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["dashboard"].as_str().map(str::to_string))
+                .ok_or_else(|| "not yet".to_string())
+        })
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -268,3 +268,62 @@ fn deregistration_takes_back_the_agents_cards() {
         ws.wait_state(id, "assigned/stayer");
     }
 }
+
+/// Agents finish cards the way the demo's do (the result written into the card in place,
+/// by a rename over it, then the card renamed into `done/`) as fast as they can: pas
+/// looks for a card it cannot find in one folder after another, and may look just as it
+/// passes between two of them. Each is a move, never "removed outside pas"; a card a
+/// person deletes is still called removed.
+#[test]
+fn cards_renamed_on_while_pas_looks_are_moves_and_a_deleted_card_is_removed() {
+    let ws = Workspace::new();
+    ws.register("a", &[], 40);
+    let _d = ws.serve_ready();
+    let n = 120;
+    for i in 0..n {
+        ws.drop_card(&format!("c{i:03}"), "title: quick\n");
+    }
+    let mine = ws.work("assigned/a");
+    let done = ws.work("done");
+    wait_until("every card finished by the agent", WAIT, || {
+        for e in fs::read_dir(&mine).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let Ok(mut text) = fs::read_to_string(&p) else {
+                continue;
+            };
+            text.push_str("result: ok\n");
+            let tmp = p.with_extension("tmp");
+            if fs::write(&tmp, &text).is_ok() && fs::rename(&tmp, &p).is_ok() {
+                let _ = fs::rename(&p, done.join(p.file_name().unwrap()));
+            }
+        }
+        let names: Vec<String> = fs::read_dir(&done)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        let finished = names.len();
+        (finished == n)
+            .then_some(())
+            .ok_or(format!("{finished} of {n}"))
+    });
+    ws.wait_commit_line(&format!("pas: c{:03} assigned/a -> done", n - 1));
+    fs::remove_file(ws.work("done/c000.yaml")).unwrap();
+    ws.wait_commit_line("pas: c000 removed outside pas");
+    let log = ws.git(&["log", "--format=%B"]);
+    let removed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("removed outside pas"))
+        .collect();
+    assert_eq!(
+        removed,
+        ["pas: c000 removed outside pas"],
+        "only the deleted card is removed"
+    );
+    assert!(!log.contains("rejected"), "no copy was rejected: {log}");
+}

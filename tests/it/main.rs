@@ -14,6 +14,7 @@ mod crash;
 mod daemon;
 mod dashboard;
 mod dashboard_e2e;
+mod demo;
 mod fallback;
 mod fixture;
 mod gateway;

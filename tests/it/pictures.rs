@@ -115,61 +115,6 @@ fn the_kanban_keeps_unchanged_card_nodes_when_another_card_moves_and_a_new_one_a
     d.stop();
 }
 
-/// `pas demo` in a folder of its own, stopped (Ctrl-C, so it stops its daemon) when dropped.
-struct Demo {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl Demo {
-    fn start() -> Demo {
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(crate::fixture::pas_bin())
-            .args(["demo", "--seconds", "90", "--dir"])
-            .arg(dir.path().join("ws"))
-            .env("PAS_DASHBOARD_BIND", "127.0.0.1:0")
-            .env("PAS_GATEWAY_BIND", "127.0.0.1:0")
-            .env_remove("PAS_ROOT")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Demo { child, dir }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-    fn pas(&self, args: &[&str]) {
-        let out = std::process::Command::new(crate::fixture::pas_bin())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("PAS_ROOT")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pas {args:?}: {out:?}");
-    }
-    fn dashboard(&self) -> String {
-        let path = self.root().join(".pas").join("serve.json");
-        crate::fixture::wait_until("the demo's dashboard", Duration::from_secs(30), || {
-            std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["dashboard"].as_str().map(str::to_string))
-                .ok_or_else(|| "not yet".to_string())
-        })
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// The agents of the demo's workspace (`agents/*.md`) and their parents.
 const DEMO_EDGES: &[(&str, &str)] = &[
     ("architect", "director-code"),
@@ -187,7 +132,7 @@ const DEMO_EDGES: &[(&str, &str)] = &[
 #[test]
 fn the_graph_draws_the_demo_swarm_pans_zooms_and_shows_a_blocked_agent_and_hostile_text_as_such() {
     let Some(mut b) = browser() else { return };
-    let demo = Demo::start();
+    let demo = crate::fixture::Demo::start();
     let dash = demo.dashboard();
     b.open(&format!("http://{dash}/tree"));
     b.wait_for("the stream to be live", LIVE);

@@ -5,7 +5,9 @@
 //! now and then walk away from a card so that its timeout takes it back. They beat, their
 //! context fills as they work (so the governor sends them save-state cards, which they
 //! answer with a summary under `docs/runs/`), and one of them now and then falls silent
-//! long enough to be taken for dead, then registers again.
+//! long enough to be taken for dead, then registers again. Their work goes through the
+//! gateway to pas's built-in fake provider (see [`llm`]), so traces, receipts and costs
+//! move as they would with real models.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ use clap::Args;
 use crate::card::State;
 use crate::fsops;
 use crate::workspace::Workspace;
+
+mod llm;
 
 /// Flags of `pas demo`.
 #[derive(Debug, Args)]
@@ -76,13 +80,19 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         None => std::env::temp_dir().join(format!("pas-demo-{}", ulid::Ulid::new())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let upstreams = llm::start_upstreams().context("cannot start the fake provider")?;
     let config = dir.join("pas.yaml");
-    if !config.exists() {
-        fsops::write_atomic(
-            &config,
-            b"# pas demo: short timeouts and intervals so take-backs show within seconds\ndefault_timeout_s: 6\nmax_attempts: 2\nheartbeat_interval_s: 2\ngit: {commit_window_ms: 200}\n",
-            false,
-        )?;
+    // The demo's own config is written afresh each run (the fake provider's ports change);
+    // one a person wrote is left alone.
+    let ours = std::fs::read_to_string(&config).map_or(true, |t| t.starts_with(CONFIG_MARK));
+    if ours {
+        let text = format!(
+            "{CONFIG_MARK} short timeouts and intervals so take-backs show within seconds\n\
+             default_timeout_s: 6\nmax_attempts: 2\nheartbeat_interval_s: 2\n\
+             git: {{commit_window_ms: 200}}\n{}",
+            upstreams.config_yaml()
+        );
+        fsops::write_atomic(&config, text.as_bytes(), false)?;
     }
     let report = crate::workspace::init(&dir)?;
     let dir = dir.canonicalize()?;
@@ -107,12 +117,14 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         dir.display()
     );
 
+    let gateway = gateway_addr(&dir);
     let mut threads = Vec::new();
     for (i, (name, pulls)) in SWARM.iter().enumerate() {
-        let (ws, stop) = (ws.clone(), stop.clone());
+        let (ws, stop, gateway) = (ws.clone(), stop.clone(), gateway.clone());
         let seed = 0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) * 0x1234_5678);
         threads.push(std::thread::spawn(move || {
-            agent_loop(&ws, name, *pulls, seed, &stop)
+            let caller = gateway.and_then(|g| llm::Caller::new(&g).ok());
+            agent_loop(&ws, name, *pulls, seed, caller.as_ref(), &stop)
         }));
     }
     {
@@ -121,6 +133,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     }
 
     let started = Instant::now();
+    let mut replayed = false;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_secs(1));
         if args
@@ -128,6 +141,12 @@ pub fn run(args: DemoArgs) -> Result<i32> {
             .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
         {
             stop.store(true, Ordering::SeqCst);
+        }
+        if !replayed && started.elapsed() >= Duration::from_secs(15) {
+            if let Some(line) = llm::replay_one(&ws) {
+                println!("pas demo: {line}");
+                replayed = true;
+            }
         }
         if let Ok(snap) = crate::snapshot::load(&ws) {
             let c = snap.board.counts();
@@ -138,8 +157,9 @@ pub fn run(args: DemoArgs) -> Result<i32> {
                     .filter(|a| a.status() == s)
                     .count()
             };
+            let (calls, usd) = llm::spend(&ws).unwrap_or_default();
             println!(
-                "[{:>4}s] inbox {:>3} · assigned {:>3} · done {:>4} · failed {:>3} · rejected {} | agents up {} · down {}",
+                "[{:>4}s] inbox {:>3} · assigned {:>3} · done {:>4} · failed {:>3} · rejected {} | agents up {} · down {} | {calls} LLM calls · ${:.4}",
                 started.elapsed().as_secs(),
                 c[&State::Inbox],
                 c[&State::Assigned],
@@ -148,6 +168,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
                 snap.rejected,
                 status("up"),
                 status("down"),
+                usd,
             );
         }
     }
@@ -159,8 +180,13 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         libc::kill(daemon.id() as i32, libc::SIGTERM);
     }
     let _ = daemon.wait();
+    drop(upstreams);
     println!("pas demo stopped. The workspace stays at {}", dir.display());
     println!("  git -C {} log --oneline | head", dir.display());
+    println!(
+        "  pas traces --root {0}   |   pas costs --root {0}",
+        dir.display()
+    );
     Ok(0)
 }
 
@@ -193,17 +219,30 @@ fn start_daemon(dir: &Path) -> Result<Child> {
     Ok(child)
 }
 
+/// The first line of a `pas.yaml` the demo wrote (and may write again).
+const CONFIG_MARK: &str = "# pas demo:";
+
 /// The dashboard's URL, from the addresses `pas serve` records once it listens.
 fn dashboard_url(dir: &Path) -> Option<String> {
+    listening(dir, "dashboard").map(|a| format!("http://{a}/"))
+}
+
+/// The gateway's `host:port`.
+fn gateway_addr(dir: &Path) -> Option<String> {
+    listening(dir, "gateway")
+}
+
+/// Where `pas serve` listens for `what`, from the addresses it records once it listens.
+fn listening(dir: &Path, what: &str) -> Option<String> {
     let path = crate::server::addresses_path(&Workspace::at(dir));
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         let addr = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["dashboard"].as_str().map(str::to_string));
-        if let Some(a) = addr {
-            return Some(format!("http://{a}/"));
+            .and_then(|v| v[what].as_str().map(str::to_string));
+        if addr.is_some() {
+            return addr;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -231,6 +270,15 @@ fn producer(ws: &Workspace, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         let (title, caps) = WORK[dice.below(WORK.len() as u64) as usize];
         let id = ulid::Ulid::new().to_string();
+        if dice.below(8) == 0 {
+            // A card pas runs itself: the gateway routes it by capability.
+            let text = "title: Classify the new bug reports\nllm:\n  require_caps: [classify]\n  \
+                        max_tokens: 100\n  messages:\n    - {role: user, content: \"Sort these \
+                        reports by severity: crash on start; typo in help; slow status\"}\n";
+            drop_card(&inbox, &id, text);
+            std::thread::sleep(Duration::from_millis(400 + dice.below(400)));
+            continue;
+        }
         let priority = ["critical", "high", "medium", "medium", "low"][dice.below(5) as usize];
         let mut text = format!(
             "title: {title}\npriority: {priority}\nrequires: [{}]\n",
@@ -239,12 +287,18 @@ fn producer(ws: &Workspace, stop: &AtomicBool) {
         if let (Some(prev), 0) = (&last, dice.below(4)) {
             text.push_str(&format!("depends_on: [{prev}]\n"));
         }
-        let tmp = inbox.join(format!(".{id}.tmp"));
-        if fsops::write_atomic(&tmp, text.as_bytes(), false).is_ok() {
-            let _ = std::fs::rename(&tmp, inbox.join(format!("{id}.yaml")));
-        }
+        drop_card(&inbox, &id, &text);
         last = Some(id);
         std::thread::sleep(Duration::from_millis(400 + dice.below(400)));
+    }
+}
+
+/// Writes a card beside the inbox under a hidden name, then renames it in: pas never
+/// sees half a card.
+fn drop_card(inbox: &Path, id: &str, text: &str) {
+    let tmp = inbox.join(format!(".{id}.tmp"));
+    if fsops::write_atomic(&tmp, text.as_bytes(), false).is_ok() {
+        let _ = std::fs::rename(&tmp, inbox.join(format!("{id}.yaml")));
     }
 }
 
@@ -252,7 +306,15 @@ fn producer(ws: &Workspace, stop: &AtomicBool) {
 const CTX_LIMIT: u64 = 200_000;
 
 /// One simulated agent: register, then beat and work the cards in `assigned/<name>/`.
-fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicBool) {
+/// With a `caller`, each card it finishes is worked through the gateway first.
+fn agent_loop(
+    ws: &Workspace,
+    name: &str,
+    pulls: bool,
+    seed: u64,
+    caller: Option<&llm::Caller>,
+    stop: &AtomicBool,
+) {
     let mut dice = Dice(seed);
     let reg = ws.registration_path(name);
     // Written without an epoch: pas raises it past any this name held before.
@@ -321,7 +383,11 @@ fn agent_loop(ws: &Workspace, name: &str, pulls: bool, seed: u64, stop: &AtomicB
             ),
             _ => {
                 ctx_used = (ctx_used + 15_000 + dice.below(25_000)).min(CTX_LIMIT);
-                finish(ws, card, State::Done, &format!("result: done by {name}\n"));
+                let answer = caller.and_then(|c| c.work(ws, name, card, dice.below(2) == 0));
+                let result = answer.unwrap_or_else(|| format!("done by {name}"));
+                // A JSON string is a YAML scalar: quotes and newlines stay the answer's.
+                let line = format!("result: {}\n", serde_json::Value::from(result));
+                finish(ws, card, State::Done, &line);
             }
         }
     }
