@@ -57,16 +57,26 @@
     }
     return out;
   }
+  // The first rows are drawn at once and the rest after that first paint, in one go (a
+  // table laid out again for every slice costs more than it saves), so a 100,000-span
+  // trace shows its top at once; a newer draw (a live update) stops an older one.
+  const FIRST = 300; let drawing = 0;
   function drawTrace() {
     const rows = flatten(doc.spans);
     const t = doc.totals || {};
     $('#trace-title').textContent = 'Trace ' + doc.trace_id;
     $('#trace-totals').textContent = `${t.spans} spans · tokens ${t.input_tokens}/${t.output_tokens} · cost ${money(t.cost_usd)}${t.errors ? ' · ' + t.errors + ' errors' : ''}`;
-    const times = rows.map(([n]) => Date.parse(n.start));
-    const ends = rows.map(([n]) => Date.parse(n.end || n.start) || Date.now());
-    const t0 = Math.min(...times); const t1 = Math.max(...ends, t0 + 1);
+    // Loops, not Math.min(...xs): a spread of 100,000 arguments overflows the stack.
+    let t0 = Infinity; let t1 = -Infinity;
+    for (const [n] of rows) {
+      const s = Date.parse(n.start); const e = Date.parse(n.end || n.start) || Date.now();
+      if (s < t0) t0 = s;
+      if (e > t1) t1 = e;
+    }
+    t1 = Math.max(t1, t0 + 1);
     const body = $('#trace-tree tbody'); body.textContent = '';
-    for (const [n, depth] of rows) {
+    const me = ++drawing;
+    const row = ([n, depth]) => {
       const start = Date.parse(n.start); const end = n.end ? Date.parse(n.end) : Date.now();
       const bar = el('div', { class: `wf-bar k-${n.kind} st-${n.status}`, title: ms(n.duration_ms) });
       bar.style.left = ((start - t0) / (t1 - t0) * 100).toFixed(2) + '%';
@@ -74,18 +84,35 @@
       const name = el('td', { class: 'name', title: n.name }, n.name);
       name.style.paddingLeft = (0.3 + Math.min(depth, 30) * 1.1) + 'rem';
       const tot = n.totals || {};
-      const tr = el('tr', { class: `span st-${n.status}${selected === n.span_id ? ' sel' : ''}`, 'data-span': n.span_id,
-        onclick: () => { selected = n.span_id; drawnDetail = null; drawTrace(); } },
+      return el('tr', { class: `span st-${n.status}${selected === n.span_id ? ' sel' : ''}`, 'data-span': n.span_id,
+        onclick: () => select(n.span_id) },
         name, el('td', { text: n.kind }),
         el('td', { text: n.input_tokens != null || n.output_tokens != null ? `${n.input_tokens ?? 0}/${n.output_tokens ?? 0}` : '' }),
         el('td', { text: (n.cost_usd != null ? money(n.cost_usd) : '') + ((n.children || []).length ? ` (${money(tot.cost_usd)})` : '') }),
         el('td', { class: 'wf' }, el('div', { class: 'wf-lane' }, bar)));
-      body.appendChild(tr);
-    }
+    };
+    const slice = (from, upto) => {
+      if (me !== drawing) return;
+      const frag = document.createDocumentFragment();
+      for (let i = from; i < Math.min(upto, rows.length); i++) frag.appendChild(row(rows[i]));
+      body.appendChild(frag);
+      if (upto < rows.length) requestAnimationFrame(() => setTimeout(() => slice(upto, rows.length)));
+    };
+    slice(0, FIRST);
     // The detail is drawn again only for another span, so a live update does not wipe
     // a replay form being edited.
     const chosen = rows.find(([n]) => n.span_id === selected);
     if (chosen && drawnDetail !== selected) { drawnDetail = selected; drawDetail(chosen[0]); }
+  }
+
+  // Marks span `id` as selected (without drawing the tree again) and shows its detail.
+  function select(id) {
+    selected = id; drawnDetail = id;
+    for (const r of document.querySelectorAll('#trace-tree tr.sel')) r.classList.remove('sel');
+    const r = document.querySelector(`#trace-tree tr[data-span="${CSS.escape(id)}"]`);
+    if (r) r.classList.add('sel');
+    const n = flatten(doc.spans).find(([x]) => x.span_id === id);
+    if (n) drawDetail(n[0]);
   }
 
   // A message's content as text: a string, or the text of its parts.
@@ -105,7 +132,19 @@
   const answerOf = (out) => (out && out.choices && out.choices[0] && out.choices[0].message) || null;
   const messagesOf = (input) => (Array.isArray(input) ? input : input && Array.isArray(input.messages) ? input.messages : null);
 
+  // A page's tree comes without messages (`content: false`): a span's are fetched when it
+  // is first shown, and kept.
   function drawDetail(n) {
+    if (doc.content === false && !n.fetched) {
+      fetch(`/api/traces/${encodeURIComponent(doc.trace_id)}/spans/${encodeURIComponent(n.span_id)}`, { credentials: 'same-origin' })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((full) => {
+          n.fetched = true;
+          if (full) { n.input = full.input; n.output = full.output; n.attrs = full.attrs; }
+          if (selected === n.span_id) drawDetail(n);
+        });
+      return;
+    }
     const d = $('#span-detail'); d.textContent = '';
     d.appendChild(el('h3', { id: 'span-name' }, n.name));
     const facts = [`${n.kind} · ${n.status} · ${ms(n.duration_ms)}`];
@@ -227,7 +266,7 @@
       if (e.type !== 'trace.span' || !e.data || e.data.trace_id !== doc.trace_id || timer) return;
       timer = setTimeout(async () => {
         timer = null;
-        const r = await fetch('/api/traces/' + encodeURIComponent(doc.trace_id), { credentials: 'same-origin' });
+        const r = await fetch('/api/traces/' + encodeURIComponent(doc.trace_id) + '?content=false', { credentials: 'same-origin' });
         if (r.ok) { doc = await r.json(); drawTrace(); }
       }, 250);
     };
@@ -236,6 +275,6 @@
 
   if (!boot.doc) return;
   if (boot.mode === 'list') drawList(boot.doc);
-  else if (boot.mode === 'one') { drawTrace(); live(); window.pasTrace = { select: (id) => { selected = id; drawnDetail = null; drawTrace(); } }; }
+  else if (boot.mode === 'one') { drawTrace(); live(); window.pasTrace = { select }; }
   else if (boot.mode === 'vs') drawVs(boot.doc);
 })();

@@ -41,6 +41,7 @@ mod hostile;
 mod lifecycle;
 mod runners;
 mod soak;
+mod trace_paint;
 mod traces;
 mod year;
 

@@ -186,6 +186,7 @@ fn table() -> Vec<(&'static str, MethodRouter<Dash>)> {
         ("/api/commits", get(api::commits)),
         ("/api/traces", get(traces::list)),
         ("/api/traces/{id}", get(traces::one)),
+        ("/api/traces/{id}/spans/{span}", get(traces::span)),
         ("/api/traces/{id}/vs/{other}", get(traces::vs)),
         ("/metrics", get(metrics::metrics)),
         ("/static/{*path}", get(asset)),

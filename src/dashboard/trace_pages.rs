@@ -50,7 +50,8 @@ pub(crate) async fn one(
     State(dash): State<Dash>,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let doc = traces::one_json(&dash, id.clone()).await;
+    // Without the messages: the page fetches a span's when it is selected.
+    let doc = traces::one_json(&dash, id.clone(), false).await;
     Ok(page(&dash, format!("Trace {id}"), "one", doc).await)
 }
 

@@ -1,5 +1,6 @@
 //! The traces' JSON twins: `GET /api/traces` (the list, `?agent=&job=&limit=`) and
-//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included),
+//! `GET /api/traces/{id}` (one trace as a tree with roll-ups, messages included unless
+//! `?content=false`), `GET /api/traces/{id}/spans/{span}` (one span with its messages),
 //! `GET /api/traces/{a}/vs/{b}` (two traces lined up, `trace::diff`). The pages that show
 //! them build on these.
 
@@ -40,18 +41,32 @@ pub(crate) async fn list(
     Ok(Json(json!({ "traces": rows })))
 }
 
+/// `?content=false`: a trace's tree without any span's messages.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OneQuery {
+    #[serde(default = "yes")]
+    content: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// `GET /api/traces/{id}`: the trace's spans as a forest, with totals. `id` is a trace
 /// id, or a job id standing for its card's trace (so a job page links it by its own id).
 pub(crate) async fn one(
     State(dash): State<Dash>,
     Path(id): Path<String>,
+    Query(q): Query<OneQuery>,
 ) -> Result<Json<Value>, WebError> {
-    Ok(Json(one_json(&dash, id).await?))
+    Ok(Json(one_json(&dash, id, q.content).await?))
 }
 
-/// [`one`]'s document (its page shows the same).
-pub(crate) async fn one_json(dash: &Dash, id: String) -> Result<Value, WebError> {
-    let (id, spans) = load(dash, id).await?;
+/// [`one`]'s document; `content: false` leaves the messages out (and says so), for a page
+/// that fetches one span's when it is looked at: a 10,000-span trace's texts are
+/// megabytes the tree does not draw.
+pub(crate) async fn one_json(dash: &Dash, id: String, content: bool) -> Result<Value, WebError> {
+    let (id, spans) = load(dash, id, content).await?;
     if spans.is_empty() {
         return Err(WebError::not_found(format!("no trace {id}")));
     }
@@ -61,13 +76,40 @@ pub(crate) async fn one_json(dash: &Dash, id: String) -> Result<Value, WebError>
         "trace_id": id,
         "summary": summary,
         "totals": tree::totals(&forest),
+        "content": content,
         "spans": forest,
     }))
 }
 
+/// `GET /api/traces/{id}/spans/{span}`: one span with its messages.
+pub(crate) async fn span(
+    State(dash): State<Dash>,
+    Path((id, span)): Path<(String, String)>,
+) -> Result<Json<Value>, WebError> {
+    if !model::valid_trace_id(&id) || !model::valid_span_id(&span) {
+        return Err(WebError::bad_request(format!(
+            "{id}/{span} is not TRACE_ID/SPAN_ID (32 and 16 lowercase hex digits)"
+        )));
+    }
+    let ws = dash.shared.ws.clone();
+    let found = blocking(move || {
+        let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
+            return Ok(None);
+        };
+        Ok(store::span(&conn, &id, &span)?)
+    })
+    .await?;
+    let s = found.ok_or_else(|| WebError::not_found("no such span".to_string()))?;
+    Ok(Json(json!(s)))
+}
+
 /// The spans of the trace `id` names (a trace id, or a job id for its card's trace), with
 /// their messages; the trace id it resolved to.
-async fn load(dash: &Dash, id: String) -> Result<(String, Vec<model::Span>), WebError> {
+async fn load(
+    dash: &Dash,
+    id: String,
+    content: bool,
+) -> Result<(String, Vec<model::Span>), WebError> {
     if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
         return Err(WebError::bad_request(format!(
             "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
@@ -83,7 +125,7 @@ async fn load(dash: &Dash, id: String) -> Result<(String, Vec<model::Span>), Web
         } else {
             store::trace_of_job(&conn, &id)?.unwrap_or(id)
         };
-        let spans = store::spans(&conn, &trace, true)?;
+        let spans = store::spans(&conn, &trace, content)?;
         Ok((trace, spans))
     })
     .await
@@ -99,8 +141,8 @@ pub(crate) async fn vs(
 
 /// [`vs`]'s document (its page shows the same).
 pub(crate) async fn vs_json(dash: &Dash, a: String, b: String) -> Result<Value, WebError> {
-    let (a, sa) = load(dash, a).await?;
-    let (b, sb) = load(dash, b).await?;
+    let (a, sa) = load(dash, a, true).await?;
+    let (b, sb) = load(dash, b, true).await?;
     for (id, spans) in [(&a, &sa), (&b, &sb)] {
         if spans.is_empty() {
             return Err(WebError::not_found(format!("no trace {id}")));

@@ -20,6 +20,10 @@ pub struct Node {
     /// The parent this span names but the trace does not hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_parent: Option<String>,
+    /// Drawn under an ancestor rather than its parent: the trace nests deeper than
+    /// [`MAX_DEPTH`] levels (only a forged or runaway trace does).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub regrafted: bool,
     pub totals: Totals,
     pub children: Vec<Node>,
 }
@@ -64,8 +68,15 @@ impl Totals {
     }
 }
 
-/// Builds the forest of `spans` (roots in start order; children likewise). Iterative, so
-/// a 100,000-deep chain cannot overflow the stack; a cycle (a forged parent loop) is cut.
+/// The deepest level a forest nests: a span further down hangs under its ancestor at this
+/// depth. Serialising, dropping and drawing a tree all recurse (serde, `Drop`, the page's
+/// JSON); bounding the depth keeps a 100,000-deep chain from overflowing any of them,
+/// and no real run nests anywhere near this.
+pub const MAX_DEPTH: usize = 128;
+
+/// Builds the forest of `spans` (roots in start order; children likewise). Iterative, and
+/// at most [`MAX_DEPTH`] deep, so a 100,000-deep chain overflows no stack; a cycle (a
+/// forged parent loop) is cut.
 pub fn build(spans: Vec<Span>) -> Vec<Node> {
     let n = spans.len();
     let index: HashMap<String, usize> = spans
@@ -77,20 +88,7 @@ pub fn build(spans: Vec<Span>) -> Vec<Node> {
         .iter()
         .map(|s| s.parent_id.as_ref().and_then(|p| index.get(p).copied()))
         .collect();
-    // Cut cycles: walk up from each span; a walk longer than n steps is in a loop.
-    #[allow(clippy::needless_range_loop)] // `parent` is written inside the walk
-    for i in 0..n {
-        let mut at = i;
-        let mut steps = 0;
-        while let Some(p) = parent[at] {
-            steps += 1;
-            if p == i || steps > n {
-                parent[i] = None;
-                break;
-            }
-            at = p;
-        }
-    }
+    cut_cycles(&mut parent);
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
     for (i, up) in parent.iter().enumerate() {
@@ -99,6 +97,7 @@ pub fn build(spans: Vec<Span>) -> Vec<Node> {
             None => roots.push(i),
         }
     }
+    let (mut children, regrafted) = bound_depth(children, &roots);
     let order = |v: &mut Vec<usize>| {
         v.sort_by(|a, b| spans[*a].start.cmp(&spans[*b].start).then(a.cmp(b)));
     };
@@ -134,11 +133,68 @@ pub fn build(spans: Vec<Span>) -> Vec<Node> {
             duration_ms: span.duration_ms(),
             span,
             missing_parent,
+            regrafted: regrafted[i],
             totals,
             children: kids,
         });
     }
     roots.iter().filter_map(|r| built[*r].take()).collect()
+}
+
+/// Cuts every parent loop (a forged trace's) at its first span, so the rest is a forest.
+/// Each span is walked once: a walk stops at a span an earlier walk finished.
+fn cut_cycles(parent: &mut [Option<usize>]) {
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; parent.len()];
+    let mut path = Vec::new();
+    for i in 0..parent.len() {
+        let mut at = Some(i);
+        while let Some(a) = at.filter(|a| state[*a] == NEW) {
+            state[a] = ON_PATH;
+            path.push(a);
+            at = parent[a];
+        }
+        if let Some(a) = at.filter(|a| state[*a] == ON_PATH) {
+            // The loop is the path from `a` on.
+            let from = path.iter().position(|p| *p == a).unwrap_or(0);
+            if let Some(first) = path[from..].iter().min().copied() {
+                parent[first] = None;
+            }
+        }
+        for p in path.drain(..) {
+            state[p] = DONE;
+        }
+    }
+}
+
+/// `children` with every span deeper than [`MAX_DEPTH`] moved under its ancestor at
+/// depth `MAX_DEPTH - 1`, and which spans moved. Parents come before children in the walk,
+/// so each span's drawn parent is known when it is reached: linear in the spans.
+fn bound_depth(children: Vec<Vec<usize>>, roots: &[usize]) -> (Vec<Vec<usize>>, Vec<bool>) {
+    let n = children.len();
+    let mut depth = vec![0usize; n];
+    let mut drawn: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut regrafted = vec![false; n];
+    // (span, the span it is drawn under)
+    let mut stack: Vec<(usize, Option<usize>)> = roots.iter().rev().map(|r| (*r, None)).collect();
+    while let Some((i, under)) = stack.pop() {
+        if let Some(u) = under {
+            depth[i] = depth[u] + 1;
+            drawn[u].push(i);
+        }
+        // Its children hang under it, or (at the deepest level) where it hangs itself.
+        let (next, moved) = match under {
+            Some(u) if depth[i] + 1 >= MAX_DEPTH => (u, true),
+            _ => (i, false),
+        };
+        for c in children[i].iter().rev() {
+            regrafted[*c] = moved;
+            stack.push((*c, Some(next)));
+        }
+    }
+    (drawn, regrafted)
 }
 
 /// The totals of a whole forest.
@@ -183,6 +239,12 @@ pub fn render(forest: &[Node]) -> String {
         }
         if let Some(p) = &n.missing_parent {
             line.push_str(&format!(" (parent {p} never arrived)"));
+        }
+        if n.regrafted {
+            line.push_str(&format!(
+                " (under {}: deeper than {MAX_DEPTH} levels)",
+                s.parent_id.as_deref().unwrap_or("?")
+            ));
         }
         if !n.children.is_empty() {
             let t = &n.totals;
@@ -290,5 +352,37 @@ mod tests {
         assert_eq!(f[0].totals.cost_usd, Some("5".parse().unwrap()));
         let text = render(&f);
         assert_eq!(text.lines().count(), 5_000);
+        // The chain is drawn MAX_DEPTH deep, the rest hung under the last level.
+        let mut depth = 0;
+        let mut at = &f[0];
+        while let Some(c) = at.children.first() {
+            depth += 1;
+            at = c;
+        }
+        assert_eq!(depth, MAX_DEPTH - 1);
+        assert_eq!(
+            text.lines().filter(|l| l.contains("deeper than")).count(),
+            5_000 - MAX_DEPTH
+        );
+        // Serialising and dropping the forest recurse only as deep as it is drawn.
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json.matches("\"span_id\"").count(), 5_000);
+        drop(f);
+    }
+
+    #[test]
+    fn a_chain_far_deeper_than_a_stack_serialises_and_drops() {
+        let mut v = vec![span("0000000000000001", None, None, 1)];
+        for i in 2..=30_000u64 {
+            v.push(span(
+                &format!("{i:016x}"),
+                Some(&format!("{:016x}", i - 1)),
+                None,
+                1,
+            ));
+        }
+        let f = build(v);
+        assert_eq!(f[0].totals.spans, 30_000);
+        assert!(serde_json::to_vec(&f).unwrap().len() > 30_000);
     }
 }
