@@ -37,6 +37,8 @@ mod records;
 mod resources;
 mod review;
 mod routing;
+mod runner;
+mod runner_crash;
 mod security;
 mod server;
 mod spend;
