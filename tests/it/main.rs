@@ -9,6 +9,7 @@ mod assignment;
 mod audit;
 mod bad_input;
 mod browser;
+mod claude_runner;
 mod cli_json;
 mod crash;
 mod daemon;

@@ -42,6 +42,10 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/commits", "/api/commits"),
     ("/api/traces", "/api/traces"),
     ("/api/traces/{id}", "/api/traces/SEC-1"),
+    (
+        "/api/traces/{id}/spans/{span}",
+        "/api/traces/0123456789abcdef0123456789abcdef/spans/0123456789abcdef",
+    ),
     ("/api/traces/{id}/vs/{other}", "/api/traces/SEC-1/vs/SEC-1"),
     ("/metrics", "/metrics"),
     ("/static/{*path}", "/static/app.js"),
