@@ -44,6 +44,9 @@ pub struct AgentDef {
     pub token_budget: Option<TokenBudget>,
     #[serde(default)]
     pub heartbeat_interval_s: Option<f64>,
+    /// How pas starts this agent for one card (SPEC section 16); see [`crate::runner`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::runner::RunDef>,
 }
 
 /// A registration: the agent is present while this file exists.
@@ -166,6 +169,16 @@ impl AgentDef {
         }
         if def.name.is_empty() {
             def.name = stem.to_string();
+        }
+        if let Some(run) = &def.run {
+            // Templates and variables are judged now, so a broken `run:` is refused when the
+            // definition is read, with the line of the value at fault.
+            run.check().map_err(|e| AgentError {
+                // front starts on the file's second line; line_of counts from 0.
+                line: Some(crate::runner::line_of(front, e.snippet.as_deref()) + 2),
+                column: None,
+                message: format!("run: {}", e.message),
+            })?;
         }
         if !valid_agent_name(&def.name) {
             return Err(AgentError {

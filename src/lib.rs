@@ -35,6 +35,8 @@
 //!   (`store::db`), each on its own thread; paid calls' durable holds (`store::holds`).
 //! - [`trace`]      traces (SPEC section 13): span model, JSONL and OTLP ingest, storage,
 //!   the tree with roll-ups.
+//! - [`runner`]     `run:` agents (SPEC section 16): a supervised process per card, its
+//!   log, worktree, transcript spans and receipts; `pas run`.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
 //!   and `pas show`.
@@ -68,6 +70,7 @@ pub mod mcp;
 pub mod ops;
 pub mod resources;
 pub mod review;
+pub mod runner;
 pub mod server;
 pub mod snapshot;
 pub mod store;

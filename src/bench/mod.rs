@@ -25,6 +25,9 @@
 //! `pas bench history` writes a history of `--commits` commits and times `pas log` of its
 //! oldest and newest card (the old walk, one pass, the index), `pas reindex` and the job
 //! page (see `history.rs`).
+//!
+//! `pas bench runners` runs `--cards` cards through `--agents` concurrent agent processes
+//! and times pas's own share of each run (see `runners.rs`).
 
 mod agents;
 mod board;
@@ -36,6 +39,7 @@ mod gateway;
 mod history;
 mod hostile;
 mod lifecycle;
+mod runners;
 mod soak;
 mod trace_paint;
 mod traces;
@@ -82,6 +86,9 @@ pub enum Which {
     /// Tracing's cost: gateway latency with `traces.capture: full` beside `off` at
     /// `--rates`, every call's span checked; then agents' JSONL ingest at `--rate` lines/s.
     Traces,
+    /// Agents pas runs (`run:`): `--cards` cards (100) through `--agents` (10) concurrent
+    /// short-lived processes; spawn to first byte, exit to card moved, memory per agent.
+    Runners,
 }
 
 /// Flags of `pas bench`.
@@ -214,6 +221,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
             None => history::history(&args),
         },
         Which::Traces => traces::traces(&args),
+        Which::Runners => runners::runners(&args),
     }
 }
 

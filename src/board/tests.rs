@@ -21,6 +21,7 @@ pub(super) fn agent(name: &str, caps: &[&str], max: u32) -> Agent {
             ctx_limit: None,
             token_budget: None,
             heartbeat_interval_s: None,
+            run: None,
         }),
         reg: Some(Registration {
             epoch: 1,

@@ -9,6 +9,7 @@ mod output;
 pub(crate) mod read;
 mod replay;
 pub(crate) mod review;
+mod run;
 pub(crate) mod traces;
 pub(crate) mod write;
 
@@ -227,6 +228,11 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Measure pas on this machine.
     Bench(crate::bench::BenchArgs),
+    /// Run AGENT's processes (its definition has `run:`): register, beat, start one per
+    /// assigned card, supervise, settle (what `pas serve` does for every such agent).
+    Run(run::RunArgs),
+    /// A card's run log (the output of the processes pas ran for it, head and tail).
+    Logs(run::LogsArgs),
 }
 
 /// `--json` for reading commands.
@@ -315,5 +321,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Span(args) => traces::span(&ws, args, &out),
         Command::Replay(args) => replay::run(&ws, args, &out),
+        Command::Run(args) => run::run(&ws, args, &out),
+        Command::Logs(args) => run::logs(&ws, args, &out),
     }
 }

@@ -234,7 +234,11 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     };
     drop(tx);
     let ingest = start_trace_ingest(&engine);
+    // Agents with `run:` (SPEC section 16): a supervised process per assigned card.
+    let fleet =
+        crate::runner::start_all(ws, crate::runner::gateway_url(&servers.gateway.to_string()));
     run_loop(&mut engine, &rx, &overflowed);
+    fleet.stop();
     if let Some(i) = ingest {
         i.stop();
     }
@@ -273,10 +277,28 @@ fn watch_error(e: notify::Error, ws: &Workspace) -> anyhow::Error {
     }
 }
 
-/// SIGINT and SIGTERM become `Input::Shutdown`. The handlers are registered before this
-/// returns (so no signal in between can kill the daemon unshut); a small thread with its
-/// own runtime waits on them.
+/// SIGINT and SIGTERM become `Input::Shutdown`; a second one hurries the shutdown.
 fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
+    on_signals(
+        move || {
+            tracing::info!("signal received: shutting down");
+            let _ = tx.send(Input::Shutdown);
+        },
+        || {
+            // A second signal: the user will not wait for LLM calls in flight.
+            tracing::warn!("second signal: stopping without waiting for LLM calls in flight");
+            crate::server::HURRY.store(true, std::sync::atomic::Ordering::Relaxed);
+        },
+    )
+}
+
+/// Calls `first` on the first SIGINT or SIGTERM and `second` on the next. The handlers are
+/// registered before this returns (so no signal in between kills the process unshut); a
+/// small thread with its own runtime waits on them.
+pub(crate) fn on_signals(
+    first: impl FnOnce() + Send + 'static,
+    second: impl FnOnce() + Send + 'static,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -302,12 +324,9 @@ fn install_signal_handler(tx: SyncSender<Input>) -> Result<()> {
                 })
             };
             next(&rt);
-            tracing::info!("signal received: shutting down");
-            let _ = tx.send(Input::Shutdown);
-            // A second signal: the user will not wait for LLM calls in flight.
+            first();
             next(&rt);
-            tracing::warn!("second signal: stopping without waiting for LLM calls in flight");
-            crate::server::HURRY.store(true, std::sync::atomic::Ordering::Relaxed);
+            second();
         })
         .context("cannot start the signal handler")?;
     Ok(())

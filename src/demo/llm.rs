@@ -1,6 +1,6 @@
 //! The demo's model traffic, so a newcomer sees traces, receipts and costs move: pas's
-//! built-in fake provider (three upstreams, OpenAI and Anthropic protocols, priced like
-//! real models) behind the gateway; the simulated agents call through the gateway with the
+//! built-in fake provider (two priced models, OpenAI and Anthropic protocols, playing
+//! scripts) behind the gateway; the simulated agents call through the gateway with the
 //! attribution headers (`x-pas-agent`, `x-pas-job`, a W3C `traceparent` under their own
 //! span), some conversations with a tool call in the middle, and write their own spans to
 //! `work/traces/`; and one recorded call is replayed with an edited prompt.
@@ -13,82 +13,36 @@ use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::llm::fake::{self, Fake, FakeOptions, FakeToolCall};
 use crate::trace::model::new_span_id;
 use crate::workspace::Workspace;
 
-/// The fake upstreams, alive while the demo runs.
-pub struct Upstreams {
-    /// OpenAI protocol: a large, priced model that writes the answers.
-    writer: Fake,
-    /// OpenAI protocol: a model that answers every call with a tool call.
-    tools: Fake,
-    /// Anthropic protocol: a small, cheap model for summaries (routed by capability).
-    small: Fake,
-}
-
-/// Starts the three fake upstreams on free ports of 127.0.0.1.
-pub fn start_upstreams() -> Result<Upstreams> {
-    let writer = fake::try_start(FakeOptions {
-        text: "Done. The change is written, the tests pass, and the notes are in the card.".into(),
-        input_tokens: 1_850,
-        output_tokens: 420,
-        cached_tokens: 1_024,
-        chunk_delay: Duration::from_millis(15),
-        ..FakeOptions::default()
-    })?;
-    let tools = fake::try_start(FakeOptions {
-        text: String::new(),
-        input_tokens: 900,
-        output_tokens: 60,
-        tool_calls: vec![FakeToolCall {
-            id: "call_read_1".into(),
-            name: "read_file".into(),
-            arguments: json!({"path": "src/lib.rs"}),
-        }],
-        ..FakeOptions::default()
-    })?;
-    let small = fake::try_start(FakeOptions {
-        text: "In short: the swarm finished its cards; two need another look.".into(),
-        input_tokens: 600,
-        output_tokens: 90,
-        ..FakeOptions::default()
-    })?;
-    Ok(Upstreams {
-        writer,
-        tools,
-        small,
-    })
-}
-
-impl Upstreams {
-    /// The `providers:` and `budgets:` sections of the demo's `pas.yaml`.
-    pub fn config_yaml(&self) -> String {
-        format!(
-            "traces: {{capture: full}}\n\
-             budgets: {{daily_usd: \"5.00\", monthly_usd: \"50.00\"}}\n\
-             providers:\n\
-             \x20 - name: demo-cloud\n\
-             \x20   protocol: openai\n\
-             \x20   base_url: http://{writer}/v1\n\
-             \x20   models:\n\
-             \x20     - {{id: demo-large, capabilities: [code, write, plan, review], price_per_mtok: {{input: \"3.00\", output: \"15.00\", cached_input: \"0.30\"}}}}\n\
-             \x20 - name: demo-tools\n\
-             \x20   protocol: openai\n\
-             \x20   base_url: http://{tools}/v1\n\
-             \x20   models:\n\
-             \x20     - {{id: demo-tool-caller, capabilities: [tools], price_per_mtok: {{input: \"1.00\", output: \"4.00\"}}}}\n\
-             \x20 - name: demo-anthropic\n\
-             \x20   protocol: anthropic\n\
-             \x20   base_url: http://{small}\n\
-             \x20   models:\n\
-             \x20     - {{id: demo-haiku, capabilities: [summarize, classify], price_per_mtok: {{input: \"0.80\", output: \"4.00\"}}}}\n",
-            writer = self.writer.addr(),
-            tools = self.tools.addr(),
-            small = self.small.addr(),
-        )
-    }
-}
+/// The model part of the demo's `pas.yaml`: content kept in full (so a call can be
+/// replayed), a daily budget, and two providers that `pas serve` starts itself as its
+/// built-in fake (`fake:`), priced like real models: `demo-large` (OpenAI protocol) asks
+/// for `read_file` on a conversation's first turn and answers on the second, and `demo-haiku` (Anthropic protocol) does the summaries routed by capability.
+pub const CONFIG: &str = r#"traces: {capture: full}
+budgets: {daily_usd: "5.00", monthly_usd: "50.00"}
+providers:
+  - name: demo-cloud
+    protocol: openai
+    fake:
+      script:
+        - tool_calls:
+            - {name: read_file, arguments: {path: src/lib.rs}}
+          usage: {input_tokens: 900, output_tokens: 60}
+        - text: "Done. The change is written, the tests pass, and the notes are in the card."
+          usage: {input_tokens: 1850, output_tokens: 420}
+    models:
+      - {id: demo-large, capabilities: [code, write, plan, review], price_per_mtok: {input: "3.00", output: "15.00"}}
+  - name: demo-anthropic
+    protocol: anthropic
+    fake:
+      script:
+        - text: "In short: the swarm finished its cards; two need another look."
+          usage: {input_tokens: 600, output_tokens: 90}
+    models:
+      - {id: demo-haiku, capabilities: [summarize, classify], price_per_mtok: {input: "0.80", output: "4.00"}}
+"#;
 
 /// A card an agent works on, as far as the calls need it.
 struct Job {
@@ -179,7 +133,7 @@ impl Caller {
             "name": "read_file", "description": "Read a file of the repository",
             "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
                            "required": ["path"]}}}]);
-        let body = json!({"model": "demo-tool-caller", "messages": messages, "tools": tool_def});
+        let body = json!({"model": "demo-large", "messages": messages, "tools": tool_def});
         let first = self.call(agent, job, parent, body)?;
         let asked = first["choices"][0]["message"].clone();
         let call = asked["tool_calls"][0].clone();

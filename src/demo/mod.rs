@@ -80,17 +80,16 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         None => std::env::temp_dir().join(format!("pas-demo-{}", ulid::Ulid::new())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let upstreams = llm::start_upstreams().context("cannot start the fake provider")?;
     let config = dir.join("pas.yaml");
-    // The demo's own config is written afresh each run (the fake provider's ports change);
-    // one a person wrote is left alone.
+    // The demo's own config is written afresh each run (a newer pas may say more); one a
+    // person wrote is left alone.
     let ours = std::fs::read_to_string(&config).map_or(true, |t| t.starts_with(CONFIG_MARK));
     if ours {
         let text = format!(
             "{CONFIG_MARK} short timeouts and intervals so take-backs show within seconds\n\
              default_timeout_s: 6\nmax_attempts: 2\nheartbeat_interval_s: 2\n\
              git: {{commit_window_ms: 200}}\n{}",
-            upstreams.config_yaml()
+            llm::CONFIG
         );
         fsops::write_atomic(&config, text.as_bytes(), false)?;
     }
@@ -180,7 +179,6 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         libc::kill(daemon.id() as i32, libc::SIGTERM);
     }
     let _ = daemon.wait();
-    drop(upstreams);
     println!("pas demo stopped. The workspace stays at {}", dir.display());
     println!("  git -C {} log --oneline | head", dir.display());
     println!(

@@ -21,6 +21,9 @@ pub enum UsageSource {
     Provider,
     /// Estimated by pas (about 4 bytes per token) because the provider reported none.
     Estimated,
+    /// Reported by an agent in its transcript, for calls that did not pass through pas's
+    /// gateway (a subscription): see `runner::receipts`.
+    Transcript,
 }
 
 /// Token counts of one call.

@@ -55,6 +55,10 @@ pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
         9,
         include_str!("../../telemetry/migrations/009_receipts_replay_of.sql"),
     ),
+    (
+        10,
+        include_str!("../../telemetry/migrations/010_receipts_transcript.sql"),
+    ),
 ];
 
 /// Work a migration needs beyond its SQL, in Rust (exact sums, say).

@@ -93,6 +93,7 @@ pub(crate) fn insert_only(tx: &Transaction<'_>, r: &ReceiptRow) -> rusqlite::Res
     let source = match r.usage.source {
         UsageSource::Provider => "provider",
         UsageSource::Estimated => "estimated",
+        UsageSource::Transcript => "transcript",
     };
     let inserted = stmt.execute(params![
         r.id,
@@ -156,10 +157,10 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
             reasoning: r.get::<_, i64>(11)? as u64,
             cache_write: r.get::<_, i64>(19)? as u64,
             cache_write_1h: r.get::<_, i64>(20)? as u64,
-            source: if source == "estimated" {
-                UsageSource::Estimated
-            } else {
-                UsageSource::Provider
+            source: match source.as_str() {
+                "estimated" => UsageSource::Estimated,
+                "transcript" => UsageSource::Transcript,
+                _ => UsageSource::Provider,
             },
         },
         cost_usd: cost.and_then(|c| c.parse().ok()),

@@ -241,6 +241,11 @@ pub fn start(dir: &Path, tracer: Tracer) -> std::io::Result<Ingesting> {
             let mut buf = vec![0u8; 64 * 1024];
             let mut names: BTreeSet<OsString> = BTreeSet::new();
             loop {
+                // A stop whose wake-up the drain below took (the flag is set before the
+                // wake-up is written) is seen here, before the thread blocks again.
+                if stopping.load(Ordering::Relaxed) {
+                    return ingest.look_all();
+                }
                 let mut overflow = false;
                 let mut take = |events: inotify::Events<'_>, names: &mut BTreeSet<OsString>| {
                     for e in events {

@@ -140,6 +140,12 @@ impl Run<'_> {
                 format!("{stem:?} is not a valid agent name ([A-Za-z0-9][A-Za-z0-9._-]{{0,63}})");
             self.push(path, None, None, msg);
         }
+        if matches!(contract, Contract::Agent) {
+            // `run:` templates, variables and program (SPEC section 16).
+            if let Some((line, msg)) = crate::runner::check_run(self.root, &stem, &text) {
+                self.push(path, line, None, msg);
+            }
+        }
         let (yaml, skip) = match contract {
             Contract::Agent => (front_matter(&text).unwrap_or_default(), 1),
             Contract::Registration => (text.as_str(), 0),

@@ -132,7 +132,7 @@ const DEMO_EDGES: &[(&str, &str)] = &[
 #[test]
 fn the_graph_draws_the_demo_swarm_pans_zooms_and_shows_a_blocked_agent_and_hostile_text_as_such() {
     let Some(mut b) = browser() else { return };
-    let demo = crate::fixture::Demo::start();
+    let demo = crate::support::workspace::Demo::start();
     let dash = demo.dashboard();
     b.open(&format!("http://{dash}/tree"));
     b.wait_for("the stream to be live", LIVE);

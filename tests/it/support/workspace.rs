@@ -241,10 +241,16 @@ impl Workspace {
 
     /// [`serve`](Self::serve) with more environment variables.
     pub fn serve_with(&self, env: &[(&str, &str)]) -> Daemon {
+        self.spawn_logged(&["serve"], env)
+    }
+
+    /// `pas args` as a long-running child (`serve`, `run`), with `PAS_LOG=debug` and its
+    /// log in a file beside the workspace (printed when a test fails).
+    pub fn spawn_logged(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let n = self.daemons.fetch_add(1, Ordering::SeqCst);
         let log = self.logs.join(format!("daemon-{n}.log"));
         let file = fs::File::create(&log).unwrap();
-        let mut cmd = self.cmd(&["serve"]);
+        let mut cmd = self.cmd(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
