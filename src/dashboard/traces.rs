@@ -81,14 +81,21 @@ pub(crate) async fn one_json(dash: &Dash, id: String, content: bool) -> Result<V
     }))
 }
 
-/// `GET /api/traces/{id}/spans/{span}`: one span with its messages.
+/// `GET /api/traces/{id}/spans/{span}`: one span with its messages. Like the trace's own
+/// route, `id` may be a job id; `span` may be `root`, the trace's first span without a
+/// parent (a job's lifecycle span).
 pub(crate) async fn span(
     State(dash): State<Dash>,
     Path((id, span)): Path<(String, String)>,
 ) -> Result<Json<Value>, WebError> {
-    if !model::valid_trace_id(&id) || !model::valid_span_id(&span) {
+    if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
         return Err(WebError::bad_request(format!(
-            "{id}/{span} is not TRACE_ID/SPAN_ID (32 and 16 lowercase hex digits)"
+            "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
+        )));
+    }
+    if span != "root" && !model::valid_span_id(&span) {
+        return Err(WebError::bad_request(format!(
+            "{span:?} is not a span id (16 lowercase hex digits) or `root`"
         )));
     }
     let ws = dash.shared.ws.clone();
@@ -96,7 +103,20 @@ pub(crate) async fn span(
         let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
             return Ok(None);
         };
-        Ok(store::span(&conn, &id, &span)?)
+        let trace = if model::valid_trace_id(&id) {
+            id
+        } else {
+            store::trace_of_job(&conn, &id)?.unwrap_or(id)
+        };
+        let span = if span == "root" {
+            match store::root_span(&conn, &trace)? {
+                Some(s) => s,
+                None => return Ok(None),
+            }
+        } else {
+            span
+        };
+        Ok(store::span(&conn, &trace, &span)?)
     })
     .await?;
     let s = found.ok_or_else(|| WebError::not_found("no such span".to_string()))?;

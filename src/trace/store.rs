@@ -382,6 +382,15 @@ pub fn root_of_job(
     .optional()
 }
 
+/// The first span of trace `trace` without a parent, if any.
+pub fn root_span(conn: &Connection, trace: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT span_id FROM spans WHERE trace_id = ?1 AND parent_id IS NULL ORDER BY start LIMIT 1",
+    )?
+    .query_row([trace], |r| r.get(0))
+    .optional()
+}
+
 /// The trace of job `id`, if its root span is stored.
 pub fn trace_of_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT trace_id FROM spans WHERE job_id = ?1 AND kind = 'job' LIMIT 1")?

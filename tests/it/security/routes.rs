@@ -44,7 +44,7 @@ pub const DASHBOARD: &[(&str, &str)] = &[
     ("/api/traces/{id}", "/api/traces/SEC-1"),
     (
         "/api/traces/{id}/spans/{span}",
-        "/api/traces/0123456789abcdef0123456789abcdef/spans/0123456789abcdef",
+        "/api/traces/SEC-1/spans/root",
     ),
     ("/api/traces/{id}/vs/{other}", "/api/traces/SEC-1/vs/SEC-1"),
     ("/metrics", "/metrics"),
