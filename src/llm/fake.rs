@@ -446,7 +446,7 @@ async fn answer(
                 tokio::time::sleep(d).await;
             }
             if let Some(script) = &s.opts.script {
-                return played::played(&s.opts, script, proto, &req, &body, with_usage);
+                return played::played(&s.opts, script, proto, &req, &body, with_usage).await;
             }
             if !req.stream {
                 return reply(json, Body::from(plain.clone()));

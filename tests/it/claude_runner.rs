@@ -36,7 +36,7 @@ fn workspace(claude: &std::path::Path, home: &std::path::Path) -> Workspace {
     let script = format!(
         "# Side requests (no tools offered) get a short text and use up no step.\n\
          - when: {{tools: false}}\n  text: side answer\n\
-         - when: {{last_user_contains: SLEEPY-CARD}}\n  tool_calls:\n    - name: Bash\n      arguments: {{command: \"sleep 300\", description: wait}}\n\
+         - when: {{last_user_contains: SLEEPY-CARD}}\n  text: too late\n  delay_ms: 60000\n\
          - tool_calls:\n    - name: Write\n      arguments:\n        file_path: {}/worktrees/CC-1/hello.txt\n        content: \"written by claude\\n\"\n\
          - text: I wrote hello.txt.\n",
         root.display().to_string().trim_end_matches('/')
@@ -44,7 +44,7 @@ fn workspace(claude: &std::path::Path, home: &std::path::Path) -> Workspace {
     fs::write(ws.path("claude-script.yaml"), script).unwrap();
     let md = format!(
         "---\nname: claude-coder\ncapabilities: [code]\nrun:\n  command: [\"{}\", \"-p\", \"{{{{ card.title }}}}\", \
-         \"--output-format\", \"stream-json\", \"--verbose\", \"--allowedTools\", \"Write Bash\"]\n  workdir: worktree\n  \
+         \"--output-format\", \"stream-json\", \"--verbose\", \"--allowedTools\", \"Write\"]\n  workdir: worktree\n  \
          env: {{HOME: \"{}\", ANTHROPIC_API_KEY: \"sk-any\", DISABLE_TELEMETRY: \"1\", DISABLE_AUTOUPDATER: \"1\", \
          CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: \"1\"}}\n  transcript: claude-stream-json\n  review: true\n  \
          timeout_s: 120\n---\nYou write code.\n",
@@ -125,18 +125,26 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
         "code",
     ]);
     ws.wait_assigned("CC-2", "claude-coder");
-    // The run is under way once its process group is recorded; Claude Code's Bash tool
-    // then sleeps in a child of that group.
-    let pgid = wait_until("the run's process group", WAIT, || {
-        fs::read_to_string(ws.path("telemetry/runs/CC-2.child.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["pgid"].as_i64())
-            .map(|p| p as i32)
-            .ok_or_else(|| "not yet".to_string())
-    });
+    // The run is mid-way once Claude Code has started (its stream's `init` line is in the
+    // run's log) and asked the scripted model, which takes a minute to answer.
+    let pgid = wait_until(
+        "Claude Code started by the run",
+        Duration::from_secs(60),
+        || {
+            let log = fs::read_to_string(ws.path("telemetry/runs/CC-2.log")).unwrap_or_default();
+            let rec = fs::read_to_string(ws.path("telemetry/runs/CC-2.child.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["pgid"].as_i64());
+            match rec {
+                Some(p) if log.contains("\"subtype\":\"init\"") => Ok(p as i32),
+                _ => Err(format!("not yet: {log}")),
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
     assert!(group_alive(pgid));
-    // A person takes the card back.
+    // A person takes the card back; pas assigns it again, and a new run starts.
     fs::rename(
         ws.work("assigned/claude-coder/CC-2.yaml"),
         ws.work("inbox/CC-2.yaml"),
@@ -147,10 +155,23 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
             .then_some(())
             .ok_or("alive".to_string())
     });
+    // The old run's end moved nothing: the card is with the new run, not finished.
     std::thread::sleep(Duration::from_secs(1));
-    assert!(!ws.work("review/CC-2.yaml").exists());
-    assert!(!ws.work("done/CC-2.yaml").exists());
-    assert!(!ws.work("failed/CC-2.yaml").exists());
+    for folder in ["review", "done", "failed"] {
+        assert!(
+            !ws.work(&format!("{folder}/CC-2.yaml")).exists(),
+            "CC-2 in {folder}/"
+        );
+    }
+    let new_pgid = wait_until("the new run", WAIT, || {
+        fs::read_to_string(ws.path("telemetry/runs/CC-2.child.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["pgid"].as_i64())
+            .filter(|p| *p as i32 != pgid)
+            .ok_or_else(|| "not yet".to_string())
+    });
+    assert!(group_alive(new_pgid as i32));
 }
 
 /// [`wait_in`] with room for Claude Code's start-up on a loaded machine.

@@ -27,8 +27,8 @@ pub(super) async fn count(
     reply("application/json", Body::from(body))
 }
 
-/// The script's reply to one request, rendered for it.
-pub(super) fn played(
+/// The script's reply to one request, rendered for it (after the step's delay).
+pub(super) async fn played(
     o: &FakeOptions,
     script: &Script,
     proto: Protocol,
@@ -38,6 +38,7 @@ pub(super) fn played(
 ) -> Response {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let p = script.play(&parsed, body.len());
+    tokio::time::sleep(p.delay).await;
     let opts = FakeOptions {
         text: p.text,
         tool_calls: p.tool_calls,

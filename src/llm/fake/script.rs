@@ -17,7 +17,9 @@
 //! holds, never by how many requests came before, so side requests, retries and
 //! concurrent sessions do not use up steps. A turn past the last step in order gets a text
 //! saying so. Usage is the step's `usage`, else estimated from the request and the reply
-//! (about 4 bytes a token, at least 1), so a priced model's calls cost something.
+//! (about 4 bytes a token, at least 1), so a priced model's calls cost something. A
+//! step's `delay_ms` holds its reply back that long (a slow model, to catch an agent
+//! mid-call).
 //!
 //! A script that is not this shape is refused when it is read, naming the file, the line
 //! and the reason.
@@ -43,6 +45,8 @@ pub struct Step {
     text: String,
     tool_calls: Vec<ScriptCall>,
     usage: Option<StepUsage>,
+    /// How long the reply takes: a slow model, so a test can catch an agent mid-call.
+    delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +60,8 @@ struct RawStep {
     tool_calls: Vec<ScriptCall>,
     #[serde(default)]
     usage: Option<StepUsage>,
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 impl TryFrom<RawStep> for Step {
@@ -87,6 +93,7 @@ impl TryFrom<RawStep> for Step {
             text: r.text.unwrap_or_default(),
             tool_calls: r.tool_calls,
             usage: r.usage,
+            delay_ms: r.delay_ms,
         })
     }
 }
@@ -147,6 +154,8 @@ pub struct Played {
     pub tool_calls: Vec<FakeToolCall>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Wait this long before answering.
+    pub delay: std::time::Duration,
 }
 
 impl Script {
@@ -227,6 +236,7 @@ impl Script {
                 output_tokens: estimate_tokens(text.len()).max(1),
                 text,
                 tool_calls: Vec::new(),
+                delay: std::time::Duration::ZERO,
             };
         };
         let tool_calls: Vec<FakeToolCall> = step
@@ -262,6 +272,7 @@ impl Script {
             tool_calls,
             input_tokens,
             output_tokens,
+            delay: std::time::Duration::from_millis(step.delay_ms),
         }
     }
 }
