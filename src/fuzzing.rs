@@ -147,22 +147,33 @@ pub fn sse(data: &[u8]) {
     }
 }
 
+/// xorshift64*: a seeded stream, so a failure of a randomised test is reproducible from
+/// its seed (the fuzz tests below, the board's incremental-plan property test).
+#[cfg(test)]
+pub(crate) struct Rng(pub u64);
+
+#[cfg(test)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    /// xorshift64*: a seeded stream, so a failure is reproducible from its seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use super::Rng;
 
     /// Random inputs: seeds mutated (bytes flipped, spliced, cut, repeated) and noise.
     fn inputs(seeds: &[&str], n: usize, mut rng: Rng) -> Vec<Vec<u8>> {

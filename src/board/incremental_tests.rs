@@ -5,25 +5,7 @@
 use super::tests::t;
 use super::*;
 
-/// A small seeded generator (xorshift64*): the same seed, the same sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use crate::fuzzing::Rng;
 
 const CAPS: [&str; 3] = ["code", "gpu", "web"];
 const AGENTS: [&str; 4] = ["a1", "a2", "a3", "a4"];

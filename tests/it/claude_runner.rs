@@ -120,7 +120,7 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
         "--id",
         "CC-2",
         "--title",
-        "SLEEPY-CARD: run a long command",
+        "SLEEPY-CARD: ask the slow model",
         "--requires",
         "code",
     ]);
@@ -132,12 +132,8 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
         Duration::from_secs(60),
         || {
             let log = fs::read_to_string(ws.path("telemetry/runs/CC-2.log")).unwrap_or_default();
-            let rec = fs::read_to_string(ws.path("telemetry/runs/CC-2.child.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["pgid"].as_i64());
-            match rec {
-                Some(p) if log.contains("\"subtype\":\"init\"") => Ok(p as i32),
+            match run_group(&ws, "CC-2") {
+                Some(p) if log.contains("\"subtype\":\"init\"") => Ok(p),
                 _ => Err(format!("not yet: {log}")),
             }
         },
@@ -164,14 +160,20 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
         );
     }
     let new_pgid = wait_until("the new run", WAIT, || {
-        fs::read_to_string(ws.path("telemetry/runs/CC-2.child.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["pgid"].as_i64())
-            .filter(|p| *p as i32 != pgid)
+        run_group(&ws, "CC-2")
+            .filter(|p| *p != pgid)
             .ok_or_else(|| "not yet".to_string())
     });
-    assert!(group_alive(new_pgid as i32));
+    assert!(group_alive(new_pgid));
+}
+
+/// The process group of job `id`'s run, from the record the runner keeps of it.
+fn run_group(ws: &Workspace, id: &str) -> Option<i32> {
+    fs::read_to_string(ws.path(&format!("telemetry/runs/{id}.child.json")))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["pgid"].as_i64())
+        .map(|p| p as i32)
 }
 
 /// [`wait_in`] with room for Claude Code's start-up on a loaded machine.
