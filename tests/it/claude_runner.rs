@@ -9,7 +9,8 @@ use std::fs;
 use std::time::Duration;
 
 use crate::messages_clients::claude_code;
-use crate::runner::{group_alive, wait_in};
+use crate::runner::{group_alive, wait_in, wait_in_for};
+use crate::support::daemon::Daemon;
 use crate::support::workspace::{wait_until, Workspace, WAIT};
 
 /// A workspace whose gateway answers every model name with a scripted fake (Anthropic
@@ -57,22 +58,21 @@ fn workspace(claude: &std::path::Path, home: &std::path::Path) -> Workspace {
     ws
 }
 
+/// The workspace of [`workspace`] served, with card `id` (needing `code`) submitted; the
+/// agent's home folder and the daemon live as long as the test holds them.
+fn submitted(id: &str, title: &str) -> (Workspace, tempfile::TempDir, Daemon) {
+    let home = tempfile::tempdir().unwrap();
+    let ws = workspace(&claude_code(), home.path());
+    let d = ws.serve_ready();
+    ws.pas_ok(&["submit", "--id", id, "--title", title, "--requires", "code"]);
+    (ws, home, d)
+}
+
 #[test]
 fn pas_runs_claude_code_for_a_card_its_work_goes_to_review_and_approve_finishes_it() {
-    let claude = claude_code();
-    let home = tempfile::tempdir().unwrap();
-    let ws = workspace(&claude, home.path());
-    let _d = ws.serve_ready();
-    ws.pas_ok(&[
-        "submit",
-        "--id",
-        "CC-1",
-        "--title",
-        "Write hello.txt",
-        "--requires",
-        "code",
-    ]);
-    let card = wait_in_long(&ws, "review", "CC-1");
+    let (ws, _home, _d) = submitted("CC-1", "Write hello.txt");
+    // Room for Claude Code's start-up on a loaded machine.
+    let card = wait_in_for(&ws, "review", "CC-1", Duration::from_secs(120));
     assert_eq!(card["pas"]["branch"].as_str(), Some("pas/CC-1"));
     assert!(
         card["result"]
@@ -111,19 +111,7 @@ fn pas_runs_claude_code_for_a_card_its_work_goes_to_review_and_approve_finishes_
 
 #[test]
 fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
-    let claude = claude_code();
-    let home = tempfile::tempdir().unwrap();
-    let ws = workspace(&claude, home.path());
-    let _d = ws.serve_ready();
-    ws.pas_ok(&[
-        "submit",
-        "--id",
-        "CC-2",
-        "--title",
-        "SLEEPY-CARD: ask the slow model",
-        "--requires",
-        "code",
-    ]);
+    let (ws, _home, _d) = submitted("CC-2", "SLEEPY-CARD: ask the slow model");
     ws.wait_assigned("CC-2", "claude-coder");
     // The run is mid-way once Claude Code has started (its stream's `init` line is in the
     // run's log) and asked the scripted model, which takes a minute to answer.
@@ -174,18 +162,4 @@ fn run_group(ws: &Workspace, id: &str) -> Option<i32> {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["pgid"].as_i64())
         .map(|p| p as i32)
-}
-
-/// [`wait_in`] with room for Claude Code's start-up on a loaded machine.
-fn wait_in_long(ws: &Workspace, folder: &str, id: &str) -> serde_yaml::Value {
-    let path = ws.work(&format!("{folder}/{id}.yaml"));
-    wait_until(
-        &format!("{id} in {folder}/"),
-        Duration::from_secs(120),
-        || {
-            let text =
-                fs::read_to_string(&path).map_err(|e| format!("{e}; {:?}", ws.places_of(id)))?;
-            serde_yaml::from_str(&text).map_err(|e| e.to_string())
-        },
-    )
 }

@@ -50,16 +50,21 @@ pub(crate) fn claimed(name: &str, run: &str, script: &str, id: &str) -> (Workspa
 
 /// The card in `work/<folder>/<id>.yaml` once it is there.
 pub(crate) fn wait_in(ws: &Workspace, folder: &str, id: &str) -> serde_yaml::Value {
+    wait_in_for(ws, folder, id, Duration::from_secs(20))
+}
+
+/// [`wait_in`], waiting up to `limit`.
+pub(crate) fn wait_in_for(
+    ws: &Workspace,
+    folder: &str,
+    id: &str,
+    limit: Duration,
+) -> serde_yaml::Value {
     let path = ws.work(&format!("{folder}/{id}.yaml"));
-    wait_until(
-        &format!("{id} in {folder}/"),
-        Duration::from_secs(20),
-        || {
-            let text =
-                fs::read_to_string(&path).map_err(|e| format!("{e}; {:?}", ws.places_of(id)))?;
-            serde_yaml::from_str(&text).map_err(|e| e.to_string())
-        },
-    )
+    wait_until(&format!("{id} in {folder}/"), limit, || {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{e}; {:?}", ws.places_of(id)))?;
+        serde_yaml::from_str(&text).map_err(|e| e.to_string())
+    })
 }
 
 /// Whether a process of group `pgid` is alive (zombies aside), from `/proc`.
