@@ -88,11 +88,7 @@ pub(crate) async fn span(
     State(dash): State<Dash>,
     Path((id, span)): Path<(String, String)>,
 ) -> Result<Json<Value>, WebError> {
-    if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
-        return Err(WebError::bad_request(format!(
-            "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
-        )));
-    }
+    check_id(&id)?;
     if span != "root" && !model::valid_span_id(&span) {
         return Err(WebError::bad_request(format!(
             "{span:?} is not a span id (16 lowercase hex digits) or `root`"
@@ -103,11 +99,7 @@ pub(crate) async fn span(
         let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
             return Ok(None);
         };
-        let trace = if model::valid_trace_id(&id) {
-            id
-        } else {
-            store::trace_of_job(&conn, &id)?.unwrap_or(id)
-        };
+        let trace = resolve(&conn, id)?;
         let span = if span == "root" {
             match store::root_span(&conn, &trace)? {
                 Some(s) => s,
@@ -130,25 +122,36 @@ async fn load(
     id: String,
     content: bool,
 ) -> Result<(String, Vec<model::Span>), WebError> {
-    if !model::valid_trace_id(&id) && !crate::card::valid_id(&id) {
-        return Err(WebError::bad_request(format!(
-            "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
-        )));
-    }
+    check_id(&id)?;
     let ws = dash.shared.ws.clone();
     blocking(move || {
         let Some(conn) = crate::store::db::open_read_only(&ws.db_path())? else {
             return Ok((id, Vec::new()));
         };
-        let trace = if model::valid_trace_id(&id) {
-            id
-        } else {
-            store::trace_of_job(&conn, &id)?.unwrap_or(id)
-        };
+        let trace = resolve(&conn, id)?;
         let spans = store::spans(&conn, &trace, content)?;
         Ok((trace, spans))
     })
     .await
+}
+
+/// Refuses an `id` that is neither a trace id nor a job id.
+fn check_id(id: &str) -> Result<(), WebError> {
+    if model::valid_trace_id(id) || crate::card::valid_id(id) {
+        return Ok(());
+    }
+    Err(WebError::bad_request(format!(
+        "{id:?} is neither a trace id (32 lowercase hex digits) nor a job id"
+    )))
+}
+
+/// The trace `id` names: itself, or the trace of job `id`'s card (else `id` as it is,
+/// which then finds nothing).
+fn resolve(conn: &rusqlite::Connection, id: String) -> rusqlite::Result<String> {
+    if model::valid_trace_id(&id) {
+        return Ok(id);
+    }
+    Ok(store::trace_of_job(conn, &id)?.unwrap_or(id))
 }
 
 /// `GET /api/traces/{a}/vs/{b}`: `pas trace diff A B --json`.
