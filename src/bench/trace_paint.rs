@@ -24,10 +24,10 @@ fn write_trace(ws: &Workspace, n: usize) -> Result<String> {
     std::fs::create_dir_all(path.parent().context("no traces folder")?)?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
     let id = |i: usize| format!("{:016x}", i + 1);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap_or_default();
     let at = |ms: usize| {
-        let t = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap_or_default()
-            + chrono::Duration::milliseconds(ms as i64);
-        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        (t0 + chrono::Duration::milliseconds(ms as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
     let mut line = |v: Value| writeln!(out, "{v}");
     line(

@@ -212,11 +212,10 @@ struct Spans {
 
 impl Spans {
     fn new(ws: &Workspace, job: &Job, agent: &str) -> Spans {
+        let dir = ws.work().join("traces");
+        let _ = std::fs::create_dir_all(&dir);
         Spans {
-            path: ws
-                .work()
-                .join("traces")
-                .join(format!("{}.jsonl", job.trace_id)),
+            path: dir.join(format!("{}.jsonl", job.trace_id)),
             agent: agent.to_string(),
             job: job.id.clone(),
         }
@@ -229,9 +228,6 @@ impl Spans {
         }
         let mut text = v.to_string();
         text.push('\n');
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
