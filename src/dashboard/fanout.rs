@@ -113,8 +113,15 @@ async fn run(
                     Since::Events(events) => (events, false),
                     Since::TooOld => (Vec::new(), true),
                 };
-                if let Some(batch) = frame_batch(&missed, &mut last, gap) {
-                    let _ = out.send(Arc::new(batch));
+                // In batches of the usual size, so the channel's bound on what it holds
+                // stays true while catching up.
+                for chunk in chunks(&missed) {
+                    if let Some(batch) = frame_batch(chunk, &mut last) {
+                        let _ = out.send(Arc::new(batch));
+                    }
+                }
+                if gap {
+                    let _ = out.send(Arc::new(Batch::gap()));
                 }
                 continue;
             }
@@ -137,7 +144,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        if let Some(batch) = frame_batch(&events, &mut last, false) {
+        if let Some(batch) = frame_batch(&events, &mut last) {
             // No subscriber is fine: nobody is watching.
             let _ = out.send(Arc::new(batch));
         }
@@ -145,15 +152,38 @@ async fn run(
     }
 }
 
-/// Frames the events after `last` (moving it on); a gap batch when `gap`.
-fn frame_batch(events: &[Arc<Published>], last: &mut u64, gap: bool) -> Option<Batch> {
-    if gap {
-        return Some(Batch {
+/// Splits events into runs of at most [`BATCH`] events and about [`BATCH_BYTES`] bytes.
+fn chunks(events: &[Arc<Published>]) -> impl Iterator<Item = &[Arc<Published>]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < BATCH && (n == 0 || bytes < BATCH_BYTES) {
+            bytes += rest[n].json.len();
+            n += 1;
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+impl Batch {
+    /// A batch that tells every client events were lost before it.
+    fn gap() -> Batch {
+        Batch {
             starts: Vec::new(),
             bytes: Bytes::new(),
             gap: true,
-        });
+        }
     }
+}
+
+/// Frames the events after `last` (moving it on).
+fn frame_batch(events: &[Arc<Published>], last: &mut u64) -> Option<Batch> {
     let fresh: Vec<&Arc<Published>> = events.iter().filter(|e| e.row.seq > *last).collect();
     let size: usize = fresh.iter().map(|e| e.json.len() + 10).sum();
     let mut bytes = BytesMut::with_capacity(size);
@@ -186,6 +216,33 @@ mod tests {
     }
 
     #[test]
+    fn catching_up_keeps_to_the_batch_limits() {
+        let hub = Hub::with_capacity(0, None, 3000);
+        let pad = "x".repeat(200 * 1024);
+        for i in 0..7 {
+            hub.emit(
+                chrono::Utc::now(),
+                "e",
+                serde_json::json!({"i": i, "pad": pad}),
+            );
+        }
+        let Since::Events(events) = hub.since(0) else {
+            panic!("the ring holds them")
+        };
+        // 200 KiB each: a run closes once it reaches 512 KiB, so at three events.
+        let sizes: Vec<usize> = chunks(&events).map(<[_]>::len).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        for i in 0..2500 {
+            hub.emit(chrono::Utc::now(), "s", serde_json::json!({"i": i}));
+        }
+        let Since::Events(events) = hub.since(7) else {
+            panic!("the ring holds them")
+        };
+        let sizes: Vec<usize> = chunks(&events).map(<[_]>::len).collect();
+        assert_eq!(sizes, vec![BATCH, BATCH, 2500 - 2 * BATCH]);
+    }
+
+    #[test]
     fn a_batch_gives_each_client_the_events_it_lacks() {
         let hub = Hub::with_capacity(0, None, 100);
         for i in 0..3 {
@@ -199,7 +256,7 @@ mod tests {
             panic!("the ring holds them")
         };
         let mut last = 0;
-        let batch = frame_batch(&events, &mut last, false).unwrap();
+        let batch = frame_batch(&events, &mut last).unwrap();
         assert_eq!((batch.seqs(), last), (Some((1, 3)), 3));
         assert_eq!(batch.after(0).unwrap(), batch.bytes);
         let tail = batch.after(2).unwrap();
@@ -208,7 +265,7 @@ mod tests {
             batch.after(3).unwrap().is_empty(),
             "a client past it gets nothing"
         );
-        let later = frame_batch(&events[2..], &mut 2, false).unwrap();
+        let later = frame_batch(&events[2..], &mut 2).unwrap();
         assert!(
             later.after(0).is_none(),
             "a client missing seq 1 and 2 must resync"

@@ -255,10 +255,16 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
             .unwrap();
         let snap = next_json(&mut c).await;
         assert_eq!(snap["type"], "snapshot");
-        // The client reads nothing while far more events arrive than the channel holds
-        // (256 batches of at most 512 KiB) and the sockets buffer.
-        let pad = "x".repeat(16 * 1024);
-        let total = 12_000u64;
+        // A second client reads everything as it comes: once it has the last event, every
+        // batch has gone out, and the first client, which read nothing meanwhile, is far
+        // behind. Each event is larger than a batch's byte limit, so each is a batch of its
+        // own: more than the channel keeps (256) and the sockets buffer (a few MiB).
+        let (mut watcher, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut watcher).await["type"], "snapshot");
+        let pad = "x".repeat(520 * 1024);
+        let total = 360u64;
         let emitter = {
             let hub = hub.clone();
             tokio::task::spawn_blocking(move || {
@@ -271,6 +277,8 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
                 }
             })
         };
+        let mut seen = 0;
+        until(&mut watcher, &mut seen, |v| v["seq"] == total).await;
         emitter.await.unwrap();
         let mut last = 0u64;
         let mut resyncs = 0;
