@@ -75,6 +75,12 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Most rows in one writer transaction, so a burst cannot hold the write lock for long.
 const MAX_BATCH: usize = 5000;
+/// While records keep coming, commits are at least this far apart. Every commit writes its
+/// pages to the WAL, so a thousand gateway calls a second committed one by one write many
+/// times the bytes of the same rows committed a hundred a second, on the cores that answer
+/// the calls; and a sender finds the writer asleep rather than waiting, so a send is no
+/// wake-up. An idle writer still commits the moment a record arrives.
+const COMMIT_GAP: Duration = Duration::from_millis(10);
 
 /// One row per card transition. (job_id, n) is unique: n is the index of the transition in the
 /// card's `pas.history` list, so replaying history after a crash is idempotent (INSERT OR IGNORE).
@@ -390,12 +396,18 @@ impl TelemetryWriter {
     }
 }
 
-/// The writer thread: block for one message, take whatever else is already queued (up to
-/// MAX_BATCH rows), commit it, answer the flushes that were in it, repeat until closed.
+/// The writer thread: block for one message, let [`COMMIT_GAP`] pass since the last
+/// commit, take whatever else is queued (up to MAX_BATCH rows), commit it, answer the
+/// flushes that were in it, repeat until closed. A flush or a close is not kept waiting.
 fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>, closing: &AtomicBool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::new();
+    let mut committed: Option<std::time::Instant> = None;
     while let Ok(first) = rx.recv() {
+        let since = committed.map_or(COMMIT_GAP, |c| c.elapsed());
+        if matches!(first, Msg::Record(_)) && since < COMMIT_GAP {
+            std::thread::sleep(COMMIT_GAP - since);
+        }
         let mut next = Some(first);
         let mut closed = false;
         while let Some(msg) = next.take() {
@@ -415,6 +427,7 @@ fn writer_loop(mut conn: Connection, path: &Path, rx: Receiver<Msg>, closing: &A
         if !batch.is_empty() {
             super::db_retry::write_with_retry(&mut conn, path, &batch, closing);
             batch.clear();
+            committed = Some(std::time::Instant::now());
         }
         for ack in acks.drain(..) {
             let _ = ack.send(()); // the flusher may have gone; nothing to do then

@@ -85,6 +85,10 @@ impl Ctx {
     }
 }
 
+/// How long the span thread gathers spans after the first before it stores them: short
+/// beside the time a person takes to look, long beside a call through the gateway.
+const SPAN_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Where spans go: the database (through the telemetry writer's queue) and the event
 /// stream. A cheap handle; never blocks.
 #[derive(Clone)]
@@ -120,7 +124,16 @@ impl Tracer {
         let spawned = std::thread::Builder::new()
             .name("pas-spans".into())
             .spawn(move || {
-                while let Ok(spans) = rx.recv() {
+                // Storing spans can wait; answering the calls they describe cannot.
+                crate::store::background_priority();
+                // Woken by the first span, it lets [`SPAN_LINGER`] pass and takes all that
+                // came meanwhile: under load the request path's send then finds the thread
+                // asleep, not waiting, and costs no wake-up.
+                while let Ok(mut spans) = rx.recv() {
+                    std::thread::sleep(SPAN_LINGER);
+                    while let Ok(more) = rx.try_recv() {
+                        spans.extend(more);
+                    }
                     inline.keep(spans, true);
                 }
             });
