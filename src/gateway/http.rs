@@ -530,8 +530,8 @@ fn finish(
     resp
 }
 
-/// `GET /v1/models`: every model with its provider, capabilities, context and price, and
-/// a `cap:<capability>` entry per capability.
+/// `GET /v1/models`: every model with its provider, capabilities, context and price, a
+/// `cap:<capability>` entry per capability, and an entry per exact `model_aliases:` name.
 async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     let mut data = Vec::new();
     let mut caps = std::collections::BTreeSet::new();
@@ -559,6 +559,12 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
         data.push(
             json!({"id": format!("cap:{c}"), "object": "model", "created": 0, "owned_by": "pas"}),
         );
+    }
+    for (name, target) in gw.aliases.exact() {
+        data.push(json!({
+            "id": name, "object": "model", "created": 0, "owned_by": "pas",
+            "pas": {"alias_of": target},
+        }));
     }
     json_response(
         StatusCode::OK,

@@ -82,6 +82,19 @@ impl Aliases {
             .map_or(model, |(_, t)| t.as_str())
     }
 
+    /// The exact aliases, `(name, target)` in name order: what `/v1/models` lists, so a
+    /// client that picks its model from that list (as Claude Code and many UIs do) can
+    /// pick an alias. Prefix aliases match names no list could hold.
+    pub fn exact(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .exact
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.as_str()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Whether any alias is configured.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.prefixes.is_empty()

@@ -275,6 +275,17 @@ fn errors_are_anthropic_shaped_and_aliases_route_client_names() {
             (200, Some(served))
         );
     }
+    // The model list offers the exact alias (a prefix is no name to list).
+    let listed = http::get(&format!("{}/v1/models", gw.url)).json();
+    let alias: Vec<&Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["pas"]["alias_of"].is_string())
+        .collect();
+    assert_eq!(alias.len(), 1, "{listed}");
+    assert_eq!(alias[0]["id"], "claude-sonnet-4-5");
+    assert_eq!(alias[0]["pas"]["alias_of"], "local-coder");
     let r = messages(&gw, &ask("gpt-unknown", false), &[]);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["type"], "error");
