@@ -41,8 +41,7 @@ pub(super) fn done_burst(
         drop_card(&inbox, &format!("D{i:06}"))?;
     }
     let limit = Duration::from_secs(300);
-    let done_dir = ws.state_dir(State::Done);
-    let result = wait_for(limit, "every card done", || count_yaml(&done_dir) >= n);
+    let result = wait_for(limit, "every card done", || finished_cards(&ws) >= n);
     let done = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     let finished = finisher.join().unwrap_or(0);
@@ -126,6 +125,17 @@ fn finish(card: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(card, to)
 }
 
+/// Cards in `done/` and in `archive/`: the daemon archives finished cards past
+/// `archive.keep` while the burst runs, and an archived card was done all the same.
+fn finished_cards(ws: &Workspace) -> usize {
+    let archived = walkdir::WalkDir::new(ws.work().join("archive"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().ends_with(".yaml"))
+        .count();
+    count_yaml(&ws.state_dir(State::Done)) + archived
+}
+
 fn count_yaml(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -140,7 +150,7 @@ fn count_yaml(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Number of cards under work/done in HEAD's tree.
+/// Number of cards under work/done and work/archive in HEAD's tree.
 fn committed_done(root: &Path) -> usize {
     let Ok(repo) = git2::Repository::open(root) else {
         return 0;
@@ -148,14 +158,23 @@ fn committed_done(root: &Path) -> usize {
     let Ok(tree) = repo.head().and_then(|h| h.peel_to_tree()) else {
         return 0;
     };
-    let Ok(entry) = tree.get_path(Path::new("work/done")) else {
-        return 0;
-    };
-    repo.find_tree(entry.id())
-        .map(|t| {
-            t.iter()
-                .filter(|e| e.name().is_some_and(|n| n.ends_with(".yaml")))
-                .count()
-        })
-        .unwrap_or(0)
+    let mut n = 0;
+    for dir in ["work/done", "work/archive"] {
+        let Some(sub) = tree
+            .get_path(Path::new(dir))
+            .ok()
+            .and_then(|e| repo.find_tree(e.id()).ok())
+        else {
+            continue;
+        };
+        let _ = sub.walk(git2::TreeWalkMode::PreOrder, |_, e| {
+            if e.kind() == Some(git2::ObjectType::Blob)
+                && e.name().is_some_and(|n| n.ends_with(".yaml"))
+            {
+                n += 1;
+            }
+            git2::TreeWalkResult::Ok
+        });
+    }
+    n
 }
