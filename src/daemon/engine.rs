@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Place};
 use crate::card::{Card, HistoryEntry, State};
 use crate::config::Config;
-use crate::events::Hub;
+use crate::events::{self as ev, Event, Hub};
 use crate::fsops::{self, Moved, Stamp};
 use crate::intake::{self, FileKind, Refused};
 use crate::store::db::{Record, TelemetryWriter, TransitionRow};
@@ -138,8 +137,8 @@ impl Engine {
     }
 
     /// Publishes one event to the stream (and through it, the telemetry database).
-    pub(super) fn emit(&mut self, kind: &str, data: serde_json::Value) {
-        self.hub.emit(self.now(), kind, data);
+    pub(super) fn emit(&mut self, event: Event) {
+        self.hub.emit(self.now(), event);
     }
 
     /// Adds paths and a message line to the commit being gathered.
@@ -406,10 +405,12 @@ impl Engine {
         if now_reg.is_none() {
             let epoch = self.retire(name);
             tracing::info!(agent = name, "deregistered");
-            self.emit(
-                "agent.deregistered",
-                json!({"agent": name, "epoch": epoch, "reason": "registration removed"}),
-            );
+            self.emit(Event::AgentDeregistered(ev::Deregistered {
+                agent: name.to_string(),
+                epoch,
+                reason: "registration removed".into(),
+                silent: None,
+            }));
             self.stage(&[&path], format!("pas: deregister {name}"));
             return;
         }
@@ -426,7 +427,10 @@ impl Engine {
         if new_incarnation {
             self.seed_agent(name);
             tracing::info!(agent = name, epoch = n.epoch, "registered");
-            self.emit("agent.registered", json!({"agent": name, "epoch": n.epoch}));
+            self.emit(Event::AgentRegistered(ev::AgentEpoch {
+                agent: name.to_string(),
+                epoch: n.epoch,
+            }));
             self.stage(
                 &[&path],
                 format!("pas: register {name} (epoch {})", n.epoch),
@@ -437,14 +441,15 @@ impl Engine {
             Some(w) if w.paused != n.paused => {
                 let verb = if n.paused { "pause" } else { "resume" };
                 tracing::info!(agent = name, "{verb}d");
-                self.emit(
-                    if n.paused {
-                        "agent.paused"
-                    } else {
-                        "agent.resumed"
-                    },
-                    json!({"agent": name, "epoch": n.epoch}),
-                );
+                let who = ev::AgentEpoch {
+                    agent: name.to_string(),
+                    epoch: n.epoch,
+                };
+                self.emit(if n.paused {
+                    Event::AgentPaused(who)
+                } else {
+                    Event::AgentResumed(who)
+                });
                 self.stage(&[&path], format!("pas: {verb} {name}"));
             }
             _ => self.stage(&[&path], format!("pas: update registration of {name}")),
@@ -475,21 +480,23 @@ impl Engine {
         if entry.from == "new" {
             // With what the board needs to show and rank it at once (the page would
             // otherwise wait for the card's fields from the server).
-            self.emit(
-                "job.created",
-                json!({"id": id, "place": entry.to, "title": card.spec.title,
-                       "priority": card.spec.priority.as_str(), "requires": card.spec.requires,
-                       "created": entry.at}),
-            );
+            self.emit(Event::JobCreated(ev::JobCreated {
+                id: id.to_string(),
+                place: entry.to.clone(),
+                title: card.spec.title.clone(),
+                priority: card.spec.priority.as_str().to_string(),
+                requires: card.spec.requires.clone(),
+                created: entry.at,
+            }));
         }
-        let kind = match to.state {
+        let kind: Option<fn(ev::Transition) -> Event> = match to.state {
             State::Inbox if entry.from == "new" => None,
-            State::Inbox => Some("job.requeued"),
-            State::Assigned => Some("job.assigned"),
+            State::Inbox => Some(Event::JobRequeued),
+            State::Assigned => Some(Event::JobAssigned),
             // Not among SPEC 11's types, which predate review: named like them.
-            State::Review => Some("job.review"),
-            State::Done => Some("job.done"),
-            State::Failed => Some("job.failed"),
+            State::Review => Some(Event::JobReview),
+            State::Done => Some(Event::JobDone),
+            State::Failed => Some(Event::JobFailed),
             // Housekeeping, not news: the SPEC's event types have none for it, and an
             // upgrade archives thousands at once. The commit and the database record it.
             State::Archived => None,
@@ -502,10 +509,14 @@ impl Engine {
                 .agent
                 .as_ref()
                 .or(was.as_ref().filter(|_| to.state == State::Review));
-            self.emit(
-                kind,
-                json!({"id": id, "from": entry.from, "to": entry.to, "agent": agent, "by": entry.by, "reason": entry.reason}),
-            );
+            self.emit(kind(ev::Transition {
+                id: id.to_string(),
+                from: entry.from.clone(),
+                to: entry.to.clone(),
+                agent: agent.cloned(),
+                by: entry.by.clone(),
+                reason: entry.reason.clone(),
+            }));
         }
         if matches!(to.state, State::Done | State::Failed) {
             self.archive_soon();
@@ -553,10 +564,11 @@ impl Engine {
         match fsops::reject(path, &self.ws.rejected(), &text) {
             Ok((target, reason_path)) => {
                 tracing::warn!(file = %shown, reason, "rejected");
-                self.emit(
-                    "job.rejected",
-                    json!({"file": shown, "to": rel(&self.ws, &target), "reason": reason}),
-                );
+                self.emit(Event::JobRejected(ev::Rejected {
+                    file: shown.clone(),
+                    to: rel(&self.ws, &target),
+                    reason: reason.to_string(),
+                }));
                 self.stage(
                     &[path, &target, &reason_path],
                     format!("pas: reject {shown}: {}", first_line(reason)),

@@ -10,6 +10,8 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::events::{self as ev, Event};
+
 use super::engine::Engine;
 use crate::agent::{Agent, Registration, SAVE_STATE};
 use crate::board::Place;
@@ -88,10 +90,11 @@ impl Engine {
                 if seen.is_some() && self.live.refused.get(name) != seen.as_ref() {
                     let shown = super::rel(&self.ws, path);
                     tracing::warn!(agent = name, file = %shown, error = %e, "heartbeat file refused");
-                    self.emit(
-                        "file.refused",
-                        json!({"file": shown, "agent": name, "reason": e.to_string()}),
-                    );
+                    self.emit(Event::FileRefused(ev::FileRefused {
+                        file: shown,
+                        agent: name.to_string(),
+                        reason: e.to_string(),
+                    }));
                     if let Some(seen) = seen {
                         self.live.refused.insert(name.to_string(), seen);
                     }
@@ -177,14 +180,18 @@ impl Engine {
 
         if back_up {
             tracing::info!(agent = name, "up again");
-            self.emit("agent.up", json!({"agent": name, "last_seen": stamp(seen)}));
+            self.emit(Event::AgentUp(ev::AgentUp {
+                agent: name.to_string(),
+                last_seen: seen,
+            }));
             self.replan = true;
         }
         if changed {
-            self.emit(
-                "agent.heartbeat",
-                json!({"agent": name, "beat": serde_json::to_value(&beat).unwrap_or_default(), "ctx_ratio": ratio}),
-            );
+            self.emit(Event::AgentHeartbeat(ev::Heartbeat {
+                agent: name.to_string(),
+                beat: serde_json::to_value(&beat).unwrap_or_default(),
+                ctx_ratio: ratio,
+            }));
         }
         if level != before {
             self.replan = true;
@@ -215,15 +222,15 @@ impl Engine {
         if !rising && !unanswered {
             return;
         }
-        let data = json!({
-            "agent": name,
-            "ctx_ratio": ratio,
-            "target": budget.target,
-            "hard_max": budget.hard_max,
-        });
+        let tokens = ev::Tokens {
+            agent: name.to_string(),
+            ctx_ratio: ratio,
+            target: budget.target,
+            hard_max: budget.hard_max,
+        };
         if rising && (level == CtxLevel::Warning || before < CtxLevel::Warning) {
             tracing::info!(agent = name, ratio, "context at or over target");
-            self.emit("token.warning", data.clone());
+            self.emit(Event::TokenWarning(tokens.clone()));
         }
         if level == CtxLevel::Breach {
             tracing::warn!(agent = name, ratio, "ALERT: context at or over hard_max");
@@ -233,9 +240,7 @@ impl Engine {
                 self.live.disarmed.insert(name.to_string());
                 self.drop_save_state(name, ratio)
             };
-            let mut data = data;
-            data["card"] = json!(card);
-            self.emit("token.breach", data);
+            self.emit(Event::TokenBreach(ev::Breach { tokens, card }));
         }
     }
 
@@ -307,7 +312,10 @@ impl Engine {
         self.live.next_check = next;
         for (name, seen) in came_up {
             self.replan = true;
-            self.emit("agent.up", json!({"agent": name, "last_seen": stamp(seen)}));
+            self.emit(Event::AgentUp(ev::AgentUp {
+                agent: name,
+                last_seen: seen,
+            }));
         }
         for (name, seen, interval) in went_down {
             self.replan = true;
@@ -318,20 +326,18 @@ impl Engine {
                 note = note.as_deref().unwrap_or(""),
                 "ALERT: no beat for 2 intervals"
             );
-            self.emit(
-                "agent.down",
-                json!({
-                    "agent": name,
-                    "last_seen": stamp(seen),
-                    "last_note": note,
-                    "interval_s": interval,
-                    "message": format!(
-                        "no beat for 2 intervals, last seen {}, last note {}",
-                        stamp(seen),
-                        note.as_deref().unwrap_or("(none)")
-                    ),
-                }),
+            let message = format!(
+                "no beat for 2 intervals, last seen {}, last note {}",
+                stamp(seen),
+                note.as_deref().unwrap_or("(none)")
             );
+            self.emit(Event::AgentDown(ev::AgentDown {
+                agent: name,
+                last_seen: seen,
+                last_note: note,
+                interval_s: interval,
+                message,
+            }));
         }
         for (name, seen, _) in expired {
             self.expire(&name, seen);
@@ -385,17 +391,16 @@ impl Engine {
                 stamp(seen)
             ),
         );
-        self.emit(
-            "agent.deregistered",
-            json!({
-                "agent": name,
-                "epoch": epoch,
-                "reason": "no beat for 3 intervals",
-                "last_seen": stamp(seen),
-                "last_note": note,
-                "cards": cards,
+        self.emit(Event::AgentDeregistered(ev::Deregistered {
+            agent: name.to_string(),
+            epoch,
+            reason: "no beat for 3 intervals".into(),
+            silent: Some(ev::Silent {
+                last_seen: seen,
+                last_note: note,
+                cards: cards.clone(),
             }),
-        );
+        }));
         for id in cards {
             self.take_back(&id, &reason, now);
         }

@@ -312,7 +312,7 @@ fn recover_holds(
             "a paid call was in flight when pas last stopped: booked at its reserved worst case");
         shared
             .hub
-            .emit(now, "cost.receipt", receipt::receipt_event(r));
+            .emit(now, receipt::receipt_event(r));
         if let Some(j) = &r.job_id {
             cards.insert(j.clone(), (r.id.clone(), cost));
         }
