@@ -26,7 +26,7 @@ impl Engine {
             return;
         }
         let due = self.next_timeout.is_some_and(|t| t <= self.now());
-        let started = Instant::now();
+        let started = self.clock.instant();
         if !self.replan && !due || !self.pacing.may_plan(started) {
             // (A plan put off keeps `replan`; `next_wakeup` comes back for it.)
             self.replan |= due;
@@ -62,7 +62,7 @@ impl Engine {
                 break;
             }
         }
-        self.pacing.planned(started);
+        self.pacing.planned(started, self.clock.instant());
         // Room freed by a last pass's take-backs is used at the next wakeup (at once).
         self.replan |= again;
         self.next_timeout = self.board.next_deadline_indexed();
@@ -97,7 +97,7 @@ impl Engine {
             .into_iter()
             .flatten()
             .min()
-            .map(|d| Instant::now() + (d - now).to_std().unwrap_or_default());
+            .map(|d| self.clock.instant() + (d - now).to_std().unwrap_or_default());
         let deadline = match (deadline, self.next_archive()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Place};
 use crate::card::{Card, HistoryEntry, State};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::{self as ev, Event, Hub};
 use crate::fsops::{self, Moved, Stamp};
@@ -22,9 +23,6 @@ use crate::intake::{self, FileKind, Refused};
 use crate::store::db::{Record, TelemetryWriter, TransitionRow};
 use crate::store::git::{Change, CommitWorker};
 use crate::workspace::{Kind, Workspace};
-
-/// The time source; injected so tests and benchmarks can control it.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// The daemon's state.
 pub struct Engine {
@@ -98,7 +96,7 @@ impl Engine {
             git,
             db,
             hub,
-            clock,
+            clock: clock.clone(),
             live: Default::default(),
             replan: true,
             next_timeout: None,
@@ -108,7 +106,7 @@ impl Engine {
             pacing: Default::default(),
             def_cache: Default::default(),
             // At once: a workspace from an earlier pas is worked off from the first turn.
-            archive_next: Instant::now(),
+            archive_next: clock.instant(),
             echoes: Default::default(),
         }
     }
@@ -129,7 +127,12 @@ impl Engine {
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
+    }
+
+    /// A monotonic instant now, from the same clock as [`Engine::now`].
+    pub(super) fn instant(&self) -> Instant {
+        self.clock.instant()
     }
 
     pub(super) fn settle(&self) -> Duration {
@@ -221,7 +224,7 @@ impl Engine {
         }
         if readiness == crate::watch::Readiness::Writing {
             self.settling
-                .insert(path.to_path_buf(), Instant::now() + self.settle());
+                .insert(path.to_path_buf(), self.clock.instant() + self.settle());
             return;
         }
         self.settling.remove(path);
@@ -257,7 +260,7 @@ impl Engine {
 
     /// Paths whose settle time has come.
     pub fn due_settled(&mut self) -> Vec<PathBuf> {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let due: Vec<PathBuf> = self
             .settling
             .iter()
@@ -375,7 +378,8 @@ impl Engine {
             Err(Refused::Missing) => None,
             Err(e) if e.may_settle() && self.is_fresh(&path) => {
                 // Perhaps still being written in place: look again once it has settled.
-                self.settling.insert(path, Instant::now() + self.settle());
+                self.settling
+                    .insert(path, self.clock.instant() + self.settle());
                 return;
             }
             Err(e) => {

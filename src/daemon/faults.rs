@@ -48,13 +48,15 @@ impl Engine {
     pub(super) fn file_failed(&mut self, what: &str, id: &str, e: &std::io::Error) {
         let f = &mut self.faults;
         f.failures = f.failures.saturating_add(1);
-        let now = Instant::now();
+        let now = self.clock.instant();
         f.since.get_or_insert(now);
         let delay = FIRST_RETRY
             .saturating_mul(1u32 << (f.failures - 1).min(16))
             .min(MAX_RETRY);
         f.retry_at = Some(now + delay);
-        if f.said.is_none_or(|t| t.elapsed() >= REPEAT_EVERY) {
+        if f.said
+            .is_none_or(|t| now.saturating_duration_since(t) >= REPEAT_EVERY)
+        {
             f.said = Some(now);
             let hint = io_hint(e, &self.ws.root);
             tracing::error!(
@@ -70,11 +72,12 @@ impl Engine {
     /// A card file was written: a run of failures, if any, is over. A retry already
     /// scheduled stays: another card may have failed in the same plan.
     pub(super) fn file_ok(&mut self) {
+        let now = self.clock.instant();
         let f = &mut self.faults;
         if let Some(since) = f.since.take() {
             tracing::info!(
                 failures = f.failures,
-                after_ms = since.elapsed().as_millis() as u64,
+                after_ms = now.saturating_duration_since(since).as_millis() as u64,
                 "card files can be written again; pas catches up"
             );
             f.failures = 0;
@@ -85,7 +88,7 @@ impl Engine {
     /// Whether a retry is due; if so, the next step plans and writes again.
     pub(super) fn take_due_retry(&mut self) -> bool {
         match self.faults.retry_at {
-            Some(t) if t <= Instant::now() => {
+            Some(t) if t <= self.clock.instant() => {
                 self.faults.retry_at = None;
                 self.replan = true;
                 true

@@ -189,7 +189,7 @@ impl Engine {
             return Vec::new();
         }
         let mut committed: HashMap<String, usize> = HashMap::new();
-        if let Ok(head) = store.resolve_rev("HEAD", chrono::Utc::now()) {
+        if let Ok(head) = store.resolve_rev("HEAD", self.now()) {
             for (rel, bytes) in store.files_at(head, Path::new("work")).unwrap_or_default() {
                 let Kind::Card { id, .. } = self.ws.classify(&self.ws.root.join(&rel)) else {
                     continue;

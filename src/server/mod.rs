@@ -126,6 +126,7 @@ pub fn start(
     shared: Shared,
     binds: &Binds,
     engine: std::sync::mpsc::SyncSender<crate::watch::Input>,
+    clock: crate::clock::Clock,
 ) -> Result<Servers> {
     check(binds)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -148,8 +149,9 @@ pub fn start(
     let dashboard = dash_listener.local_addr()?;
     let gateway = gw_listener.local_addr()?;
 
-    let gateway_state =
-        Arc::new(crate::gateway::Gateway::new(shared.clone()).context("cannot start the gateway")?);
+    let gateway_state = Arc::new(
+        crate::gateway::Gateway::new(shared.clone(), clock).context("cannot start the gateway")?,
+    );
     let token = binds.token.clone().map(Arc::<str>::from);
     let (dash_router, dash) = crate::dashboard::app(shared.clone(), Some(gateway_state.clone()));
     let dash_app = auth::guard(dash_router, token.clone());
