@@ -9,7 +9,9 @@
 
 mod actions;
 mod archive;
+pub mod effect;
 mod engine;
+mod exec;
 mod faults;
 mod liveness;
 mod pacing;
@@ -17,6 +19,7 @@ mod reconcile;
 mod recover;
 mod shelf;
 mod trust;
+mod ttl;
 
 #[cfg(test)]
 mod clock_tests;
