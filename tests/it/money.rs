@@ -335,7 +335,7 @@ fn a_spent_budget_is_not_final_while_a_free_model_only_cools_down() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some(), "{r:?}");
     free.set_mode(Mode::Ok);
-    std::thread::sleep(Duration::from_millis(1100));
+    crate::support::gateway::wait_breaker(&gw, "home", "half-open");
     let r = gw.chat(&ask("cap:x", false), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-pas-provider").as_deref(), Some("home"));
