@@ -4,9 +4,10 @@
 //! executor (`exec.rs`) carries them out. Timers are the decider's own state, asked for
 //! with `next_liveness_check` (like quinn's `poll_timeout`), not effects.
 //!
-//! Liveness and the token governor go through it so far (see `ttl.rs`); assignment,
-//! take-back, reconcile and recovery still decide and act in one place and are moved
-//! over the same way.
+//! Liveness and the token governor (see `ttl.rs`) and the plan's assignments,
+//! take-backs and failures (the board decides them, `board::plan_incremental`) go through
+//! it so far; reconcile and recovery still decide and act in one place and are moved over
+//! the same way.
 
 use chrono::{DateTime, Utc};
 
@@ -21,6 +22,8 @@ pub enum Input {
     Beat { agent: String, beat: Beat },
     /// Time has passed: give the verdicts that are due.
     Tick,
+    /// The board changed or a card's deadline passed: plan.
+    Plan,
 }
 
 /// What a decision asks the executor to do; a closed set.
@@ -40,6 +43,36 @@ pub enum Effect {
         agent: String,
         last_seen: DateTime<Utc>,
     },
+    /// Take card `id` back from its agent: to the inbox, or to `failed/` past its
+    /// attempts.
+    TakeBack { id: String, reason: String },
+    /// Fail inbox card `id` at once (it can never run here).
+    Fail { id: String, reason: String },
+    /// Move inbox card `id` to `agent`.
+    Assign { id: String, agent: String },
+    /// Say in the card why it waits.
+    Waiting { id: String, reason: String },
+    /// Hand LLM job card `id` to the gateway's executor.
+    RunLlm { id: String },
+}
+
+impl Effect {
+    /// Whether this frees room another pass of the plan may use.
+    pub fn frees_room(&self) -> bool {
+        matches!(self, Effect::TakeBack { .. })
+    }
+}
+
+/// A plan as effects, in the order they are carried out: take-backs first (they free
+/// room), then failures, assignments, waiting reasons, and LLM calls.
+fn plan_effects(plan: crate::board::Plan) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    fx.extend((plan.take_back.into_iter()).map(|(id, reason)| Effect::TakeBack { id, reason }));
+    fx.extend((plan.fail.into_iter()).map(|(id, reason)| Effect::Fail { id, reason }));
+    fx.extend((plan.assign.into_iter()).map(|(id, agent)| Effect::Assign { id, agent }));
+    fx.extend((plan.waiting.into_iter()).map(|(id, reason)| Effect::Waiting { id, reason }));
+    fx.extend(plan.llm.into_iter().map(|id| Effect::RunLlm { id }));
+    fx
 }
 
 impl Engine {
@@ -63,6 +96,11 @@ impl Engine {
                 let (fx, next) = super::ttl::sweep(agents, now, self.live.started, interval);
                 self.live.next_check = next;
                 fx
+            }
+            Input::Plan => {
+                let plan = self.board.plan_incremental(now);
+                self.check_plan(&plan, now);
+                plan_effects(plan)
             }
         }
     }

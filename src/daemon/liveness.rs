@@ -140,8 +140,9 @@ impl Engine {
                 agent: name.to_string(),
                 beat,
             };
-            let fx = self.handle(input, self.now());
-            self.exec(fx);
+            let now = self.now();
+            let fx = self.handle(input, now);
+            self.exec(fx, now);
         }
     }
 
@@ -177,8 +178,9 @@ impl Engine {
     /// Applies TTL verdicts that are due: down (an alert, no new work) and expired (the
     /// registration is removed and its cards taken back).
     pub(super) fn check_liveness(&mut self) {
-        let fx = self.handle(Input::Tick, self.now());
-        self.exec(fx);
+        let now = self.now();
+        let fx = self.handle(Input::Tick, now);
+        self.exec(fx, now);
     }
 
     fn last_note(&self, name: &str) -> Option<String> {

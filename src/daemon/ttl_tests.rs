@@ -56,6 +56,7 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::Replan => "replan".into(),
             Effect::Breach { save_state, .. } => format!("breach(save_state={save_state})"),
             Effect::Expire { agent, .. } => format!("expire({agent})"),
+            other => format!("{other:?}"),
         })
         .collect()
 }
@@ -135,4 +136,55 @@ fn the_governor_warns_breaches_once_and_rearms_below_target() {
         kinds(&fx),
         ["replan", "token.warning", "breach(save_state=true)"]
     );
+}
+
+/// The plan through `handle`: a card past its timeout is taken back, an inbox card goes
+/// to the free agent, and one nobody can take says why, as effects, with no file.
+#[test]
+fn a_plan_is_effects_take_backs_first() {
+    let clock = Clock::fake(at("2027-01-15T08:00:00Z"));
+    let mut e = engine(&clock);
+    let add = |e: &mut Engine, id: &str, yaml: &str, place: crate::board::Place| {
+        let card = crate::card::Card::parse(id, yaml).unwrap();
+        let created = clock.now();
+        let entry = crate::board::Entry {
+            card,
+            place,
+            created,
+        };
+        e.board.cards.insert(id.into(), entry);
+    };
+    let held = "pas: {state: assigned, assigned_to: a, assigned_at: \"2027-01-15T08:00:00Z\"}\n";
+    let slow = format!("title: slow\ntimeout_s: 10\n{held}");
+    add(&mut e, "slow", &slow, crate::board::Place::assigned("a"));
+    let inbox = crate::board::Place::of(crate::card::State::Inbox);
+    add(&mut e, "gpu", "title: g\nrequires: [gpu]\n", inbox.clone());
+    add(&mut e, "next", "title: n\n", inbox);
+    // The agent's one slot is taken by `slow` until its timeout.
+    e.board
+        .agents
+        .get_mut("a")
+        .unwrap()
+        .reg
+        .as_mut()
+        .unwrap()
+        .max_concurrent = Some(1);
+    let fx = e.handle(Input::Plan, clock.now());
+    assert!(fx.iter().all(|f| !f.frees_room()), "{fx:?}");
+    assert!(fx.contains(&Effect::Waiting {
+        id: "gpu".into(),
+        reason: "no registered agent has [gpu]".into()
+    }));
+    // Waiting reasons go into the cards in memory (written to files later, by the step).
+    let waiting = fx
+        .into_iter()
+        .filter(|f| matches!(f, Effect::Waiting { .. }));
+    e.exec(waiting.collect(), clock.now());
+    clock.advance(Duration::from_secs(10));
+    let fx = e.handle(Input::Plan, clock.now());
+    let Effect::TakeBack { id, reason } = &fx[0] else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(id, "slow");
+    assert!(reason.contains("timed out"), "{reason}");
 }
