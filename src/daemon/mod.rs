@@ -16,6 +16,7 @@ mod faults;
 mod liveness;
 mod pacing;
 mod reconcile;
+mod record;
 mod recover;
 mod shelf;
 mod trust;

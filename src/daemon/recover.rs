@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::engine::{rel, transition_line, transition_row, Engine};
+use super::engine::{rel, Engine};
+use super::record::{transition_line, transition_row};
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
