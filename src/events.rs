@@ -6,13 +6,16 @@
 //! clients that reconnect with `?since=N`; the database keeps all of it. Each event is
 //! serialised to its wire JSON once, here, rather than once per listening client.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::store::db::{self, EventRow, Record};
+
+mod event;
+pub use event::*;
 
 /// How many recent events the hub keeps for reconnecting clients.
 pub const RING: usize = 10_000;
@@ -37,6 +40,8 @@ pub enum Since {
 struct State {
     seq: u64,
     ring: VecDeque<Arc<Published>>,
+    /// Events published by this process, per kind (for `/metrics`).
+    counts: BTreeMap<&'static str, u64>,
 }
 
 /// The hub; shared as `Arc<Hub>` by the engine thread and the servers.
@@ -60,6 +65,7 @@ impl Hub {
             state: Mutex::new(State {
                 seq,
                 ring: VecDeque::with_capacity(capacity.min(1024)),
+                counts: BTreeMap::new(),
             }),
             live,
             db,
@@ -68,9 +74,12 @@ impl Hub {
     }
 
     /// Publishes one event and returns its seq.
-    pub fn emit(&self, ts: DateTime<Utc>, kind: &str, data: serde_json::Value) -> u64 {
+    pub fn emit(&self, ts: DateTime<Utc>, event: Event) -> u64 {
+        let kind = event.kind();
+        let data = event.data();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.seq += 1;
+        *st.counts.entry(kind).or_default() += 1;
         let row = EventRow {
             seq: st.seq,
             ts,
@@ -95,6 +104,15 @@ impl Hub {
     /// The seq of the last event published.
     pub fn seq(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).seq
+    }
+
+    /// How many events of each kind this process published (every kind, zeros too).
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Event::KINDS
+            .iter()
+            .map(|k| (*k, st.counts.get(k).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// The events after `since`, if the ring still holds them all.
@@ -130,10 +148,18 @@ pub fn wire_json(row: &EventRow) -> String {
     .to_string()
 }
 
+/// An `agent.up` event: what tests emit when the kind does not matter.
+#[cfg(test)]
+pub(crate) fn up(agent: &str) -> Event {
+    Event::AgentUp(AgentUp {
+        agent: agent.into(),
+        last_seen: Utc::now(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn seqs(s: Since) -> Vec<u64> {
         match s {
@@ -146,8 +172,9 @@ mod tests {
     fn seq_continues_and_since_reads_the_ring() {
         let hub = Hub::with_capacity(41, None, 3);
         for i in 0..5 {
-            assert_eq!(hub.emit(Utc::now(), "job.created", json!({"i": i})), 42 + i);
+            assert_eq!(hub.emit(Utc::now(), up(&format!("a{i}"))), 42 + i);
         }
+        assert!(hub.counts().contains(&("agent.up", 5)));
         assert_eq!(hub.seq(), 46);
         assert_eq!(seqs(hub.since(44)), vec![45, 46]);
         assert_eq!(seqs(hub.since(43)), vec![44, 45, 46]);
@@ -161,12 +188,18 @@ mod tests {
         let hub = Hub::new(0, None);
         let (at, mut rx) = hub.subscribe();
         assert_eq!(at, 0);
-        hub.emit(Utc::now(), "agent.down", json!({"agent": "a"}));
+        hub.emit(
+            Utc::now(),
+            Event::TraceRejected(TraceRejected {
+                source: "a".into(),
+                reason: "r".into(),
+            }),
+        );
         let e = rx.try_recv().expect("live event");
         let v: serde_json::Value = serde_json::from_str(&e.json).unwrap();
         assert_eq!(v["seq"], 1);
-        assert_eq!(v["type"], "agent.down");
-        assert_eq!(v["data"]["agent"], "a");
+        assert_eq!(v["type"], "trace.rejected");
+        assert_eq!(v["data"]["source"], "a");
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -26,7 +26,7 @@ impl Engine {
             return;
         }
         let due = self.next_timeout.is_some_and(|t| t <= self.now());
-        let started = Instant::now();
+        let started = self.clock.instant();
         if !self.replan && !due || !self.pacing.may_plan(started) {
             // (A plan put off keeps `replan`; `next_wakeup` comes back for it.)
             self.replan |= due;
@@ -39,30 +39,15 @@ impl Engine {
         for _ in 0..4 {
             let now = self.now();
             self.resolve_shelved();
-            let plan = self.board.plan_incremental(now);
-            self.check_plan(&plan, now);
+            let fx = self.handle(super::effect::Input::Plan, now);
             // Only a take-back can free room for another pass; assignments use it up.
-            again = !plan.take_back.is_empty();
-            for (id, reason) in plan.take_back {
-                self.take_back(&id, &reason, now);
-            }
-            for (id, reason) in plan.fail {
-                self.fail(&id, &reason, now);
-            }
-            for (id, agent) in plan.assign {
-                self.assign(&id, &agent, now);
-            }
-            for (id, reason) in plan.waiting {
-                self.note_waiting(&id, reason);
-            }
-            for id in plan.llm {
-                self.start_llm(&id);
-            }
+            again = fx.iter().any(super::effect::Effect::frees_room);
+            self.exec(fx, now);
             if !again {
                 break;
             }
         }
-        self.pacing.planned(started);
+        self.pacing.planned(started, self.clock.instant());
         // Room freed by a last pass's take-backs is used at the next wakeup (at once).
         self.replan |= again;
         self.next_timeout = self.board.next_deadline_indexed();
@@ -72,7 +57,7 @@ impl Engine {
 
     /// In debug builds (the tests), holds each incremental plan against the full plan of
     /// the same board while the board is small enough for that to stay cheap.
-    fn check_plan(&self, plan: &crate::board::Plan, now: DateTime<Utc>) {
+    pub(super) fn check_plan(&self, plan: &crate::board::Plan, now: DateTime<Utc>) {
         if cfg!(debug_assertions) && self.board.cards.len() <= CHECKED_BOARD {
             if let Err(e) = self.board.check(plan, now) {
                 panic!("the incremental plan differs from the full plan: {e}");
@@ -97,7 +82,7 @@ impl Engine {
             .into_iter()
             .flatten()
             .min()
-            .map(|d| Instant::now() + (d - now).to_std().unwrap_or_default());
+            .map(|d| self.clock.instant() + (d - now).to_std().unwrap_or_default());
         let deadline = match (deadline, self.next_archive()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -109,7 +94,7 @@ impl Engine {
     }
 
     /// Moves one card from the inbox to `assigned/<agent>/`.
-    fn assign(&mut self, id: &str, agent: &str, now: DateTime<Utc>) {
+    pub(super) fn assign(&mut self, id: &str, agent: &str, now: DateTime<Utc>) {
         let to = Place::assigned(agent);
         let epoch = self.epoch_of(agent);
         self.transfer(id, to, "pas", None, now, |m| m.epoch = epoch);
@@ -144,7 +129,7 @@ impl Engine {
     }
 
     /// Fails an inbox card at once (it can never run here), with the reason as `error`.
-    fn fail(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+    pub(super) fn fail(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
         let Some(entry) = self.board.cards.get_mut(id) else {
             return;
         };
@@ -166,7 +151,7 @@ impl Engine {
 
     /// Hands an LLM job card to the gateway's executor (once; it stays in the inbox while
     /// its call runs), or says it waits for one.
-    fn start_llm(&mut self, id: &str) {
+    pub(super) fn start_llm(&mut self, id: &str) {
         if self.llm_running.contains(id) {
             return;
         }
@@ -228,7 +213,7 @@ impl Engine {
     }
 
     /// Puts the reason in `pas.waiting_for` when it changed (written after planning).
-    fn note_waiting(&mut self, id: &str, reason: String) {
+    pub(super) fn note_waiting(&mut self, id: &str, reason: String) {
         // The reason is the plan's own output: writing it is no news to the next plan.
         let Some(entry) = self.board.cards.get_mut_unplanned(id) else {
             return;

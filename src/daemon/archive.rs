@@ -79,7 +79,7 @@ pub(super) fn due(
 impl Engine {
     /// Runs an archive round if one is due.
     pub fn archive_if_due(&mut self) {
-        if !self.cfg.archive.enabled || Instant::now() < self.archive_next {
+        if !self.cfg.archive.enabled || self.clock.instant() < self.archive_next {
             return;
         }
         self.archive_round();
@@ -93,7 +93,7 @@ impl Engine {
 
     /// A card just finished: look soon, so `keep` holds.
     pub(super) fn archive_soon(&mut self) {
-        self.archive_next = self.archive_next.min(Instant::now() + AFTER_FINISH);
+        self.archive_next = self.archive_next.min(self.clock.instant() + AFTER_FINISH);
     }
 
     /// Archives at most `archive.batch` due cards and sets when the next round is.
@@ -120,14 +120,14 @@ impl Engine {
             self.transfer(&id, Place::archived(finished), "pas", None, now, |_| {});
         }
         self.archive_next = if due.more > 0 {
-            Instant::now()
+            self.clock.instant()
         } else {
             let wait = due
                 .next
                 .map(|t| (t - now).to_std().unwrap_or_default())
                 .unwrap_or(IDLE_ROUND);
             // A little past the due time, so the card is due when the round looks.
-            Instant::now() + wait.min(IDLE_ROUND) + Duration::from_millis(10)
+            self.clock.instant() + wait.min(IDLE_ROUND) + Duration::from_millis(10)
         };
         if n > 0 {
             tracing::info!(

@@ -11,21 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::agent::{Agent, Registration};
 use crate::board::{Board, Defaults, Place};
-use crate::card::{Card, HistoryEntry, State};
+use crate::card::{Card, State};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::events::Hub;
+use crate::events::{self as ev, Event, Hub};
 use crate::fsops::{self, Moved, Stamp};
 use crate::intake::{self, FileKind, Refused};
-use crate::store::db::{Record, TelemetryWriter, TransitionRow};
+use crate::store::db::TelemetryWriter;
 use crate::store::git::{Change, CommitWorker};
 use crate::workspace::{Kind, Workspace};
-
-/// The time source; injected so tests and benchmarks can control it.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// The daemon's state.
 pub struct Engine {
@@ -99,7 +96,7 @@ impl Engine {
             git,
             db,
             hub,
-            clock,
+            clock: clock.clone(),
             live: Default::default(),
             replan: true,
             next_timeout: None,
@@ -109,7 +106,7 @@ impl Engine {
             pacing: Default::default(),
             def_cache: Default::default(),
             // At once: a workspace from an earlier pas is worked off from the first turn.
-            archive_next: Instant::now(),
+            archive_next: clock.instant(),
             echoes: Default::default(),
         }
     }
@@ -130,7 +127,12 @@ impl Engine {
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
+    }
+
+    /// A monotonic instant now, from the same clock as [`Engine::now`].
+    pub(super) fn instant(&self) -> Instant {
+        self.clock.instant()
     }
 
     pub(super) fn settle(&self) -> Duration {
@@ -138,8 +140,8 @@ impl Engine {
     }
 
     /// Publishes one event to the stream (and through it, the telemetry database).
-    pub(super) fn emit(&mut self, kind: &str, data: serde_json::Value) {
-        self.hub.emit(self.now(), kind, data);
+    pub(super) fn emit(&mut self, event: Event) {
+        self.hub.emit(self.now(), event);
     }
 
     /// Adds paths and a message line to the commit being gathered.
@@ -222,7 +224,7 @@ impl Engine {
         }
         if readiness == crate::watch::Readiness::Writing {
             self.settling
-                .insert(path.to_path_buf(), Instant::now() + self.settle());
+                .insert(path.to_path_buf(), self.clock.instant() + self.settle());
             return;
         }
         self.settling.remove(path);
@@ -258,7 +260,7 @@ impl Engine {
 
     /// Paths whose settle time has come.
     pub fn due_settled(&mut self) -> Vec<PathBuf> {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let due: Vec<PathBuf> = self
             .settling
             .iter()
@@ -376,7 +378,8 @@ impl Engine {
             Err(Refused::Missing) => None,
             Err(e) if e.may_settle() && self.is_fresh(&path) => {
                 // Perhaps still being written in place: look again once it has settled.
-                self.settling.insert(path, Instant::now() + self.settle());
+                self.settling
+                    .insert(path, self.clock.instant() + self.settle());
                 return;
             }
             Err(e) => {
@@ -406,10 +409,12 @@ impl Engine {
         if now_reg.is_none() {
             let epoch = self.retire(name);
             tracing::info!(agent = name, "deregistered");
-            self.emit(
-                "agent.deregistered",
-                json!({"agent": name, "epoch": epoch, "reason": "registration removed"}),
-            );
+            self.emit(Event::AgentDeregistered(ev::Deregistered {
+                agent: name.to_string(),
+                epoch,
+                reason: "registration removed".into(),
+                silent: None,
+            }));
             self.stage(&[&path], format!("pas: deregister {name}"));
             return;
         }
@@ -426,7 +431,10 @@ impl Engine {
         if new_incarnation {
             self.seed_agent(name);
             tracing::info!(agent = name, epoch = n.epoch, "registered");
-            self.emit("agent.registered", json!({"agent": name, "epoch": n.epoch}));
+            self.emit(Event::AgentRegistered(ev::AgentEpoch {
+                agent: name.to_string(),
+                epoch: n.epoch,
+            }));
             self.stage(
                 &[&path],
                 format!("pas: register {name} (epoch {})", n.epoch),
@@ -437,110 +445,19 @@ impl Engine {
             Some(w) if w.paused != n.paused => {
                 let verb = if n.paused { "pause" } else { "resume" };
                 tracing::info!(agent = name, "{verb}d");
-                self.emit(
-                    if n.paused {
-                        "agent.paused"
-                    } else {
-                        "agent.resumed"
-                    },
-                    json!({"agent": name, "epoch": n.epoch}),
-                );
+                let who = ev::AgentEpoch {
+                    agent: name.to_string(),
+                    epoch: n.epoch,
+                };
+                self.emit(if n.paused {
+                    Event::AgentPaused(who)
+                } else {
+                    Event::AgentResumed(who)
+                });
                 self.stage(&[&path], format!("pas: {verb} {name}"));
             }
             _ => self.stage(&[&path], format!("pas: update registration of {name}")),
         }
-    }
-
-    /// Writes one transition to every record: telemetry row, event, commit line.
-    pub(super) fn record(
-        &mut self,
-        id: &str,
-        to: &Place,
-        from_path: Option<&Path>,
-        to_path: &Path,
-        card: &Card,
-    ) {
-        // The transition is the last entry of the card's history, as pas just wrote it.
-        let Some(entry) = card.spec.pas.history.last() else {
-            return;
-        };
-        let n = card.spec.pas.history.len() - 1;
-        if let Some(db) = &self.db {
-            db.send(Record::Transition(transition_row(id, n, entry)));
-        }
-        let trace = crate::trace::card_trace(&card.spec.pas);
-        if let Some((t, s)) = &trace {
-            self.trace_root(id, card, t, s, to);
-        }
-        if entry.from == "new" {
-            // With what the board needs to show and rank it at once (the page would
-            // otherwise wait for the card's fields from the server).
-            self.emit(
-                "job.created",
-                json!({"id": id, "place": entry.to, "title": card.spec.title,
-                       "priority": card.spec.priority.as_str(), "requires": card.spec.requires,
-                       "created": entry.at}),
-            );
-        }
-        let kind = match to.state {
-            State::Inbox if entry.from == "new" => None,
-            State::Inbox => Some("job.requeued"),
-            State::Assigned => Some("job.assigned"),
-            // Not among SPEC 11's types, which predate review: named like them.
-            State::Review => Some("job.review"),
-            State::Done => Some("job.done"),
-            State::Failed => Some("job.failed"),
-            // Housekeeping, not news: the SPEC's event types have none for it, and an
-            // upgrade archives thousands at once. The commit and the database record it.
-            State::Archived => None,
-        };
-        // Who: the agent it goes to, else the one it leaves (a card done by coder-1).
-        let was = Place::from_label(&entry.from).and_then(|p| p.agent);
-        if let Some(kind) = kind {
-            // A card going to review names the agent whose work waits there.
-            let agent = to
-                .agent
-                .as_ref()
-                .or(was.as_ref().filter(|_| to.state == State::Review));
-            self.emit(
-                kind,
-                json!({"id": id, "from": entry.from, "to": entry.to, "agent": agent, "by": entry.by, "reason": entry.reason}),
-            );
-        }
-        if matches!(to.state, State::Done | State::Failed) {
-            self.archive_soon();
-        }
-        let line = transition_line(id, entry);
-        let title = Some(card.spec.title.clone());
-        self.change
-            .headlines
-            .push(crate::store::git::subject::headline(
-                id,
-                title.as_deref(),
-                entry.from == "new",
-                to.state,
-                to.agent.as_deref().or(was.as_deref()),
-                entry.reason.as_deref(),
-            ));
-        if let (Some((t, _)), State::Done | State::Failed) = (&trace, to.state) {
-            // The commit that finishes a card names its trace (SPEC section 13).
-            self.change.trailers.push(format!("Pas-Trace: {id} {t}"));
-        }
-        let mut paths: Vec<&Path> = vec![to_path];
-        if let Some(f) = from_path {
-            paths.push(f);
-        }
-        self.stage(&paths, line);
-    }
-
-    /// Records the card's root span as it stands after this transition (pure part:
-    /// `trace::card::root_span`).
-    fn trace_root(&mut self, id: &str, card: &Card, trace: &str, span: &str, to: &Place) {
-        let Some(s) = crate::trace::card::root_span(id, card, (trace, span), to, self.now()) else {
-            return;
-        };
-        let db = self.db.as_ref().map(|d| d.sink());
-        crate::trace::Tracer::new(self.cfg.traces.capture, db, self.hub.clone()).record_quietly(s);
     }
 
     /// Moves a file that pas cannot accept to `work/rejected/` with its reason.
@@ -553,10 +470,11 @@ impl Engine {
         match fsops::reject(path, &self.ws.rejected(), &text) {
             Ok((target, reason_path)) => {
                 tracing::warn!(file = %shown, reason, "rejected");
-                self.emit(
-                    "job.rejected",
-                    json!({"file": shown, "to": rel(&self.ws, &target), "reason": reason}),
-                );
+                self.emit(Event::JobRejected(ev::Rejected {
+                    file: shown.clone(),
+                    to: rel(&self.ws, &target),
+                    reason: reason.to_string(),
+                }));
                 self.stage(
                     &[path, &target, &reason_path],
                     format!("pas: reject {shown}: {}", first_line(reason)),
@@ -606,31 +524,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// The telemetry row of history entry `n` of card `id`; the agent is the one the card went
-/// to, else whoever moved it.
-pub(super) fn transition_row(id: &str, n: usize, h: &HistoryEntry) -> TransitionRow {
-    let agent = h.to.strip_prefix("assigned/").map(str::to_string);
-    TransitionRow {
-        job_id: id.to_string(),
-        n: n as u32,
-        ts: h.at,
-        from: h.from.clone(),
-        to: h.to.clone(),
-        agent: agent.or_else(|| h.by.clone()),
-        reason: h.reason.clone(),
-    }
-}
-
-/// The commit message line of one transition: `pas: J-7 inbox -> assigned/a (reason)`.
-pub(super) fn transition_line(id: &str, h: &HistoryEntry) -> String {
-    let reason = h
-        .reason
-        .as_ref()
-        .map(|r| format!(" ({r})"))
-        .unwrap_or_default();
-    format!("pas: {id} {} -> {}{reason}", h.from, h.to)
 }
 
 /// Where a card's own `pas:` block says it is (for cards pas has not seen before).

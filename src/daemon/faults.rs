@@ -38,6 +38,45 @@ impl FileFaults {
     pub(super) fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
+
+    /// A write failed at `now`: the retry waits twice as long as the last one (up to
+    /// [`MAX_RETRY`]). Whether to say so loudly: the first failure of a run, then every
+    /// [`REPEAT_EVERY`].
+    pub(super) fn failed(&mut self, now: Instant) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        self.since.get_or_insert(now);
+        let delay = FIRST_RETRY
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(MAX_RETRY);
+        self.retry_at = Some(now + delay);
+        let say = self
+            .said
+            .is_none_or(|t| now.saturating_duration_since(t) >= REPEAT_EVERY);
+        if say {
+            self.said = Some(now);
+        }
+        say
+    }
+
+    /// A write worked at `now`: the run of failures, if one was going on, is over; how
+    /// many there were and for how long. A retry already scheduled stays (another card
+    /// may have failed in the same plan).
+    pub(super) fn worked(&mut self, now: Instant) -> Option<(u32, Duration)> {
+        let since = self.since.take()?;
+        let run = (self.failures, now.saturating_duration_since(since));
+        self.failures = 0;
+        self.said = None;
+        Some(run)
+    }
+
+    /// Whether the retry is due at `now`; if so, it is taken.
+    pub(super) fn take_due(&mut self, now: Instant) -> bool {
+        let due = self.retry_at.is_some_and(|t| t <= now);
+        if due {
+            self.retry_at = None;
+        }
+        due
+    }
 }
 
 impl Engine {
@@ -46,52 +85,32 @@ impl Engine {
     /// `what` says what was attempted, with the paths, e.g. `move card J-7 from
     /// work/inbox/J-7.yaml to work/assigned/a/J-7.yaml`.
     pub(super) fn file_failed(&mut self, what: &str, id: &str, e: &std::io::Error) {
-        let f = &mut self.faults;
-        f.failures = f.failures.saturating_add(1);
-        let now = Instant::now();
-        f.since.get_or_insert(now);
-        let delay = FIRST_RETRY
-            .saturating_mul(1u32 << (f.failures - 1).min(16))
-            .min(MAX_RETRY);
-        f.retry_at = Some(now + delay);
-        if f.said.is_none_or(|t| t.elapsed() >= REPEAT_EVERY) {
-            f.said = Some(now);
+        let now = self.clock.instant();
+        if self.faults.failed(now) {
             let hint = io_hint(e, &self.ws.root);
-            tracing::error!(
-                job = id,
-                failures = f.failures,
-                "cannot {what}: {e}; {hint}"
-            );
+            let failures = self.faults.failures;
+            tracing::error!(job = id, failures, "cannot {what}: {e}; {hint}");
         } else {
             tracing::debug!(job = id, "cannot {what}: {e}; will retry");
         }
     }
 
-    /// A card file was written: a run of failures, if any, is over. A retry already
-    /// scheduled stays: another card may have failed in the same plan.
+    /// A card file was written: a run of failures, if any, is over.
     pub(super) fn file_ok(&mut self) {
-        let f = &mut self.faults;
-        if let Some(since) = f.since.take() {
+        if let Some((failures, took)) = self.faults.worked(self.clock.instant()) {
             tracing::info!(
-                failures = f.failures,
-                after_ms = since.elapsed().as_millis() as u64,
+                failures,
+                after_ms = took.as_millis() as u64,
                 "card files can be written again; pas catches up"
             );
-            f.failures = 0;
-            f.said = None;
         }
     }
 
     /// Whether a retry is due; if so, the next step plans and writes again.
     pub(super) fn take_due_retry(&mut self) -> bool {
-        match self.faults.retry_at {
-            Some(t) if t <= Instant::now() => {
-                self.faults.retry_at = None;
-                self.replan = true;
-                true
-            }
-            _ => false,
-        }
+        let due = self.faults.take_due(self.clock.instant());
+        self.replan |= due;
+        due
     }
 }
 
@@ -110,4 +129,33 @@ pub(crate) fn io_hint(e: &std::io::Error, root: &Path) -> String {
         _ => "the card stays where it was".to_string(),
     };
     format!("{what}; pas keeps the card where it was, retries, and catches up once this is fixed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_two_seconds_and_the_error_is_said_every_30_s() {
+        let t0 = Instant::now();
+        let mut f = FileFaults::default();
+        let mut waits = Vec::new();
+        let mut said = Vec::new();
+        let mut now = t0;
+        for _ in 0..7 {
+            said.push(f.failed(now));
+            let at = f.retry_at().unwrap();
+            waits.push((at - now).as_millis());
+            assert!(!f.take_due(at - Duration::from_millis(1)), "not before");
+            assert!(f.take_due(at) && f.retry_at().is_none());
+            now = at;
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(said, [true, false, false, false, false, false, false]);
+        assert!(f.failed(t0 + REPEAT_EVERY), "said again after 30 s");
+        assert_eq!(f.worked(t0 + REPEAT_EVERY), Some((8, REPEAT_EVERY)));
+        assert_eq!(f.worked(t0 + REPEAT_EVERY), None, "the run is over");
+        assert!(f.failed(t0 + REPEAT_EVERY), "a new run is said at once");
+        assert_eq!(f.retry_at(), Some(t0 + REPEAT_EVERY + FIRST_RETRY));
+    }
 }

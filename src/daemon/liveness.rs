@@ -4,18 +4,21 @@
 //! The rules themselves are pure (`crate::liveness`); this file turns their verdicts into
 //! events, commits and file moves.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::events::{self as ev, Event};
+
+use super::effect::Input;
 use super::engine::Engine;
 use crate::agent::{Agent, Registration, SAVE_STATE};
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::heartbeat::{Beat, Line, Tail};
-use crate::liveness::{self, CtxLevel, Health};
+
 use crate::store::db::Epochs;
 
 /// What the engine keeps per agent for liveness, beyond what the board shows.
@@ -23,8 +26,8 @@ use crate::store::db::Epochs;
 pub struct LiveState {
     /// Where each heartbeat file has been read to.
     pub(super) tails: HashMap<String, Tail>,
-    /// Agents whose next breach may open a save-state card (re-armed below target).
-    pub(super) disarmed: HashSet<String>,
+    /// The token governor's state (see `ttl.rs`).
+    pub(super) governor: super::ttl::Governor,
     /// The epochs each agent has held, so a re-registration always rises.
     pub(super) epochs: HashMap<String, Epochs>,
     /// No verdict can change before this instant (a lower bound; beats only push it on).
@@ -41,10 +44,6 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 impl Engine {
-    fn default_interval(&self) -> f64 {
-        self.cfg.heartbeat_interval_s
-    }
-
     /// Starts the clock of liveness after the first scan (which read each registered
     /// agent's last beat): expiry waits one interval from now. A breach whose save-state
     /// card is still open does not open another.
@@ -55,7 +54,7 @@ impl Engine {
             let open = matches!(e.place.state, State::Inbox | State::Assigned);
             if open && e.card.spec.kind.as_deref() == Some(SAVE_STATE) {
                 if let Some(a) = &e.card.spec.assignee {
-                    self.live.disarmed.insert(a.clone());
+                    self.live.governor.disarm(a);
                 }
             }
         }
@@ -88,10 +87,11 @@ impl Engine {
                 if seen.is_some() && self.live.refused.get(name) != seen.as_ref() {
                     let shown = super::rel(&self.ws, path);
                     tracing::warn!(agent = name, file = %shown, error = %e, "heartbeat file refused");
-                    self.emit(
-                        "file.refused",
-                        json!({"file": shown, "agent": name, "reason": e.to_string()}),
-                    );
+                    self.emit(Event::FileRefused(ev::FileRefused {
+                        file: shown,
+                        agent: name.to_string(),
+                        reason: e.to_string(),
+                    }));
                     if let Some(seen) = seen {
                         self.live.refused.insert(name.to_string(), seen);
                     }
@@ -136,111 +136,18 @@ impl Engine {
             }
         }
         if let Some(beat) = newest {
-            self.take_beat(name, beat);
-        }
-    }
-
-    /// Applies an agent's newest beat: up again if it was down, its context level, and an
-    /// `agent.heartbeat` event when what it reports has changed.
-    fn take_beat(&mut self, name: &str, beat: Beat) {
-        let now = self.now();
-        let default_budget = self.cfg.token_budget.clone();
-        let Some(agent) = self.board.agents.get_mut(name) else {
-            return;
-        };
-        // A beat cannot vouch for the future: a clock ahead of ours counts as now.
-        let ts = beat.ts.min(now);
-        let seen = agent.live.last_seen.map_or(ts, |s| s.max(ts));
-        agent.live.last_seen = Some(seen);
-        // Only what an agent is doing makes an event; gauges (progress, context, CPU)
-        // change with nearly every beat and are read from the agent's state instead.
-        let changed = agent.live.beat.as_ref().is_none_or(|old| {
-            (&old.status, &old.job, &old.note) != (&beat.status, &beat.job, &beat.note)
-        });
-        let was_down = agent.live.down;
-        let before = agent.live.ctx;
-        agent.live.beat = Some(beat.clone());
-        let budget = agent.token_budget(&default_budget).clone();
-        let ratio = agent.ctx_ratio();
-        let level = CtxLevel::of(ratio, &budget);
-        agent.live.ctx = level;
-        if liveness::health(
-            seen,
-            agent.interval_s(self.cfg.heartbeat_interval_s),
-            now,
-            None,
-        ) == Health::Up
-        {
-            agent.live.down = false;
-        }
-        let back_up = was_down && !agent.live.down;
-
-        if back_up {
-            tracing::info!(agent = name, "up again");
-            self.emit("agent.up", json!({"agent": name, "last_seen": stamp(seen)}));
-            self.replan = true;
-        }
-        if changed {
-            self.emit(
-                "agent.heartbeat",
-                json!({"agent": name, "beat": serde_json::to_value(&beat).unwrap_or_default(), "ctx_ratio": ratio}),
-            );
-        }
-        if level != before {
-            self.replan = true;
-        }
-        self.govern(name, before, level, ratio, &budget);
-    }
-
-    /// The token governor: an event when an agent enters warning or breach, and on breach
-    /// one save-state card until the ratio has fallen below target again.
-    fn govern(
-        &mut self,
-        name: &str,
-        before: CtxLevel,
-        level: CtxLevel,
-        ratio: Option<f64>,
-        budget: &crate::config::TokenBudget,
-    ) {
-        if level == CtxLevel::Ok {
-            if self.live.disarmed.remove(name) {
-                tracing::info!(agent = name, "context back below target: governor re-armed");
-            }
-            return;
-        }
-        let rising = level > before;
-        // A breach pas has not answered yet (say it began while pas was down) is answered
-        // on its next beat, even though the level did not rise.
-        let unanswered = level == CtxLevel::Breach && !self.live.disarmed.contains(name);
-        if !rising && !unanswered {
-            return;
-        }
-        let data = json!({
-            "agent": name,
-            "ctx_ratio": ratio,
-            "target": budget.target,
-            "hard_max": budget.hard_max,
-        });
-        if rising && (level == CtxLevel::Warning || before < CtxLevel::Warning) {
-            tracing::info!(agent = name, ratio, "context at or over target");
-            self.emit("token.warning", data.clone());
-        }
-        if level == CtxLevel::Breach {
-            tracing::warn!(agent = name, ratio, "ALERT: context at or over hard_max");
-            let card = if self.live.disarmed.contains(name) {
-                None
-            } else {
-                self.live.disarmed.insert(name.to_string());
-                self.drop_save_state(name, ratio)
+            let input = Input::Beat {
+                agent: name.to_string(),
+                beat,
             };
-            let mut data = data;
-            data["card"] = json!(card);
-            self.emit("token.breach", data);
+            let now = self.now();
+            let fx = self.handle(input, now);
+            self.exec(fx, now);
         }
     }
 
     /// Writes a save-state card pinned to `name` into the inbox; returns its id.
-    fn drop_save_state(&mut self, name: &str, ratio: Option<f64>) -> Option<String> {
+    pub(super) fn drop_save_state(&mut self, name: &str, ratio: Option<f64>) -> Option<String> {
         let id = ulid::Ulid::new().to_string();
         let run_id = format!("{name}-{}", self.now().format("%Y%m%dT%H%M%SZ"));
         let pct = ratio.map_or("?".into(), |r| format!("{:.0}%", r * 100.0));
@@ -272,70 +179,8 @@ impl Engine {
     /// registration is removed and its cards taken back).
     pub(super) fn check_liveness(&mut self) {
         let now = self.now();
-        if self.live.next_check.is_some_and(|t| t > now) {
-            return;
-        }
-        let started = self.live.started;
-        let default = self.default_interval();
-        let mut next: Option<DateTime<Utc>> = None;
-        let mut expired = Vec::new();
-        let mut went_down = Vec::new();
-        let mut came_up = Vec::new();
-        for a in self.board.agents.values_mut().filter(|a| a.reg.is_some()) {
-            let Some(seen) = a.baseline() else { continue };
-            let interval = a.interval_s(default);
-            match liveness::health(seen, interval, now, started) {
-                Health::Up if a.live.down => {
-                    // Its interval grew (a new definition or registration).
-                    a.live.down = false;
-                    came_up.push((a.name.clone(), seen));
-                }
-                Health::Up => {}
-                Health::Down if !a.live.down => {
-                    a.live.down = true;
-                    went_down.push((a.name.clone(), seen, interval));
-                }
-                Health::Down => {}
-                Health::Expired => {
-                    expired.push((a.name.clone(), seen, interval));
-                    continue;
-                }
-            }
-            let at = liveness::next_change(seen, interval, now, started);
-            next = Some(next.map_or(at, |n| n.min(at)));
-        }
-        self.live.next_check = next;
-        for (name, seen) in came_up {
-            self.replan = true;
-            self.emit("agent.up", json!({"agent": name, "last_seen": stamp(seen)}));
-        }
-        for (name, seen, interval) in went_down {
-            self.replan = true;
-            let note = self.last_note(&name);
-            tracing::warn!(
-                agent = %name,
-                last_seen = %stamp(seen),
-                note = note.as_deref().unwrap_or(""),
-                "ALERT: no beat for 2 intervals"
-            );
-            self.emit(
-                "agent.down",
-                json!({
-                    "agent": name,
-                    "last_seen": stamp(seen),
-                    "last_note": note,
-                    "interval_s": interval,
-                    "message": format!(
-                        "no beat for 2 intervals, last seen {}, last note {}",
-                        stamp(seen),
-                        note.as_deref().unwrap_or("(none)")
-                    ),
-                }),
-            );
-        }
-        for (name, seen, _) in expired {
-            self.expire(&name, seen);
-        }
+        let fx = self.handle(Input::Tick, now);
+        self.exec(fx, now);
     }
 
     fn last_note(&self, name: &str) -> Option<String> {
@@ -352,7 +197,7 @@ impl Engine {
     /// Deregisters an agent silent for three intervals: removes its registration (the
     /// commit says why), takes its cards back with `attempts` raised, and names them in
     /// the event.
-    fn expire(&mut self, name: &str, seen: DateTime<Utc>) {
+    pub(super) fn expire(&mut self, name: &str, seen: DateTime<Utc>) {
         let now = self.now();
         let path = self.ws.registration_path(name);
         let reason = format!(
@@ -385,17 +230,16 @@ impl Engine {
                 stamp(seen)
             ),
         );
-        self.emit(
-            "agent.deregistered",
-            json!({
-                "agent": name,
-                "epoch": epoch,
-                "reason": "no beat for 3 intervals",
-                "last_seen": stamp(seen),
-                "last_note": note,
-                "cards": cards,
+        self.emit(Event::AgentDeregistered(ev::Deregistered {
+            agent: name.to_string(),
+            epoch,
+            reason: "no beat for 3 intervals".into(),
+            silent: Some(ev::Silent {
+                last_seen: seen,
+                last_note: note,
+                cards: cards.clone(),
             }),
-        );
+        }));
         for id in cards {
             self.take_back(&id, &reason, now);
         }

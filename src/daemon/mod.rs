@@ -9,25 +9,33 @@
 
 mod actions;
 mod archive;
+pub mod effect;
 mod engine;
+mod exec;
 mod faults;
 mod liveness;
 mod pacing;
 mod reconcile;
+mod record;
 mod recover;
 mod shelf;
 mod trust;
+mod ttl;
+
+#[cfg(test)]
+mod clock_tests;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-pub use engine::{rel, Clock, Engine};
+pub use engine::{rel, Engine};
+
+use crate::clock::Clock;
 
 use crate::store::{db, git};
 use crate::watch::{self, Input, Readiness};
@@ -178,7 +186,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     let (tx, rx) = sync_channel::<Input>(65_536);
     install_signal_handler(tx.clone())?;
     crate::workspace::ensure_dirs(ws).context("cannot prepare the workspace folders")?;
-    let clock: Clock = Arc::new(chrono::Utc::now);
+    let clock = Clock::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let cfg = ws.config()?;
     let binds = crate::server::Binds {
         dashboard: opts
@@ -221,7 +229,7 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
         db: engine.db.as_ref().map(|d| d.sink()),
         gateway_metrics: Default::default(),
     };
-    let servers = match crate::server::start(shared, &binds, tx.clone()) {
+    let servers = match crate::server::start(shared, &binds, tx.clone(), engine.clock.clone()) {
         Ok(s) => {
             engine.run_llm_cards(s.llm_jobs.clone());
             s
@@ -346,7 +354,7 @@ pub fn run_loop(
         crate::health::engine_turned();
         let due = engine.next_wakeup();
         let timeout = due
-            .map(|t| t.saturating_duration_since(Instant::now()))
+            .map(|t| t.saturating_duration_since(engine.instant()))
             .unwrap_or(Duration::from_secs(60));
         // The loop turns at least once a second, so `/health` sees it alive; a turn before
         // anything is due does nothing else.

@@ -29,10 +29,9 @@ impl Pacing {
         self.next_plan_at().is_none_or(|at| at <= now)
     }
 
-    /// A plan that started at `started` has just ended.
-    pub fn planned(&mut self, started: Instant) {
-        let now = Instant::now();
-        self.last = Some((now, now - started));
+    /// A plan that started at `started` has just ended, `now`.
+    pub fn planned(&mut self, started: Instant, now: Instant) {
+        self.last = Some((now, now.saturating_duration_since(started)));
     }
 }
 
@@ -45,11 +44,11 @@ mod tests {
         let mut p = Pacing::default();
         let t0 = Instant::now();
         assert!(p.may_plan(t0), "the first plan never waits");
-        p.planned(t0 - Duration::from_millis(30));
+        p.planned(t0 - Duration::from_millis(30), t0);
         let at = p.next_plan_at().unwrap();
         assert!(at >= t0 + Duration::from_millis(30) && !p.may_plan(t0));
         assert!(p.may_plan(at));
-        p.planned(Instant::now() - Duration::from_secs(5));
+        p.planned(t0 - Duration::from_secs(5), t0);
         assert!(p.next_plan_at().unwrap() <= Instant::now() + MAX_WAIT);
     }
 }

@@ -4,7 +4,7 @@
 //! Split from `engine.rs`, which holds the engine's state and the other inputs.
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::engine::{place_from_meta, rel, Engine};
 use crate::board::{transition_meta, Entry, Place};
@@ -76,7 +76,8 @@ impl Engine {
                         Ok(_) => true,
                     };
                     if fresh && settles {
-                        self.settling.insert(path, Instant::now() + self.settle());
+                        self.settling
+                            .insert(path, self.clock.instant() + self.settle());
                     } else {
                         self.reject(&path, &e.to_string());
                     }
@@ -288,7 +289,7 @@ impl Engine {
     /// Whether card `id`, found in no folder, is gone: true at the second look, a settle
     /// time after the first (which asks for that look by settling its old path).
     fn vanished_for_good(&mut self, id: &str, old: &std::path::Path) -> bool {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let due = match self.vanishing.get(id) {
             Some(since) => *since + self.settle(),
             None => {

@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::engine::{rel, transition_line, transition_row, Engine};
+use super::engine::{rel, Engine};
+use super::record::{transition_line, transition_row};
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
@@ -189,7 +190,7 @@ impl Engine {
             return Vec::new();
         }
         let mut committed: HashMap<String, usize> = HashMap::new();
-        if let Ok(head) = store.resolve_rev("HEAD", chrono::Utc::now()) {
+        if let Ok(head) = store.resolve_rev("HEAD", self.now()) {
             for (rel, bytes) in store.files_at(head, Path::new("work")).unwrap_or_default() {
                 let Kind::Card { id, .. } = self.ws.classify(&self.ws.root.join(&rel)) else {
                     continue;

@@ -220,11 +220,7 @@ mod tests {
         let hub = Hub::with_capacity(0, None, 3000);
         let pad = "x".repeat(200 * 1024);
         for i in 0..7 {
-            hub.emit(
-                chrono::Utc::now(),
-                "e",
-                serde_json::json!({"i": i, "pad": pad}),
-            );
+            hub.emit(chrono::Utc::now(), crate::events::up(&format!("{i}{pad}")));
         }
         let Since::Events(events) = hub.since(0) else {
             panic!("the ring holds them")
@@ -233,7 +229,7 @@ mod tests {
         let sizes: Vec<usize> = chunks(&events).map(<[_]>::len).collect();
         assert_eq!(sizes, vec![3, 3, 1]);
         for i in 0..2500 {
-            hub.emit(chrono::Utc::now(), "s", serde_json::json!({"i": i}));
+            hub.emit(chrono::Utc::now(), crate::events::up(&i.to_string()));
         }
         let Since::Events(events) = hub.since(7) else {
             panic!("the ring holds them")
@@ -246,11 +242,7 @@ mod tests {
     fn a_batch_gives_each_client_the_events_it_lacks() {
         let hub = Hub::with_capacity(0, None, 100);
         for i in 0..3 {
-            hub.emit(
-                chrono::Utc::now(),
-                "job.created",
-                serde_json::json!({"i": i}),
-            );
+            hub.emit(chrono::Utc::now(), crate::events::up(&i.to_string()));
         }
         let Since::Events(events) = hub.since(0) else {
             panic!("the ring holds them")

@@ -44,6 +44,15 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
     let _ = writeln!(out, "pas_events_total {}", dash.shared.hub.seq());
     head(
         &mut out,
+        "pas_events_published_total",
+        "counter",
+        "Events published by this process, by type.",
+    );
+    for (kind, n) in dash.shared.hub.counts() {
+        let _ = writeln!(out, "pas_events_published_total{{type=\"{kind}\"}} {n}");
+    }
+    head(
+        &mut out,
         "pas_receipts_total",
         "counter",
         "LLM call attempts with a receipt.",

@@ -296,7 +296,7 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
             }
             None => None,
         };
-        let now = Instant::now();
+        let now = gw.ledger.clock().instant();
         let mut probing = false;
         {
             let mut health = gw.lock_health();
@@ -439,9 +439,13 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
             Err(e) if !e.retryable() => Verdict::Answered,
             Err(e) => e.retry_after().map_or(Verdict::Failed, Verdict::HoldOff),
         };
-        let opened =
-            gw.lock_health()
-                .record(&provider.name, &model.id, verdict, probing, Instant::now());
+        let opened = gw.lock_health().record(
+            &provider.name,
+            &model.id,
+            verdict,
+            probing,
+            gw.ledger.clock().instant(),
+        );
         if let Some(cool) = opened {
             tracing::warn!(provider = %provider.name, cooldown_s = cool.as_secs_f64(),
                 "provider keeps failing: cooling down");

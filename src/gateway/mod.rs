@@ -29,7 +29,7 @@ pub mod surplus;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Datelike;
@@ -78,7 +78,8 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway over the workspace's providers and budgets. A provider whose key is
     /// missing is logged as an error now and skipped by every call, naming the variable.
-    pub fn new(shared: Shared) -> Result<Gateway> {
+    /// `clock` is the daemon's (one clock for the engine and the money path).
+    pub fn new(shared: Shared, clock: crate::clock::Clock) -> Result<Gateway> {
         let cfg = shared.ws.config()?;
         let providers =
             config::providers(&cfg.providers).map_err(|e| anyhow::anyhow!("pas.yaml: {e}"))?;
@@ -99,7 +100,6 @@ impl Gateway {
             }
             keys.insert(p.name.clone(), key);
         }
-        let clock = crate::clock::Clock::from_env().map_err(|e| anyhow::anyhow!(e))?;
         if !clock.is_real() {
             tracing::warn!(now = %clock.now(), "{} is set: budgets count days by a test's clock, \
                 not today's", crate::clock::START_ENV);
@@ -154,7 +154,7 @@ impl Gateway {
     /// Each configured provider's breaker now (for `/providers` and alerts). The lock is
     /// held for a copy of a few numbers, as a call's routing holds it.
     pub fn breakers(&self) -> crate::ops::providers::Breakers {
-        let now = Instant::now();
+        let now = self.ledger.clock().instant();
         let h = self.lock_health();
         self.providers
             .iter()
@@ -186,7 +186,13 @@ impl Gateway {
         policy: Policy,
     ) -> Result<Vec<(usize, usize)>, call::Failure> {
         let health = self.lock_health();
-        let routed = route::route(&self.providers, need, policy, &health, Instant::now());
+        let routed = route::route(
+            &self.providers,
+            need,
+            policy,
+            &health,
+            self.ledger.clock().instant(),
+        );
         if routed.order.is_empty() {
             let what = match &need.model {
                 Some(m) => format!("no provider serves the model {m:?}"),
@@ -310,9 +316,7 @@ fn recover_holds(
         tracing::warn!(receipt = %r.id, request = %r.request_id, provider = %r.provider,
             model = %r.model, job = ?r.job_id, cost_usd = %cost,
             "a paid call was in flight when pas last stopped: booked at its reserved worst case");
-        shared
-            .hub
-            .emit(now, "cost.receipt", receipt::receipt_event(r));
+        shared.hub.emit(now, receipt::receipt_event(r));
         if let Some(j) = &r.job_id {
             cards.insert(j.clone(), (r.id.clone(), cost));
         }

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
 
 use super::budget::{Alert, Hold};
 use super::call::Request;
 use super::Gateway;
+use crate::events::{self, Event};
 use crate::llm::config::{Model, Provider};
 use crate::llm::cost::{self, Usage, UsageSource};
 use crate::llm::wire;
@@ -137,9 +137,7 @@ impl Gateway {
             input_estimate: Some(a.request.input_bound),
             replay_of: a.request.replay_of.clone(),
         };
-        self.shared
-            .hub
-            .emit(now, "cost.receipt", receipt_event(&row));
+        self.shared.hub.emit(now, receipt_event(&row));
         if let Some(db) = &self.shared.db {
             db.send(Record::Receipt(Box::new(row)));
         }
@@ -155,40 +153,39 @@ impl Gateway {
             spent_usd = %al.spent, limit_usd = %al.limit, "budget alert");
         self.shared.hub.emit(
             now,
-            "budget.alert",
-            json!({
-                "scope": al.scope,
-                "period": al.period,
-                "threshold": al.threshold.normalize().to_string(),
-                "spent_usd": al.spent.normalize().to_string(),
-                "limit_usd": al.limit.normalize().to_string(),
+            Event::BudgetAlert(events::BudgetAlert {
+                scope: al.scope,
+                period: al.period,
+                threshold: al.threshold.normalize().to_string(),
+                spent_usd: al.spent.normalize().to_string(),
+                limit_usd: al.limit.normalize().to_string(),
             }),
         );
     }
 }
 
-pub(super) fn receipt_event(r: &ReceiptRow) -> Value {
-    json!({
-        "id": r.id,
-        "request_id": r.request_id,
-        "attempt": r.attempt,
-        "job": r.job_id,
-        "agent": r.agent,
-        "provider": r.provider,
-        "model": r.model,
-        "input_tokens": r.usage.input,
-        "output_tokens": r.usage.output,
-        "cached_tokens": r.usage.cached,
-        "cache_write_tokens": r.usage.cache_write,
-        "reasoning_tokens": r.usage.reasoning,
-        "usage_source": r.usage.source,
-        "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
-        "latency_ms": (r.latency_ms * 1000.0).round() / 1000.0,
-        "stream": r.stream,
-        "status": r.status,
-        "error": r.error,
-        "replay_of": r.replay_of,
-    })
+pub(super) fn receipt_event(r: &ReceiptRow) -> Event {
+    Event::CostReceipt(Box::new(events::Receipt {
+        id: r.id.clone(),
+        request_id: r.request_id.clone(),
+        attempt: r.attempt,
+        job: r.job_id.clone(),
+        agent: r.agent.clone(),
+        provider: r.provider.clone(),
+        model: r.model.clone(),
+        input_tokens: r.usage.input,
+        output_tokens: r.usage.output,
+        cached_tokens: r.usage.cached,
+        cache_write_tokens: r.usage.cache_write,
+        reasoning_tokens: r.usage.reasoning,
+        usage_source: r.usage.source,
+        cost_usd: r.cost_usd.map(|c| c.normalize().to_string()),
+        latency_ms: (r.latency_ms * 1000.0).round() / 1000.0,
+        stream: r.stream,
+        status: r.status.clone(),
+        error: r.error.clone(),
+        replay_of: r.replay_of.clone(),
+    }))
 }
 
 /// The answering stream of a call; its receipt is written when it ends, breaks off, or

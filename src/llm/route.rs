@@ -544,6 +544,32 @@ mod tests {
         assert_eq!(h.latency_ms("cloud", "cheap"), Some(130.0));
     }
 
+    /// The breaker as the gateway drives it, on the gateway's clock: a fake one here, so
+    /// the cool-down passes at once rather than in real seconds.
+    #[test]
+    fn on_a_fake_clock_the_cool_down_passes_when_the_clock_moves() {
+        let clock = crate::clock::Clock::fake(chrono::Utc::now());
+        let mut h = Health::with_cooldown(Duration::from_secs(30));
+        for _ in 0..FAILS_TO_OPEN {
+            h.record("cloud", "cheap", Verdict::Failed, false, clock.instant());
+        }
+        assert_eq!(
+            h.gate("cloud", clock.instant()),
+            Gate::Open(Duration::from_secs(30))
+        );
+        clock.advance(Duration::from_secs(29));
+        assert_eq!(
+            h.gate("cloud", clock.instant()),
+            Gate::Open(Duration::from_secs(1))
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(h.gate("cloud", clock.instant()), Gate::HalfOpen);
+        assert!(h.begin_probe("cloud", clock.instant()));
+        let served = Verdict::Served { latency_ms: 5.0 };
+        h.record("cloud", "cheap", served, true, clock.instant());
+        assert_eq!(h.gate("cloud", clock.instant()), Gate::Closed);
+    }
+
     /// Opens `cloud`'s breaker at `t0` and returns when its probe may go.
     fn half_open(h: &mut Health, t0: Instant) -> Instant {
         for _ in 0..FAILS_TO_OPEN {

@@ -84,6 +84,41 @@ fn drain_for(gw: &crate::gateway::Gateway) -> Duration {
         .fold(DRAIN, Duration::max)
 }
 
+/// Serves until told to stop; only then does the drain's clock start (the runtime's, which
+/// a test can pause): streams, and LLM calls in flight, get up to `drain` to finish.
+async fn serve_then_drain(
+    serving: impl std::future::Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+    calls: tokio_util::task::TaskTracker,
+) {
+    tokio::pin!(serving);
+    let served = tokio::select! {
+        _ = &mut serving => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    let started = tokio::time::Instant::now();
+    // Streams keep their connections open until they end: bounded like calls.
+    let served = served || within(drain, &mut serving).await;
+    // Calls whose callers left, and LLM cards', finish here so their receipts are written
+    // and their holds settled; no new card call starts.
+    calls.close();
+    if !calls.is_empty() {
+        tracing::info!(
+            calls = calls.len(),
+            "waiting up to {} s for LLM calls in flight (a second SIGTERM stops now)",
+            drain.as_secs()
+        );
+    }
+    let left = drain.saturating_sub(started.elapsed());
+    if !(served && within(left, calls.wait()).await) {
+        tracing::warn!(
+            calls = calls.len(),
+            "LLM calls still running are stopped without a receipt"
+        );
+    }
+}
+
 /// Waits for `done` until `limit` has passed or a second signal says hurry; whether it
 /// finished.
 async fn within(limit: Duration, done: impl std::future::Future<Output = ()>) -> bool {
@@ -126,6 +161,7 @@ pub fn start(
     shared: Shared,
     binds: &Binds,
     engine: std::sync::mpsc::SyncSender<crate::watch::Input>,
+    clock: crate::clock::Clock,
 ) -> Result<Servers> {
     check(binds)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -148,8 +184,9 @@ pub fn start(
     let dashboard = dash_listener.local_addr()?;
     let gateway = gw_listener.local_addr()?;
 
-    let gateway_state =
-        Arc::new(crate::gateway::Gateway::new(shared.clone()).context("cannot start the gateway")?);
+    let gateway_state = Arc::new(
+        crate::gateway::Gateway::new(shared.clone(), clock).context("cannot start the gateway")?,
+    );
     let token = binds.token.clone().map(Arc::<str>::from);
     let (dash_router, dash) = crate::dashboard::app(shared.clone(), Some(gateway_state.clone()));
     let dash_app = auth::guard(dash_router, token.clone());
@@ -207,8 +244,7 @@ pub fn start(
         .name("pas-http".into())
         .spawn(move || {
             rt.block_on(async move {
-                // Serve until told to stop; only then does the drain's clock start.
-                let mut stop = stopped.clone();
+                let stop = stopped.clone();
                 let d = listen::serve(
                     dash_listener,
                     dash_app,
@@ -220,31 +256,7 @@ pub fn start(
                 let serving = async {
                     tokio::join!(d, g);
                 };
-                tokio::pin!(serving);
-                let served = tokio::select! {
-                    _ = &mut serving => true,
-                    _ = stop.wait_for(|s| *s) => false,
-                };
-                let started = std::time::Instant::now();
-                // Streams keep their connections open until they end: bounded like calls.
-                let served = served || within(drain, &mut serving).await;
-                // Calls whose callers left, and LLM cards', finish here so their receipts
-                // are written and their holds settled; no new card call starts.
-                calls.close();
-                if !calls.is_empty() {
-                    tracing::info!(
-                        calls = calls.len(),
-                        "waiting up to {} s for LLM calls in flight (a second SIGTERM stops now)",
-                        drain.as_secs()
-                    );
-                }
-                let left = drain.saturating_sub(started.elapsed());
-                if !(served && within(left, calls.wait()).await) {
-                    tracing::warn!(
-                        calls = calls.len(),
-                        "LLM calls still running are stopped without a receipt"
-                    );
-                }
+                serve_then_drain(serving, stop, drain, calls).await;
             });
             rt.shutdown_timeout(DRAIN);
         })
@@ -297,5 +309,61 @@ fn write_addresses(ws: &Workspace, dashboard: SocketAddr, gateway: SocketAddr) {
         .and_then(|_| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot record the listening addresses");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Servers that answer until the stop, then end (as `listen::serve` does).
+    fn servers(stop: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+        let mut stop = stop;
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Regression: the shutdown drain's clock started with the servers, so after the drain
+    /// window (10 s at least) the gateway and the dashboard stopped answering for good. On
+    /// the runtime's paused clock: 11 s pass in no time.
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_outlive_the_drain_window_and_calls_get_it_after_the_stop() {
+        let (tx, rx) = watch::channel(false);
+        let calls = tokio_util::task::TaskTracker::new();
+        let drain = Duration::from_secs(10);
+        let run = tokio::spawn(serve_then_drain(
+            servers(rx.clone()),
+            rx,
+            drain,
+            calls.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(!run.is_finished(), "still serving 11 s after the start");
+        // A call in flight at the stop is waited for; one longer than the window is not.
+        calls.spawn(tokio::time::sleep(Duration::from_secs(3)));
+        let stopped = tokio::time::Instant::now();
+        tx.send(true).unwrap();
+        run.await.unwrap();
+        let took = stopped.elapsed();
+        assert!(took >= Duration::from_secs(3) && took < drain, "{took:?}");
+
+        let (tx, rx) = watch::channel(false);
+        let calls = tokio_util::task::TaskTracker::new();
+        let run = tokio::spawn(serve_then_drain(
+            servers(rx.clone()),
+            rx,
+            drain,
+            calls.clone(),
+        ));
+        calls.spawn(tokio::time::sleep(Duration::from_secs(60)));
+        let stopped = tokio::time::Instant::now();
+        tx.send(true).unwrap();
+        run.await.unwrap();
+        let took = stopped.elapsed();
+        assert!(
+            took >= drain && took < drain + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 }

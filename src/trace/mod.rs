@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::Hub;
+use crate::events::{self, Event, Hub};
 use crate::store::db::{Record, Sink};
 pub use model::{Kind, Source, Span, Status};
 
@@ -211,8 +211,10 @@ impl Tracer {
             for (trace_id, list) in by_trace {
                 self.hub.emit(
                     chrono::Utc::now(),
-                    "trace.span",
-                    serde_json::json!({"trace_id": trace_id, "spans": list}),
+                    Event::TraceSpan(events::TraceSpans {
+                        trace_id,
+                        spans: list,
+                    }),
                 );
             }
         }
@@ -229,8 +231,10 @@ impl Tracer {
         tracing::warn!(source, reason, "span input refused");
         self.hub.emit(
             chrono::Utc::now(),
-            "trace.rejected",
-            serde_json::json!({"source": source, "reason": reason}),
+            Event::TraceRejected(events::TraceRejected {
+                source: source.to_string(),
+                reason: reason.to_string(),
+            }),
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
@@ -111,6 +111,10 @@ fn every_route_answers_and_none_writes() {
             "{metrics}"
         );
         assert!(metrics.contains("pas_gateway_"), "gateway metrics missing");
+        assert!(
+            metrics.contains("pas_events_published_total{type=\"agent.down\"} 0"),
+            "every event type is counted: {metrics}"
+        );
         for line in metrics.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("pas_"), "{line}");
         }
@@ -269,11 +273,11 @@ fn a_client_that_falls_behind_is_resynced_not_dropped() {
             let hub = hub.clone();
             tokio::task::spawn_blocking(move || {
                 for i in 0..total {
-                    hub.emit(
-                        chrono::Utc::now(),
-                        "job.created",
-                        json!({"id": format!("L-{i}"), "pad": pad}),
-                    );
+                    let event = pas::events::TraceRejected {
+                        source: format!("L-{i}"),
+                        reason: pad.clone(),
+                    };
+                    hub.emit(chrono::Utc::now(), pas::events::Event::TraceRejected(event));
                 }
             })
         };

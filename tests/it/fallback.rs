@@ -8,7 +8,7 @@ use pas::llm::config::Protocol;
 use pas::llm::fake::{self, Fake, FakeOptions, Mode};
 
 use crate::support::gateway::{ask, model, provider, sse_text, Gw};
-use crate::support::gateway::{falls_back, pair};
+use crate::support::gateway::{falls_back, pair, wait_breaker};
 
 #[test]
 fn a_5xx_falls_back() {
@@ -104,7 +104,7 @@ fn open_then_half_open(only: &Fake, gw: &Gw) {
         assert_eq!(gw.chat(&ask("m", false), &[]).status, 502);
     }
     assert_eq!(gw.chat(&ask("m", false), &[]).status, 503, "open");
-    std::thread::sleep(Duration::from_millis(600));
+    wait_breaker(gw, "p", "half-open");
 }
 
 /// Regression: a probe answered with a 4xx that is the request's fault left the probe
@@ -161,7 +161,7 @@ fn a_probe_answered_with_a_429_waits_out_its_retry_after_then_probes_again() {
     let r = gw.chat(&ask("m", false), &[]);
     assert_eq!(r.status, 503, "held off for Retry-After: {}", r.body);
     assert_eq!(only.requests(), 4);
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_breaker(&gw, "p", "half-open");
     for _ in 0..2 {
         let r = gw.chat(&ask("m", false), &[]);
         assert_eq!(
@@ -281,7 +281,7 @@ fn a_failing_only_provider_cools_down_then_a_probe_brings_it_back() {
         .contains("cooling down"));
     assert_eq!(only.requests(), 3);
     // Still failing at the probe: open again, for twice as long.
-    std::thread::sleep(Duration::from_millis(600));
+    wait_breaker(&gw, "p", "half-open");
     let r = gw.chat(&ask("m", false), &[]);
     assert_eq!(r.status, 502);
     assert_eq!(only.requests(), 4, "exactly one probe");
@@ -289,7 +289,7 @@ fn a_failing_only_provider_cools_down_then_a_probe_brings_it_back() {
     assert_eq!(r.status, 503);
     // Recovered: the next probe succeeds and closes the breaker.
     only.set_mode(Mode::Ok);
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_breaker(&gw, "p", "half-open");
     for _ in 0..3 {
         let r = gw.chat(&ask("m", false), &[]);
         assert_eq!(r.status, 200, "{}", r.body);
@@ -318,7 +318,7 @@ fn retry_after_keeps_calls_away_for_that_long() {
         1,
         "within Retry-After, bad is not asked again"
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_breaker(&gw, "bad", "closed");
     let r = gw.chat(&ask("cap:x", false), &[]);
     assert_eq!(r.header("x-pas-provider").as_deref(), Some("bad"));
 }
@@ -454,7 +454,7 @@ fn an_untranslatable_probe_leaves_the_breaker_half_open() {
         assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));
     }
     assert_eq!(an.requests(), 3, "open now");
-    std::thread::sleep(Duration::from_millis(600));
+    wait_breaker(&gw, "an", "half-open");
     // Half-open: this call takes the probe, but nothing can be sent to `an`.
     let r = gw.chat(&ask_with_functions("cap:x", false), &[]);
     assert_eq!(r.header("x-pas-provider").as_deref(), Some("oa"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::support::liveness::{append, beat, events, wait_event, Beater};
+use crate::support::liveness::{append, beat, beat_at, events, wait_event, Beater};
 use crate::support::workspace::{holds_for, wait_until, Workspace, FAST, WAIT};
 
 fn seconds(d: chrono::Duration) -> f64 {
@@ -110,12 +110,15 @@ fn after_a_restart_every_agent_gets_one_interval_of_grace() {
     beat(&ws, "b", "");
     let mut d = ws.serve_ready();
     d.stop();
-    // Both fall silent for well over three intervals while pas is down.
-    std::thread::sleep(Duration::from_millis(3000));
+    // Both fell silent for well over three intervals while pas was down: their last
+    // beats are dated 3 s back rather than the silence waited out.
+    for agent in ["a", "b"] {
+        std::fs::remove_file(ws.work(&format!("heartbeats/{agent}.jsonl"))).unwrap();
+        beat_at(&ws, agent, Utc::now() - chrono::Duration::seconds(3), "");
+    }
     let started = Utc::now();
     let _d = ws.serve();
     // b beats within its grace interval and stays; a does not and is reaped after it.
-    std::thread::sleep(Duration::from_millis(200));
     let beats = Beater::start(&ws, "b", Duration::from_millis(150));
     let (gone_at, _) = wait_event(&ws, "agent.deregistered", "a", 1);
     within("a reaped", seconds(gone_at - started), 0.8, 3.0);

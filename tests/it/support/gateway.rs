@@ -280,3 +280,24 @@ pub(crate) fn falls_back(what: &str, mode: Option<Mode>, kinds: [&str; 2]) {
         assert_eq!(calls(kind), want, "{what}: {by_status:?}");
     }
 }
+
+/// Waits until provider `name`'s breaker is `state` (`closed`, `open`, `half-open`) as
+/// `/api/providers` shows it: a cool-down or a Retry-After is waited out by looking at
+/// the breaker (which looking does not change), not by a fixed sleep.
+pub fn wait_breaker(gw: &Gw, name: &str, state: &str) {
+    let (dash, _) = gw.ws.addresses();
+    let what = format!("{name}'s breaker {state}");
+    wait_until(&what, Duration::from_secs(10), || {
+        let r = http::get(&format!("http://{dash}/api/providers"));
+        let v: Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
+        let p = v["providers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_default();
+        match p["breaker"]["state"] == state {
+            true => Ok(()),
+            false => Err(format!("{}", p["breaker"])),
+        }
+    });
+}

@@ -15,7 +15,12 @@ use super::workspace::{wait_until, Workspace, WAIT};
 
 /// Appends one beat line (with `extra` JSON fields) to an agent's heartbeat file.
 pub fn beat(ws: &Workspace, agent: &str, extra: &str) -> DateTime<Utc> {
-    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    beat_at(ws, agent, Utc::now(), extra)
+}
+
+/// Appends a beat dated `at` (a silence that already happened, without waiting it out).
+pub fn beat_at(ws: &Workspace, agent: &str, at: DateTime<Utc>, extra: &str) -> DateTime<Utc> {
+    let now = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap();
     let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let sep = if extra.is_empty() { "" } else { "," };
     append(ws, agent, &format!("{{\"ts\":\"{ts}\"{sep}{extra}}}\n"));
