@@ -20,11 +20,12 @@ pub use event::*;
 /// How many recent events the hub keeps for reconnecting clients.
 pub const RING: usize = 10_000;
 
-/// One published event and its wire form.
+/// One published event in its wire form (the database has the row).
 #[derive(Debug)]
 pub struct Published {
-    pub row: EventRow,
-    /// `{"seq": n, "ts": "...", "type": "...", "data": {...}}`.
+    pub seq: u64,
+    pub kind: &'static str,
+    /// `{"data": {...}, "seq": n, "ts": "...", "type": "..."}`.
     pub json: String,
 }
 
@@ -74,31 +75,41 @@ impl Hub {
     }
 
     /// Publishes one event and returns its seq.
+    ///
+    /// Every emitting thread (the engine, the gateway's, the span thread) waits on the one
+    /// lock, so the costly parts, the payload's and the time's text, are made before it:
+    /// under it are only the seq, the envelope around that text, and handing the row on.
     pub fn emit(&self, ts: DateTime<Utc>, event: Event) -> u64 {
         let kind = event.kind();
         let data = event.data();
+        let data_text = data.to_string();
+        let ts_text = ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.seq += 1;
+        let seq = st.seq;
         *st.counts.entry(kind).or_default() += 1;
-        let row = EventRow {
-            seq: st.seq,
-            ts,
-            kind: kind.to_string(),
-            data,
-        };
-        tracing::debug!(seq = row.seq, kind, data = %row.data, "event");
-        let json = wire_json(&row);
-        if let Some(db) = &self.db {
-            db.send(Record::Event(row.clone()));
-        }
-        let event = Arc::new(Published { row, json });
+        let event = Arc::new(Published {
+            seq,
+            kind,
+            json: envelope(seq, &ts_text, kind, &data_text),
+        });
         if st.ring.len() == self.capacity {
             st.ring.pop_front();
         }
         st.ring.push_back(event.clone());
         // No receiver is fine: nobody is watching.
         let _ = self.live.send(event);
-        st.seq
+        tracing::debug!(seq, kind, data = %data_text, "event");
+        if let Some(db) = &self.db {
+            // Sent under the lock, so the database gets the events in seq order.
+            db.send(Record::Event(EventRow {
+                seq,
+                ts,
+                kind: kind.to_string(),
+                data,
+            }));
+        }
+        seq
     }
 
     /// The seq of the last event published.
@@ -121,7 +132,7 @@ impl Hub {
         if since >= st.seq {
             return Since::Events(Vec::new());
         }
-        let oldest = st.ring.front().map_or(st.seq + 1, |e| e.row.seq);
+        let oldest = st.ring.front().map_or(st.seq + 1, |e| e.seq);
         if since + 1 < oldest {
             return Since::TooOld;
         }
@@ -139,13 +150,15 @@ impl Hub {
 
 /// The SPEC's wire shape of an event.
 pub fn wire_json(row: &EventRow) -> String {
-    serde_json::json!({
-        "seq": row.seq,
-        "ts": row.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "type": row.kind,
-        "data": row.data,
-    })
-    .to_string()
+    let ts = row.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    envelope(row.seq, &ts, &row.kind, &row.data.to_string())
+}
+
+/// `{"data":..,"seq":..,"ts":..,"type":..}` around a payload already in JSON text: keys in
+/// the order serde_json's maps write them, so a row read back is sent as it was live.
+fn envelope(seq: u64, ts: &str, kind: &str, data: &str) -> String {
+    let kind = serde_json::Value::from(kind);
+    format!(r#"{{"data":{data},"seq":{seq},"ts":"{ts}","type":{kind}}}"#)
 }
 
 /// An `agent.up` event: what tests emit when the kind does not matter.
@@ -163,9 +176,27 @@ mod tests {
 
     fn seqs(s: Since) -> Vec<u64> {
         match s {
-            Since::Events(v) => v.iter().map(|e| e.row.seq).collect(),
+            Since::Events(v) => v.iter().map(|e| e.seq).collect(),
             Since::TooOld => panic!("too old"),
         }
+    }
+
+    #[test]
+    fn the_envelope_is_what_serde_json_writes_for_the_row() {
+        let row = EventRow {
+            seq: 7,
+            ts: "2026-12-07T23:59:59.123Z".parse().unwrap(),
+            kind: "job.\"odd\"".into(),
+            data: serde_json::json!({"z": 1, "a": "<b>\u{e9}\n", "m": [1.5, null]}),
+        };
+        let by_serde = serde_json::json!({
+            "seq": row.seq,
+            "ts": "2026-12-07T23:59:59.123Z",
+            "type": row.kind,
+            "data": row.data,
+        })
+        .to_string();
+        assert_eq!(wire_json(&row), by_serde);
     }
 
     #[test]

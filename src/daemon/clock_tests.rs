@@ -40,7 +40,10 @@ fn events(e: &Engine, after: u64) -> Vec<(String, serde_json::Value)> {
     match e.hub.since(after) {
         Since::Events(v) => v
             .iter()
-            .map(|p| (p.row.kind.clone(), p.row.data.clone()))
+            .map(|p| {
+                let wire: serde_json::Value = serde_json::from_str(&p.json).unwrap();
+                (p.kind.to_string(), wire["data"].clone())
+            })
             .collect(),
         Since::TooOld => panic!("the ring holds them"),
     }

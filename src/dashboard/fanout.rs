@@ -184,14 +184,14 @@ impl Batch {
 
 /// Frames the events after `last` (moving it on).
 fn frame_batch(events: &[Arc<Published>], last: &mut u64) -> Option<Batch> {
-    let fresh: Vec<&Arc<Published>> = events.iter().filter(|e| e.row.seq > *last).collect();
+    let fresh: Vec<&Arc<Published>> = events.iter().filter(|e| e.seq > *last).collect();
     let size: usize = fresh.iter().map(|e| e.json.len() + 10).sum();
     let mut bytes = BytesMut::with_capacity(size);
     let mut starts = Vec::with_capacity(fresh.len());
     for e in fresh {
-        starts.push((e.row.seq, bytes.len()));
+        starts.push((e.seq, bytes.len()));
         put_frame(&mut bytes, TEXT, e.json.as_bytes());
-        *last = e.row.seq;
+        *last = e.seq;
     }
     (!starts.is_empty()).then(|| Batch {
         starts,

@@ -322,9 +322,9 @@ async fn snapshot<W: AsyncWrite + Unpin>(
 /// Frames the events after `last` into `out`; returns the seq the client is then at.
 fn put_events(out: &mut BytesMut, events: &[Arc<Published>], mut last: u64) -> u64 {
     for e in events {
-        if e.row.seq > last {
+        if e.seq > last {
             put_frame(out, TEXT, e.json.as_bytes());
-            last = e.row.seq;
+            last = e.seq;
         }
     }
     last
