@@ -25,11 +25,11 @@ pub fn set_paused(ws: &Workspace, name: &str, paused: bool, out: &Out) -> Result
         .with_context(|| {
             format!(
                 "{name} is not registered (no {})",
-                crate::daemon::rel(ws, &path)
+                crate::workspace::rel(ws, &path)
             )
         })?;
     let mut reg = Registration::parse(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", crate::daemon::rel(ws, &path), e.message))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", crate::workspace::rel(ws, &path), e.message))?;
     if reg.paused == paused {
         out.line(format!(
             "{name} is already {}",

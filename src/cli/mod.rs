@@ -18,12 +18,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use output::Out;
-pub use read::daemon_pid;
-
-/// Whether a `pas serve` holds the workspace's lock.
-pub fn daemon_running(ws: &crate::workspace::Workspace) -> bool {
-    daemon_pid(ws).is_some()
-}
 
 /// pas: a file-based orchestrator for swarms of AI agents.
 #[derive(Debug, Parser)]

@@ -14,22 +14,6 @@ use crate::snapshot::{self, Snapshot};
 use crate::store::git::GitStore;
 use crate::workspace::Workspace;
 
-/// Whether a daemon holds the workspace lock, and its pid.
-pub fn daemon_pid(ws: &Workspace) -> Option<String> {
-    use std::os::fd::AsRawFd;
-    let path = ws.lock_path();
-    // Under work/, so anyone could have put a FIFO there: opened the one safe way.
-    let (file, meta) = crate::intake::open(&path, crate::intake::FileKind::Marker).ok()?;
-    // SAFETY: flock on a descriptor we own; a shared probe released when `file` drops.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    if rc == 0 {
-        return None;
-    }
-    let holder =
-        crate::intake::read_open(file, &meta, crate::intake::FileKind::Marker).unwrap_or_default();
-    Some(String::from_utf8_lossy(&holder).trim().to_string())
-}
-
 /// The board as JSON in the SPEC's `pas status --json` shape (and a little more).
 pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
     let counts = snap.board.counts();
@@ -160,7 +144,7 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         if at.is_none() {
             v["cost_usd"] = super::llm::cost_totals(ws);
         }
-        v["daemon"] = json!(daemon_pid(ws).map(|p| json!({"pid": p})));
+        v["daemon"] = json!(crate::workspace::lock::holder(ws).map(|p| json!({"pid": p})));
         v["repo"] = repo_json(ws);
         if let Some(rev) = at {
             v["at"] = json!(rev);
@@ -169,7 +153,7 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         return Ok(0);
     }
     let counts = snap.board.counts();
-    let daemon = match daemon_pid(ws) {
+    let daemon = match crate::workspace::lock::holder(ws) {
         Some(pid) => format!("daemon running (pid {pid})"),
         None => "daemon not running".into(),
     };
@@ -418,7 +402,7 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         bail!("no card {id} in work/ (inbox, assigned, review, done, failed, archive)");
     };
     let card = crate::workspace::read_card(&path, id)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::workspace::rel(ws, &path)))?;
     let created = card.spec.pas.history.first().map_or_else(
         || crate::workspace::mtime(&path).unwrap_or(DateTime::UNIX_EPOCH),
         |h| h.at,
@@ -432,7 +416,7 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
     if fmt.json {
         let doc: serde_yaml::Value = serde_yaml::from_str(e.card.text()).unwrap_or_default();
         let mut v = job_json(id, &e);
-        v["path"] = json!(crate::daemon::rel(ws, &path));
+        v["path"] = json!(crate::workspace::rel(ws, &path));
         v["card"] = serde_json::to_value(doc).unwrap_or(Value::Null);
         v["history"] = serde_json::to_value(&e.card.spec.pas.history)?;
         if let Some(d) = &diff {
@@ -441,7 +425,7 @@ pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         out.json(&v);
         return Ok(0);
     }
-    out.line(format!("# {}", crate::daemon::rel(ws, &path)));
+    out.line(format!("# {}", crate::workspace::rel(ws, &path)));
     out.line(e.card.text().trim_end());
     if let Some(d) = &diff {
         out.line(format!(
@@ -467,7 +451,7 @@ pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
     let Some(git) = git else {
         let (path, _) = locate(ws, id).with_context(|| format!("no card {id}"))?;
         let card = crate::workspace::read_card(&path, id)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::workspace::rel(ws, &path)))?;
         if fmt.json {
             out.json(&serde_json::to_value(&card.spec.pas.history)?);
         } else {

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{rel, Engine};
+use super::engine::Engine;
+use crate::workspace::rel;
 use crate::board::{take_back_target, transition_meta, Place};
 use crate::card::State;
 use crate::fsops::{self, Moved};

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use super::engine::{place_from_meta, rel, Engine};
+use super::engine::{place_from_meta, Engine};
+use crate::workspace::rel;
 use crate::board::{transition_meta, Entry, Place};
 use crate::card::{Card, State};
 use crate::fsops::Stamp;

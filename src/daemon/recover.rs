@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::engine::{rel, transition_line, transition_row, Engine};
+use super::engine::{transition_line, transition_row, Engine};
+use crate::workspace::rel;
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
