@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
+//!   `cli::mcp` is `pas mcp`: the same commands as Model Context Protocol tools.
 //! - [`config`]     `pas.yaml`: typed, validated, defaults.
 //! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
 //! - [`intake`]     the one way in for every file an agent can write: no links, FIFOs or
@@ -20,6 +21,8 @@
 //! - [`resources`]  machine capacity against what cards need and hold (pure).
 //! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
+//! - [`views`]      read models built from a snapshot (status, agents, tree, costs, job
+//!   detail): typed structs the CLI, the dashboard, alerts and MCP present.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
 //! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
@@ -40,8 +43,6 @@
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
 //!   and `pas show`.
-//! - [`mcp`]        `pas mcp`: the Model Context Protocol over stdio (rmcp), each tool its
-//!   CLI twin.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
 //! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
 //!   registrations, definitions, SSE).
@@ -66,7 +67,6 @@ pub mod heartbeat;
 pub mod intake;
 pub mod liveness;
 pub mod llm;
-pub mod mcp;
 pub mod ops;
 pub mod resources;
 pub mod review;
@@ -76,6 +76,7 @@ pub mod snapshot;
 pub mod store;
 pub mod trace;
 pub mod validate;
+pub mod views;
 pub mod watch;
 pub mod workspace;
 pub mod yaml_depth;
