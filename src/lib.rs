@@ -26,6 +26,8 @@
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
 //! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
+//! - [`web`]        what both listeners share beneath `server`: the state handle
+//!   (`Shared`), the accept loop and its connection slots, the gateway's counters.
 //! - [`health`]     `GET /health`: the engine's turn, git locks, database, disk, watcher.
 //! - [`ops`]        operating pas: provider report, alerts as state, sentences,
 //!   webhooks (`notify:`), redaction.
@@ -78,6 +80,7 @@ pub mod trace;
 pub mod validate;
 pub mod views;
 pub mod watch;
+pub mod web;
 pub mod workspace;
 pub mod yaml_depth;
 

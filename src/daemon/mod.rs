@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use engine::{Clock, Engine};
 /// Kept for the daemon's own `super::rel` (merge aid; the function is `workspace::rel`).
 pub(crate) use crate::workspace::rel;
+pub use engine::{Clock, Engine};
 
 use crate::store::{db, git};
 use crate::watch::{self, Input, Readiness};

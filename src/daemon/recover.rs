@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::engine::{transition_line, transition_row, Engine};
-use crate::workspace::rel;
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
 use crate::store::db::{self, Record};
+use crate::workspace::rel;
 use crate::workspace::{is_ignored_name, read_card, Kind};
 
 impl Engine {

@@ -244,7 +244,8 @@ pub fn rejected(ws: &crate::workspace::Workspace) -> Rejected {
 pub fn from_files(ws: &crate::workspace::Workspace) -> anyhow::Result<Vec<Active>> {
     let cfg = ws.config()?;
     let snap = crate::snapshot::load_with(ws, crate::snapshot::Depth::Board)?;
-    let agents = views::agents::values(&views::agents::cards(&snap.board, &cfg, chrono::Utc::now()));
+    let agents =
+        views::agents::values(&views::agents::cards(&snap.board, &cfg, chrono::Utc::now()));
     let costs = views::costs::tally_of(ws)
         .map(|c| c.json())
         .unwrap_or_default();

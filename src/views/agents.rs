@@ -62,12 +62,7 @@ fn millis(t: DateTime<Utc>) -> String {
 
 /// One agent as of `now`; its figures are stale past `interval_s` (its own when it sets
 /// one).
-pub fn row(
-    a: &Agent,
-    loads: &HashMap<&str, u32>,
-    now: DateTime<Utc>,
-    interval_s: f64,
-) -> AgentRow {
+pub fn row(a: &Agent, loads: &HashMap<&str, u32>, now: DateTime<Utc>, interval_s: f64) -> AgentRow {
     let beat = a.live.beat.as_ref();
     let seen = a.live.last_seen.filter(|_| a.reg.is_some());
     AgentRow {
@@ -166,7 +161,13 @@ mod tests {
         assert_eq!(r.note.as_deref(), Some("waiting"));
         assert!(!r.report_stale, "five seconds is within a 600 s interval");
         let stale = super::rows(&snap.board, now, 1.0);
-        assert!(stale.iter().find(|r| r.name == "probe-7").unwrap().report_stale);
+        assert!(
+            stale
+                .iter()
+                .find(|r| r.name == "probe-7")
+                .unwrap()
+                .report_stale
+        );
         let v = super::super::value(r);
         assert_eq!(v["beat_status"], "blocked");
         assert_eq!(v["progress"], 0.5);

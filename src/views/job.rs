@@ -354,7 +354,10 @@ mod tests {
         .unwrap();
         let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["J-2"]);
-        assert_eq!(locate(&ws, "J-3").unwrap().1.day.as_deref(), Some("2026/12/07"));
+        assert_eq!(
+            locate(&ws, "J-3").unwrap().1.day.as_deref(),
+            Some("2026/12/07")
+        );
         assert!(archived_card(&ws, "J-1").is_none(), "not archived");
         let r = records(&ws, "J-1");
         assert_eq!(r.text.as_deref(), Some("title: one\nparent: J-0\n"));

@@ -206,7 +206,10 @@ mod tests {
         assert!(v["waiting"][0]["reason"].is_string());
         assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
         assert_eq!(v["problems"][0]["path"], "work/inbox/J-2.yaml");
-        assert_eq!(v["cost_usd"], json!({"today": "0", "month": "0", "total": "0"}));
+        assert_eq!(
+            v["cost_usd"],
+            json!({"today": "0", "month": "0", "total": "0"})
+        );
         assert_eq!(v["daemon"], Value::Null);
         assert_eq!(v["capacity"], json!({}));
         assert_eq!(v["root"], ws.root.display().to_string());

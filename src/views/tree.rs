@@ -54,7 +54,10 @@ pub fn forest<'a, T>(
         .filter_map(|r| grow(r, &name, &children, &mut seen))
         .collect();
     // Cycles: whatever no root reached.
-    out.extend(rows.iter().filter_map(|r| grow(r, &name, &children, &mut seen)));
+    out.extend(
+        rows.iter()
+            .filter_map(|r| grow(r, &name, &children, &mut seen)),
+    );
     out
 }
 
@@ -188,7 +191,14 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            [(0, "boss"), (1, "w1"), (2, "w2"), (0, "orphan"), (0, "x"), (1, "y")]
+            [
+                (0, "boss"),
+                (1, "w1"),
+                (2, "w2"),
+                (0, "orphan"),
+                (0, "x"),
+                (1, "y")
+            ]
         );
         let cards = [
             json!({"agent": "w2", "state": "done"}),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::board::{Place, Shelved};
+use crate::board::{is_day, Place, Shelved};
 use crate::card::{self, Card, CardError, State};
 use crate::config::Config;
 use crate::intake::{self, FileKind};
@@ -424,11 +424,6 @@ impl Workspace {
 /// A file found by a scan: its path, its kind, and whether the listing says it is a
 /// regular file.
 pub type Scanned = (PathBuf, Kind, bool);
-
-/// Whether `d` is a real day written `YYYY/MM/DD`, the archive's folder names.
-pub fn is_day(d: &str) -> bool {
-    d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y/%m/%d").is_ok()
-}
 
 fn state_named(dir: &str) -> State {
     match dir {

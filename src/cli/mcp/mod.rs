@@ -178,7 +178,9 @@ impl PasMcp {
             "show" => {
                 let a: Show = parse(args)?;
                 twin(ws, move |ws, out| {
-                    out.json(&crate::views::value(&crate::views::job::shown(ws, &a.id)?.doc()));
+                    out.json(&crate::views::value(
+                        &crate::views::job::shown(ws, &a.id)?.doc(),
+                    ));
                     Ok(0)
                 })
                 .await
