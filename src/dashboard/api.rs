@@ -175,12 +175,7 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     } = blocking(move || Ok(job::records(&ws, &owned))).await?;
     let cost = receipts
         .iter()
-        .filter_map(|r| {
-            r["cost_usd"]
-                .as_str()?
-                .parse::<rust_decimal::Decimal>()
-                .ok()
-        })
+        .filter_map(|r| r.cost_usd.as_deref()?.parse::<rust_decimal::Decimal>().ok())
         .sum::<rust_decimal::Decimal>();
     let doc: Value = text
         .as_deref()

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use chrono::{Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::llm::config;
 use crate::store::totals::{self, Total};
@@ -35,14 +35,14 @@ impl Tally {
     }
 
     /// The tally as the costs document shows it (decimal strings for money).
-    pub fn json(&self) -> Value {
-        json!({
-            "cost_usd": self.cost.normalize().to_string(),
-            "calls": self.calls,
-            "unpriced_calls": self.unpriced,
-            "input_tokens": self.input,
-            "output_tokens": self.output,
-        })
+    pub fn doc(&self) -> TallyDoc {
+        TallyDoc {
+            cost_usd: self.cost.normalize().to_string(),
+            calls: self.calls,
+            unpriced_calls: self.unpriced,
+            input_tokens: self.input,
+            output_tokens: self.output,
+        }
     }
 }
 
@@ -168,17 +168,65 @@ fn tally(
     }
 }
 
+/// A tally in the costs document.
+#[derive(Debug, Clone, Serialize)]
+pub struct TallyDoc {
+    pub cost_usd: String,
+    pub calls: u64,
+    pub unpriced_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A tally of one key of a dimension (`by_agent`, `by_model`...).
+#[derive(Debug, Clone, Serialize)]
+pub struct Keyed {
+    #[serde(flatten)]
+    pub tally: TallyDoc,
+    pub key: String,
+}
+
 /// How much of a budget is spent: the limit, what was spent and is left, and the share
-/// (spent / limit, null for a zero limit), all exact decimal strings.
-fn gauge(spent: &Tally, limit: Option<Decimal>) -> Option<Value> {
-    limit.map(|l| {
-        json!({
-            "limit_usd": l.to_string(),
-            "spent_usd": spent.cost.normalize().to_string(),
-            "remaining_usd": (l - spent.cost).max(Decimal::ZERO).normalize().to_string(),
-            "share": if l.is_zero() { Value::Null } else { Value::String((spent.cost / l).round_dp(4).normalize().to_string()) },
-        })
+/// (spent / limit, null for a zero limit), all exact decimal strings. `agent` names the
+/// agent of a per-agent gauge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gauge {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub limit_usd: String,
+    pub spent_usd: String,
+    pub remaining_usd: String,
+    pub share: Option<String>,
+}
+
+fn gauge(spent: &Tally, limit: Option<Decimal>) -> Option<Gauge> {
+    limit.map(|l| Gauge {
+        agent: None,
+        limit_usd: l.to_string(),
+        spent_usd: spent.cost.normalize().to_string(),
+        remaining_usd: (l - spent.cost).max(Decimal::ZERO).normalize().to_string(),
+        share: (!l.is_zero()).then(|| (spent.cost / l).round_dp(4).normalize().to_string()),
     })
+}
+
+/// The budgets' gauges: daily, monthly (null without a limit) and one per agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetsDoc {
+    pub daily: Option<Gauge>,
+    pub monthly: Option<Gauge>,
+    pub agents: Vec<Gauge>,
+}
+
+/// `pas costs --json`: today, this month, all time, the budgets, and each dimension (the
+/// dimensions are absent while there is no receipt at all).
+#[derive(Debug, Clone, Serialize)]
+pub struct CostsDoc {
+    pub today: TallyDoc,
+    pub month: TallyDoc,
+    pub total: TallyDoc,
+    pub budgets: BudgetsDoc,
+    #[serde(flatten)]
+    pub by: BTreeMap<String, Vec<Keyed>>,
 }
 
 impl Costs {
@@ -199,46 +247,51 @@ impl Costs {
         agents
     }
 
-    /// The `pas costs --json` document (the dashboard's `/api/costs` adds the latest receipts).
-    /// `budgets.agents` holds one gauge per agent (see [`Costs::agent_gauges`]), each with
-    /// its `agent`.
-    pub fn json(&self) -> Value {
-        let agents: Vec<Value> = self
-            .agent_gauges()
-            .into_iter()
+    /// The `pas costs --json` document (the dashboard's `/api/costs` adds the latest
+    /// receipts). `budgets.agents` holds one gauge per agent (see
+    /// [`Costs::agent_gauges`]), each with its `agent`.
+    pub fn doc(&self) -> CostsDoc {
+        let agents = (self.agent_gauges().into_iter())
             .filter_map(|(a, t, limit)| {
                 let mut g = gauge(t, Some(limit))?;
-                g["agent"] = a.into();
+                g.agent = Some(a.to_string());
                 Some(g)
             })
             .collect();
-        let mut v = json!({
-            "today": self.t_today.json(),
-            "month": self.t_month.json(),
-            "total": self.t_all.json(),
-            "budgets": {
-                "daily": gauge(&self.t_today, self.budgets.daily_usd),
-                "monthly": gauge(&self.t_month, self.budgets.monthly_usd),
-                "agents": agents,
+        let by = (self.by.iter())
+            .map(|(dim, tallies)| {
+                let rows = (tallies.iter())
+                    .map(|(k, t)| Keyed {
+                        tally: t.doc(),
+                        key: k.clone(),
+                    })
+                    .collect();
+                (format!("by_{dim}"), rows)
+            })
+            .collect();
+        CostsDoc {
+            today: self.t_today.doc(),
+            month: self.t_month.doc(),
+            total: self.t_all.doc(),
+            budgets: BudgetsDoc {
+                daily: gauge(&self.t_today, self.budgets.daily_usd),
+                monthly: gauge(&self.t_month, self.budgets.monthly_usd),
+                agents,
             },
-        });
-        for (dim, tallies) in &self.by {
-            v[format!("by_{dim}")] = tallies
-                .iter()
-                .map(|(k, t)| {
-                    let mut j = t.json();
-                    j["key"] = json!(k);
-                    j
-                })
-                .collect::<Vec<_>>()
-                .into();
+            by,
         }
-        v
+    }
+
+    /// [`Costs::doc`] as a JSON value.
+    pub fn json(&self) -> Value {
+        super::value(&self.doc())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use chrono::TimeZone;
 
     use super::*;
@@ -296,6 +349,33 @@ mod tests {
             status,
             [("http_429", "0"), ("ok", "23.4"), ("timeout", "0.2")]
         );
+        assert_eq!(
+            v["by_agent"][0],
+            json!({"key": "-", "cost_usd": "5", "calls": 1,
+            "unpriced_calls": 0, "input_tokens": 10, "output_tokens": 2})
+        );
+        let dims: Vec<&String> = (v.as_object().unwrap().keys())
+            .filter(|k| k.starts_with("by_"))
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                "by_agent",
+                "by_day",
+                "by_job",
+                "by_model",
+                "by_provider",
+                "by_status"
+            ]
+        );
+        // A zero limit has no share.
+        let zero = Budgets {
+            daily_usd: Some(Decimal::ZERO),
+            ..Budgets::default()
+        };
+        let v = tally(zero, &rows, now).json();
+        assert_eq!(v["budgets"]["daily"]["share"], Value::Null);
+        assert_eq!(v["budgets"]["daily"]["remaining_usd"], "0");
         // Without an agent budget there are no agent gauges.
         let v = tally(Budgets::default(), &rows, now).json();
         assert_eq!(v["budgets"]["agents"], json!([]));
@@ -307,7 +387,20 @@ mod tests {
         assert_eq!(totals(&ws), Totals::default());
         let c = tally_of(&ws).unwrap();
         assert_eq!(c.t_all.calls, 0);
-        assert_eq!(c.json()["total"]["cost_usd"], "0");
+        let v = c.json();
+        assert_eq!(v["total"]["cost_usd"], "0");
+        // No receipt, no dimensions; no limits, null gauges.
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["budgets", "month", "today", "total"]);
+        assert_eq!(
+            v["budgets"],
+            json!({"daily": null, "monthly": null, "agents": []})
+        );
+        assert_eq!(
+            v["today"],
+            json!({"cost_usd": "0", "calls": 0, "unpriced_calls": 0,
+                "input_tokens": 0, "output_tokens": 0})
+        );
         assert_eq!(
             crate::views::value(&totals(&ws)),
             json!({"today": "0", "month": "0", "total": "0"})

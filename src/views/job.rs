@@ -264,7 +264,7 @@ pub fn archived_card(ws: &Workspace, id: &str) -> Option<JobCard> {
 pub struct Records {
     pub text: Option<String>,
     pub commits: Value,
-    pub receipts: Vec<Value>,
+    pub receipts: Vec<Receipt>,
 }
 
 /// The card's text, its commits (from the history index; one pass over git when it cannot
@@ -289,24 +289,61 @@ pub fn records(ws: &Workspace, id: &str) -> Records {
     }
 }
 
-/// The last `limit` receipts (of `job` when given), newest last.
-pub fn receipts(ws: &Workspace, job: Option<&str>, limit: u32) -> Vec<Value> {
+/// A receipt as the job page and `/api/costs` list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub id: String,
+    pub request_id: String,
+    pub attempt: u32,
+    pub ts: String,
+    pub job: Option<String>,
+    pub agent: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub tokens: Tokens,
+    /// Null: the model has no price (unknown, not free).
+    pub cost_usd: Option<String>,
+    pub latency_ms: f64,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// A receipt's tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub reasoning: u64,
+}
+
+/// The last `limit` receipts (of `job` when given), newest last; none without a database.
+pub fn receipts(ws: &Workspace, job: Option<&str>, limit: u32) -> Vec<Receipt> {
     let rows = crate::store::db::open_read_only(&ws.db_path())
         .ok()
         .flatten()
         .and_then(|c| crate::store::receipts::latest(&c, job, limit).ok())
         .unwrap_or_default();
     rows.into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "request_id": r.request_id, "attempt": r.attempt,
-                "ts": stamp(r.ts), "job": r.job_id, "agent": r.agent,
-                "provider": r.provider, "model": r.model,
-                "tokens": {"input": r.usage.input, "output": r.usage.output,
-                           "cached": r.usage.cached, "reasoning": r.usage.reasoning},
-                "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
-                "latency_ms": r.latency_ms, "status": r.status, "error": r.error,
-            })
+        .map(|r| Receipt {
+            id: r.id,
+            request_id: r.request_id,
+            attempt: r.attempt,
+            ts: stamp(r.ts),
+            job: r.job_id,
+            agent: r.agent,
+            provider: r.provider,
+            model: r.model,
+            tokens: Tokens {
+                input: r.usage.input,
+                output: r.usage.output,
+                cached: r.usage.cached,
+                reasoning: r.usage.reasoning,
+            },
+            cost_usd: r.cost_usd.map(|c| c.normalize().to_string()),
+            latency_ms: r.latency_ms,
+            status: r.status,
+            error: r.error,
         })
         .collect()
 }
