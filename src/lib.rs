@@ -10,7 +10,8 @@
 //! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
 //!   `cli::mcp` is `pas mcp`: the same commands as Model Context Protocol tools.
 //! - [`config`]     `pas.yaml`: typed, validated, defaults.
-//! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
+//! - [`workspace`]  paths of a workspace, what each path means, `pas init`, the daemon's
+//!   lock (one `pas serve` per workspace) and the probe reading commands use.
 //! - [`intake`]     the one way in for every file an agent can write: no links, FIFOs or
 //!   hard links, size caps, YAML guards.
 //! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).

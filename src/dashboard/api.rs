@@ -283,7 +283,7 @@ fn read_alerts(ws: &Workspace, limit: usize) -> Value {
             let reason = crate::intake::read_text(&reason_path, crate::intake::FileKind::Reason)
                 .unwrap_or_default();
             let reason: String = reason.chars().take(2000).collect();
-            let at = crate::workspace::mtime(&e.path()).map(super::view::stamp);
+            let at = crate::workspace::mtime(&e.path()).map(crate::views::stamp);
             rejected.push(json!({"file": name, "reason": reason, "at": at}));
         }
     }

@@ -58,9 +58,6 @@ pub(crate) fn card_json(id: &str, e: &Entry, waiting: Option<&String>) -> Value 
     crate::views::value(&job::card(id, e, waiting))
 }
 
-/// RFC 3339 with milliseconds, as every timestamp on the wire.
-pub use crate::views::stamp;
-
 impl View {
     /// Reads the live board, liveness and receipts.
     pub fn compute(ws: &Workspace, seq: u64) -> Result<View> {
