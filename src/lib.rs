@@ -8,8 +8,10 @@
 //! # Layout
 //!
 //! - [`cli`]        clap commands and their output (tables, `--json`); `run` is the entry.
+//!   `cli::mcp` is `pas mcp`: the same commands as Model Context Protocol tools.
 //! - [`config`]     `pas.yaml`: typed, validated, defaults.
-//! - [`workspace`]  paths of a workspace, what each path means, `pas init`.
+//! - [`workspace`]  paths of a workspace, what each path means, `pas init`, the daemon's
+//!   lock (one `pas serve` per workspace) and the probe reading commands use.
 //! - [`intake`]     the one way in for every file an agent can write: no links, FIFOs or
 //!   hard links, size caps, YAML guards.
 //! - [`yaml_depth`] a linear pre-scan of YAML nesting (deep documents are refused early).
@@ -20,9 +22,13 @@
 //! - [`resources`]  machine capacity against what cards need and hold (pure).
 //! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
+//! - [`views`]      read models built from a snapshot (status, agents, tree, costs, job
+//!   detail): typed structs the CLI, the dashboard, alerts and MCP present.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
 //! - [`events`]     the numbered event stream: ring buffer, live channel, database.
 //! - [`server`]     the dashboard and gateway listeners (one tokio runtime), their limits, token guard.
+//! - [`web`]        what both listeners share beneath `server`: the state handle
+//!   (`Shared`), the accept loop and its connection slots, the gateway's counters.
 //! - [`health`]     `GET /health`: the engine's turn, git locks, database, disk, watcher.
 //! - [`ops`]        operating pas: provider report, alerts as state, sentences,
 //!   webhooks (`notify:`), redaction.
@@ -40,8 +46,6 @@
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
 //! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
 //!   and `pas show`.
-//! - [`mcp`]        `pas mcp`: the Model Context Protocol over stdio (rmcp), each tool its
-//!   CLI twin.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
 //! - [`fuzzing`]    fuzz targets for the parsers of outside bytes (cards, beats,
 //!   registrations, definitions, SSE).
@@ -66,7 +70,6 @@ pub mod heartbeat;
 pub mod intake;
 pub mod liveness;
 pub mod llm;
-pub mod mcp;
 pub mod ops;
 pub mod resources;
 pub mod review;
@@ -76,7 +79,9 @@ pub mod snapshot;
 pub mod store;
 pub mod trace;
 pub mod validate;
+pub mod views;
 pub mod watch;
+pub mod web;
 pub mod workspace;
 pub mod yaml_depth;
 

@@ -98,10 +98,10 @@ fn shelve_listed(ws: &Workspace, snap: &mut Snapshot, archived: Vec<(String, She
             Some(first) => {
                 let path = ws.card_path(&id, &shelved.place());
                 snap.problems.push((
-                    crate::daemon::rel(ws, &path),
+                    crate::workspace::rel(ws, &path),
                     format!(
                         "duplicate id {id} (also at {})",
-                        crate::daemon::rel(ws, &first)
+                        crate::workspace::rel(ws, &first)
                     ),
                 ));
             }
@@ -259,7 +259,7 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
                     .and_then(|t| Registration::parse(&t).map_err(|e| e.message));
                 match parsed {
                     Ok(r) => regs.push((name, r)),
-                    Err(e) => problems.push((crate::daemon::rel(ws, &path), e)),
+                    Err(e) => problems.push((crate::workspace::rel(ws, &path), e)),
                 }
             }
             k => cards.push((path, k, card)),
@@ -285,10 +285,10 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
             Ok(card) => {
                 if let Some(first) = seen.get(&id) {
                     problems.push((
-                        crate::daemon::rel(ws, &path),
+                        crate::workspace::rel(ws, &path),
                         format!(
                             "duplicate id {id} (also at {})",
-                            crate::daemon::rel(ws, first)
+                            crate::workspace::rel(ws, first)
                         ),
                     ));
                     continue;
@@ -308,7 +308,7 @@ fn build(ws: &Workspace, items: Vec<(PathBuf, Kind, Source)>, defaults: Defaults
                     },
                 );
             }
-            Err(e) => problems.push((crate::daemon::rel(ws, &path), e)),
+            Err(e) => problems.push((crate::workspace::rel(ws, &path), e)),
         }
     }
     Snapshot {

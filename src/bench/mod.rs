@@ -244,7 +244,7 @@ impl Daemon {
         let d = Daemon::spawn(root, level)?;
         // Ready once the start-up commit has landed and the lock is held.
         wait_for(Duration::from_secs(30), "the daemon to start", || {
-            crate::cli::daemon_running(&Workspace::at(root))
+            crate::workspace::lock::daemon_running(&Workspace::at(root))
         })?;
         std::thread::sleep(Duration::from_millis(300));
         Ok(d)

@@ -48,7 +48,7 @@ pub fn runners(args: &BenchArgs) -> Result<i32> {
     })?;
     let _daemon = Daemon::spawn(&ws.root, "off")?;
     super::wait_for(Duration::from_secs(30), "the daemon to start", || {
-        crate::cli::daemon_running(&ws)
+        crate::workspace::lock::daemon_running(&ws)
     })?;
     std::thread::sleep(Duration::from_millis(300));
     let inbox = ws.state_dir(crate::card::State::Inbox);

@@ -17,6 +17,12 @@ use crate::agent::Agent;
 use crate::card::{Card, HistoryEntry, PasMeta, Resources, State};
 pub use tracked::Tracked;
 
+/// Whether `d` is a real day written `YYYY/MM/DD`, the archive's folder names (the day
+/// of an archived card's place).
+pub fn is_day(d: &str) -> bool {
+    d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y/%m/%d").is_ok()
+}
+
 /// Where a card is: its state folder and, for `assigned/`, the agent; for `archive/`, the
 /// day folder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,7 +83,7 @@ impl Place {
         let state = State::ALL.into_iter().find(|s| s.dir() == dir)?;
         Some(match (state, rest) {
             (State::Assigned, a) if !a.is_empty() => Place::assigned(a),
-            (State::Archived, d) if crate::workspace::is_day(d) => Place::archived_in(d.into()),
+            (State::Archived, d) if is_day(d) => Place::archived_in(d.into()),
             (State::Inbox | State::Review | State::Done | State::Failed, "") => Place::of(state),
             _ => return None,
         })
@@ -98,7 +104,7 @@ pub struct Shelved {
 impl Shelved {
     /// A card in the day folder `YYYY/MM/DD`, or `None` when `day` is not one.
     pub fn new(day: &str, outcome: Option<bool>) -> Option<Shelved> {
-        if !crate::workspace::is_day(day) {
+        if !is_day(day) {
             return None;
         }
         let day = day.replace('/', "").parse().ok()?;

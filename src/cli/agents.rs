@@ -15,6 +15,7 @@ use super::{Format, Out};
 use crate::agent::Registration;
 use crate::card::valid_agent_name;
 use crate::snapshot;
+use crate::views::{agents, tree};
 use crate::workspace::Workspace;
 
 /// Sets or clears `paused` in an agent's registration (written atomically; the daemon
@@ -25,11 +26,11 @@ pub fn set_paused(ws: &Workspace, name: &str, paused: bool, out: &Out) -> Result
         .with_context(|| {
             format!(
                 "{name} is not registered (no {})",
-                crate::daemon::rel(ws, &path)
+                crate::workspace::rel(ws, &path)
             )
         })?;
     let mut reg = Registration::parse(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", crate::daemon::rel(ws, &path), e.message))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", crate::workspace::rel(ws, &path), e.message))?;
     if reg.paused == paused {
         out.line(format!(
             "{name} is already {}",
@@ -128,76 +129,20 @@ pub fn heartbeat(ws: &Workspace, a: BeatArgs, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
-/// One agent as `pas agents --json` and `pas status --json` show it.
-pub fn agent_json(
-    a: &crate::agent::Agent,
-    loads: &std::collections::HashMap<&str, u32>,
-    now: chrono::DateTime<Utc>,
-) -> Value {
-    let beat = a.live.beat.as_ref();
-    let seen = a.live.last_seen.filter(|_| a.reg.is_some());
-    json!({
-        "name": a.name,
-        "status": a.status(),
-        "parent": a.parent(),
-        "epoch": a.reg.as_ref().map(|r| r.epoch),
-        "assigned": loads.get(a.name.as_str()).copied().unwrap_or(0),
-        "max_concurrent": a.max_concurrent(),
-        "last_heartbeat": beat.map(|b| b.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        "last_seen": seen.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        "beat_age_s": seen.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
-        "ctx_ratio": a.ctx_ratio(),
-        "ctx": a.live.ctx.label(),
-        "job": beat.and_then(|b| b.job.clone()),
-        "beat_status": beat.and_then(|b| b.status).map(|s| serde_json::to_value(s).unwrap_or_default()),
-        "note": beat.and_then(|b| b.note.clone()),
-        "progress": beat.and_then(|b| b.progress),
-        "cpu": beat.and_then(|b| b.cpu),
-        "mem_mb": beat.and_then(|b| b.mem_mb),
-        "report_stale": report_stale(a, now, DEFAULT_INTERVAL_S),
-    })
-}
-
-/// The SPEC's default heartbeat interval, for callers that do not read pas.yaml.
-const DEFAULT_INTERVAL_S: f64 = 60.0;
-
-/// Whether an agent's own figures (status, progress, cpu, memory, note) are stale: its
-/// newest beat is older than one interval (`default_interval_s` unless it sets its own),
-/// or it is down. Stale figures are shown with their age, never as if current.
-pub fn report_stale(
-    a: &crate::agent::Agent,
-    now: chrono::DateTime<Utc>,
-    default_interval_s: f64,
-) -> bool {
-    let Some(b) = a.live.beat.as_ref() else {
-        return false;
-    };
-    let age = (now - b.ts).num_milliseconds() as f64 / 1000.0;
-    a.live.down || age > a.interval_s(default_interval_s)
-}
-
 /// `pas agents [--tree]`: every agent known from definitions and registrations.
 pub fn list(ws: &Workspace, tree: bool, fmt: Format, out: &Out) -> Result<i32> {
     let snap = snapshot::load_with(ws, snapshot::Depth::Board)?;
     let interval = ws.config()?.heartbeat_interval_s;
-    let loads = snap.board.loads();
-    let now = Utc::now();
-    let rows: Vec<Value> = snap
-        .board
-        .agents
-        .values()
-        .map(|a| {
-            let mut v = agent_json(a, &loads, now);
-            v["report_stale"] = report_stale(a, now, interval).into();
-            v
-        })
-        .collect();
+    let rows = agents::values(&agents::rows(&snap.board, Utc::now(), interval));
     if fmt.json {
         out.json(&Value::Array(rows));
         return Ok(0);
     }
     let order: Vec<(usize, &Value)> = if tree {
-        tree_order(&rows)
+        tree::indented(&tree::forest(&rows, tree::agent_name, tree::agent_parent))
+            .into_iter()
+            .map(|(d, r)| (d, *r))
+            .collect()
     } else {
         rows.iter().map(|r| (0, r)).collect()
     };
@@ -294,42 +239,4 @@ fn age(s: f64) -> String {
         s if s < 7200.0 => format!("{:.0}m ago", s / 60.0),
         s => format!("{:.0}h ago", s / 3600.0),
     }
-}
-
-/// Depth-first order of the agent tree from `parent` links; agents whose parent is
-/// unknown (or who sit in a cycle) are roots, so every agent is shown once.
-fn tree_order(rows: &[Value]) -> Vec<(usize, &Value)> {
-    let name = |r: &Value| r["name"].as_str().unwrap_or("").to_string();
-    let names: std::collections::HashSet<String> = rows.iter().map(name).collect();
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    fn visit<'a>(
-        r: &'a Value,
-        depth: usize,
-        rows: &'a [Value],
-        seen: &mut std::collections::HashSet<String>,
-        out: &mut Vec<(usize, &'a Value)>,
-    ) {
-        let me = r["name"].as_str().unwrap_or("").to_string();
-        if !seen.insert(me.clone()) {
-            return;
-        }
-        out.push((depth, r));
-        for c in rows
-            .iter()
-            .filter(|c| c["parent"].as_str() == Some(me.as_str()))
-        {
-            visit(c, depth + 1, rows, seen, out);
-        }
-    }
-    for r in rows {
-        let root = r["parent"].as_str().is_none_or(|p| !names.contains(p));
-        if root {
-            visit(r, 0, rows, &mut seen, &mut out);
-        }
-    }
-    for r in rows {
-        visit(r, 0, rows, &mut seen, &mut out); // cycles: whatever is left
-    }
-    out
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod llm;
+pub mod mcp;
 mod ops;
 mod output;
 pub(crate) mod read;
@@ -18,12 +19,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use output::Out;
-pub use read::daemon_pid;
-
-/// Whether a `pas serve` holds the workspace's lock.
-pub fn daemon_running(ws: &crate::workspace::Workspace) -> bool {
-    daemon_pid(ws).is_some()
-}
 
 /// pas: a file-based orchestrator for swarms of AI agents.
 #[derive(Debug, Parser)]
@@ -283,7 +278,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Retry { id } => write::retry(&ws, &id, &out),
         Command::Approve { id, note } => review::approve(&ws, &id, note, &out),
         Command::Reject { id, feedback } => review::reject(&ws, &id, &feedback, &out),
-        Command::Mcp => crate::mcp::serve(&ws),
+        Command::Mcp => mcp::serve(&ws),
         Command::Register(args) => write::register(&ws, args, &out),
         Command::Deregister { name } => write::deregister(&ws, &name, &out),
         Command::Pause { name } => agents::set_paused(&ws, &name, true, &out),
@@ -297,7 +292,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             offset,
             fmt,
         } => {
-            let page = read::Page { offset, limit };
+            let page = crate::views::job::Page { offset, limit };
             read::jobs(&ws, state.as_deref(), agent.as_deref(), page, fmt, &out)
         }
         Command::Show { id, fmt } => read::show(&ws, &id, fmt, &out),

@@ -1,73 +1,18 @@
 //! Reading commands: status, jobs, show, log, validate. They read the files (and git),
 //! never a running daemon.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::{Format, Out};
-use crate::board::{Board, Entry};
+use crate::board::Entry;
 use crate::card::State;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot;
 use crate::store::git::GitStore;
+use crate::views::job::{self, JobRow, Page};
+use crate::views::status;
 use crate::workspace::Workspace;
-
-/// Whether a daemon holds the workspace lock, and its pid.
-pub fn daemon_pid(ws: &Workspace) -> Option<String> {
-    use std::os::fd::AsRawFd;
-    let path = ws.lock_path();
-    // Under work/, so anyone could have put a FIFO there: opened the one safe way.
-    let (file, meta) = crate::intake::open(&path, crate::intake::FileKind::Marker).ok()?;
-    // SAFETY: flock on a descriptor we own; a shared probe released when `file` drops.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    if rc == 0 {
-        return None;
-    }
-    let holder =
-        crate::intake::read_open(file, &meta, crate::intake::FileKind::Marker).unwrap_or_default();
-    Some(String::from_utf8_lossy(&holder).trim().to_string())
-}
-
-/// The board as JSON in the SPEC's `pas status --json` shape (and a little more).
-pub fn status_json(snap: &Snapshot, waiting: &[(String, String)]) -> Value {
-    let counts = snap.board.counts();
-    let loads = snap.board.loads();
-    let now = Utc::now();
-    let agents: Vec<Value> = snap
-        .board
-        .agents
-        .values()
-        .map(|a| super::agents::agent_json(a, &loads, now))
-        .collect();
-    json!({
-        "jobs": {
-            "inbox": counts[&State::Inbox],
-            "assigned": counts[&State::Assigned],
-            "review": counts[&State::Review],
-            "done": counts[&State::Done],
-            "failed": counts[&State::Failed],
-            "archived": counts[&State::Archived],
-            "rejected": snap.rejected,
-        },
-        "agents": agents,
-        "waiting": waiting.iter().map(|(id, r)| json!({"id": id, "reason": r})).collect::<Vec<_>>(),
-        "problems": snap.problems.iter().map(|(p, r)| json!({"path": p, "problem": r})).collect::<Vec<_>>(),
-        "cost_usd": {"today": "0", "month": "0", "total": "0"},
-        "capacity": capacity_json(&snap.board),
-    })
-}
-
-/// The repository's size and growth (`null` without git): `store::git::upkeep::report`.
-pub fn repo_json(ws: &Workspace) -> Value {
-    match GitStore::open(&ws.root) {
-        Ok(Some(git)) => {
-            crate::store::git::upkeep::report(git.git_dir(), &ws.db_path(), Utc::now())
-        }
-        _ => Value::Null,
-    }
-}
 
 /// The repository's size and growth in one line, from `repo_json`.
 fn repo_line(repo: &Value) -> Option<String> {
@@ -89,87 +34,16 @@ fn repo_line(repo: &Value) -> Option<String> {
     Some(line)
 }
 
-/// Each managed resource: its capacity and what assigned cards hold.
-fn capacity_json(board: &Board) -> Value {
-    let cap = &board.defaults.capacity;
-    let used = board.resources_used(&Default::default());
-    let mut v = serde_json::Map::new();
-    let rows = [
-        ("cpu", cap.cpu, used.cpu),
-        ("mem_mb", cap.mem_mb.map(|c| c as f64), used.mem_mb as f64),
-        ("gpu", cap.gpu.map(|c| c as f64), used.gpu as f64),
-        (
-            "gpu_mem_mb",
-            cap.gpu_mem_mb.map(|c| c as f64),
-            used.gpu_mem_mb as f64,
-        ),
-    ];
-    for (name, total, used) in rows {
-        if let Some(total) = total {
-            v.insert(name.into(), json!({"total": total, "used": used}));
-        }
-    }
-    Value::Object(v)
-}
-
-/// Why each inbox card waits, from the same rules the daemon runs. A card the rules
-/// would place now is shown as ready for that agent (the daemon has not taken it yet).
-pub fn waiting_reasons(board: &Board, now: DateTime<Utc>) -> Vec<(String, String)> {
-    let plan = board.plan(now);
-    let mut out: Vec<(String, String)> = plan.waiting;
-    out.extend(
-        plan.fail
-            .into_iter()
-            .map(|(id, reason)| (id, format!("will fail: {reason}"))),
-    );
-    out.extend(
-        plan.assign
-            .into_iter()
-            .map(|(id, agent)| (id, format!("ready for {agent} (is pas serve running?)"))),
-    );
-    let key = |id: &str| {
-        board
-            .cards
-            .get(id)
-            .map(|e| (e.card.spec.priority, e.created))
-    };
-    out.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)).then(a.0.cmp(&b.0)));
-    out
-}
-
-fn load(ws: &Workspace, at: Option<&str>) -> Result<Snapshot> {
-    match at {
-        None => snapshot::load_with(ws, snapshot::Depth::Board),
-        Some(rev) => {
-            let git = GitStore::open(&ws.root)?
-                .with_context(|| format!("{} is not in a git repository", ws.root.display()))?;
-            let oid = git.resolve_rev(rev, Utc::now())?;
-            let files = git.files_at(oid, Path::new("work"))?;
-            snapshot::load_at(ws, files, snapshot::Depth::Board)
-        }
-    }
-}
-
 /// `pas status`.
 pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Result<i32> {
-    let snap = load(ws, at)?;
-    let waiting = waiting_reasons(&snap.board, Utc::now());
     if fmt.json {
-        let mut v = status_json(&snap, &waiting);
-        v["root"] = json!(ws.root.display().to_string());
-        if at.is_none() {
-            v["cost_usd"] = super::llm::cost_totals(ws);
-        }
-        v["daemon"] = json!(daemon_pid(ws).map(|p| json!({"pid": p})));
-        v["repo"] = repo_json(ws);
-        if let Some(rev) = at {
-            v["at"] = json!(rev);
-        }
-        out.json(&v);
+        out.json(&status::document(ws, at)?);
         return Ok(0);
     }
+    let snap = status::load(ws, at)?;
+    let waiting = status::waiting_reasons(&snap.board, Utc::now());
     let counts = snap.board.counts();
-    let daemon = match daemon_pid(ws) {
+    let daemon = match crate::workspace::lock::holder(ws) {
         Some(pid) => format!("daemon running (pid {pid})"),
         None => "daemon not running".into(),
     };
@@ -189,18 +63,17 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
         snap.rejected
     ));
     if at.is_none() {
-        if let Some(line) = repo_line(&repo_json(ws)) {
+        if let Some(line) = repo_line(&status::repo(ws)) {
             out.line(line);
         }
     }
-    if let Value::Object(cap) = capacity_json(&snap.board) {
-        let parts: Vec<String> = cap
-            .iter()
-            .map(|(k, v)| format!("{k} {}/{}", v["used"], v["total"]))
+    let cap = status::capacity(&snap.board);
+    if !cap.is_empty() {
+        // Through JSON, so the figures read as `pas status --json` prints them.
+        let parts: Vec<String> = (cap.iter())
+            .map(|(k, c)| format!("{k} {}/{}", json!(c.used), json!(c.total)))
             .collect();
-        if !parts.is_empty() {
-            out.line(format!("capacity in use: {}", parts.join(" · ")));
-        }
+        out.line(format!("capacity in use: {}", parts.join(" · ")));
     }
     let loads = snap.board.loads();
     let mut t = out.table(&["AGENT", "STATUS", "ASSIGNED", "PARENT", "CAPABILITIES"]);
@@ -248,31 +121,6 @@ pub fn status(ws: &Workspace, at: Option<&str>, fmt: Format, out: &Out) -> Resul
     Ok(0)
 }
 
-fn job_json(id: &str, e: &Entry) -> Value {
-    let s = &e.card.spec;
-    json!({
-        "id": id,
-        "state": e.place.state,
-        "agent": e.place.agent,
-        "title": s.title,
-        "kind": s.kind,
-        "priority": s.priority,
-        "requires": s.requires,
-        "assignee": s.assignee,
-        "depends_on": s.depends_on,
-        "attempts": s.pas.attempts,
-        "waiting_for": s.pas.waiting_for,
-        "created": e.created,
-    })
-}
-
-/// Which part of a long list to show.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Page {
-    pub offset: usize,
-    pub limit: Option<usize>,
-}
-
 /// `pas jobs`. With a state, only that state's folder is read; archived cards are listed
 /// newest day first and only the page shown is read. Without one, every card but the
 /// archived ones.
@@ -298,7 +146,7 @@ pub fn jobs(
     let snap;
     let archived;
     let mut rows: Vec<(&String, &Entry)> = if state == Some(State::Archived) {
-        archived = archived_page(ws, page)?;
+        archived = job::archived_page(ws, page)?;
         archived.iter().map(|(id, e)| (id, e)).collect()
     } else {
         snap = match state {
@@ -327,9 +175,8 @@ pub fn jobs(
         rows.clear(); // an archived card is with no agent
     }
     if fmt.json {
-        out.json(&Value::Array(
-            rows.iter().map(|(id, e)| job_json(id, e)).collect(),
-        ));
+        let rows: Vec<JobRow> = rows.iter().map(|(id, e)| job::row(id, e)).collect();
+        out.json(&crate::views::value(&rows));
         return Ok(0);
     }
     let mut t = out.table(&["ID", "STATE", "PRIORITY", "AGENT", "ATTEMPTS", "TITLE"]);
@@ -347,103 +194,16 @@ pub fn jobs(
     Ok(0)
 }
 
-/// One page of the archive, newest day first (ids descending within a day): only the day
-/// folders the page reaches are listed, and only the page's cards are read.
-pub fn archived_page(ws: &Workspace, page: Page) -> Result<Vec<(String, Entry)>> {
-    let want = page.offset.saturating_add(page.limit.unwrap_or(usize::MAX));
-    let mut found: Vec<(String, std::path::PathBuf, crate::board::Place)> = Vec::new();
-    for day in ws.archive_days() {
-        if found.len() >= want {
-            break;
-        }
-        let dir = ws.state_dir(State::Archived).join(&day);
-        let mut here: Vec<(String, std::path::PathBuf, crate::board::Place)> = ws
-            .scan_dir(&dir)
-            .into_iter()
-            .filter_map(|(p, k)| match k {
-                crate::workspace::Kind::Card { id, place } => Some((id, p, place)),
-                _ => None,
-            })
-            .collect();
-        // Newest first within a day too, as far as ids tell (pas submit's ULIDs do).
-        here.sort_by(|a, b| b.0.cmp(&a.0));
-        found.extend(here);
-    }
-    let page_rows = found.into_iter().skip(page.offset).take(want - page.offset);
-    let mut out = Vec::new();
-    for (id, path, place) in page_rows {
-        match crate::workspace::read_card(&path, &id) {
-            Ok(card) => {
-                let created = card
-                    .spec
-                    .pas
-                    .history
-                    .first()
-                    .map_or(DateTime::UNIX_EPOCH, |h| h.at);
-                out.push((
-                    id,
-                    Entry {
-                        card,
-                        place,
-                        created,
-                    },
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "archived card unreadable")
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Where card `id` is, looking only where it can be (the live folders, then the archive
-/// day by day, newest first): `pas show` reads one file, not the whole tree.
-pub fn locate(ws: &Workspace, id: &str) -> Option<(std::path::PathBuf, crate::board::Place)> {
-    if !crate::card::valid_id(id) {
-        return None;
-    }
-    ws.card_candidates(id)
-        .into_iter()
-        .filter(|p| std::fs::symlink_metadata(p).is_ok())
-        .find_map(|p| match ws.classify(&p) {
-            crate::workspace::Kind::Card { place, .. } => Some((p, place)),
-            _ => None,
-        })
-}
-
 /// `pas show`.
 pub fn show(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
-    let Some((path, place)) = locate(ws, id) else {
-        bail!("no card {id} in work/ (inbox, assigned, review, done, failed, archive)");
-    };
-    let card = crate::workspace::read_card(&path, id)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
-    let created = card.spec.pas.history.first().map_or_else(
-        || crate::workspace::mtime(&path).unwrap_or(DateTime::UNIX_EPOCH),
-        |h| h.at,
-    );
-    let diff = crate::review::card_diff(&ws.root, &card.spec.pas);
-    let e = Entry {
-        card,
-        place,
-        created,
-    };
+    let shown = job::shown(ws, id)?;
     if fmt.json {
-        let doc: serde_yaml::Value = serde_yaml::from_str(e.card.text()).unwrap_or_default();
-        let mut v = job_json(id, &e);
-        v["path"] = json!(crate::daemon::rel(ws, &path));
-        v["card"] = serde_json::to_value(doc).unwrap_or(Value::Null);
-        v["history"] = serde_json::to_value(&e.card.spec.pas.history)?;
-        if let Some(d) = &diff {
-            v["diff"] = serde_json::to_value(d)?;
-        }
-        out.json(&v);
+        out.json(&crate::views::value(&shown.doc()));
         return Ok(0);
     }
-    out.line(format!("# {}", crate::daemon::rel(ws, &path)));
-    out.line(e.card.text().trim_end());
-    if let Some(d) = &diff {
+    out.line(format!("# {}", shown.path));
+    out.line(shown.entry.card.text().trim_end());
+    if let Some(d) = &shown.diff {
         out.line(format!(
             "\n# diff {}..{} ({} files changed)",
             d.base, d.branch, d.files
@@ -465,9 +225,9 @@ pub fn log(ws: &Workspace, id: &str, fmt: Format, out: &Out) -> Result<i32> {
         None
     };
     let Some(git) = git else {
-        let (path, _) = locate(ws, id).with_context(|| format!("no card {id}"))?;
+        let (path, _) = job::locate(ws, id).with_context(|| format!("no card {id}"))?;
         let card = crate::workspace::read_card(&path, id)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::daemon::rel(ws, &path)))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::workspace::rel(ws, &path)))?;
         if fmt.json {
             out.json(&serde_json::to_value(&card.spec.pas.history)?);
         } else {

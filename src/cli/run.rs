@@ -86,7 +86,7 @@ pub fn logs(ws: &Workspace, args: LogsArgs, out: &Out) -> Result<i32> {
             bail!(
                 "no run log for {} (no {})",
                 args.id,
-                crate::daemon::rel(ws, &path)
+                crate::workspace::rel(ws, &path)
             )
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),

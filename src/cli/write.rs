@@ -183,7 +183,7 @@ pub fn submit(ws: &Workspace, args: SubmitArgs, out: &Out) -> Result<i32> {
     if let Some(existing) = ws.card_candidates(&id).into_iter().find(|p| p.exists()) {
         bail!(
             "id {id} already exists at {}",
-            crate::daemon::rel(ws, &existing)
+            crate::workspace::rel(ws, &existing)
         );
     }
     let inbox = ws.state_dir(State::Inbox);
@@ -319,7 +319,7 @@ pub(super) fn move_with(ws: &Workspace, id: &str, to: Place, how: Move) -> Resul
             let _ = fsops::land(&staged, &from_path);
             bail!(
                 "cannot move {id}: {} already exists",
-                crate::daemon::rel(ws, &to_path)
+                crate::workspace::rel(ws, &to_path)
             )
         }
     }
@@ -461,7 +461,7 @@ pub fn deregister(ws: &Workspace, name: &str, out: &Out) -> Result<i32> {
     if !card::valid_agent_name(name) || !path.exists() {
         bail!(
             "{name} is not registered (no {})",
-            crate::daemon::rel(ws, &path)
+            crate::workspace::rel(ws, &path)
         );
     }
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;

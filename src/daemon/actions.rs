@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{rel, Engine};
+use super::engine::Engine;
 use crate::board::{take_back_target, transition_meta, Place};
 use crate::card::State;
 use crate::fsops::{self, Moved};
+use crate::workspace::rel;
 
 /// The largest board whose incremental plans debug builds check against a full plan.
 const CHECKED_BOARD: usize = 2000;

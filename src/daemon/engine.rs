@@ -22,7 +22,7 @@ use crate::fsops::{self, Moved, Stamp};
 use crate::intake::{self, FileKind, Refused};
 use crate::store::db::TelemetryWriter;
 use crate::store::git::{Change, CommitWorker};
-use crate::workspace::{Kind, Workspace};
+use crate::workspace::{rel, Kind, Workspace};
 
 /// The daemon's state.
 pub struct Engine {
@@ -543,14 +543,6 @@ pub(super) fn place_from_meta(card: &Card) -> Option<Place> {
         },
         day: None,
     })
-}
-
-/// A path relative to the workspace root, for messages.
-pub fn rel(ws: &Workspace, path: &Path) -> String {
-    path.strip_prefix(&ws.root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }
 
 fn first_line(s: &str) -> &str {

@@ -25,20 +25,20 @@ mod ttl;
 #[cfg(test)]
 mod clock_tests;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-pub use engine::{rel, Engine};
+/// Kept for the daemon's own `super::rel` (merge aid; the function is `workspace::rel`).
+pub(crate) use crate::workspace::rel;
+pub use engine::Engine;
 
 use crate::clock::Clock;
 
 use crate::store::{db, git};
 use crate::watch::{self, Input, Readiness};
+use crate::workspace::lock::lock;
 use crate::workspace::Workspace;
 
 /// Options of `pas serve`.
@@ -51,76 +51,6 @@ pub struct ServeOptions {
     pub gateway_bind: Option<String>,
     /// Required of every HTTP request (and for non-loopback binds).
     pub token: Option<String>,
-}
-
-/// Holds the workspace's daemon lock; one daemon per workspace.
-pub struct DaemonLock {
-    _file: File,
-}
-
-/// Takes the daemon lock of `ws`, or says which process holds it.
-pub fn lock(ws: &Workspace) -> Result<DaemonLock> {
-    let path = ws.lock_path();
-    std::fs::create_dir_all(ws.work())
-        .with_context(|| format!("cannot create {}", ws.work().display()))?;
-    let mut file = open_lock(&path)?;
-    // The lock lives under work/, where anyone can write: a link or a FIFO put in its
-    // place is moved to work/rejected/ (never written through), and a fresh lock made.
-    let meta = file.metadata()?;
-    if let Err(refused) = crate::intake::check(&meta, crate::intake::FileKind::Marker) {
-        if !matches!(refused, crate::intake::Refused::TooBig { .. }) {
-            drop(file);
-            let why = format!("the daemon's lock file was refused: {refused}");
-            tracing::warn!(file = %path.display(), reason = %why, "moved to work/rejected");
-            crate::fsops::reject(&path, &ws.rejected(), &why)
-                .with_context(|| format!("cannot move {} aside", path.display()))?;
-            file = open_lock(&path)?;
-        }
-    }
-    // SAFETY: flock on a file descriptor we own; released when the file is closed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut holder = String::new();
-        let _ = (&file).take(64).read_to_string(&mut holder);
-        bail!(
-            "another pas serve is already running on {} (pid {})",
-            ws.root.display(),
-            holder.trim()
-        );
-    }
-    let _ = file.set_len(0);
-    let _ = file.write_all(std::process::id().to_string().as_bytes());
-    Ok(DaemonLock { _file: file })
-}
-
-/// Opens (or creates) the lock file without following a link or blocking on a FIFO.
-fn open_lock(path: &std::path::Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .or_else(|e| {
-            // A symbolic link (ELOOP) or a socket (ENXIO) where the lock should be: move it
-            // aside as a file pas cannot accept, then make the lock anew.
-            if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) {
-                if let Some(work) = path.parent() {
-                    let why = format!("the daemon's lock file was refused: {e}");
-                    crate::fsops::reject(path, &work.join("rejected"), &why)?;
-                    return std::fs::OpenOptions::new()
-                        .create_new(true)
-                        .read(true)
-                        .write(true)
-                        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                        .open(path);
-                }
-            }
-            Err(e)
-        })
-        .with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// Builds an engine with its sinks from the workspace's configuration.

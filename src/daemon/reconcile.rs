@@ -6,11 +6,12 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::engine::{place_from_meta, rel, Engine};
+use super::engine::{place_from_meta, Engine};
 use crate::board::{transition_meta, Entry, Place};
 use crate::card::{Card, State};
 use crate::fsops::Stamp;
 use crate::intake::{self, FileKind};
+use crate::workspace::rel;
 use crate::workspace::{read_card, Kind};
 
 impl Engine {

@@ -4,12 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::engine::{rel, Engine};
+use super::engine::Engine;
 use super::record::{transition_line, transition_row};
 use crate::board::Place;
 use crate::card::{Card, State};
 use crate::fsops::{self, Moved};
 use crate::store::db::{self, Record};
+use crate::workspace::rel;
 use crate::workspace::{is_ignored_name, read_card, Kind};
 
 impl Engine {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, Dash, WebError};
+use crate::views::job;
 use crate::workspace::Workspace;
 
 /// Event types the alerts page lists.
@@ -115,11 +116,11 @@ pub(crate) async fn jobs(
         if want > 0 {
             let offset = q.offset.saturating_sub(before);
             let ws = dash.shared.ws.clone();
-            let page_ = crate::cli::read::Page {
+            let page_ = job::Page {
                 offset,
                 limit: Some(want),
             };
-            let rows = blocking(move || crate::cli::read::archived_page(&ws, page_)).await?;
+            let rows = blocking(move || job::archived_page(&ws, page_)).await?;
             page.extend(
                 rows.iter()
                     .map(|(id, e)| super::view::card_json(id, e, None)),
@@ -150,7 +151,8 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
         None => {
             // Not on the board's view: perhaps archived (read by itself, not listed).
             let (ws, owned) = (dash.shared.ws.clone(), id.to_string());
-            blocking(move || Ok(archived_card(&ws, &owned))).await?
+            let card = blocking(move || Ok(job::archived_card(&ws, &owned))).await?;
+            card.map(|c| crate::views::value(&c))
         }
     };
     let Some(card) = card else {
@@ -166,15 +168,14 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     let parent = card["parent"].as_str().and_then(|p| v.card(p)).cloned();
     let ws = dash.shared.ws.clone();
     let owned = id.to_string();
-    let (text, commits, receipts) = blocking(move || Ok(read_detail(&ws, &owned))).await?;
+    let job::Records {
+        text,
+        commits,
+        receipts,
+    } = blocking(move || Ok(job::records(&ws, &owned))).await?;
     let cost = receipts
         .iter()
-        .filter_map(|r| {
-            r["cost_usd"]
-                .as_str()?
-                .parse::<rust_decimal::Decimal>()
-                .ok()
-        })
+        .filter_map(|r| r.cost_usd.as_deref()?.parse::<rust_decimal::Decimal>().ok())
         .sum::<rust_decimal::Decimal>();
     let doc: Value = text
         .as_deref()
@@ -210,63 +211,6 @@ pub(crate) async fn job_detail(dash: &Dash, id: &str) -> Result<Value, WebError>
     }))
 }
 
-/// The compact card of an archived card, read from its one file.
-fn archived_card(ws: &Workspace, id: &str) -> Option<Value> {
-    let (path, place) = crate::cli::read::locate(ws, id)?;
-    if place.state != crate::card::State::Archived {
-        return None;
-    }
-    let card = crate::workspace::read_card(&path, id).ok()?;
-    let created = card.spec.pas.history.first()?.at;
-    let e = crate::board::Entry {
-        card,
-        place,
-        created,
-    };
-    Some(super::view::card_json(id, &e, None))
-}
-
-/// The card's text, its commits (empty without git) and its receipts.
-fn read_detail(ws: &Workspace, id: &str) -> (Option<String>, Value, Vec<Value>) {
-    let text = ws
-        .card_candidates(id)
-        .into_iter()
-        .find_map(|p| crate::intake::read_text(&p, crate::intake::FileKind::Card).ok());
-    // From the history index; one pass over git when it cannot be trusted.
-    let commits = crate::store::git::GitStore::open(&ws.root)
-        .ok()
-        .flatten()
-        .and_then(|g| g.card_history(Some(&ws.db_path()), id).ok())
-        .map(|(commits, _)| commits)
-        .and_then(|c| serde_json::to_value(c).ok())
-        .unwrap_or_else(|| json!([]));
-    // A job's page lists its receipts: every attempt, up to the last 1,000.
-    let receipts = receipts_where(ws, Some(id), 1_000);
-    (text, commits, receipts)
-}
-
-/// The last `limit` receipts (of `job` when given), newest last.
-fn receipts_where(ws: &Workspace, job: Option<&str>, limit: u32) -> Vec<Value> {
-    let rows = crate::store::db::open_read_only(&ws.db_path())
-        .ok()
-        .flatten()
-        .and_then(|c| crate::store::receipts::latest(&c, job, limit).ok())
-        .unwrap_or_default();
-    rows.into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "request_id": r.request_id, "attempt": r.attempt,
-                "ts": super::view::stamp(r.ts), "job": r.job_id, "agent": r.agent,
-                "provider": r.provider, "model": r.model,
-                "tokens": {"input": r.usage.input, "output": r.usage.output,
-                           "cached": r.usage.cached, "reasoning": r.usage.reasoning},
-                "cost_usd": r.cost_usd.map(|c| c.normalize().to_string()),
-                "latency_ms": r.latency_ms, "status": r.status, "error": r.error,
-            })
-        })
-        .collect()
-}
-
 /// `GET /api/agents`: every agent, as `pas agents --json` with capabilities and thresholds.
 pub(crate) async fn agents(State(dash): State<Dash>) -> Result<Json<Value>, WebError> {
     let v = dash.views.live().await?;
@@ -287,8 +231,8 @@ pub(crate) async fn costs(State(dash): State<Dash>) -> Result<Json<Value>, WebEr
 pub(crate) async fn costs_json(dash: &Dash) -> Result<Value, WebError> {
     let ws = dash.shared.ws.clone();
     blocking(move || {
-        let mut v = crate::cli::llm::cost_tally(&ws)?.json();
-        v["receipts"] = json!(receipts_where(&ws, None, 50));
+        let mut v = crate::views::costs::tally_of(&ws)?.json();
+        v["receipts"] = json!(job::receipts(&ws, None, 50));
         Ok(v)
     })
     .await
@@ -339,7 +283,7 @@ fn read_alerts(ws: &Workspace, limit: usize) -> Value {
             let reason = crate::intake::read_text(&reason_path, crate::intake::FileKind::Reason)
                 .unwrap_or_default();
             let reason: String = reason.chars().take(2000).collect();
-            let at = crate::workspace::mtime(&e.path()).map(super::view::stamp);
+            let at = crate::workspace::mtime(&e.path()).map(crate::views::stamp);
             rejected.push(json!({"file": name, "reason": reason, "at": at}));
         }
     }

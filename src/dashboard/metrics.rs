@@ -93,7 +93,7 @@ pub(crate) async fn metrics(State(dash): State<Dash>) -> Result<impl IntoRespons
     );
     let _ = writeln!(out, "pas_dashboard_view_seq {}", v.seq);
     let ws = dash.shared.ws.clone();
-    let repo = super::blocking(move || Ok(crate::cli::read::repo_json(&ws))).await?;
+    let repo = super::blocking(move || Ok(crate::views::status::repo(&ws))).await?;
     repo_gauges(&mut out, &repo);
     ops_gauges(&mut out, &dash).await;
     dash.shared.gateway_metrics.render(&mut out);

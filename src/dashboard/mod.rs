@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 
-use crate::server::Shared;
+use crate::web::Shared;
 
 /// Templates compiled into the binary.
 #[derive(rust_embed::RustEmbed)]

@@ -192,7 +192,7 @@ fn compute(
     Ok(json!({
         "by": by,
         "step": if step == Step::Hour { "hour" } else { "day" },
-        "buckets": starts.iter().copied().map(super::view::stamp).collect::<Vec<_>>(),
+        "buckets": starts.iter().copied().map(crate::views::stamp).collect::<Vec<_>>(),
         "series": series,
     }))
 }

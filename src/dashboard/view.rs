@@ -8,20 +8,19 @@
 //! the events the hub's ring holds after the view's seq, so a stale view is never wrong,
 //! only replayed further.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::board::Entry;
 use crate::card::State;
-use crate::cli::read::{status_json, waiting_reasons};
 use crate::events::Hub;
 use crate::snapshot::{self, Snapshot};
+use crate::views::{agents, costs, job, status, tree};
 use crate::workspace::Workspace;
 
 use super::WebError;
@@ -54,59 +53,20 @@ pub struct View {
     pub snapshot: String,
 }
 
-/// One compact card: what the kanban shows. An archived card is shown in the column it
-/// finished in (`done` or `failed`), with its day folder as `archived`.
+/// One compact card: what the kanban shows (see `views::job::card`).
 pub(crate) fn card_json(id: &str, e: &Entry, waiting: Option<&String>) -> Value {
-    let s = &e.card.spec;
-    let updated = s.pas.history.last().map(|h| h.at).unwrap_or(e.created);
-    let state = match e.place.state {
-        State::Archived if e.succeeded() => "done",
-        State::Archived => "failed",
-        st => st.name(),
-    };
-    json!({
-        "id": id,
-        "title": s.title,
-        "state": state,
-        "archived": e.place.day,
-        "agent": e.place.agent.clone().or_else(|| worker_of(e)),
-        "priority": s.priority.as_str(),
-        "requires": s.requires,
-        "attempts": s.pas.attempts,
-        "waiting": waiting.cloned().or_else(|| s.pas.waiting_for.clone()),
-        "created": stamp(e.created),
-        "updated": stamp(updated),
-        "parent": s.parent,
-        "kind": s.kind,
-        "assignee": s.assignee,
-    })
-}
-
-/// Who last held a card: the agent of its last move into `assigned/`.
-fn worker_of(e: &Entry) -> Option<String> {
-    e.card
-        .spec
-        .pas
-        .history
-        .iter()
-        .rev()
-        .find_map(|h| h.to.strip_prefix("assigned/").map(str::to_string))
-}
-
-/// RFC 3339 with milliseconds, as every timestamp on the wire.
-pub fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::views::value(&job::card(id, e, waiting))
 }
 
 impl View {
     /// Reads the live board, liveness and receipts.
     pub fn compute(ws: &Workspace, seq: u64) -> Result<View> {
         let snap = snapshot::load(ws)?;
-        let costs = crate::cli::llm::cost_tally(ws)
+        let costs = costs::tally_of(ws)
             .map(|c| c.json())
             .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
         let mut v = View::build(ws, &snap, costs, seq, None)?;
-        v.status["cost_usd"] = crate::cli::llm::cost_totals(ws);
+        v.status["cost_usd"] = crate::views::value(&costs::totals(ws));
         Ok(v)
     }
 
@@ -128,8 +88,9 @@ impl View {
         at: Option<String>,
     ) -> Result<View> {
         let cfg = ws.config()?;
-        let waiting = waiting_reasons(&snap.board, Utc::now());
-        let mut status = status_json(snap, &waiting);
+        let now = Utc::now();
+        let waiting = status::waiting_reasons(&snap.board, now);
+        let mut status = crate::views::value(&status::build(snap, &waiting, now));
         let why: HashMap<&String, &String> = waiting.iter().map(|(i, r)| (i, r)).collect();
 
         // Archived cards are known here by id alone; the Done column pages into them
@@ -162,33 +123,7 @@ impl View {
             .filter_map(|(i, c)| c["id"].as_str().map(|id| (id.to_string(), i)))
             .collect();
 
-        let loads = snap.board.loads();
-        let now = Utc::now();
-        let agents: Vec<Value> = snap
-            .board
-            .agents
-            .values()
-            .map(|a| {
-                let mut v = crate::cli::agents::agent_json(a, &loads, now);
-                let mut caps: Vec<String> =
-                    a.def.iter().flat_map(|d| d.capabilities.clone()).collect();
-                caps.extend(a.reg.iter().flat_map(|r| r.capabilities.clone()));
-                caps.sort();
-                caps.dedup();
-                let budget = a.token_budget(&cfg.token_budget);
-                v["capabilities"] = json!(caps);
-                v["ctx_target"] = json!(budget.target);
-                v["ctx_hard_max"] = json!(budget.hard_max);
-                v["interval_s"] = json!(a.interval_s(cfg.heartbeat_interval_s));
-                v["report_stale"] = json!(crate::cli::agents::report_stale(
-                    a,
-                    now,
-                    cfg.heartbeat_interval_s
-                ));
-                v["description"] = json!(a.def.as_ref().map(|d| d.description.clone()));
-                v
-            })
-            .collect();
+        let agents = agents::values(&agents::cards(&snap.board, &cfg, now));
         status["agents"] = json!(agents);
 
         // A snapshot carries every open card and the newest done ones.
@@ -232,110 +167,15 @@ impl View {
     }
 
     /// The agent tree from `parent` links: each node with its own and its subtree's cost,
-    /// tokens and job counts. Agents whose parent is unknown, or who sit in a cycle, are
-    /// roots, so every agent appears once.
+    /// tokens and job counts (see `views::tree`).
     pub fn tree(&self) -> Value {
-        let mut own: HashMap<String, Rollup> = HashMap::new();
-        if let Some(rows) = self.costs["by_agent"].as_array() {
-            for r in rows {
-                let Some(name) = r["key"].as_str() else {
-                    continue;
-                };
-                let o = own.entry(name.to_string()).or_default();
-                o.cost += r["cost_usd"]
-                    .as_str()
-                    .and_then(|c| c.parse::<Decimal>().ok())
-                    .unwrap_or_default();
-                // Saturating: the counts are an upstream's, which may be nonsense.
-                let tokens = ["input_tokens", "output_tokens"].map(|k| r[k].as_u64().unwrap_or(0));
-                o.tokens = o.tokens.saturating_add(tokens[0]).saturating_add(tokens[1]);
-            }
-        }
-        for c in &self.cards {
-            let (Some(agent), Some(state)) = (c["agent"].as_str(), c["state"].as_str()) else {
-                continue;
-            };
-            let o = own.entry(agent.to_string()).or_default();
-            *o.jobs.entry(state.to_string()).or_default() += 1;
-        }
-        let names: std::collections::HashSet<&str> = self
-            .agents
-            .iter()
-            .filter_map(|a| a["name"].as_str())
-            .collect();
-        let mut children: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-        let mut roots = Vec::new();
-        for a in &self.agents {
-            match a["parent"].as_str().filter(|p| names.contains(p)) {
-                Some(p) => children.entry(p).or_default().push(a),
-                None => roots.push(a),
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<Value> = roots
-            .into_iter()
-            .filter_map(|r| node(r, &children, &own, &mut seen).map(|(v, _)| v))
-            .collect();
-        // Cycles: whatever no root reached.
-        for a in &self.agents {
-            if let Some((v, _)) = node(a, &children, &own, &mut seen) {
-                out.push(v);
-            }
-        }
-        Value::Array(out)
+        crate::views::value(&tree::rolled_up(&self.agents, &self.cards, &self.costs))
     }
 
     /// One card by id, compact.
     pub fn card(&self, id: &str) -> Option<&Value> {
         self.index.get(id).map(|i| &self.cards[*i])
     }
-}
-
-/// Cost, tokens and jobs of an agent or a subtree.
-#[derive(Default, Clone)]
-struct Rollup {
-    cost: Decimal,
-    tokens: u64,
-    jobs: BTreeMap<String, u64>,
-}
-
-impl Rollup {
-    fn add(&mut self, o: &Rollup) {
-        self.cost += o.cost;
-        self.tokens += o.tokens;
-        for (k, n) in &o.jobs {
-            *self.jobs.entry(k.clone()).or_default() += n;
-        }
-    }
-    fn json(&self) -> Value {
-        json!({"cost_usd": self.cost.normalize().to_string(), "tokens": self.tokens, "jobs": self.jobs})
-    }
-}
-
-fn node(
-    a: &Value,
-    children: &BTreeMap<&str, Vec<&Value>>,
-    own: &HashMap<String, Rollup>,
-    seen: &mut std::collections::HashSet<String>,
-) -> Option<(Value, Rollup)> {
-    let name = a["name"].as_str().unwrap_or_default();
-    if !seen.insert(name.to_string()) {
-        return None;
-    }
-    let mine = own.get(name).cloned().unwrap_or_default();
-    let mut total = mine.clone();
-    let mut kids = Vec::new();
-    for c in children.get(name).into_iter().flatten() {
-        if let Some((v, r)) = node(c, children, own, seen) {
-            total.add(&r);
-            kids.push(v);
-        }
-    }
-    let mut v = a.clone();
-    v["own"] = mine.json();
-    v["subtree"] = total.json();
-    v["children"] = Value::Array(kids);
-    Some((v, total))
 }
 
 /// The cache of the live view and of the last past one.

@@ -61,7 +61,7 @@ pub(crate) async fn upgrade(
     // a websocket is a connection like any other.
     let slot = req
         .extensions_mut()
-        .remove::<crate::server::listen::ConnSlot>();
+        .remove::<crate::web::listen::ConnSlot>();
     tokio::spawn(async move {
         let _slot = slot;
         match on_upgrade.await {

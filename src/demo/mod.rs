@@ -211,7 +211,8 @@ fn start_daemon(dir: &Path) -> Result<Child> {
         .context("cannot start pas serve")?;
     let ws = Workspace::at(dir);
     let start = Instant::now();
-    while !crate::cli::daemon_running(&ws) && start.elapsed() < Duration::from_secs(20) {
+    while !crate::workspace::lock::daemon_running(&ws) && start.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(child)

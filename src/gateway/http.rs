@@ -25,7 +25,7 @@ use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
 use crate::llm::route::Policy;
-use crate::server::listen::ConnSlot;
+use crate::web::listen::ConnSlot;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
 /// answers are JSON or an event stream, never to be sniffed into anything else, and all of

@@ -22,7 +22,8 @@ pub mod call;
 pub mod cards;
 pub mod http;
 pub mod messages;
-pub mod metrics;
+/// The counters live beside `web::Shared`, which carries them (merge aid: the old path).
+pub use crate::web::gateway_metrics as metrics;
 mod receipt;
 mod relay;
 pub mod surplus;
@@ -37,7 +38,7 @@ use chrono::Datelike;
 use crate::llm::aliases::Aliases;
 use crate::llm::config::{self, Budgets, Provider};
 use crate::llm::route::{self, Health, Need, Policy};
-use crate::server::Shared;
+use crate::web::Shared;
 
 pub(crate) use http::{overloaded, secure, stamped};
 pub use http::{router, routes};

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::call;
 use super::Gateway;
-use crate::server::listen::ConnSlot;
+use crate::web::listen::ConnSlot;
 
 /// Frames the relay may read ahead of a slow caller.
 const RELAY_AHEAD: usize = 16;

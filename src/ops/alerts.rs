@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::providers::Breakers;
 use super::sentences::{self, agent_href, Link};
+use crate::views;
 
 /// How bad an alert is; the notifier's filter sends a severity and those above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -243,20 +244,9 @@ pub fn rejected(ws: &crate::workspace::Workspace) -> Rejected {
 pub fn from_files(ws: &crate::workspace::Workspace) -> anyhow::Result<Vec<Active>> {
     let cfg = ws.config()?;
     let snap = crate::snapshot::load_with(ws, crate::snapshot::Depth::Board)?;
-    let loads = snap.board.loads();
-    let now = chrono::Utc::now();
-    let agents: Vec<Value> = snap
-        .board
-        .agents
-        .values()
-        .map(|a| {
-            let mut v = crate::cli::agents::agent_json(a, &loads, now);
-            v["interval_s"] = serde_json::json!(a.interval_s(cfg.heartbeat_interval_s));
-            v["ctx_hard_max"] = serde_json::json!(a.token_budget(&cfg.token_budget).hard_max);
-            v
-        })
-        .collect();
-    let costs = crate::cli::llm::cost_tally(ws)
+    let agents =
+        views::agents::values(&views::agents::cards(&snap.board, &cfg, chrono::Utc::now()));
+    let costs = views::costs::tally_of(ws)
         .map(|c| c.json())
         .unwrap_or_default();
     Ok(active(&agents, &costs, None, &rejected(ws)))

@@ -122,7 +122,7 @@ pub fn settle(
             let _ = fsops::land(&staged, &from_path);
             Err(anyhow!(
                 "cannot move {id}: {} already exists",
-                crate::daemon::rel(ws, &to_path)
+                crate::workspace::rel(ws, &to_path)
             ))
         }
     }

@@ -93,7 +93,7 @@ pub(super) fn settle(shared: &Shared, id: &str, run: Run, status: ExitStatus, ex
             shared.cfg.max_attempts,
         ) {
             Ok(Some(to)) => {
-                tracing::info!(job = id, agent = %name, to = %crate::daemon::rel(ws, &to), commit = ?commit, "run settled")
+                tracing::info!(job = id, agent = %name, to = %crate::workspace::rel(ws, &to), commit = ?commit, "run settled")
             }
             Ok(None) => {
                 tracing::info!(job = id, agent = %name, "run ended after its card moved on: nothing changed")

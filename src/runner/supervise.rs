@@ -273,7 +273,7 @@ impl Supervisor {
                         .filter(|p| *p != path)
                         .find(|p| p.exists());
                     if let Some(p) = elsewhere {
-                        let at = crate::daemon::rel(&self.shared.ws, &p);
+                        let at = crate::workspace::rel(&self.shared.ws, &p);
                         to_end.push((
                             id.clone(),
                             Ending::TakenBack(format!(

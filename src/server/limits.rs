@@ -5,7 +5,7 @@
 //! what an OpenAI client library already retries with backoff. A request holds its slot
 //! until its answer's body has been sent or dropped, so a stream counts until it ends; a
 //! websocket's `101` frees its slot at once (its connection keeps its slot of
-//! `max_connections`, see [`super::listen::ConnSlot`]).
+//! `max_connections`, see [`crate::web::listen::ConnSlot`]).
 
 use std::pin::Pin;
 use std::sync::Arc;

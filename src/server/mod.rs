@@ -14,7 +14,6 @@
 
 pub mod auth;
 pub mod limits;
-pub mod listen;
 pub mod origin;
 
 use std::net::SocketAddr;
@@ -24,8 +23,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
-use crate::events::Hub;
-use crate::store::db;
 use crate::workspace::Workspace;
 
 /// Where the listeners bind and with which token.
@@ -48,16 +45,9 @@ impl std::fmt::Debug for Binds {
     }
 }
 
-/// What the servers share with the rest of the daemon.
-#[derive(Clone)]
-pub struct Shared {
-    pub ws: Workspace,
-    pub hub: Arc<Hub>,
-    /// Receipts and events go to the telemetry writer through this.
-    pub db: Option<db::Sink>,
-    /// The gateway's counters and overhead histogram (rendered by `/metrics`).
-    pub gateway_metrics: Arc<crate::gateway::metrics::Metrics>,
-}
+/// Merge aid: `pas serve` (daemon/mod.rs, being rewritten beside this change) builds the
+/// shared state by this path; the type is `web::Shared`.
+pub use crate::web::Shared;
 
 /// The running servers; [`Servers::shutdown`] stops them after in-flight requests finish.
 pub struct Servers {
@@ -245,14 +235,15 @@ pub fn start(
         .spawn(move || {
             rt.block_on(async move {
                 let stop = stopped.clone();
-                let d = listen::serve(
+                let d = crate::web::listen::serve(
                     dash_listener,
                     dash_app,
                     dash_limits,
                     "dashboard",
                     stopped.clone(),
                 );
-                let g = listen::serve(gw_listener, gw_app, gw_limits, "gateway", stopped);
+                let g =
+                    crate::web::listen::serve(gw_listener, gw_app, gw_limits, "gateway", stopped);
                 let serving = async {
                     tokio::join!(d, g);
                 };

@@ -313,7 +313,7 @@ fn the_dashboard_done_column_pages_into_the_archive() {
     wait_archived(&ws, "col-1");
     let day = ws.state_of("col-0").unwrap();
     drop(d);
-    let shared = pas::server::Shared {
+    let shared = pas::web::Shared {
         ws: pas::workspace::Workspace::at(&ws.root),
         hub: Arc::new(pas::events::Hub::new(0, None)),
         db: None,

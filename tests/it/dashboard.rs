@@ -14,8 +14,8 @@ use tower::ServiceExt;
 use crate::support::http;
 use crate::support::workspace::Workspace;
 
-fn shared(ws: &Workspace, hub: Arc<pas::events::Hub>) -> pas::server::Shared {
-    pas::server::Shared {
+fn shared(ws: &Workspace, hub: Arc<pas::events::Hub>) -> pas::web::Shared {
+    pas::web::Shared {
         ws: pas::workspace::Workspace::at(&ws.root),
         hub,
         db: None,
@@ -231,9 +231,7 @@ fn stream_sends_a_snapshot_then_every_event_and_replays_since() {
 }
 
 /// Serves the router in-process on a free port (for tests that drive the hub).
-fn serve_in_process(
-    shared: pas::server::Shared,
-) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+fn serve_in_process(shared: pas::web::Shared) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -33,7 +33,7 @@ use super::call::Request;
 use super::http::{json_body, json_response, read_body, serve, Dialect};
 use super::Gateway;
 use crate::llm::config::Protocol;
-use crate::server::listen::ConnSlot;
+use crate::web::listen::ConnSlot;
 
 /// `POST /v1/messages`.
 pub(super) async fn messages(

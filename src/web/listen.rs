@@ -13,7 +13,7 @@
 //! - hyper's header-read timeout (`header_timeout_s`) closes a connection whose headers do
 //!   not arrive whole in time. Hyper starts that clock whenever the connection waits for
 //!   a request head, after an answer too, so it also bounds an idle keep-alive connection;
-//! - the request cap is a layer ([`super::limits`]), since its refusal is an answer.
+//! - the request cap is a layer (`server::limits`), since its refusal is an answer.
 //!
 //! Shutdown is graceful as `axum::serve`'s was: the listener stops accepting, each
 //! connection finishes the request it is in (a stream until it ends) and then closes.

@@ -1,9 +1,11 @@
 //! `pas mcp`: the Model Context Protocol over stdio (SPEC section 16), on `rmcp`, the
-//! official Rust SDK.
+//! official Rust SDK. It lives in `cli` because it is the command line's second face: the
+//! same commands, spoken over MCP.
 //!
 //! Each tool runs its CLI twin, the very same function, with output captured instead of
 //! printed (stdout is the protocol here): `submit` is `pas submit`, `claim` is `pas claim`,
-//! and so on, so an agent speaking MCP moves the same files an agent using the shell does,
+//! and so on (`status` and `show` print the read models `pas status --json` and
+//! `pas show --json` print), so an agent speaking MCP moves the same files an agent using the shell does,
 //! and a running `pas serve` records and commits them the same way.
 //!
 //! Arguments are checked before anything runs: a missing, unknown or mistyped argument is a
@@ -24,7 +26,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde::de::DeserializeOwned;
 
-use crate::cli::{Format, Out};
+use crate::cli::Out;
 use crate::workspace::Workspace;
 
 /// Runs the server on stdin/stdout until the client closes it.
@@ -117,8 +119,6 @@ async fn twin(
     Ok(result.into())
 }
 
-const JSON: Format = Format { json: true };
-
 impl PasMcp {
     /// Checks the arguments of tool `name` and runs its twin.
     async fn call(
@@ -126,7 +126,7 @@ impl PasMcp {
         name: &str,
         args: Option<rmcp::model::JsonObject>,
     ) -> Result<CallToolResponse, ErrorData> {
-        use crate::cli::{agents, read, review, traces, write};
+        use crate::cli::{agents, review, traces, write};
         use params::*;
         let ws = &self.ws;
         match name {
@@ -170,13 +170,20 @@ impl PasMcp {
             "status" => {
                 let a: Status = parse(args)?;
                 twin(ws, move |ws, out| {
-                    read::status(ws, a.at.as_deref(), JSON, out)
+                    out.json(&crate::views::status::document(ws, a.at.as_deref())?);
+                    Ok(0)
                 })
                 .await
             }
             "show" => {
                 let a: Show = parse(args)?;
-                twin(ws, move |ws, out| read::show(ws, &a.id, JSON, out)).await
+                twin(ws, move |ws, out| {
+                    out.json(&crate::views::value(
+                        &crate::views::job::shown(ws, &a.id)?.doc(),
+                    ));
+                    Ok(0)
+                })
+                .await
             }
             "approve" => {
                 let a: Approve = parse(args)?;
