@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Longest heartbeat interval pas accepts: a year. Beyond it (or not a positive number)
+/// the next one in line (definition, then `pas.yaml`) counts, and `pas validate` says why.
+pub const MAX_INTERVAL_S: f64 = 365.0 * 86_400.0;
+
+/// A positive, finite interval of at most [`MAX_INTERVAL_S`].
+pub fn valid_interval(i: f64) -> bool {
+    i.is_finite() && i > 0.0 && i <= MAX_INTERVAL_S
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -37,7 +46,7 @@ pub struct Config {
     /// LLM gateway listener and request limits.
     pub gateway: GatewayConfig,
     /// What pas keeps of traces (SPEC section 13).
-    pub traces: crate::trace::TracesConfig,
+    pub traces: TracesConfig,
     /// LLM providers (section 7); validated by the router.
     pub providers: Vec<serde_yaml::Value>,
     /// LLM budgets (section 7); validated by the router.
@@ -68,7 +77,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             dashboard: DashboardConfig::default(),
             gateway: GatewayConfig::default(),
-            traces: crate::trace::TracesConfig::default(),
+            traces: TracesConfig::default(),
             providers: Vec::new(),
             budgets: None,
             routing: None,
@@ -464,7 +473,7 @@ impl Config {
                 message,
             })
         };
-        if !crate::agent::valid_interval(self.heartbeat_interval_s) {
+        if !valid_interval(self.heartbeat_interval_s) {
             return bad(format!(
                 "heartbeat_interval_s must be a positive number, got {}",
                 self.heartbeat_interval_s
@@ -586,6 +595,26 @@ pub const DEFAULT_CONFIG_YAML: &str = r#"# pas.yaml — every key is optional; t
 # notify: []                      # webhooks told of alerts and all-clears (see the README), e.g.
 #   - {name: chat, url_env: PAS_SLACK_WEBHOOK, format: slack, kinds: [agent.down], severity: warning}
 "#;
+
+/// `traces:` in pas.yaml.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// What pas keeps of each span.
+    pub capture: Capture,
+}
+
+/// `traces.capture`: `full` keeps messages (requests and answers), `metadata` keeps the
+/// spans without any message text, `off` records no spans at all (ids are still handed
+/// out, so callers' headers and cards look the same).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Capture {
+    #[default]
+    Full,
+    Metadata,
+    Off,
+}
 
 #[cfg(test)]
 mod tests {

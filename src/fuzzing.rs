@@ -71,14 +71,14 @@ pub fn registration(data: &[u8]) {
         return;
     };
     assert!(
-        reg.epoch <= crate::agent::MAX_EPOCH,
+        reg.epoch <= crate::card::MAX_EPOCH,
         "an epoch past the range was accepted"
     );
     assert!(reg
         .max_concurrent
         .is_none_or(|n| n <= crate::agent::MAX_SLOTS));
     let raised = Registration {
-        epoch: crate::agent::next_epoch(reg.epoch),
+        epoch: crate::card::next_epoch(reg.epoch),
         paused: !reg.paused,
         ..reg.clone()
     };
@@ -105,7 +105,7 @@ pub fn definition(data: &[u8]) {
         ..Default::default()
     };
     let i = agent.interval_s(60.0);
-    assert!(crate::agent::valid_interval(i), "interval {i} used");
+    assert!(crate::config::valid_interval(i), "interval {i} used");
     let _ = crate::liveness::health(chrono::Utc::now(), i, chrono::Utc::now(), None);
 }
 

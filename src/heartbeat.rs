@@ -72,8 +72,8 @@ impl Beat {
         if !crate::card::sane_date(beat.ts) {
             return Err(format!("ts {} is outside the years 2000 to 9999", beat.ts));
         }
-        if beat.epoch.is_some_and(|e| e > crate::agent::MAX_EPOCH) {
-            return Err(format!("epoch must be at most {}", crate::agent::MAX_EPOCH));
+        if beat.epoch.is_some_and(|e| e > crate::card::MAX_EPOCH) {
+            return Err(format!("epoch must be at most {}", crate::card::MAX_EPOCH));
         }
         Ok(beat)
     }

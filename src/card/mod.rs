@@ -8,6 +8,16 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Largest epoch pas accepts: exact in a JSON number (2^53), and far from overflowing
+/// when pas raises it.
+pub const MAX_EPOCH: u64 = 1 << 53;
+
+/// The epoch after `e`, never past [`MAX_EPOCH`] (so what pas writes it reads back; only a
+/// forged epoch gets near the limit).
+pub fn next_epoch(e: u64) -> u64 {
+    e.saturating_add(1).min(MAX_EPOCH)
+}
+
 /// Largest card file pas accepts (SPEC section 12).
 pub const MAX_CARD_BYTES: u64 = 1024 * 1024;
 
@@ -485,11 +495,8 @@ impl Card {
                 m.attempts
             ));
         }
-        if m.epoch.is_some_and(|e| e > crate::agent::MAX_EPOCH) {
-            return at(format!(
-                "pas.epoch must be at most {}",
-                crate::agent::MAX_EPOCH
-            ));
+        if m.epoch.is_some_and(|e| e > MAX_EPOCH) {
+            return at(format!("pas.epoch must be at most {}", MAX_EPOCH));
         }
         if let Some(a) = &m.assigned_to {
             if !valid_agent_name(a) {

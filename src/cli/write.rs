@@ -452,7 +452,7 @@ fn next_epoch(ws: &Workspace, name: &str, previous: Option<&Registration>) -> u6
         .map_or(0, |p| p.epoch)
         .max(recorded.registered)
         .max(recorded.retired);
-    crate::agent::next_epoch(held)
+    crate::card::next_epoch(held)
 }
 
 /// `pas deregister`.

@@ -273,7 +273,7 @@ impl Engine {
         }
         let was = reg.epoch;
         reg.epoch =
-            crate::agent::next_epoch(held.retired.max(held.registered).max(current.unwrap_or(0)));
+            crate::card::next_epoch(held.retired.max(held.registered).max(current.unwrap_or(0)));
         held.registered = reg.epoch;
         let path = self.ws.registration_path(name);
         tracing::info!(

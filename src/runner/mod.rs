@@ -20,7 +20,6 @@
 //! - [`orphans`]    records of running children; the sweep after pas died.
 
 pub mod cards;
-pub mod definition;
 pub mod log;
 pub mod orphans;
 pub mod process;
@@ -35,7 +34,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 
-pub use definition::{line_of, RunDef};
+/// The `run:` block's parts, read with the agent definition that holds them.
+pub use crate::agent::run as definition;
+pub use crate::agent::run::{line_of, RunDef};
 pub use supervise::{supervise, Options, RunStat};
 
 use crate::agent::AgentDef;

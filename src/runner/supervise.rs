@@ -112,7 +112,7 @@ pub fn supervise(ws: &Workspace, agent: Loaded, opts: &Options) -> Result<()> {
     let interval = agent
         .def
         .heartbeat_interval_s
-        .filter(|i| crate::agent::valid_interval(*i))
+        .filter(|i| crate::config::valid_interval(*i))
         .unwrap_or(cfg.heartbeat_interval_s);
     let mut sup = Supervisor {
         shared: Arc::new(Shared {
@@ -505,7 +505,7 @@ impl Supervisor {
             .and_then(|c| crate::store::db::agent_epochs(&c).ok())
             .and_then(|m| m.get(&self.name).copied())
             .unwrap_or_default();
-        let epoch = crate::agent::next_epoch(
+        let epoch = crate::card::next_epoch(
             recorded
                 .registered
                 .max(recorded.retired)

@@ -31,31 +31,10 @@ pub mod tree;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::{Capture, TracesConfig};
 use crate::events::{self, Event, Hub};
 use crate::store::db::{Record, Sink};
 pub use model::{Kind, Source, Span, Status};
-
-/// `traces:` in pas.yaml.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TracesConfig {
-    /// What pas keeps of each span.
-    pub capture: Capture,
-}
-
-/// `traces.capture`: `full` keeps messages (requests and answers), `metadata` keeps the
-/// spans without any message text, `off` records no spans at all (ids are still handed
-/// out, so callers' headers and cards look the same).
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Capture {
-    #[default]
-    Full,
-    Metadata,
-    Off,
-}
 
 /// A call's place in a trace: its own span, and the parent it hangs under.
 #[derive(Debug, Clone, PartialEq)]

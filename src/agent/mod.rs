@@ -4,11 +4,13 @@
 //! Definitions are a superset of Claude Code sub-agent files, so `tools` may be a comma
 //! string or a list and unknown front-matter keys are accepted as they are.
 
+pub mod run;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::card::valid_agent_name;
-use crate::config::TokenBudget;
+use crate::card::{valid_agent_name, MAX_EPOCH};
+use crate::config::{valid_interval, TokenBudget};
 use crate::heartbeat::Beat;
 use crate::liveness::{CtxLevel, Live};
 
@@ -46,7 +48,7 @@ pub struct AgentDef {
     pub heartbeat_interval_s: Option<f64>,
     /// How pas starts this agent for one card (SPEC section 16); see [`crate::runner`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<crate::runner::RunDef>,
+    pub run: Option<run::RunDef>,
 }
 
 /// A registration: the agent is present while this file exists.
@@ -108,16 +110,6 @@ fn yaml_err(e: serde_yaml::Error, line_offset: usize) -> AgentError {
     }
 }
 
-/// Largest epoch pas accepts: exact in a JSON number (2^53), and far from overflowing
-/// when pas raises it.
-pub const MAX_EPOCH: u64 = 1 << 53;
-
-/// The epoch after `e`, never past [`MAX_EPOCH`] (so what pas writes it reads back; only a
-/// forged epoch gets near the limit).
-pub fn next_epoch(e: u64) -> u64 {
-    e.saturating_add(1).min(MAX_EPOCH)
-}
-
 /// Most slots (`max_concurrent`) one agent may claim.
 pub const MAX_SLOTS: u32 = 100_000;
 
@@ -175,7 +167,7 @@ impl AgentDef {
             // definition is read, with the line of the value at fault.
             run.check().map_err(|e| AgentError {
                 // front starts on the file's second line; line_of counts from 0.
-                line: Some(crate::runner::line_of(front, e.snippet.as_deref()) + 2),
+                line: Some(run::line_of(front, e.snippet.as_deref()) + 2),
                 column: None,
                 message: format!("run: {}", e.message),
             })?;
@@ -234,15 +226,6 @@ impl Registration {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_default()
     }
-}
-
-/// Longest heartbeat interval pas accepts: a year. Beyond it (or not a positive number)
-/// the next one in line (definition, then `pas.yaml`) counts, and `pas validate` says why.
-pub const MAX_INTERVAL_S: f64 = 365.0 * 86_400.0;
-
-/// A positive, finite interval of at most [`MAX_INTERVAL_S`].
-pub fn valid_interval(i: f64) -> bool {
-    i.is_finite() && i > 0.0 && i <= MAX_INTERVAL_S
 }
 
 /// What the board needs to know about one agent: definition, registration and liveness.

@@ -161,15 +161,15 @@ impl RunDef {
         }
         if self
             .concurrency
-            .is_some_and(|c| c == 0 || c > crate::agent::MAX_SLOTS)
+            .is_some_and(|c| c == 0 || c > super::MAX_SLOTS)
         {
             return Err(err(
-                format!("concurrency must be 1 to {}", crate::agent::MAX_SLOTS),
+                format!("concurrency must be 1 to {}", super::MAX_SLOTS),
                 Some("concurrency"),
             ));
         }
         for (name, v) in [("timeout_s", self.timeout_s), ("grace_s", self.grace_s)] {
-            if v.is_some_and(|v| !(0.0..=crate::agent::MAX_INTERVAL_S).contains(&v)) {
+            if v.is_some_and(|v| !(0.0..=crate::config::MAX_INTERVAL_S).contains(&v)) {
                 return Err(err(
                     format!("{name} must be a number of seconds up to a year"),
                     Some(name),
