@@ -38,6 +38,8 @@
 //! - [`runner`]     `run:` agents (SPEC section 16): a supervised process per card, its
 //!   log, worktree, transcript spans and receipts; `pas run`.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
+//! - [`remote`]     many hosts, one workspace (SPEC section 14): claims as refs on a git
+//!   remote, leases on each host's monotonic clock, transitions pushed with their claims.
 //! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
 //!   and `pas show`.
 //! - [`mcp`]        `pas mcp`: the Model Context Protocol over stdio (rmcp), each tool its
@@ -69,6 +71,7 @@ pub mod llm;
 pub mod mcp;
 pub mod ops;
 pub mod resources;
+pub mod remote;
 pub mod review;
 pub mod runner;
 pub mod server;

@@ -1,0 +1,575 @@
+//! One host's side of the protocol: its clone, the claims it holds, the transitions it has
+//! not pushed yet, and the pushes that carry them.
+//!
+//! Every push that touches a card also moves that card's claim ref with compare-and-swap
+//! from the last value this host saw: an assignment renews the claim, a finish moves it to
+//! a terminal commit. So a host that lost its claim (a takeover while it was paused) can
+//! neither assign nor finish the card: its push is refused as a whole (`--atomic`).
+//!
+//! Transitions are replayed on the remote's tip at each push (a rebase of operations, not
+//! of text): nothing is merged line by line, so no transition is lost and no JSONL file
+//! ever sees git's `union` driver.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::claim::{self, claim_ref, ClaimNote, Outcome, CLAIMS_NS};
+use super::git::{Git, RefUpdate, RemoteError};
+use super::lease::{renew_every, Observer};
+
+/// Where a host keeps its copy of the remote's claims (fetched with their objects).
+const SEEN_NS: &str = "refs/pas/seen/";
+
+/// What a host knows about the remote and its own claims.
+pub struct Replica {
+    pub git: Git,
+    repo: git2::Repository,
+    pub host: String,
+    pub branch: String,
+    pub lease: Duration,
+    pub grace: Duration,
+    observer: Observer,
+    /// Claims this host holds: card -> its claim's last commit on the remote.
+    held: HashMap<String, Held>,
+    /// The remote's branch tip at the last fetch.
+    tip: Option<git2::Oid>,
+    /// Transitions made here and not yet on the remote, in order.
+    pending: Vec<Op>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    oid: String,
+    note: ClaimNote,
+    renewed: Instant,
+}
+
+/// Counters for `pas remote status` and the bench.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub claims_won: u64,
+    pub claims_lost: u64,
+    pub finishes: u64,
+    pub finishes_refused: u64,
+    pub takeovers: u64,
+    pub branch_retries: u64,
+    pub last_push: Option<Instant>,
+    pub reachable: bool,
+}
+
+/// One transition of a card, as a file move in the branch's tree.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub card: String,
+    /// From this path to that one (paths in the tree, e.g. `work/inbox/J-7.yaml`).
+    pub from: String,
+    pub to: String,
+    /// The card's new text (`None`: it moves as it is).
+    pub text: Option<Vec<u8>>,
+    /// Ends the claim (a finish, a take-back); `None` renews it.
+    pub end: Option<Outcome>,
+    /// The commit line, e.g. `pas: J-7 inbox -> assigned/coder-1`.
+    pub line: String,
+    /// For a takeover: the other host's claim commit this one replaces.
+    takeover: Option<(String, ClaimNote)>,
+}
+
+impl Op {
+    pub fn new(card: &str, from: String, to: String, end: Option<Outcome>) -> Op {
+        let line = format!("pas: {card} {} -> {}", place(&from), place(&to));
+        Op {
+            card: card.to_string(),
+            from,
+            to,
+            text: None,
+            end,
+            line,
+            takeover: None,
+        }
+    }
+}
+
+/// `work/assigned/a/J.yaml` -> `assigned/a`.
+fn place(path: &str) -> String {
+    let p = path.strip_prefix("work/").unwrap_or(path);
+    p.rsplit_once('/').map_or(p, |(dir, _)| dir).to_string()
+}
+
+/// How a claim attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    Won,
+    /// Another host's push landed first.
+    Lost,
+}
+
+/// What one push of pending transitions did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pushed {
+    /// Cards whose transitions reached the remote.
+    pub landed: Vec<String>,
+    /// Cards whose claim this host had lost: their transitions were dropped.
+    pub refused: Vec<String>,
+}
+
+impl Replica {
+    /// A replica over the clone at `dir`, pushing to `remote`'s `branch`.
+    pub fn open(
+        dir: &std::path::Path,
+        remote: &str,
+        branch: &str,
+        host: &str,
+        lease: Duration,
+    ) -> Result<Replica, RemoteError> {
+        Ok(Replica {
+            git: Git::new(dir, remote),
+            repo: claim::open(dir)?,
+            host: host.to_string(),
+            branch: branch.to_string(),
+            lease,
+            grace: lease / 2,
+            observer: Observer::default(),
+            held: HashMap::new(),
+            tip: None,
+            pending: Vec::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    fn local(&self, source: git2::Error) -> RemoteError {
+        RemoteError::Local {
+            dir: self.git.dir.clone(),
+            source,
+        }
+    }
+
+    /// Fetches the branch and every claim (with their commits), and notes each claim's
+    /// commit on this host's monotonic clock.
+    pub fn fetch(&mut self, now: Instant) -> Result<(), RemoteError> {
+        let branch = format!(
+            "+refs/heads/{b}:refs/remotes/{r}/{b}",
+            b = self.branch,
+            r = self.git.remote
+        );
+        let claims = format!("+{CLAIMS_NS}*:{SEEN_NS}*");
+        let res = self.git.run(
+            "fetch",
+            &[
+                "fetch",
+                "--prune",
+                "--no-tags",
+                "--quiet",
+                &self.git.remote,
+                &branch,
+                &claims,
+            ],
+        );
+        self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
+        res?;
+        let tip_ref = format!("refs/remotes/{}/{}", self.git.remote, self.branch);
+        self.tip = self.repo.refname_to_id(&tip_ref).ok();
+        let seen = self.seen_claims()?;
+        self.observer.observe(&seen, now);
+        Ok(())
+    }
+
+    /// The claims as last fetched: (remote ref, commit id).
+    fn seen_claims(&self) -> Result<Vec<(String, String)>, RemoteError> {
+        let refs = self
+            .repo
+            .references_glob(&format!("{SEEN_NS}*"))
+            .map_err(|e| self.local(e))?;
+        Ok(refs
+            .flatten()
+            .filter_map(|r| {
+                let name = r.name()?.strip_prefix(SEEN_NS)?.to_string();
+                Some((format!("{CLAIMS_NS}{name}"), r.target()?.to_string()))
+            })
+            .collect())
+    }
+
+    /// The claim note of the commit `oid` (fetched here before).
+    pub fn note(&self, oid: &str) -> Option<ClaimNote> {
+        claim::read_claim(&self.repo, oid)
+    }
+
+    /// The remote branch's tip as last fetched.
+    pub fn tip(&self) -> Option<git2::Oid> {
+        self.tip
+    }
+
+    /// Cards in `work/inbox/` at the tip that nobody holds: no claim, or one that ended
+    /// with the card back in the inbox.
+    pub fn eligible(&self) -> Vec<String> {
+        let Some(tree) = self.tip_tree() else {
+            return Vec::new();
+        };
+        let Ok(inbox) = tree
+            .get_path(std::path::Path::new("work/inbox"))
+            .and_then(|e| self.repo.find_tree(e.id()))
+        else {
+            return Vec::new();
+        };
+        inbox
+            .iter()
+            .filter_map(|e| e.name()?.strip_suffix(".yaml").map(str::to_string))
+            .filter(|id| !self.held.contains_key(id))
+            .filter(|id| match self.observer.current(&claim_ref(id)) {
+                None => true,
+                Some(oid) => self.note(oid).is_some_and(|n| n.claimable()),
+            })
+            .collect()
+    }
+
+    fn tip_tree(&self) -> Option<git2::Tree<'_>> {
+        self.repo.find_commit(self.tip?).ok()?.tree().ok()
+    }
+
+    /// Tries to claim card `id` for `agent`: one push that must find the claim ref absent,
+    /// or still at the requeued end this host saw.
+    pub fn claim(&mut self, id: &str, agent: &str, epoch: u64) -> Result<Claimed, RemoteError> {
+        let name = claim_ref(id);
+        let expect = self.observer.current(&name).map(str::to_string);
+        let note = ClaimNote {
+            card: id.to_string(),
+            host: self.host.clone(),
+            agent: agent.to_string(),
+            epoch,
+            lease_s: self.lease.as_secs_f64(),
+            ended: None,
+        };
+        let parent = expect.as_deref().and_then(|o| git2::Oid::from_str(o).ok());
+        let oid = claim::write_claim(&self.repo, &note, "", parent)?.to_string();
+        let update = RefUpdate {
+            src: oid.clone(),
+            dst: name,
+            expect,
+        };
+        let res = self.git.push_cas(&[update], true);
+        self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
+        if res?.iter().all(|r| r.ok) {
+            self.stats.claims_won += 1;
+            self.stats.last_push = Some(Instant::now());
+            self.held.insert(
+                id.to_string(),
+                Held {
+                    oid,
+                    note,
+                    renewed: Instant::now(),
+                },
+            );
+            Ok(Claimed::Won)
+        } else {
+            self.stats.claims_lost += 1;
+            Ok(Claimed::Lost)
+        }
+    }
+
+    /// The cards this host holds a claim on.
+    pub fn held(&self) -> Vec<String> {
+        self.held.keys().cloned().collect()
+    }
+
+    /// Whether this host holds card `id`'s claim.
+    pub fn holds(&self, id: &str) -> bool {
+        self.held.contains_key(id)
+    }
+
+    /// Queues a transition of a card this host holds (or a takeover's).
+    pub fn queue(&mut self, op: Op) {
+        self.pending.push(op);
+    }
+
+    /// Transitions not yet on the remote (queued while it was out of reach, say).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Renews every held claim whose last renewal is a third of a lease old; returns the
+    /// cards whose claim was lost meanwhile (their pending transitions are dropped).
+    pub fn renew_due(&mut self, now: Instant) -> Result<Vec<String>, RemoteError> {
+        let due: Vec<String> = (self.held.iter())
+            .filter(|(_, h)| now.saturating_duration_since(h.renewed) >= renew_every(self.lease))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut updates = Vec::new();
+        let mut next = HashMap::new();
+        for id in &due {
+            let h = &self.held[id];
+            let parent = git2::Oid::from_str(&h.oid).ok();
+            let oid = claim::write_claim(&self.repo, &h.note, "renewed", parent)?.to_string();
+            updates.push(RefUpdate {
+                src: oid.clone(),
+                dst: claim_ref(id),
+                expect: Some(h.oid.clone()),
+            });
+            next.insert(claim_ref(id), (id.clone(), oid));
+        }
+        // Not atomic: one lost claim must not keep the others from being renewed.
+        let res = self.git.push_cas(&updates, false);
+        self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
+        let mut lost = Vec::new();
+        for r in res? {
+            let Some((id, oid)) = next.remove(&r.dst) else {
+                continue;
+            };
+            if r.ok {
+                if let Some(h) = self.held.get_mut(&id) {
+                    h.oid = oid;
+                    h.renewed = now;
+                }
+            } else if r.lost_lease() {
+                self.lose(&id);
+                lost.push(id);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Forgets a claim this host no longer holds, and the transitions it queued for it.
+    fn lose(&mut self, id: &str) {
+        tracing::warn!(job = id, host = %self.host, "claim lost to another host; its transitions are dropped");
+        self.held.remove(id);
+        self.pending
+            .retain(|op| op.card != id || op.takeover.is_some());
+    }
+
+    /// Queues takeovers of other hosts' claims that this host has seen unchanged for a
+    /// lease plus grace: the claim ends as requeued and the card goes back to the inbox, in
+    /// one push. Returns the cards queued.
+    pub fn take_over_expired(&mut self, now: Instant) -> Vec<String> {
+        let mut queued = Vec::new();
+        let candidates: Vec<(String, String)> = (self.observer.refs())
+            .map(|(n, o)| (n.to_string(), o.to_string()))
+            .collect();
+        for (name, oid) in candidates {
+            let Some(id) = name.strip_prefix(CLAIMS_NS) else {
+                continue;
+            };
+            if self.held.contains_key(id) || self.pending.iter().any(|o| o.card == id) {
+                continue;
+            }
+            let Some(note) = self.note(&oid).filter(|n| n.ended.is_none()) else {
+                continue;
+            };
+            let lease = Duration::from_secs_f64(note.lease_s.max(0.0)).max(self.lease);
+            if !self.observer.expired(&name, lease, self.grace, now) {
+                continue;
+            }
+            let from = format!("work/assigned/{}/{id}.yaml", note.agent);
+            let mut op = Op::new(id, from, format!("work/inbox/{id}.yaml"), Some(Outcome::Requeued));
+            op.line = format!(
+                "{} (lease of host {} expired)",
+                op.line, note.host
+            );
+            op.takeover = Some((oid, note));
+            self.pending.push(op);
+            queued.push(id.to_string());
+        }
+        queued
+    }
+
+    /// Pushes every pending transition in one commit on the remote's tip, each card's
+    /// claim moved with it, all in one atomic push; fetches and replays when another host
+    /// moved the branch first.
+    pub fn push_pending(&mut self, now: Instant) -> Result<Pushed, RemoteError> {
+        let mut out = Pushed::default();
+        for _ in 0..20 {
+            if self.pending.is_empty() {
+                return Ok(out);
+            }
+            let (commit, updates, ends) = self.build_push()?;
+            let res = self.git.push_cas(&updates, true);
+            self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
+            let results = res?;
+            if results.iter().all(|r| r.ok) {
+                self.landed(commit, ends, now, &mut out);
+                return Ok(out);
+            }
+            let branch = format!("refs/heads/{}", self.branch);
+            for r in results.iter().filter(|r| r.lost_lease() && r.dst != branch) {
+                let Some(id) = r.dst.strip_prefix(CLAIMS_NS).map(str::to_string) else {
+                    continue;
+                };
+                self.stats.finishes_refused += 1;
+                // A takeover that lost: someone renewed or took it first. Drop it.
+                self.pending.retain(|op| op.card != id);
+                self.lose(&id);
+                out.refused.push(id);
+            }
+            if results.iter().any(|r| r.dst == branch && r.lost_lease()) {
+                self.stats.branch_retries += 1;
+            }
+            self.fetch(now)?;
+        }
+        Err(RemoteError::Git {
+            what: "push".into(),
+            dir: self.git.dir.clone(),
+            message: "the branch kept moving: 20 tries without landing".into(),
+        })
+    }
+
+    /// The commit of the pending transitions on the tip, and the ref updates that carry it.
+    #[allow(clippy::type_complexity)]
+    fn build_push(
+        &mut self,
+    ) -> Result<(git2::Oid, Vec<RefUpdate>, HashMap<String, (String, Option<Outcome>)>), RemoteError>
+    {
+        let tip = self.tip.ok_or_else(|| RemoteError::Git {
+            what: "push".into(),
+            dir: self.git.dir.clone(),
+            message: format!("no remote branch {} fetched yet", self.branch),
+        })?;
+        let base = self.repo.find_commit(tip).map_err(|e| self.local(e))?;
+        let tree = base.tree().map_err(|e| self.local(e))?;
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        let mut lines = Vec::new();
+        let mut claims: HashMap<String, (Option<String>, ClaimNote, Option<Outcome>, String)> =
+            HashMap::new();
+        // What the transitions so far did to the tip's tree: path -> blob (None: gone).
+        let mut overlay: HashMap<String, Option<git2::Oid>> = HashMap::new();
+        for op in &self.pending {
+            let from = match overlay.get(&op.from) {
+                Some(o) => *o,
+                None => (tree.get_path(std::path::Path::new(&op.from)).ok()).map(|e| e.id()),
+            };
+            match from {
+                Some(id) => {
+                    let blob = match &op.text {
+                        Some(t) => self.repo.blob(t).map_err(|e| self.local(e))?,
+                        None => id,
+                    };
+                    if op.from != op.to {
+                        overlay.insert(op.from.clone(), None);
+                    }
+                    overlay.insert(op.to.clone(), Some(blob));
+                    lines.push(op.line.clone());
+                }
+                // Already there, or moved by someone else (a person): only the claim moves.
+                None => tracing::debug!(job = %op.card, from = %op.from, "card not where the transition starts; only its claim moves"),
+            }
+            let (expect, note) = match (&op.takeover, self.held.get(&op.card)) {
+                (Some((oid, note)), _) => (Some(oid.clone()), note.clone()),
+                (None, Some(h)) => (Some(h.oid.clone()), h.note.clone()),
+                (None, None) => continue,
+            };
+            let e = claims
+                .entry(op.card.clone())
+                .or_insert((expect, note, None, String::new()));
+            if op.end.is_some() {
+                e.2 = op.end;
+                e.3 = op.line.clone();
+            }
+        }
+        for (path, blob) in &overlay {
+            match blob {
+                Some(b) => builder.upsert(path.as_str(), *b, git2::FileMode::Blob),
+                // Only what the tip has can be removed (not a file an earlier transition
+                // of this push put there).
+                None if tree.get_path(std::path::Path::new(path)).is_ok() => {
+                    builder.remove(path.as_str())
+                }
+                None => &mut builder,
+            };
+        }
+        let new_tree = builder
+            .create_updated(&self.repo, &tree)
+            .and_then(|t| self.repo.find_tree(t))
+            .map_err(|e| self.local(e))?;
+        let subject = match lines.len() {
+            0 => format!("pas: claims ended on {}", self.host),
+            1 => lines[0].clone(),
+            n => format!("{}, +{} more", lines[0], n - 1),
+        };
+        let message = format!(
+            "{subject}\n\n{}\n\nPas-Host: {}\n",
+            lines.join("\n"),
+            self.host
+        );
+        let sig = git2::Signature::now("pas", "pas@localhost").map_err(|e| self.local(e))?;
+        let commit = self
+            .repo
+            .commit(None, &sig, &sig, &message, &new_tree, &[&base])
+            .map_err(|e| self.local(e))?;
+        let mut updates = vec![RefUpdate {
+            src: commit.to_string(),
+            dst: format!("refs/heads/{}", self.branch),
+            expect: Some(tip.to_string()),
+        }];
+        let mut ends = HashMap::new();
+        for (id, (expect, mut note, end, why)) in claims {
+            let parent = expect.as_deref().and_then(|o| git2::Oid::from_str(o).ok());
+            if end.is_some() {
+                note.ended = end;
+                note.host = self.host.clone();
+            }
+            let why = if end.is_some() { why } else { "renewed".into() };
+            let oid = claim::write_claim(&self.repo, &note, &why, parent)?.to_string();
+            updates.push(RefUpdate {
+                src: oid.clone(),
+                dst: claim_ref(&id),
+                expect,
+            });
+            ends.insert(id, (oid, end));
+        }
+        Ok((commit, updates, ends))
+    }
+
+    fn landed(
+        &mut self,
+        commit: git2::Oid,
+        ends: HashMap<String, (String, Option<Outcome>)>,
+        now: Instant,
+        out: &mut Pushed,
+    ) {
+        for op in self.pending.drain(..) {
+            if op.takeover.is_some() {
+                self.stats.takeovers += 1;
+            } else if op.end == Some(Outcome::Finished) {
+                self.stats.finishes += 1;
+            }
+            out.landed.push(op.card);
+        }
+        for (id, (oid, end)) in ends {
+            match end {
+                Some(_) => {
+                    self.held.remove(&id);
+                }
+                None => {
+                    if let Some(h) = self.held.get_mut(&id) {
+                        h.oid = oid;
+                        h.renewed = now;
+                    }
+                }
+            }
+        }
+        self.tip = Some(commit);
+        self.stats.last_push = Some(now);
+        let local = format!("refs/remotes/{}/{}", self.git.remote, self.branch);
+        let _ = self
+            .repo
+            .reference(&local, commit, true, "pas: pushed to the remote");
+    }
+
+    /// Deletes, in batches of `batch`, finished claims that have stood unchanged for
+    /// `after` on this host's clock: the card's finish is long on the branch by then.
+    pub fn prune(&mut self, after: Duration, batch: usize, now: Instant) -> Result<usize, RemoteError> {
+        let stale: Vec<RefUpdate> = (self.observer.refs())
+            .filter(|(n, o)| {
+                self.observer.expired(n, after, Duration::ZERO, now)
+                    && self.note(o).is_some_and(|c| c.ended == Some(Outcome::Finished))
+            })
+            .map(|(n, o)| RefUpdate {
+                src: String::new(),
+                dst: n.to_string(),
+                expect: Some(o.to_string()),
+            })
+            .collect();
+        let mut pruned = 0;
+        for chunk in stale.chunks(batch.max(1)) {
+            pruned += self.git.push_cas(chunk, false)?.iter().filter(|r| r.ok).count();
+        }
+        Ok(pruned)
+    }
+}
