@@ -127,7 +127,12 @@ impl Git {
         if UNREACHABLE.iter().any(|m| stderr.contains(m)) {
             return RemoteError::Unreachable {
                 remote: self.remote.clone(),
-                message: stderr.lines().last().unwrap_or_default().to_string(),
+                message: stderr
+                    .lines()
+                    .find_map(|l| l.strip_prefix("fatal: "))
+                    .or_else(|| stderr.lines().last())
+                    .unwrap_or_default()
+                    .to_string(),
             };
         }
         RemoteError::Git {

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod claim;
 pub mod git;
 pub mod lease;
+pub mod probe;
 pub mod replica;
 pub mod setup;
 pub mod status;
