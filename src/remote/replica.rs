@@ -153,18 +153,28 @@ impl Replica {
             r = self.git.remote
         );
         let claims = format!("+{CLAIMS_NS}*:{SEEN_NS}*");
-        let res = self.git.run(
+        let args = [
             "fetch",
-            &[
-                "fetch",
-                "--prune",
-                "--no-tags",
-                "--quiet",
-                &self.git.remote,
-                &branch,
-                &claims,
-            ],
-        );
+            "--prune",
+            "--no-tags",
+            "--quiet",
+            &self.git.remote,
+            &branch,
+            &claims,
+        ];
+        let mut res = self.git.run("fetch", &args);
+        // A claim deleted (pruned) between the remote's listing and the fetch of it makes
+        // git ask for a ref that is gone ("not our ref"): a race, not a fault; ask again.
+        for _ in 0..3 {
+            match &res {
+                Err(super::git::RemoteError::Git { message, .. })
+                    if message.contains("not our ref") =>
+                {
+                    res = self.git.run("fetch", &args)
+                }
+                _ => break,
+            }
+        }
         self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
         res?;
         let tip_ref = format!("refs/remotes/{}/{}", self.git.remote, self.branch);
@@ -229,41 +239,61 @@ impl Replica {
     /// Tries to claim card `id` for `agent`: one push that must find the claim ref absent,
     /// or still at the requeued end this host saw.
     pub fn claim(&mut self, id: &str, agent: &str, epoch: u64) -> Result<Claimed, RemoteError> {
-        let name = claim_ref(id);
-        let expect = self.observer.current(&name).map(str::to_string);
-        let note = ClaimNote {
-            card: id.to_string(),
-            host: self.host.clone(),
-            agent: agent.to_string(),
-            epoch,
-            lease_s: self.lease.as_secs_f64(),
-            ended: None,
-        };
-        let parent = expect.as_deref().and_then(|o| git2::Oid::from_str(o).ok());
-        let oid = claim::write_claim(&self.repo, &note, "", parent)?.to_string();
-        let update = RefUpdate {
-            src: oid.clone(),
-            dst: name,
-            expect,
-        };
-        let res = self.git.push_cas(&[update], true);
-        self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
-        if res?.iter().all(|r| r.ok) {
-            self.stats.claims_won += 1;
-            self.stats.last_push = Some(Instant::now());
-            self.held.insert(
-                id.to_string(),
-                Held {
-                    oid,
-                    note,
-                    renewed: Instant::now(),
-                },
-            );
-            Ok(Claimed::Won)
-        } else {
-            self.stats.claims_lost += 1;
-            Ok(Claimed::Lost)
+        let won = self.claim_many(&[(id.to_string(), agent.to_string(), epoch)])?;
+        Ok(won.into_iter().next().unwrap_or(Claimed::Lost))
+    }
+
+    /// Claims several cards in one push (a host with several free agents): each ref is
+    /// its own compare-and-swap, so each is won or lost alone. Answers in the same order.
+    pub fn claim_many(
+        &mut self,
+        wanted: &[(String, String, u64)],
+    ) -> Result<Vec<Claimed>, RemoteError> {
+        let mut updates = Vec::with_capacity(wanted.len());
+        let mut notes = Vec::with_capacity(wanted.len());
+        for (id, agent, epoch) in wanted {
+            let name = claim_ref(id);
+            let expect = self.observer.current(&name).map(str::to_string);
+            let note = ClaimNote {
+                card: id.clone(),
+                host: self.host.clone(),
+                agent: agent.clone(),
+                epoch: *epoch,
+                lease_s: self.lease.as_secs_f64(),
+                ended: None,
+            };
+            let parent = expect.as_deref().and_then(|o| git2::Oid::from_str(o).ok());
+            let oid = claim::write_claim(&self.repo, &note, "", parent)?.to_string();
+            updates.push(RefUpdate {
+                src: oid,
+                dst: name,
+                expect,
+            });
+            notes.push(note);
         }
+        let res = self.git.push_cas(&updates, false);
+        self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
+        let results = res?;
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(wanted.len());
+        for (u, note) in updates.into_iter().zip(notes) {
+            let ok = results.iter().any(|r| r.dst == u.dst && r.ok);
+            if ok {
+                self.stats.claims_won += 1;
+                self.stats.last_push = Some(now);
+                let held = Held {
+                    oid: u.src,
+                    note,
+                    renewed: now,
+                };
+                self.held.insert(held.note.card.clone(), held);
+                out.push(Claimed::Won);
+            } else {
+                self.stats.claims_lost += 1;
+                out.push(Claimed::Lost);
+            }
+        }
+        Ok(out)
     }
 
     /// The cards this host holds a claim on.
