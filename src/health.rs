@@ -147,7 +147,9 @@ pub fn check(ws: &Workspace, cfg: &HealthConfig, git: bool) -> Report {
 /// host makes no new claims until it is back (owned work goes on; finishes queue).
 fn remote(seen: &crate::remote::probe::Seen) -> Check {
     let ago = |t: Option<std::time::Instant>| {
-        t.map_or("never".to_string(), |t| format!("{:.0} s ago", t.elapsed().as_secs_f64()))
+        t.map_or("never".to_string(), |t| {
+            format!("{:.0} s ago", t.elapsed().as_secs_f64())
+        })
     };
     if seen.reachable {
         Check::ok(format!(

@@ -85,7 +85,13 @@ fn board(dir: &Path, n: usize, hosts: usize, lease: Duration) -> Result<Vec<Repl
         .map(|h| {
             let path = dir.join(format!("host-{h}"));
             setup::clone(&bare, &path)?;
-            Ok(Replica::open(&path, "origin", "main", &format!("host-{h}"), lease)?)
+            Ok(Replica::open(
+                &path,
+                "origin",
+                "main",
+                &format!("host-{h}"),
+                lease,
+            )?)
         })
         .collect()
 }
@@ -119,13 +125,16 @@ fn contention(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
                     }
                     mine.push(ms(t.elapsed()));
                 }
-                lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(mine);
+                lat.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .extend(mine);
                 Ok(())
             })
         })
         .collect();
     for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
     }
     let seconds = start.elapsed().as_secs_f64();
     let a = audit::audit(&dir.join("remote.git"), "main")?;
@@ -177,7 +186,7 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
         .map(|(h, mut r)| {
             let (lat, lost) = (lat.clone(), lost.clone());
             std::thread::spawn(move || -> Result<()> {
-                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (h as u64 + 1) * 0x1000_0001;
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ ((h as u64 + 1) * 0x1000_0001);
                 let mut last_push = Instant::now();
                 let mut last_prune = Instant::now();
                 // The eligible cards as of the last fetch: a host fetches again when they
@@ -196,7 +205,13 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
                     // A host with four free agents claims four cards in one push.
                     let agent = format!("{}-agent", r.host);
                     let batch: Vec<(String, String, u64)> = (0..4.min(eligible.len()))
-                        .map(|_| (eligible.swap_remove(pick(&mut seed, eligible.len())), agent.clone(), 1))
+                        .map(|_| {
+                            (
+                                eligible.swap_remove(pick(&mut seed, eligible.len())),
+                                agent.clone(),
+                                1,
+                            )
+                        })
                         .collect();
                     if !batch.is_empty() {
                         let t = Instant::now();
@@ -204,7 +219,9 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
                         let took = ms(t.elapsed());
                         for ((id, _, _), c) in batch.iter().zip(got) {
                             if c == Claimed::Won {
-                                lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((t, took));
+                                lat.lock()
+                                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                                    .push((t, took));
                                 assign_and_finish(&mut r, id);
                             } else {
                                 lost.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +229,10 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
                         }
                     }
                     // Transitions go in batches, as a daemon's commit window gathers them.
-                    if r.pending() >= 64 || last_push.elapsed() > Duration::from_millis(1500) || eligible.is_empty() {
+                    if r.pending() >= 64
+                        || last_push.elapsed() > Duration::from_millis(1500)
+                        || eligible.is_empty()
+                    {
                         r.push_pending(Instant::now())?;
                         last_push = Instant::now();
                     }
@@ -226,7 +246,8 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
         })
         .collect();
     for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
     }
     let seconds = start.elapsed().as_secs_f64();
     let a = audit::audit(&dir.join("remote.git"), "main")?;

@@ -53,9 +53,9 @@ fn status(ws: &Workspace, fmt: Format, out: &Out) -> Result<i32> {
     ));
     let mut t = out.table(&["HOST", "LAST PUSH", "CLAIMS HELD"]);
     for h in &st.hosts {
-        let last = h
-            .last_push
-            .map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        let last = h.last_push.map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        });
         t.add_row(vec![h.host.clone(), last, h.claims_held.to_string()]);
     }
     out.print_table(&t);
@@ -103,7 +103,18 @@ pub fn after_init(dir: &Path, url: &str, out: &Out) -> Result<()> {
         git.run("add", &["add", "pas.yaml"])?;
         git.run(
             "commit",
-            &["-c", "user.name=pas", "-c", "user.email=pas@localhost", "commit", "--quiet", "-m", "pas: remote in pas.yaml", "--", "pas.yaml"],
+            &[
+                "-c",
+                "user.name=pas",
+                "-c",
+                "user.email=pas@localhost",
+                "commit",
+                "--quiet",
+                "-m",
+                "pas: remote in pas.yaml",
+                "--",
+                "pas.yaml",
+            ],
         )?;
     }
     if git.run("remote", &["remote", "get-url", "origin"]).is_err() {
@@ -116,9 +127,17 @@ pub fn after_init(dir: &Path, url: &str, out: &Out) -> Result<()> {
     if !has_branch {
         git.run(
             "push",
-            &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{}", remote.branch)],
+            &[
+                "push",
+                "--quiet",
+                "origin",
+                &format!("HEAD:refs/heads/{}", remote.branch),
+            ],
         )?;
-        out.line(format!("pushed the board to {url} (branch {})", remote.branch));
+        out.line(format!(
+            "pushed the board to {url} (branch {})",
+            remote.branch
+        ));
     }
     out.line(format!(
         "this clone is host {} of {url}",

@@ -103,7 +103,10 @@ pub fn audit(bare: &Path, branch: &str) -> Result<Audit, git2::Error> {
         }
         let done_now = done_ids(&repo, &tree);
         let done_before = parent.map(|t| done_ids(&repo, &t)).unwrap_or_default();
-        for id in done_now.into_keys().filter(|i| !done_before.contains_key(i)) {
+        for id in done_now
+            .into_keys()
+            .filter(|i| !done_before.contains_key(i))
+        {
             *added.entry(id).or_default() += 1;
         }
     }

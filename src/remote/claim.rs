@@ -113,7 +113,8 @@ pub fn write_claim(
         .and_then(|b| b.write())
         .and_then(|t| repo.find_tree(t))
         .map_err(local)?;
-    let sig = git2::Signature::now(&format!("pas@{}", note.host), "pas@localhost").map_err(local)?;
+    let sig =
+        git2::Signature::now(&format!("pas@{}", note.host), "pas@localhost").map_err(local)?;
     let parents: Vec<git2::Commit> = parent
         .and_then(|p| repo.find_commit(p).ok())
         .into_iter()

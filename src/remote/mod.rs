@@ -20,6 +20,7 @@ pub mod claim;
 pub mod git;
 pub mod lease;
 pub mod probe;
+mod push;
 pub mod replica;
 pub mod setup;
 pub mod status;

@@ -14,7 +14,10 @@ pub fn create_bare(bare: &Path) -> Result<(), RemoteError> {
     })?;
     let git = Git::new(parent, "origin");
     let path = bare.to_string_lossy();
-    git.run("init", &["init", "--quiet", "--bare", "--initial-branch=main", &path])?;
+    git.run(
+        "init",
+        &["init", "--quiet", "--bare", "--initial-branch=main", &path],
+    )?;
     let git = Git::new(bare, "origin");
     git.run("config", &["config", "core.logAllRefUpdates", "always"])?;
     Ok(())

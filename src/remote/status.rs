@@ -46,7 +46,10 @@ pub fn status(root: &Path, cfg: &RemoteConfig) -> RemoteStatus {
     let git = Git::new(root, &cfg.name);
     let mut st = RemoteStatus {
         name: cfg.name.clone(),
-        url: cfg.url.clone().unwrap_or_else(|| remote_url(root, &cfg.name)),
+        url: cfg
+            .url
+            .clone()
+            .unwrap_or_else(|| remote_url(root, &cfg.name)),
         branch: cfg.branch.clone(),
         host,
         reachable: true,
@@ -56,11 +59,23 @@ pub fn status(root: &Path, cfg: &RemoteConfig) -> RemoteStatus {
         ahead: 0,
         behind: 0,
     };
-    let branch = format!("+refs/heads/{b}:refs/remotes/{r}/{b}", b = cfg.branch, r = cfg.name);
+    let branch = format!(
+        "+refs/heads/{b}:refs/remotes/{r}/{b}",
+        b = cfg.branch,
+        r = cfg.name
+    );
     let claims = format!("+{CLAIMS_NS}*:refs/pas/seen/*");
     if let Err(e) = git.run(
         "fetch",
-        &["fetch", "--prune", "--no-tags", "--quiet", &cfg.name, &branch, &claims],
+        &[
+            "fetch",
+            "--prune",
+            "--no-tags",
+            "--quiet",
+            &cfg.name,
+            &branch,
+            &claims,
+        ],
     ) {
         st.reachable = false;
         st.error = Some(e.to_string());
@@ -95,7 +110,9 @@ pub fn status(root: &Path, cfg: &RemoteConfig) -> RemoteStatus {
             let _ = walk.push(tip);
             // The newest thousand commits are enough to see every active host.
             for oid in walk.flatten().take(1000) {
-                let Ok(c) = repo.find_commit(oid) else { continue };
+                let Ok(c) = repo.find_commit(oid) else {
+                    continue;
+                };
                 let Some(name) = c
                     .message()
                     .and_then(|m| m.lines().find_map(|l| l.strip_prefix("Pas-Host: ")))

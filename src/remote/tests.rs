@@ -136,7 +136,10 @@ fn a_paused_owner_loses_its_finish_after_a_takeover() {
     a.push_pending(t0).unwrap();
     // a is paused from here on: no renewal. b watches the same claim commit.
     b.fetch(t0).unwrap();
-    assert!(b.take_over_expired(t0 + lease).is_empty(), "not before lease + grace");
+    assert!(
+        b.take_over_expired(t0 + lease).is_empty(),
+        "not before lease + grace"
+    );
     b.fetch(t0 + lease).unwrap();
     let taken = b.take_over_expired(t0 + lease + b.grace);
     assert_eq!(taken, vec!["J-0"]);
@@ -222,9 +225,16 @@ fn finished_claims_are_pruned_and_a_card_is_not_claimed_again() {
     a.fetch(t0).unwrap();
     assert!(a.eligible().is_empty());
     assert_eq!(a.prune(Duration::from_secs(60), 2, t0).unwrap(), 0);
-    assert_eq!(a.prune(Duration::from_secs(60), 2, t0 + Duration::from_secs(61)).unwrap(), 3);
+    assert_eq!(
+        a.prune(Duration::from_secs(60), 2, t0 + Duration::from_secs(61))
+            .unwrap(),
+        3
+    );
     let left = git(&remote.bare, &["for-each-ref", "refs/pas/claims/"]);
     assert_eq!(left.trim(), "");
     a.fetch(t0).unwrap();
-    assert!(a.eligible().is_empty(), "done cards stay done without their claims");
+    assert!(
+        a.eligible().is_empty(),
+        "done cards stay done without their claims"
+    );
 }

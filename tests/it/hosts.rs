@@ -48,9 +48,14 @@ fn two_clones_share_a_remote_and_see_each_others_claims() {
 
     // A claims a card through the protocol; B's status sees A's claim on the remote.
     let host_a = {
-        let st: serde_json::Value =
-            serde_json::from_str(&ok(&pas(&["--root", path(&a), "remote", "status", "--json"])))
-                .unwrap();
+        let st: serde_json::Value = serde_json::from_str(&ok(&pas(&[
+            "--root",
+            path(&a),
+            "remote",
+            "status",
+            "--json",
+        ])))
+        .unwrap();
         st["host"].as_str().unwrap().to_string()
     };
     let mut r = pas::remote::Replica::open(
@@ -62,16 +67,26 @@ fn two_clones_share_a_remote_and_see_each_others_claims() {
     )
     .unwrap();
     r.fetch(std::time::Instant::now()).unwrap();
-    assert_eq!(r.claim("J-1", "coder", 1).unwrap(), pas::remote::Claimed::Won);
-    let st: serde_json::Value =
-        serde_json::from_str(&ok(&pas(&["--root", path(&b), "remote", "status", "--json"])))
-            .unwrap();
+    assert_eq!(
+        r.claim("J-1", "coder", 1).unwrap(),
+        pas::remote::Claimed::Won
+    );
+    let st: serde_json::Value = serde_json::from_str(&ok(&pas(&[
+        "--root",
+        path(&b),
+        "remote",
+        "status",
+        "--json",
+    ])))
+    .unwrap();
     assert_eq!(st["reachable"], true);
     assert_ne!(st["host"], host_a.as_str(), "two clones are two hosts");
     assert_eq!(st["claims_held"], 1);
     let hosts = st["hosts"].as_array().unwrap();
     assert!(
-        hosts.iter().any(|h| h["host"] == host_a.as_str() && h["claims_held"] == 1),
+        hosts
+            .iter()
+            .any(|h| h["host"] == host_a.as_str() && h["claims_held"] == 1),
         "{st}"
     );
 
