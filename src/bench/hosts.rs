@@ -107,7 +107,9 @@ fn summary(mut v: Vec<f64>) -> serde_json::Value {
 
 /// Part 1: every host claims every card, in the same order, all at once.
 fn contention(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Value> {
-    let replicas = board(dir, cards, hosts, Duration::from_secs(60))?;
+    // A lease longer than the run: every host keeps its first view, so every attempt is a
+    // real push racing the others (a fresher view would skip cards already taken).
+    let replicas = board(dir, cards, hosts, Duration::from_secs(3600))?;
     let lat = Arc::new(Mutex::new(Vec::new()));
     let won = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -132,12 +134,7 @@ fn contention(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
             })
         })
         .collect();
-    for t in threads {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let a = audit::audit(&dir.join("remote.git"), "main")?;
+    let (seconds, a) = join_and_audit(threads, start, dir)?;
     let won = won.load(Ordering::Relaxed);
     let unowned = cards.saturating_sub(a.claims);
     let lat = std::mem::take(&mut *lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
@@ -146,6 +143,20 @@ fn contention(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
         "won": won, "unowned": unowned, "claim_ms": summary(lat), "audit": a,
         "ok": a.clean() && won == cards && a.claims == cards,
     }))
+}
+
+/// Waits for the host threads, then audits the remote: (seconds taken, the audit).
+fn join_and_audit(
+    threads: Vec<std::thread::JoinHandle<Result<()>>>,
+    start: Instant,
+    dir: &Path,
+) -> Result<(f64, audit::Audit)> {
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((seconds, audit::audit(&dir.join("remote.git"), "main")?))
 }
 
 /// A small xorshift: which eligible card a host tries (no two hosts race in step).
@@ -245,12 +256,7 @@ fn throughput(dir: &Path, hosts: usize, cards: usize) -> Result<serde_json::Valu
             })
         })
         .collect();
-    for t in threads {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("a host thread panicked"))??;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let a = audit::audit(&dir.join("remote.git"), "main")?;
+    let (seconds, a) = join_and_audit(threads, start, dir)?;
     let mut lat = std::mem::take(&mut *lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     lat.sort_by_key(|(t, _)| *t);
     let won = lat.len();

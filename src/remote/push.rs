@@ -54,9 +54,7 @@ impl Replica {
     }
 
     /// The commit of the pending transitions on the tip, and the ref updates that carry it.
-    fn build_push(
-        &mut self,
-    ) -> Result<(git2::Oid, Vec<RefUpdate>, Ends), RemoteError> {
+    fn build_push(&mut self) -> Result<(git2::Oid, Vec<RefUpdate>, Ends), RemoteError> {
         let tip = self.tip.ok_or_else(|| RemoteError::Git {
             what: "push".into(),
             dir: self.git.dir.clone(),

@@ -35,6 +35,8 @@ pub struct Replica {
     pub(super) tip: Option<git2::Oid>,
     /// Transitions made here and not yet on the remote, in order.
     pub(super) pending: Vec<Op>,
+    /// When the last fetch succeeded (this host's monotonic clock).
+    fetched_at: Option<Instant>,
     pub stats: Stats,
 }
 
@@ -133,6 +135,7 @@ impl Replica {
             held: HashMap::new(),
             tip: None,
             pending: Vec::new(),
+            fetched_at: None,
             stats: Stats::default(),
         })
     }
@@ -181,6 +184,7 @@ impl Replica {
         self.tip = self.repo.refname_to_id(&tip_ref).ok();
         let seen = self.seen_claims()?;
         self.observer.observe(&seen, now);
+        self.fetched_at = Some(Instant::now());
         Ok(())
     }
 
@@ -249,11 +253,25 @@ impl Replica {
         &mut self,
         wanted: &[(String, String, u64)],
     ) -> Result<Vec<Claimed>, RemoteError> {
+        // A claim rests on a fresh view: a finished claim is pruned only after ten leases,
+        // so a view younger than a lease never mistakes a pruned (finished) card for a free one.
+        if self.fetched_at.is_none_or(|t| t.elapsed() > self.lease) {
+            self.fetch(Instant::now())?;
+        }
         let mut updates = Vec::with_capacity(wanted.len());
         let mut notes = Vec::with_capacity(wanted.len());
+        let mut skipped = Vec::new();
         for (id, agent, epoch) in wanted {
             let name = claim_ref(id);
             let expect = self.observer.current(&name).map(str::to_string);
+            // Held by someone, or finished: not to be claimed, whatever a stale list said.
+            if expect
+                .as_deref()
+                .is_some_and(|o| !self.note(o).is_some_and(|n| n.claimable()))
+            {
+                skipped.push(name);
+                continue;
+            }
             let note = ClaimNote {
                 card: id.clone(),
                 host: self.host.clone(),
@@ -275,25 +293,32 @@ impl Replica {
         self.stats.reachable = !matches!(&res, Err(e) if e.is_unreachable());
         let results = res?;
         let now = Instant::now();
-        let mut out = Vec::with_capacity(wanted.len());
+        let mut results_by_card: HashMap<String, Claimed> = HashMap::new();
+        for name in skipped {
+            self.stats.claims_lost += 1;
+            results_by_card.insert(name, Claimed::Lost);
+        }
         for (u, note) in updates.into_iter().zip(notes) {
             let ok = results.iter().any(|r| r.dst == u.dst && r.ok);
             if ok {
                 self.stats.claims_won += 1;
                 self.stats.last_push = Some(now);
                 let held = Held {
-                    oid: u.src,
+                    oid: u.src.clone(),
                     note,
                     renewed: now,
                 };
                 self.held.insert(held.note.card.clone(), held);
-                out.push(Claimed::Won);
+                results_by_card.insert(u.dst, Claimed::Won);
             } else {
                 self.stats.claims_lost += 1;
-                out.push(Claimed::Lost);
+                results_by_card.insert(u.dst, Claimed::Lost);
             }
         }
-        Ok(out)
+        Ok(wanted
+            .iter()
+            .map(|(id, ..)| (results_by_card.remove(&claim_ref(id))).unwrap_or(Claimed::Lost))
+            .collect())
     }
 
     /// The cards this host holds a claim on.
@@ -410,6 +435,9 @@ impl Replica {
         batch: usize,
         now: Instant,
     ) -> Result<usize, RemoteError> {
+        // Never sooner than ten leases: a claim needs a view younger than one lease, so no
+        // host can take a pruned (finished) card for a free one.
+        let after = after.max(self.lease * 10);
         let stale: Vec<RefUpdate> = (self.observer.refs())
             .filter(|(n, o)| {
                 self.observer.expired(n, after, Duration::ZERO, now)

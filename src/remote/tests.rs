@@ -225,11 +225,10 @@ fn finished_claims_are_pruned_and_a_card_is_not_claimed_again() {
     a.fetch(t0).unwrap();
     assert!(a.eligible().is_empty());
     assert_eq!(a.prune(Duration::from_secs(60), 2, t0).unwrap(), 0);
-    assert_eq!(
-        a.prune(Duration::from_secs(60), 2, t0 + Duration::from_secs(61))
-            .unwrap(),
-        3
-    );
+    // Never before ten leases, whatever was asked.
+    let at = |s| t0 + Duration::from_secs(s);
+    assert_eq!(a.prune(Duration::from_secs(60), 2, at(299)).unwrap(), 0);
+    assert_eq!(a.prune(Duration::from_secs(60), 2, at(301)).unwrap(), 3);
     let left = git(&remote.bare, &["for-each-ref", "refs/pas/claims/"]);
     assert_eq!(left.trim(), "");
     a.fetch(t0).unwrap();
@@ -237,4 +236,24 @@ fn finished_claims_are_pruned_and_a_card_is_not_claimed_again() {
         a.eligible().is_empty(),
         "done cards stay done without their claims"
     );
+}
+
+#[test]
+fn a_stale_list_never_claims_a_finished_card() {
+    let remote = Remote::new(1);
+    let lease = Duration::from_secs(30);
+    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let now = Instant::now();
+    a.fetch(now).unwrap();
+    b.fetch(now).unwrap();
+    let stale = b.eligible();
+    assert_eq!(stale, vec!["J-0"]);
+    a.claim("J-0", "x", 1).unwrap();
+    assign(&mut a, "J-0", "x");
+    finish(&mut a, "J-0", "x");
+    a.push_pending(now).unwrap();
+    // b learns of the claims (not of the board) and still holds its old list: no claim.
+    b.fetch(now).unwrap();
+    assert_eq!(b.claim(&stale[0], "y", 1).unwrap(), Claimed::Lost);
+    assert_eq!(b.stats.claims_won, 0);
 }
