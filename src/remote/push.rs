@@ -18,7 +18,7 @@ impl Replica {
     /// moved the branch first.
     pub fn push_pending(&mut self, now: Instant) -> Result<Pushed, RemoteError> {
         let mut out = Pushed::default();
-        for _ in 0..20 {
+        for tries in 0..50u64 {
             if self.pending.is_empty() {
                 return Ok(out);
             }
@@ -43,13 +43,24 @@ impl Replica {
             }
             if results.iter().any(|r| r.dst == branch && r.lost_lease()) {
                 self.stats.branch_retries += 1;
+            } else {
+                // The remote's ref transaction could not lock (a prune of ended claims
+                // holds `packed-refs.lock`): transient. Wait a moment, varied per try and
+                // host, so the pushers do not collide again in step.
+                let why: Vec<String> = (results.iter())
+                    .filter(|r| !r.ok)
+                    .map(|r| format!("{} {}", r.dst, r.reason))
+                    .collect();
+                tracing::debug!(host = %self.host, refused = ?why, "push refused for another reason; trying again");
+                let jitter = u64::from(std::process::id() % 7) + tries * 13 % 50;
+                std::thread::sleep(std::time::Duration::from_millis(20 + jitter));
             }
             self.fetch(now)?;
         }
         Err(RemoteError::Git {
             what: "push".into(),
             dir: self.git.dir.clone(),
-            message: "the branch kept moving: 20 tries without landing".into(),
+            message: "the branch kept moving: 50 tries without landing".into(),
         })
     }
 
