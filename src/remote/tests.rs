@@ -39,6 +39,18 @@ impl Remote {
         Remote { dir, bare }
     }
 
+    /// Hosts `a` and `b`.
+    pub(crate) fn pair(&self, lease: Duration) -> (Replica, Replica) {
+        (self.clone("a", lease), self.clone("b", lease))
+    }
+
+    /// The remote's audit, which must find no card owned or finished twice.
+    pub(crate) fn clean_audit(&self) -> super::audit::Audit {
+        let audit = super::audit::audit(&self.bare, "main").unwrap();
+        assert!(audit.clean(), "{audit:?}");
+        audit
+    }
+
     pub(crate) fn clone(&self, name: &str, lease: Duration) -> Replica {
         let path = self.dir.path().join(name);
         super::setup::clone(&self.bare, &path).unwrap();
@@ -68,7 +80,7 @@ fn finish(r: &mut Replica, id: &str, agent: &str) {
 fn two_contenders_one_owner() {
     let remote = Remote::new(20);
     let lease = Duration::from_secs(30);
-    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let (mut a, mut b) = remote.pair(lease);
     let now = Instant::now();
     a.fetch(now).unwrap();
     b.fetch(now).unwrap();
@@ -86,8 +98,7 @@ fn two_contenders_one_owner() {
     }
     assert_eq!(wins, 20);
     assert_eq!(a.stats.claims_won + b.stats.claims_won, 20);
-    let audit = super::audit::audit(&remote.bare, "main").unwrap();
-    assert!(audit.clean(), "{audit:?}");
+    let audit = remote.clean_audit();
     assert_eq!(audit.claims, 20);
 }
 
@@ -95,7 +106,7 @@ fn two_contenders_one_owner() {
 fn the_owner_finishes_once_and_the_board_follows() {
     let remote = Remote::new(3);
     let lease = Duration::from_secs(30);
-    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let (mut a, mut b) = remote.pair(lease);
     let now = Instant::now();
     a.fetch(now).unwrap();
     b.fetch(now).unwrap();
@@ -116,8 +127,7 @@ fn the_owner_finishes_once_and_the_board_follows() {
     let files = git(&remote.bare, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(files.contains("work/done/J-0.yaml") && files.contains("work/done/J-1.yaml"));
     assert!(!files.contains(".yaml\nwork/assigned/") && !files.contains("work/assigned/x/"));
-    let audit = super::audit::audit(&remote.bare, "main").unwrap();
-    assert!(audit.clean(), "{audit:?}");
+    let audit = remote.clean_audit();
     assert_eq!(audit.done, 2);
     // Every commit pushed names its host.
     let log = git(&remote.bare, &["log", "--format=%B", "main"]);
@@ -128,7 +138,7 @@ fn the_owner_finishes_once_and_the_board_follows() {
 fn a_paused_owner_loses_its_finish_after_a_takeover() {
     let remote = Remote::new(1);
     let lease = Duration::from_millis(300);
-    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let (mut a, mut b) = remote.pair(lease);
     let t0 = Instant::now();
     a.fetch(t0).unwrap();
     assert_eq!(a.claim("J-0", "x", 1).unwrap(), Claimed::Won);
@@ -158,8 +168,7 @@ fn a_paused_owner_loses_its_finish_after_a_takeover() {
     assign(&mut b, "J-0", "y");
     finish(&mut b, "J-0", "y");
     b.push_pending(t0).unwrap();
-    let audit = super::audit::audit(&remote.bare, "main").unwrap();
-    assert!(audit.clean(), "{audit:?}");
+    let audit = remote.clean_audit();
     assert_eq!(audit.done, 1);
 }
 
@@ -167,7 +176,7 @@ fn a_paused_owner_loses_its_finish_after_a_takeover() {
 fn renewals_keep_a_claim_and_a_lost_one_is_reported() {
     let remote = Remote::new(2);
     let lease = Duration::from_millis(300);
-    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let (mut a, mut b) = remote.pair(lease);
     let t0 = Instant::now();
     a.fetch(t0).unwrap();
     a.claim("J-0", "x", 1).unwrap();
@@ -242,7 +251,7 @@ fn finished_claims_are_pruned_and_a_card_is_not_claimed_again() {
 fn a_stale_list_never_claims_a_finished_card() {
     let remote = Remote::new(1);
     let lease = Duration::from_secs(30);
-    let (mut a, mut b) = (remote.clone("a", lease), remote.clone("b", lease));
+    let (mut a, mut b) = remote.pair(lease);
     let now = Instant::now();
     a.fetch(now).unwrap();
     b.fetch(now).unwrap();
