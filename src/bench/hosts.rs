@@ -14,7 +14,8 @@
 //!    claim latency of the last tenth against the first.
 //! 3. Faults: an owner paused past its lease (its finish must be refused, the card done
 //!    once, the takeover within lease + one poll); the remote moved away and back (no
-//!    claims meanwhile, then every queued finish lands).
+//!    claims meanwhile, then every queued finish lands); `kill -9` of claim pushes at
+//!    varied instants (each claim whole or absent, `git fsck` clean).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,9 +69,9 @@ fn print_report(v: &serde_json::Value) {
     );
     let f = &v["faults"];
     println!(
-        "faults: paused owner's finish refused: {}; takeover {:.2} s after the last renewal (lease {} s + poll {} s); remote away: {} claims meanwhile, {} finishes queued then landed: {}; done once: {}",
+        "faults: paused owner's finish refused: {}; takeover {:.2} s after the last renewal (lease {} s + poll {} s); remote away: {} claims meanwhile, {} finishes queued then landed: {}; kill -9 of {} pushes: {} partial states; all clean: {}",
         f["paused_finish_refused"], f["takeover_s"].as_f64().unwrap_or(0.0), f["lease_s"], f["poll_s"],
-        f["claims_while_away"], f["queued_while_away"], f["landed_after"], f["ok"]
+        f["claims_while_away"], f["queued_while_away"], f["landed_after"], f["kill9_pushes"], f["kill9_partial"], f["ok"]
     );
 }
 
@@ -341,8 +342,10 @@ fn faults(dir: &Path) -> Result<serde_json::Value> {
     std::fs::rename(&away, &bare)?;
     a.fetch(Instant::now())?;
     let landed = a.push_pending(Instant::now())?.landed.len() == queued;
+    let killed = kill_mid_push(&dir.join("host-0"), 20)?;
     let au = audit::audit(&bare, "main")?;
     Ok(json!({
+        "kill9_pushes": 20, "kill9_partial": killed,
         "lease_s": lease.as_secs_f64(), "poll_s": poll.as_secs_f64(),
         "takeover_s": took.as_secs_f64(),
         "takeover_in_time": took <= lease + b.grace + poll * 2,
@@ -350,6 +353,57 @@ fn faults(dir: &Path) -> Result<serde_json::Value> {
         "claims_while_away": claims_while_away, "queued_while_away": queued,
         "pushed_while_away": pushed_away, "landed_after": landed,
         "audit": au,
-        "ok": refused && claims_while_away == 0 && !pushed_away && landed && au.clean() && au.done == 2,
+        "ok": refused && claims_while_away == 0 && !pushed_away && landed && au.clean() && au.done == 2
+            && killed == 0,
     }))
+}
+
+/// `kill -9` of claim pushes at varied instants: afterwards each claim ref is either absent
+/// or a whole claim commit, and the remote passes `git fsck`. Returns the partial states
+/// found (refs at a missing object, or fsck errors).
+fn kill_mid_push(clone: &Path, n: usize) -> Result<usize> {
+    let repo = crate::remote::claim::open(clone)?;
+    let mut partial = 0;
+    for i in 0..n {
+        let note = crate::remote::claim::ClaimNote {
+            card: format!("K-{i}"),
+            host: "killed".into(),
+            agent: "a".into(),
+            epoch: 1,
+            lease_s: 30.0,
+            ended: None,
+        };
+        let oid = crate::remote::claim::write_claim(&repo, &note, "", None)?;
+        let dst = crate::remote::claim::claim_ref(&note.card);
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(clone)
+            .args(["push", "--porcelain", "--atomic"])
+            .arg(format!("--force-with-lease={dst}:"))
+            .arg("origin")
+            .arg(format!("{oid}:{dst}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        // From at once to well after a push would have landed.
+        std::thread::sleep(Duration::from_millis((i as u64 * 7) % 60));
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+    let bare = clone.join("..").join("remote.git");
+    let git = crate::remote::git::Git::new(&bare, "origin");
+    for i in 0..n {
+        let name = crate::remote::claim::claim_ref(&format!("K-{i}"));
+        if let Ok(oid) = git.run("rev-parse", &["rev-parse", "--verify", "--quiet", &name]) {
+            let whole = git.run("cat-file", &["cat-file", "-e", oid.trim()]).is_ok();
+            partial += usize::from(!whole);
+        }
+    }
+    if git.run("fsck", &["fsck", "--no-dangling"]).is_err() {
+        partial += 1;
+    }
+    Ok(partial)
 }
