@@ -61,6 +61,37 @@ pub struct Config {
     /// Webhooks told of alerts and their all-clears (SPEC section 15); validated by
     /// `notify::config`, which names the entry and key that is wrong.
     pub notify: Vec<serde_yaml::Value>,
+    /// The git remote several hosts share the board through (SPEC section 14); unset, pas
+    /// runs on this machine alone.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `remote:` in pas.yaml: the shared remote, and the lease of a claim on it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// The git remote's name in each clone (default `origin`).
+    pub name: String,
+    /// Its URL (`file://`, `ssh://`, `https://`); unset, the clone's own remote of that name.
+    pub url: Option<String>,
+    /// The branch the board lives on (default `main`).
+    pub branch: String,
+    /// How long a claim lasts unrenewed; owners renew every third of it.
+    pub lease_s: f64,
+    /// How often a host fetches, pushes and looks at other hosts' claims.
+    pub poll_ms: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            name: "origin".into(),
+            url: None,
+            branch: "main".into(),
+            lease_s: 30.0,
+            poll_ms: 500,
+        }
+    }
 }
 
 impl Default for Config {
@@ -84,6 +115,7 @@ impl Default for Config {
             model_aliases: None,
             health: HealthConfig::default(),
             notify: Vec::new(),
+            remote: None,
         }
     }
 }
@@ -517,6 +549,17 @@ impl Config {
         }
         if self.archive.batch == 0 {
             return bad("archive.batch must be at least 1".into());
+        }
+        if let Some(r) = &self.remote {
+            if !(r.lease_s >= 0.1 && r.lease_s.is_finite()) {
+                return bad(format!(
+                    "remote.lease_s must be a number of seconds of at least 0.1, got {}",
+                    r.lease_s
+                ));
+            }
+            if r.poll_ms == 0 || r.branch.trim().is_empty() || r.name.trim().is_empty() {
+                return bad("remote.poll_ms must be at least 1, and remote.name and remote.branch must not be empty".into());
+            }
         }
         let tb = &self.token_budget;
         if !(0.0..=1.0).contains(&tb.target) || !(0.0..=1.0).contains(&tb.hard_max) {

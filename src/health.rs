@@ -137,7 +137,35 @@ pub fn check(ws: &Workspace, cfg: &HealthConfig, git: bool) -> Report {
     );
     checks.insert("database", database(&ws.db_path(), cfg));
     checks.insert("disk", disk(&ws.root, cfg));
+    if let Some(seen) = crate::remote::probe::seen() {
+        checks.insert("remote", remote(&seen));
+    }
     Report::from_checks(checks)
+}
+
+/// The shared remote (SPEC section 14): unreachable is a failure to name, since this
+/// host makes no new claims until it is back (owned work goes on; finishes queue).
+fn remote(seen: &crate::remote::probe::Seen) -> Check {
+    let ago = |t: Option<std::time::Instant>| {
+        t.map_or("never".to_string(), |t| {
+            format!("{:.0} s ago", t.elapsed().as_secs_f64())
+        })
+    };
+    if seen.reachable {
+        Check::ok(format!(
+            "{} reachable ({} claims on it, answered {})",
+            seen.name,
+            seen.claims,
+            ago(seen.last_ok)
+        ))
+    } else {
+        Check::fail(format!(
+            "{} unreachable (last answered {}): no new claims until it is back; {}",
+            seen.name,
+            ago(seen.last_ok),
+            seen.error.as_deref().unwrap_or("no answer")
+        ))
+    }
 }
 
 fn engine(cfg: &HealthConfig) -> Check {

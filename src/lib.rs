@@ -44,6 +44,8 @@
 //! - [`runner`]     `run:` agents (SPEC section 16): a supervised process per card, its
 //!   log, worktree, transcript spans and receipts; `pas run`.
 //! - [`validate`]   `pas validate`: every file against `contracts/*.schema.json`.
+//! - [`remote`]     many hosts, one workspace (SPEC section 14): claims as refs on a git
+//!   remote, leases on each host's monotonic clock, transitions pushed with their claims.
 //! - [`review`]     the review step: a card's diff (`base..branch`, git2) for the job page
 //!   and `pas show`.
 //! - [`demo`]       `pas demo`: the daemon with a simulated swarm (the main job).
@@ -71,6 +73,7 @@ pub mod intake;
 pub mod liveness;
 pub mod llm;
 pub mod ops;
+pub mod remote;
 pub mod resources;
 pub mod review;
 pub mod runner;

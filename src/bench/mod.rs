@@ -26,6 +26,9 @@
 //! oldest and newest card (the old walk, one pass, the index), `pas reindex` and the job
 //! page (see `history.rs`).
 //!
+//! `pas bench hosts` shares one board between hosts through a git remote and checks from
+//! the remote alone that no card is owned or done twice (see `hosts.rs`).
+//!
 //! `pas bench runners` runs `--cards` cards through `--agents` concurrent agent processes
 //! and times pas's own share of each run (see `runners.rs`).
 
@@ -38,6 +41,7 @@ mod done;
 mod gateway;
 mod history;
 mod hostile;
+mod hosts;
 mod lifecycle;
 mod runners;
 mod soak;
@@ -86,6 +90,9 @@ pub enum Which {
     /// Tracing's cost: gateway latency with `traces.capture: full` beside `off` at
     /// `--rates`, every call's span checked; then agents' JSONL ingest at `--rate` lines/s.
     Traces,
+    /// Many hosts, one board through a git remote: claim contention (`--agents` hosts,
+    /// `--cards` first value), 4 hosts working off `--cards` second value, and faults.
+    Hosts,
     /// Agents pas runs (`run:`): `--cards` cards (100) through `--agents` (10) concurrent
     /// short-lived processes; spawn to first byte, exit to card moved, memory per agent.
     Runners,
@@ -222,6 +229,7 @@ pub fn run(_ws: &Workspace, args: BenchArgs) -> Result<i32> {
         },
         Which::Traces => traces::traces(&args),
         Which::Runners => runners::runners(&args),
+        Which::Hosts => hosts::hosts(&args),
     }
 }
 

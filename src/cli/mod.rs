@@ -8,6 +8,7 @@ pub mod mcp;
 mod ops;
 mod output;
 pub(crate) mod read;
+mod remote;
 mod replay;
 pub(crate) mod review;
 mod run;
@@ -45,6 +46,11 @@ pub enum Command {
     Init {
         /// Folder to initialise (default: the current folder).
         dir: Option<PathBuf>,
+        /// Share the board with other hosts through this git remote (file://, ssh://,
+        /// https://): a local path that does not exist is created as a bare repository, and
+        /// a remote that already holds a board is cloned.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
     },
     /// Run the daemon: watch the tree, assign cards, commit every transition.
     Serve {
@@ -228,6 +234,11 @@ pub enum Command {
     Run(run::RunArgs),
     /// A card's run log (the output of the processes pas ran for it, head and tail).
     Logs(run::LogsArgs),
+    /// The git remote several hosts share (SPEC section 14): `pas remote status`.
+    Remote {
+        #[command(subcommand)]
+        cmd: remote::RemoteCommand,
+    },
 }
 
 /// `--json` for reading commands.
@@ -242,12 +253,18 @@ pub struct Format {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     use crate::workspace::Workspace;
     let out = Out::stdout();
-    if let Command::Init { dir } = &cli.command {
+    if let Command::Init { dir, remote } = &cli.command {
         let dir = dir
             .clone()
             .or(cli.root.clone())
             .unwrap_or_else(|| PathBuf::from("."));
-        return write::init(&dir, &out);
+        let Some(url) = remote else {
+            return write::init(&dir, &out);
+        };
+        remote::before_init(&dir, url)?;
+        let code = write::init(&dir, &out)?;
+        remote::after_init(&dir, url, &out)?;
+        return Ok(code);
     }
     if let Command::Demo(args) = cli.command {
         return crate::demo::run(args);
@@ -318,5 +335,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Replay(args) => replay::run(&ws, args, &out),
         Command::Run(args) => run::run(&ws, args, &out),
         Command::Logs(args) => run::logs(&ws, args, &out),
+        Command::Remote { cmd } => remote::run(&ws, cmd, &out),
     }
 }

@@ -138,6 +138,9 @@ pub fn serve(ws: &Workspace, opts: &ServeOptions) -> Result<()> {
     let (watcher, overflowed) =
         watch::start(&ws.work(), &ws.agents_dir(), tx.clone()).map_err(|e| watch_error(e, ws))?;
     crate::health::watching(&ws.work());
+    // With `remote:`, a probe tells `/health` whether the shared remote answers.
+    let _remote =
+        (engine.cfg.remote.as_ref()).and_then(|r| crate::remote::probe::start(&ws.root, r));
     engine.start();
     engine.let_go_of_start_up();
     let counts = engine.board.counts();

@@ -21,6 +21,7 @@ mod governor;
 mod health;
 mod hindex;
 mod hostile;
+mod hosts;
 mod ledger;
 mod lifecycle;
 mod liveness;
