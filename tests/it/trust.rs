@@ -88,9 +88,11 @@ fn a_block_forged_while_pas_was_stopped_is_put_back_at_start_up() {
     let ws = Workspace::new();
     ws.register("sly", &[], 1);
     let mut d = ws.serve_ready();
+    // The second assignment's timeout must not pass before pas is stopped and the block
+    // forged: 5 s leaves room for a stop on a loaded machine.
     ws.drop_card(
         "forged",
-        "title: never finished\ntimeout_s: 3\nmax_attempts: 2\n",
+        "title: never finished\ntimeout_s: 5\nmax_attempts: 2\n",
     );
     ws.wait_card("assigned a second time", "forged", |c| {
         history(c).len() >= 4
