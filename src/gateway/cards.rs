@@ -110,8 +110,12 @@ pub async fn executor(
                 Err(Stopped) => return, // stays in the inbox; runs after the restart
                 Ok(outcome) => outcome,
             };
-            // The engine's queue is bounded; never block a runtime thread on it.
+            // The engine's queue is bounded; never block a runtime thread on it. The card
+            // moves on only once its receipts are stored, so whoever sees it done finds them.
             let _ = tokio::task::spawn_blocking(move || {
+                if let Some(db) = &gw.shared.db {
+                    db.flush_within(std::time::Duration::from_secs(2));
+                }
                 engine.send(Input::LlmDone { id: job.id, result })
             })
             .await;

@@ -302,6 +302,16 @@ impl Sink {
     pub fn send(&self, record: Record) {
         queue(&self.tx, record);
     }
+
+    /// Waits, at most `limit`, until everything sent before is committed: for a step that
+    /// readers will take as a sign the rows are there (an LLM card reaching done after its
+    /// receipt). A writer waiting out a fault does not hold the caller past `limit`.
+    pub fn flush_within(&self, limit: Duration) {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(limit);
+        }
+    }
 }
 
 fn queue(tx: &Sender<Msg>, record: Record) {

@@ -15,6 +15,9 @@ pub struct DaemonLock {
     _file: File,
 }
 
+/// Attempts at the lock, 10 ms apart, before pas believes another daemon holds it.
+const LOCK_TRIES: u32 = 50;
+
 /// Takes the daemon lock of `ws`, or says which process holds it.
 pub fn lock(ws: &Workspace) -> Result<DaemonLock> {
     let path = ws.lock_path();
@@ -34,8 +37,18 @@ pub fn lock(ws: &Workspace) -> Result<DaemonLock> {
             file = open_lock(&path)?;
         }
     }
-    // SAFETY: flock on a file descriptor we own; released when the file is closed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A reader asking whether a daemon runs ([`holder`]) holds a shared lock for a moment:
+    // that is no daemon, so a refusal is believed only once it has lasted a while.
+    let mut tries = 0;
+    let rc = loop {
+        // SAFETY: flock on a file descriptor we own; released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        tries += 1;
+        if rc == 0 || tries >= LOCK_TRIES {
+            break rc;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     if rc != 0 {
         let mut holder = String::new();
         let _ = (&file).take(64).read_to_string(&mut holder);
@@ -100,4 +113,38 @@ pub fn holder(ws: &Workspace) -> Option<String> {
 /// Whether a `pas serve` holds the workspace's lock.
 pub fn daemon_running(ws: &Workspace) -> bool {
     holder(ws).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_readers_probe_does_not_keep_a_daemon_from_starting_but_a_daemon_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::at(dir.path());
+        std::fs::create_dir_all(ws.work()).unwrap();
+        std::fs::write(ws.lock_path(), "").unwrap();
+        // A reader's shared probe, held for a moment as `holder` holds it.
+        let probe = File::open(ws.lock_path()).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) },
+            0
+        );
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(probe);
+        });
+        let held = lock(&ws).expect("a probe is no daemon");
+        reader.join().unwrap();
+        assert_eq!(holder(&ws), Some(std::process::id().to_string()));
+        let err = lock(&ws).err().expect("a daemon holds it").to_string();
+        assert!(
+            err.contains("another pas serve is already running"),
+            "{err}"
+        );
+        drop(held);
+        assert_eq!(holder(&ws), None);
+    }
 }
