@@ -26,6 +26,7 @@ pub mod messages;
 pub use crate::web::gateway_metrics as metrics;
 mod receipt;
 mod relay;
+pub mod spans;
 pub mod surplus;
 
 use std::collections::{HashMap, HashSet};

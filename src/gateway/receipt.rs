@@ -194,7 +194,7 @@ pub struct Relay {
     pub stream: wire::Stream,
     pub(super) open: Option<Open>,
     /// The tool calls and finish reason its frames carried, for the call's span.
-    pub(super) seen: crate::trace::llm::StreamSeen,
+    pub(super) seen: super::spans::StreamSeen,
 }
 
 /// A stream's attempt until its receipt is written.
@@ -229,7 +229,7 @@ impl Relay {
             provider,
             model,
         };
-        let span_end = crate::trace::llm::Ended {
+        let span_end = super::spans::Ended {
             provider: Some(provider.name.clone()),
             model: Some(model.id.clone()),
             receipt_id: Some(o.receipt_id.clone()),
@@ -240,7 +240,7 @@ impl Relay {
             error: error.clone(),
             // Copied only when it is kept.
             output: (o.gw.tracer.capture == crate::trace::Capture::Full)
-                .then(|| crate::trace::llm::streamed_output(self.stream.text(), &self.seen)),
+                .then(|| super::spans::streamed_output(self.stream.text(), &self.seen)),
             attempt: Some(o.attempt),
         };
         let end = Ending {
@@ -253,7 +253,7 @@ impl Relay {
         };
         o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
         if o.gw.tracer.capture != crate::trace::Capture::Off {
-            let span = crate::trace::llm::call_span(&o.request.span_call(), span_end);
+            let span = super::spans::call_span(&o.request.span_call(), span_end);
             o.gw.tracer.record(span, false);
         }
         drop(o.probe);
