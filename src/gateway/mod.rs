@@ -44,6 +44,21 @@ use crate::web::Shared;
 pub(crate) use http::{overloaded, secure, stamped};
 pub use http::{router, routes};
 
+/// A provider's breaker as the running gateway holds it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Breaker {
+    /// `closed`, `open` (cooling down), `half-open` (one probe may go).
+    pub state: &'static str,
+    /// Seconds of cool-down left while open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_left_s: Option<f64>,
+    /// Failures in a row.
+    pub fails: u32,
+}
+
+/// Breakers by provider name (read by `ops::providers` and alerts).
+pub type Breakers = std::collections::BTreeMap<String, Breaker>;
+
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
     pub shared: Shared,
@@ -155,7 +170,7 @@ impl Gateway {
 
     /// Each configured provider's breaker now (for `/providers` and alerts). The lock is
     /// held for a copy of a few numbers, as a call's routing holds it.
-    pub fn breakers(&self) -> crate::ops::providers::Breakers {
+    pub fn breakers(&self) -> Breakers {
         let now = self.ledger.clock().instant();
         let h = self.lock_health();
         self.providers
@@ -166,7 +181,7 @@ impl Gateway {
                     route::Gate::Open(left) => ("open", Some(left.as_secs_f64())),
                     route::Gate::HalfOpen => ("half-open", None),
                 };
-                let b = crate::ops::providers::Breaker {
+                let b = Breaker {
                     state,
                     cooldown_left_s: left,
                     fails: h.fails(&p.name),
