@@ -271,7 +271,7 @@ pub enum Answer {
 /// otherwise the call's span is recorded here, once the call is over.
 pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
     let out = attempts(gw, req).await;
-    super::spans::record_call(&gw.tracer, req, &out);
+    super::receipt::record_call(&gw.tracer, req, &out);
     out
 }
 
