@@ -23,9 +23,10 @@ use super::budget::Refusal;
 pub use super::receipt::Relay;
 use super::receipt::{Attempt, Ending, Open};
 use super::Gateway;
+use crate::llm::config::Policy;
 use crate::llm::config::{Model, Protocol, Provider};
 use crate::llm::cost::{self, Usage, UsageSource};
-use crate::llm::route::{Gate, Need, Policy, Verdict};
+use crate::llm::route::{Gate, Need, Verdict};
 use crate::llm::wire::{self, CallError};
 use crate::trace;
 

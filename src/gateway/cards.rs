@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::call::{self, Answer, Request, Served};
 use super::Gateway;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
 use crate::watch::Input;
 
 /// A card for pas to run.

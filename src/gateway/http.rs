@@ -24,7 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
 use crate::web::listen::ConnSlot;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its

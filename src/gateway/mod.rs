@@ -37,8 +37,9 @@ use anyhow::{Context, Result};
 use chrono::Datelike;
 
 use crate::llm::aliases::Aliases;
+use crate::llm::config::Policy;
 use crate::llm::config::{self, Budgets, Provider};
-use crate::llm::route::{self, Health, Need, Policy};
+use crate::llm::route::{self, Health, Need};
 use crate::web::Shared;
 
 pub(crate) use http::{overloaded, secure, stamped};

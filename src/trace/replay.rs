@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::Capture;
 use crate::card::{Card, State};
 use crate::fsops;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
 use crate::span::{valid_span_id, valid_trace_id, Kind, Span};
 use crate::workspace::Workspace;
 
