@@ -22,6 +22,8 @@
 //! - [`resources`]  machine capacity against what cards need and hold (pure).
 //! - [`fsops`]      atomic writes, moves through staging that never overwrite, rejection.
 //! - [`snapshot`]   the board read from files or a git revision, for reading commands.
+//! - [`span`]       the span, one step of a trace (its kinds, statuses, W3C ids, an agent's
+//!   span line parsed): shared by the telemetry writer and `trace`.
 //! - [`views`]      read models built from a snapshot (status, agents, tree, costs, job
 //!   detail): typed structs the CLI, the dashboard, alerts and MCP present.
 //! - [`watch`]      notify -> our own inputs; overflow -> full rescan.
@@ -79,6 +81,7 @@ pub mod review;
 pub mod runner;
 pub mod server;
 pub mod snapshot;
+pub mod span;
 pub mod store;
 pub mod trace;
 pub mod validate;

@@ -19,7 +19,7 @@ use crate::workspace::Workspace;
 
 /// Writes a trace of `n` spans to `work/traces/` and returns its id.
 fn write_trace(ws: &Workspace, n: usize) -> Result<String> {
-    let trace = crate::trace::model::new_trace_id();
+    let trace = crate::span::new_trace_id();
     let path = ws.work().join("traces").join(format!("{trace}.jsonl"));
     std::fs::create_dir_all(path.parent().context("no traces folder")?)?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);

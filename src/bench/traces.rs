@@ -164,9 +164,7 @@ pub fn traces(args: &BenchArgs) -> Result<i32> {
 fn ingest(ws: &Workspace, rate: u32, seconds: u32) -> Result<Value> {
     let dir = ws.work().join("traces");
     std::fs::create_dir_all(&dir)?;
-    let traces: Vec<String> = (0..16)
-        .map(|_| crate::trace::model::new_trace_id())
-        .collect();
+    let traces: Vec<String> = (0..16).map(|_| crate::span::new_trace_id()).collect();
     let mut files = Vec::new();
     for t in &traces {
         files.push(

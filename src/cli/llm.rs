@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::{Format, Out};
 use crate::llm::config;
-use crate::llm::route::{self, Health, Need, Policy};
+use crate::llm::config::Policy;
+use crate::llm::route::{self, Health, Need};
 use crate::store::receipts;
 use crate::views::costs::{Costs, Tally};
 use crate::workspace::Workspace;

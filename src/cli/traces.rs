@@ -13,7 +13,7 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use super::{Format, Out};
-use crate::trace::{model, store, tree};
+use crate::trace::{store, tree};
 use crate::workspace::Workspace;
 
 /// `pas traces`.
@@ -75,7 +75,7 @@ pub fn list(ws: &Workspace, a: ListArgs, fmt: Format, out: &Out) -> Result<i32> 
 
 /// The trace `id` names: a trace id, or a job id whose trace is recorded.
 fn resolve(conn: &rusqlite::Connection, ws: &Workspace, id: &str) -> Result<String> {
-    if model::valid_trace_id(id) {
+    if crate::span::valid_trace_id(id) {
         return Ok(id.to_string());
     }
     if crate::card::valid_id(id) {
@@ -219,10 +219,10 @@ pub fn span(ws: &Workspace, a: SpanArgs, out: &Out) -> Result<i32> {
     let (trace, default_parent) = match (&a.trace, &job_trace) {
         (Some(t), _) => (t.clone(), None),
         (None, Some((t, root))) => (t.clone(), Some(root.clone())),
-        (None, None) => (model::new_trace_id(), None),
+        (None, None) => (crate::span::new_trace_id(), None),
     };
     let new = a.id.is_none();
-    let id = a.id.clone().unwrap_or_else(model::new_span_id);
+    let id = a.id.clone().unwrap_or_else(crate::span::new_span_id);
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut line = Map::new();
     line.insert("trace_id".into(), json!(trace));
@@ -272,7 +272,8 @@ pub fn span(ws: &Workspace, a: SpanArgs, out: &Out) -> Result<i32> {
     }
     let text = Value::Object(line).to_string();
     // Checked as the daemon will check it, so a mistake is said here, not in its log.
-    model::parse_line(&text, &trace).map_err(|e| anyhow::anyhow!("the span is not valid: {e}"))?;
+    crate::span::parse_line(&text, &trace)
+        .map_err(|e| anyhow::anyhow!("the span is not valid: {e}"))?;
     let dir = ws.work().join("traces");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{trace}.jsonl"));

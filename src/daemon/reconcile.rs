@@ -191,8 +191,8 @@ impl Engine {
         let untraced = crate::trace::card_trace(&card.spec.pas).is_none();
         if unknown_trace && (prev.is_none() || (untraced && !place.state.finished())) {
             let mut m = card.spec.pas.clone();
-            m.trace_id = Some(crate::trace::model::new_trace_id());
-            m.span_id = Some(crate::trace::model::new_span_id());
+            m.trace_id = Some(crate::span::new_trace_id());
+            m.span_id = Some(crate::span::new_span_id());
             card = card.with_meta(&m);
             self.dirty.insert(id.to_string());
         }

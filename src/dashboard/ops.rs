@@ -11,7 +11,7 @@ use super::{blocking, Dash, WebError};
 use crate::ops::alerts::{self, Active};
 
 /// The running gateway's breakers (none when the dashboard runs without one).
-fn breakers(dash: &Dash) -> Option<crate::ops::providers::Breakers> {
+fn breakers(dash: &Dash) -> Option<crate::gateway::Breakers> {
     dash.gateway.as_ref().map(|g| g.breakers())
 }
 

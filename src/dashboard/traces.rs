@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{blocking, Dash, WebError};
-use crate::trace::{diff, model, store, tree};
+use crate::trace::{diff, store, tree};
 
 /// `?agent=&job=&limit=`.
 #[derive(Debug, Deserialize, Default)]
@@ -89,7 +89,7 @@ pub(crate) async fn span(
     Path((id, span)): Path<(String, String)>,
 ) -> Result<Json<Value>, WebError> {
     check_id(&id)?;
-    if span != "root" && !model::valid_span_id(&span) {
+    if span != "root" && !crate::span::valid_span_id(&span) {
         return Err(WebError::bad_request(format!(
             "{span:?} is not a span id (16 lowercase hex digits) or `root`"
         )));
@@ -121,7 +121,7 @@ async fn load(
     dash: &Dash,
     id: String,
     content: bool,
-) -> Result<(String, Vec<model::Span>), WebError> {
+) -> Result<(String, Vec<crate::span::Span>), WebError> {
     check_id(&id)?;
     let ws = dash.shared.ws.clone();
     blocking(move || {
@@ -137,7 +137,7 @@ async fn load(
 
 /// Refuses an `id` that is neither a trace id nor a job id.
 fn check_id(id: &str) -> Result<(), WebError> {
-    if model::valid_trace_id(id) || crate::card::valid_id(id) {
+    if crate::span::valid_trace_id(id) || crate::card::valid_id(id) {
         return Ok(());
     }
     Err(WebError::bad_request(format!(
@@ -148,7 +148,7 @@ fn check_id(id: &str) -> Result<(), WebError> {
 /// The trace `id` names: itself, or the trace of job `id`'s card (else `id` as it is,
 /// which then finds nothing).
 fn resolve(conn: &rusqlite::Connection, id: String) -> rusqlite::Result<String> {
-    if model::valid_trace_id(&id) {
+    if crate::span::valid_trace_id(&id) {
         return Ok(id);
     }
     Ok(store::trace_of_job(conn, &id)?.unwrap_or(id))

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::trace::model::new_span_id;
+use crate::span::new_span_id;
 use crate::workspace::Workspace;
 
 /// The model part of the demo's `pas.yaml`: content kept in full (so a call can be

@@ -23,9 +23,10 @@ use super::budget::Refusal;
 pub use super::receipt::Relay;
 use super::receipt::{Attempt, Ending, Open};
 use super::Gateway;
+use crate::llm::config::Policy;
 use crate::llm::config::{Model, Protocol, Provider};
 use crate::llm::cost::{self, Usage, UsageSource};
-use crate::llm::route::{Gate, Need, Policy, Verdict};
+use crate::llm::route::{Gate, Need, Verdict};
 use crate::llm::wire::{self, CallError};
 use crate::trace;
 
@@ -271,7 +272,7 @@ pub enum Answer {
 /// otherwise the call's span is recorded here, once the call is over.
 pub async fn run(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), Failure> {
     let out = attempts(gw, req).await;
-    trace::llm::record_call(&gw.tracer, req, &out);
+    super::receipt::record_call(&gw.tracer, req, &out);
     out
 }
 
@@ -506,7 +507,7 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
                 };
                 let receipt_id = gw.record(&base, Some(receipt_id), end, hold);
                 if gw.tracer.capture != trace::Capture::Off {
-                    let end = trace::llm::Ended {
+                    let end = super::spans::Ended {
                         provider: Some(provider.name.clone()),
                         model: Some(model.id.clone()),
                         receipt_id: Some(receipt_id),
@@ -516,7 +517,7 @@ async fn attempts(gw: &Arc<Gateway>, req: &Request) -> Result<(Answer, Served), 
                         attempt: Some(n),
                         ..Default::default()
                     };
-                    let span = trace::llm::attempt_span(&req.span_call(), took, end);
+                    let span = super::spans::attempt_span(&req.span_call(), took, end);
                     gw.tracer.record(span, false);
                 }
                 drop(probe);

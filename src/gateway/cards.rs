@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::call::{self, Answer, Request, Served};
 use super::Gateway;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
 use crate::watch::Input;
 
 /// A card for pas to run.
@@ -63,32 +63,6 @@ struct Section {
 /// Parameters a card may not set through `params`: its own keys say them, and a card's
 /// call is never streamed (nobody reads the frames).
 const RESERVED: &[&str] = &["model", "messages", "stream", "stream_options"];
-
-/// Each message must be a mapping with a `role`, so a typo fails here, naming the message,
-/// rather than as the provider's 400.
-pub(crate) fn check_messages(messages: &[serde_json::Value]) -> Result<(), String> {
-    if messages.is_empty() {
-        return Err("llm.messages is empty: give at least one {role, content}".into());
-    }
-    for (i, m) in messages.iter().enumerate() {
-        if !m.get("role").is_some_and(serde_json::Value::is_string) {
-            return Err(format!(
-                "llm.messages[{i}] needs a role (system, user, assistant or tool): {m}"
-            ));
-        }
-        match m.get("content") {
-            None | Some(serde_json::Value::Null) if m.get("tool_calls").is_some() => {}
-            Some(serde_json::Value::String(_) | serde_json::Value::Array(_)) => {}
-            _ => {
-                return Err(format!(
-                    "llm.messages[{i}] needs content (text or a list of parts), or \
-                     tool_calls for an assistant message"
-                ))
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Runs the cards the engine sends, each on its own task; outcomes go back to the engine.
 pub async fn executor(
@@ -147,7 +121,7 @@ async fn call_card(gw: &Arc<Gateway>, job: &LlmJob) -> Result<Option<serde_yaml:
     }
     let section: Section = serde_yaml::from_value(job.llm.clone())
         .map_err(|e| format!("the llm section is not valid: {e}"))?;
-    check_messages(&section.messages)?;
+    crate::llm::check_messages(&section.messages)?;
     let model = match (&section.model, section.require_caps.is_empty()) {
         (Some(m), _) => m.clone(),
         (None, false) => format!("cap:{}", section.require_caps.join(",")),

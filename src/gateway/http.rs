@@ -24,7 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::call::{self, Answer, Failure, Request, Served};
 use super::metrics::Outcome;
 use super::Gateway;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
 use crate::web::listen::ConnSlot;
 
 /// The gateway's routes (with and without the `/v1` prefix, as clients differ). Its
@@ -151,8 +151,17 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
         ("GET", "/v1/models", get(models)),
         ("GET", "/models", get(models)),
         ("GET", "/health", get(health)),
-        ("POST", "/v1/traces", post(crate::trace::otlp::export)),
+        ("POST", "/v1/traces", post(otlp)),
     ]
+}
+
+/// `POST /v1/traces`: OTLP spans into the gateway's tracer (see `trace::otlp`).
+async fn otlp(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    crate::trace::otlp::export(&gw.tracer, gw.max_body_mb, &headers, body)
 }
 
 /// `GET /health`: the daemon's health, answered without the token (see `server::auth`).
@@ -284,7 +293,7 @@ fn parse(
     // The trace it joins: the caller's W3C context, else its job's, else a new one. A
     // malformed traceparent is advice not taken (W3C: start afresh), not a refusal.
     let parent = header(headers, "traceparent").ok().flatten();
-    let trace = match parent.and_then(|h| crate::trace::model::parse_traceparent(&h)) {
+    let trace = match parent.and_then(|h| crate::span::parse_traceparent(&h)) {
         Some((t, parent)) => crate::trace::Ctx::under(&t, Some(&parent)),
         None => match job_trace {
             Some((t, root)) => crate::trace::Ctx::under(&t, Some(&root)),

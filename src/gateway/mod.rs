@@ -26,6 +26,7 @@ pub mod messages;
 pub use crate::web::gateway_metrics as metrics;
 mod receipt;
 mod relay;
+pub mod spans;
 pub mod surplus;
 
 use std::collections::{HashMap, HashSet};
@@ -36,12 +37,28 @@ use anyhow::{Context, Result};
 use chrono::Datelike;
 
 use crate::llm::aliases::Aliases;
+use crate::llm::config::Policy;
 use crate::llm::config::{self, Budgets, Provider};
-use crate::llm::route::{self, Health, Need, Policy};
+use crate::llm::route::{self, Health, Need};
 use crate::web::Shared;
 
 pub(crate) use http::{overloaded, secure, stamped};
 pub use http::{router, routes};
+
+/// A provider's breaker as the running gateway holds it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Breaker {
+    /// `closed`, `open` (cooling down), `half-open` (one probe may go).
+    pub state: &'static str,
+    /// Seconds of cool-down left while open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_left_s: Option<f64>,
+    /// Failures in a row.
+    pub fails: u32,
+}
+
+/// Breakers by provider name (read by `ops::providers` and alerts).
+pub type Breakers = std::collections::BTreeMap<String, Breaker>;
 
 /// The gateway's state, shared by its handlers and by LLM job cards.
 pub struct Gateway {
@@ -154,7 +171,7 @@ impl Gateway {
 
     /// Each configured provider's breaker now (for `/providers` and alerts). The lock is
     /// held for a copy of a few numbers, as a call's routing holds it.
-    pub fn breakers(&self) -> crate::ops::providers::Breakers {
+    pub fn breakers(&self) -> Breakers {
         let now = self.ledger.clock().instant();
         let h = self.lock_health();
         self.providers
@@ -165,7 +182,7 @@ impl Gateway {
                     route::Gate::Open(left) => ("open", Some(left.as_secs_f64())),
                     route::Gate::HalfOpen => ("half-open", None),
                 };
-                let b = crate::ops::providers::Breaker {
+                let b = Breaker {
                     state,
                     cooldown_left_s: left,
                     fails: h.fails(&p.name),

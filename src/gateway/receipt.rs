@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 
 use super::budget::{Alert, Hold};
 use super::call::Request;
+use super::spans;
 use super::Gateway;
 use crate::events::{self, Event};
 use crate::llm::config::{Model, Provider};
@@ -194,7 +195,7 @@ pub struct Relay {
     pub stream: wire::Stream,
     pub(super) open: Option<Open>,
     /// The tool calls and finish reason its frames carried, for the call's span.
-    pub(super) seen: crate::trace::llm::StreamSeen,
+    pub(super) seen: spans::StreamSeen,
 }
 
 /// A stream's attempt until its receipt is written.
@@ -229,7 +230,7 @@ impl Relay {
             provider,
             model,
         };
-        let span_end = crate::trace::llm::Ended {
+        let span_end = spans::Ended {
             provider: Some(provider.name.clone()),
             model: Some(model.id.clone()),
             receipt_id: Some(o.receipt_id.clone()),
@@ -240,7 +241,7 @@ impl Relay {
             error: error.clone(),
             // Copied only when it is kept.
             output: (o.gw.tracer.capture == crate::trace::Capture::Full)
-                .then(|| crate::trace::llm::streamed_output(self.stream.text(), &self.seen)),
+                .then(|| spans::streamed_output(self.stream.text(), &self.seen)),
             attempt: Some(o.attempt),
         };
         let end = Ending {
@@ -253,7 +254,7 @@ impl Relay {
         };
         o.gw.record(&a, Some(o.receipt_id.clone()), end, o.hold);
         if o.gw.tracer.capture != crate::trace::Capture::Off {
-            let span = crate::trace::llm::call_span(&o.request.span_call(), span_end);
+            let span = spans::call_span(&o.request.span_call(), span_end);
             o.gw.tracer.record(span, false);
         }
         drop(o.probe);
@@ -267,4 +268,56 @@ impl Drop for Relay {
             Some("the caller closed the connection mid-stream".into()),
         );
     }
+}
+
+impl Request {
+    /// What the call's spans need of the request.
+    pub(super) fn span_call(&self) -> spans::Call<'_> {
+        spans::Call {
+            ctx: &self.trace,
+            body: &self.body,
+            agent: self.agent.as_deref(),
+            job: self.job.as_deref(),
+            stream: self.stream,
+            request_id: &self.id,
+            at: self.at,
+            replay_of: self.replay_of.as_deref(),
+        }
+    }
+}
+
+/// Records the span of a call that is over: its answer, or why it failed. A streamed
+/// answer is not over yet: its span is recorded when its relay finishes.
+pub(super) fn record_call(
+    tracer: &crate::trace::Tracer,
+    req: &Request,
+    out: &Result<(super::call::Answer, super::call::Served), super::call::Failure>,
+) {
+    use super::call::Answer;
+    if tracer.capture == crate::trace::Capture::Off {
+        return;
+    }
+    let end = match out {
+        Ok((Answer::Stream(_), _)) => return,
+        Ok((Answer::Plain(reply), served)) => spans::Ended {
+            provider: Some(served.provider.clone()),
+            model: Some(served.model.clone()),
+            receipt_id: Some(served.receipt_id.clone()),
+            usage: Some(reply.usage),
+            cost: served.cost,
+            ok: true,
+            output: (tracer.capture == crate::trace::Capture::Full).then(|| reply.body.clone()),
+            ..Default::default()
+        },
+        Err(f) => spans::Ended {
+            error: Some(
+                f.body()["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            ..Default::default()
+        },
+    };
+    tracer.record(spans::call_span(&req.span_call(), end), false);
 }

@@ -406,12 +406,27 @@ pub fn budgets(raw: Option<&serde_yaml::Value>) -> Result<Budgets, String> {
     Ok(b)
 }
 
+/// How candidates are ordered (`routing.policy`; the ordering itself is `route::route`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Local models first (cheapest among them), then the cheapest remote ones.
+    #[default]
+    Local,
+    /// Lowest price per token first.
+    Cheapest,
+    /// Lowest observed latency first (EWMA); models never measured come after measured ones.
+    Fastest,
+    /// The best sum of the cheapest and fastest ranks.
+    Balanced,
+}
+
 /// `routing:` in `pas.yaml`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
     #[serde(default)]
-    pub policy: super::route::Policy,
+    pub policy: Policy,
     /// First cool-down of a failing provider, in seconds (default 5; doubles up to 300).
     #[serde(default)]
     pub cooldown_s: Option<f64>,

@@ -9,24 +9,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
-use super::config::{Model, Provider};
-
-/// How candidates are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Local models first (cheapest among them), then the cheapest remote ones.
-    #[default]
-    Local,
-    /// Lowest price per token first.
-    Cheapest,
-    /// Lowest observed latency first (EWMA); models never measured come after measured ones.
-    Fastest,
-    /// The best sum of the cheapest and fastest ranks.
-    Balanced,
-}
+use super::config::{Model, Policy, Provider};
 
 /// What a request needs.
 #[derive(Debug, Clone, Default)]

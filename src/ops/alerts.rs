@@ -14,8 +14,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::providers::Breakers;
 use super::sentences::{self, agent_href, Link};
+use crate::gateway::Breakers;
 use crate::views;
 
 /// How bad an alert is; the notifier's filter sends a severity and those above it.
@@ -286,7 +286,7 @@ mod tests {
         let mut b = Breakers::new();
         b.insert(
             "up".into(),
-            super::super::providers::Breaker {
+            crate::gateway::Breaker {
                 state: "open",
                 cooldown_left_s: Some(4.0),
                 fails: 3,

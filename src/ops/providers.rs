@@ -11,29 +11,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::gateway::{Breaker, Breakers};
 use crate::llm::config::Provider;
 use crate::workspace::Workspace;
 
 /// The window of "recent" latency and errors.
 pub const WINDOW: ChronoDuration = ChronoDuration::minutes(15);
-
-/// A provider's breaker as the running gateway holds it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Breaker {
-    /// `closed`, `open` (cooling down), `half-open` (one probe may go).
-    pub state: &'static str,
-    /// Seconds of cool-down left while open.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown_left_s: Option<f64>,
-    /// Failures in a row.
-    pub fails: u32,
-}
-
-/// Breakers by provider name.
-pub type Breakers = BTreeMap<String, Breaker>;
 
 /// One receipt, as much of it as the report reads.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::definition::Transcript as Format;
 use crate::llm::cost::{Usage, UsageSource};
-use crate::trace::model::new_span_id;
+use crate::span::new_span_id;
 
 /// Usage an agent reported for one model over a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(u[0].reported_cost, Some("0.0123".parse().unwrap()));
         let text = std::fs::read_to_string(dir.path().join(format!("{trace}.jsonl"))).unwrap();
         for l in text.lines() {
-            crate::trace::model::parse_line(l, &trace).unwrap();
+            crate::span::parse_line(l, &trace).unwrap();
         }
         assert!(text.contains(r#""kind":"tool""#) && text.contains(r#""kind":"llm""#));
     }

@@ -125,8 +125,8 @@ pub enum Record {
     Event(EventRow),
     /// An LLM call attempt.
     Receipt(Box<super::receipts::ReceiptRow>),
-    /// A span of a trace, new or updating one stored (see `trace::store`).
-    Span(Box<crate::trace::store::SpanRecord>),
+    /// A span of a trace, new or updating one stored (see `store::spans`).
+    Span(Box<super::spans::SpanRecord>),
 }
 
 /// What can go wrong with the telemetry database; every message names the file.
@@ -481,7 +481,7 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::
                         totals.add(r);
                     }
                 }
-                Record::Span(s) => crate::trace::store::upsert(&tx, s)?,
+                Record::Span(s) => super::spans::upsert(&tx, s)?,
             }
         }
     }

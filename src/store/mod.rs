@@ -6,6 +6,7 @@ mod db_retry;
 pub mod git;
 pub mod holds;
 pub mod receipts;
+pub mod spans;
 pub mod totals;
 
 /// Lowers the calling thread's scheduling priority (nice 10). The store workers do bulk

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::model::{Kind, Source, Span, Status};
 use crate::board::Place;
 use crate::card::{Card, State};
+use crate::span::{Kind, Source, Span, Status};
 
 /// The root span of card `id` (trace and span ids as stamped) after its move to `to`:
 /// started at its creation, ended when it finished (ok in `done/`, error in `failed/`),

@@ -15,8 +15,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::model::{Kind, Span};
 use super::tree::{self, Node};
+use crate::span::{Kind, Span};
 
 /// One side of a pair, as the report shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

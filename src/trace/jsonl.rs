@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crate::intake::{self, FileKind, MAX_SPAN_LINE_BYTES};
 
-use super::model::{self, Update};
 use super::Tracer;
+use crate::span::Update;
 
 /// Bytes read per look at most; a writer far ahead is caught up over several looks.
 const MAX_READ: usize = 4 << 20;
@@ -54,7 +54,7 @@ pub struct Read {
 /// The trace id a file name stands for, if it is `<32 hex>.jsonl`.
 pub fn trace_of(name: &str) -> Option<&str> {
     name.strip_suffix(".jsonl")
-        .filter(|t| model::valid_trace_id(t))
+        .filter(|t| crate::span::valid_trace_id(t))
 }
 
 impl Tail {
@@ -113,7 +113,7 @@ impl Tail {
                 if text.is_empty() {
                     continue;
                 }
-                match model::parse_line(text, trace) {
+                match crate::span::parse_line(text, trace) {
                     Ok(u) => out.spans.push(u),
                     Err(e) => out.bad.push((self.line, e)),
                 }

@@ -1,18 +1,17 @@
 //! Traces (SPEC section 13): the tree of steps behind a piece of work.
 //!
-//! Three sources feed one span model ([`model::Span`]): pas itself (each card's lifecycle
-//! is its trace's root span; each gateway call an `llm` span, see [`llm`]), agents' JSON
+//! Three sources feed one span model ([`crate::span::Span`]): pas itself (each card's lifecycle
+//! is its trace's root span; each gateway call an `llm` span, see `gateway::spans`), agents' JSON
 //! lines in `work/traces/<trace_id>.jsonl` ([`jsonl`]), and OTLP/HTTP exports to the
 //! gateway's `POST /v1/traces` ([`otlp`]). Every span goes to the telemetry writer's queue
 //! (so no request waits on the disk) and onto the event stream as `trace.span`; refused
 //! input becomes a `trace.rejected` event naming what and where.
 //!
-//! - [`model`]  the span, its kinds and statuses, W3C ids, an agent's line parsed.
-//! - [`store`]  spans and content-addressed message text in `telemetry/pas.db`.
+//! - [`store`]  spans and content-addressed message text read from `telemetry/pas.db`
+//!   (the writer's half is `store::spans`).
 //! - [`tree`]   a trace as a tree with subtree roll-ups; `pas trace`'s rendering.
 //! - [`jsonl`]  the watcher of `work/traces/`: incremental, through `intake`'s rules.
 //! - [`otlp`]   `POST /v1/traces`: protobuf and JSON, GenAI attributes mapped.
-//! - [`llm`]    the gateway's spans: request, answer, receipt, attempts as children.
 //! - [`card`]   a card's root span after each of its transitions.
 //! - [`diff`]   two traces lined up: first divergence, output, token and cost deltas.
 //! - [`replay`] a recorded call written back as an LLM card (`pas replay`, `POST /api/replays`).
@@ -21,8 +20,6 @@
 pub mod card;
 pub mod diff;
 pub mod jsonl;
-pub mod llm;
-pub mod model;
 pub mod otlp;
 pub mod replay;
 pub mod resume;
@@ -33,8 +30,8 @@ use std::sync::Arc;
 
 pub use crate::config::{Capture, TracesConfig};
 use crate::events::{self, Event, Hub};
+pub use crate::span::{Kind, Source, Span, Status};
 use crate::store::db::{Record, Sink};
-pub use model::{Kind, Source, Span, Status};
 
 /// A call's place in a trace: its own span, and the parent it hangs under.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +45,8 @@ impl Ctx {
     /// A new trace with this span at its root.
     pub fn fresh() -> Ctx {
         Ctx {
-            trace_id: model::new_trace_id(),
-            span_id: model::new_span_id(),
+            trace_id: crate::span::new_trace_id(),
+            span_id: crate::span::new_span_id(),
             parent_id: None,
         }
     }
@@ -58,7 +55,7 @@ impl Ctx {
     pub fn under(trace: &str, parent: Option<&str>) -> Ctx {
         Ctx {
             trace_id: trace.to_string(),
-            span_id: model::new_span_id(),
+            span_id: crate::span::new_span_id(),
             parent_id: parent.map(str::to_string),
         }
     }
@@ -199,7 +196,10 @@ impl Tracer {
         }
         if let Some(db) = &self.db {
             for (span, partial) in spans {
-                db.send(Record::Span(Box::new(store::SpanRecord { span, partial })));
+                db.send(Record::Span(Box::new(crate::store::spans::SpanRecord {
+                    span,
+                    partial,
+                })));
             }
         }
     }
@@ -229,7 +229,10 @@ pub fn card_trace(meta: &crate::card::PasMeta) -> Option<(String, String)> {
     let t = meta
         .trace_id
         .as_ref()
-        .filter(|t| model::valid_trace_id(t))?;
-    let s = meta.span_id.as_ref().filter(|s| model::valid_span_id(s))?;
+        .filter(|t| crate::span::valid_trace_id(t))?;
+    let s = meta
+        .span_id
+        .as_ref()
+        .filter(|s| crate::span::valid_span_id(s))?;
     Some((t.clone(), s.clone()))
 }

@@ -12,11 +12,8 @@
 //! that says what is wrong; spans that cannot be taken (a bad id) are counted in the
 //! answer's `partial_success` with the reason, and said as `trace.rejected`.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -27,8 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use serde_json::{json, Map, Value};
 
-use super::model::{self, Kind, Source, Span, Status};
-use crate::gateway::Gateway;
+use crate::span::{Kind, Source, Span, Status};
 
 /// `google.rpc.Status`, the body of an OTLP error answer.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -140,13 +136,13 @@ pub fn map_span(
 ) -> Result<Span, String> {
     let trace_id = hex(&s.trace_id);
     let span_id = hex(&s.span_id);
-    if !model::valid_trace_id(&trace_id) {
+    if !crate::span::valid_trace_id(&trace_id) {
         return Err(format!(
             "span {:?}: trace_id is not 16 bytes (not all zero)",
             s.name
         ));
     }
-    if !model::valid_span_id(&span_id) {
+    if !crate::span::valid_span_id(&span_id) {
         return Err(format!(
             "span {:?}: span_id is not 8 bytes (not all zero)",
             s.name
@@ -156,7 +152,7 @@ pub fn map_span(
     let mut span = Span::new(&trace_id, &span_id, &s.name, kind_of(&a), Source::Otlp);
     span.name.truncate(512);
     let parent = hex(&s.parent_span_id);
-    span.parent_id = model::valid_span_id(&parent).then_some(parent);
+    span.parent_id = crate::span::valid_span_id(&parent).then_some(parent);
     span.start = time(s.start_time_unix_nano).unwrap_or_else(Utc::now);
     span.end = time(s.end_time_unix_nano);
     span.status = match s.status.as_ref().map(|st| st.code) {
@@ -213,7 +209,7 @@ pub fn map_span(
         a.insert("events".into(), Value::Array(events));
     }
     span.attrs = a;
-    model::llm_fields_from_attrs(&mut span);
+    crate::span::llm_fields_from_attrs(&mut span);
     span.redact();
     Ok(span)
 }
@@ -319,15 +315,16 @@ fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
     Ok(out)
 }
 
-/// `POST /v1/traces`.
-pub async fn export(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
+/// `POST /v1/traces` (routed by the gateway's HTTP layer): the spans go to `tracer`; a
+/// body past `max_body_mb` MiB, packed or unpacked, is refused.
+pub fn export(
+    tracer: &super::Tracer,
+    max_body_mb: u64,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let enc = encoding(&headers);
+    let enc = encoding(headers);
     let shown = enc.clone().unwrap_or(Encoding::Json);
-    let tracer = &gw.tracer;
     let refuse = |status: StatusCode, code: i32, why: String| {
         tracer.reject("POST /v1/traces", &why);
         answer(shown, status, code, why)
@@ -337,7 +334,7 @@ pub async fn export(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let why = format!(
                 "the body is larger than the gateway's limit of {} MiB (gateway.max_body_mb in pas.yaml): export in smaller batches",
-                gw.max_body_mb
+                max_body_mb
             );
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, 8, why);
         }
@@ -353,7 +350,7 @@ pub async fn export(
         Ok(e) => e,
         Err(why) => return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, why),
     };
-    let limit = crate::config::mib(gw.max_body_mb);
+    let limit = crate::config::mib(max_body_mb);
     let ce = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok());

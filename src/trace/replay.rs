@@ -12,11 +12,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::model::{valid_span_id, valid_trace_id, Kind, Span};
 use super::Capture;
 use crate::card::{Card, State};
 use crate::fsops;
-use crate::llm::route::Policy;
+use crate::llm::config::Policy;
+use crate::span::{valid_span_id, valid_trace_id, Kind, Span};
 use crate::workspace::Workspace;
 
 /// What to change in the recorded request.
@@ -120,7 +120,7 @@ pub fn card_for(span: &Span, target: &str, e: &Edits) -> Result<serde_yaml::Mapp
         None => recorded["messages"].clone(),
     };
     // Checked now, naming the message, rather than when the card runs and fails.
-    crate::gateway::cards::check_messages(messages.as_array().map_or(&[][..], |m| m))?;
+    crate::llm::check_messages(messages.as_array().map_or(&[][..], |m| m))?;
     if let Some(p) = &e.policy {
         serde_yaml::from_value::<Policy>(serde_yaml::Value::String(p.clone())).map_err(|_| {
             format!("--policy {p:?} is not one of local, cheapest, fastest, balanced")

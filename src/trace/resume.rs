@@ -9,9 +9,9 @@
 
 use serde_json::json;
 
-use super::model::{Kind, Span};
 use super::replay::{capture_name, drop_card, find_span};
 use crate::card::Card;
+use crate::span::{Kind, Span};
 use crate::workspace::Workspace;
 
 /// What a resume wrote.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::model::{Span, Status};
+use crate::span::{Span, Status};
 
 /// One span with its children and its subtree's totals.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -61,7 +61,7 @@ impl Totals {
             output_tokens: s.output_tokens.unwrap_or(0),
             cost_usd: s.cost_usd,
             unpriced: u64::from(
-                s.cost_usd.is_none() && s.kind == super::model::Kind::Llm && s.receipt_id.is_some(),
+                s.cost_usd.is_none() && s.kind == crate::span::Kind::Llm && s.receipt_id.is_some(),
             ),
             errors: u64::from(s.status == Status::Error),
         }
@@ -269,7 +269,7 @@ pub fn render(forest: &[Node]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::model::{Kind, Source};
+    use crate::span::{Kind, Source};
 
     fn span(id: &str, parent: Option<&str>, cost: Option<&str>, tokens: u64) -> Span {
         let mut s = Span::new(

@@ -6,7 +6,7 @@
 //! as the attempts it took and the subtree's cost is what the call cost in all.
 //!
 //! Built from what the call path already has, after the fact; handing the span to the
-//! [`Tracer`](super::Tracer) is a channel send, so no answer waits on it.
+//! [`Tracer`](crate::trace::Tracer) is a channel send, so no answer waits on it.
 
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::model::{Kind, Source, Span, Status};
-use super::Ctx;
 use crate::llm::cost::Usage;
+use crate::span::{Kind, Source, Span, Status};
+use crate::trace::Ctx;
 
 /// What is known of a call when it starts.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub fn attempt_span(c: &Call<'_>, took: Duration, end: Ended) -> Span {
     );
     let mut s = base(
         c,
-        &super::model::new_span_id(),
+        &crate::span::new_span_id(),
         Some(c.ctx.span_id.clone()),
         label,
     );
@@ -228,59 +228,4 @@ pub fn streamed_output(text: &str, seen: &StreamSeen) -> Value {
         out["truncated"] = json!({"kept_bytes": end, "total_bytes": text.len()});
     }
     out
-}
-
-impl crate::gateway::call::Request {
-    /// What the call's spans need of the request.
-    pub fn span_call(&self) -> Call<'_> {
-        Call {
-            ctx: &self.trace,
-            body: &self.body,
-            agent: self.agent.as_deref(),
-            job: self.job.as_deref(),
-            stream: self.stream,
-            request_id: &self.id,
-            at: self.at,
-            replay_of: self.replay_of.as_deref(),
-        }
-    }
-}
-
-/// Records the span of a call that is over: its answer, or why it failed. A streamed
-/// answer is not over yet: its span is recorded when its relay finishes.
-pub fn record_call(
-    tracer: &super::Tracer,
-    req: &crate::gateway::call::Request,
-    out: &Result<
-        (crate::gateway::call::Answer, crate::gateway::call::Served),
-        crate::gateway::call::Failure,
-    >,
-) {
-    use crate::gateway::call::Answer;
-    if tracer.capture == super::Capture::Off {
-        return;
-    }
-    let end = match out {
-        Ok((Answer::Stream(_), _)) => return,
-        Ok((Answer::Plain(reply), served)) => Ended {
-            provider: Some(served.provider.clone()),
-            model: Some(served.model.clone()),
-            receipt_id: Some(served.receipt_id.clone()),
-            usage: Some(reply.usage),
-            cost: served.cost,
-            ok: true,
-            output: (tracer.capture == super::Capture::Full).then(|| reply.body.clone()),
-            ..Default::default()
-        },
-        Err(f) => Ended {
-            error: Some(
-                f.body()["error"]["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            ..Default::default()
-        },
-    };
-    tracer.record(call_span(&req.span_call(), end), false);
 }
