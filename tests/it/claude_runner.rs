@@ -139,19 +139,20 @@ fn a_claude_code_run_taken_back_mid_way_is_ended_and_changes_nothing() {
             .then_some(())
             .ok_or("alive".to_string())
     });
+    // The runner starts a card again only once its old run is settled, so the new run is
+    // the sign that the old run's end was handled.
+    let new_pgid = wait_until("the new run", WAIT, || {
+        run_group(&ws, "CC-2")
+            .filter(|p| *p != pgid)
+            .ok_or_else(|| "not yet".to_string())
+    });
     // The old run's end moved nothing: the card is with the new run, not finished.
-    std::thread::sleep(Duration::from_secs(1));
     for folder in ["review", "done", "failed"] {
         assert!(
             !ws.work(&format!("{folder}/CC-2.yaml")).exists(),
             "CC-2 in {folder}/"
         );
     }
-    let new_pgid = wait_until("the new run", WAIT, || {
-        run_group(&ws, "CC-2")
-            .filter(|p| *p != pgid)
-            .ok_or_else(|| "not yet".to_string())
-    });
     assert!(group_alive(new_pgid));
 }
 

@@ -223,6 +223,8 @@ fn a_stale_completion_that_overwrites_a_finished_card_is_undone() {
 fn malformed_heartbeat_lines_are_logged_and_the_good_ones_kept() {
     let ws = Workspace::with_config(&format!("{FAST}heartbeat_interval_s: 30\n"));
     ws.register("a", &[], 1);
+    // `b` beats only to show when the daemon has read the files written before its beat.
+    ws.register("b", &[], 1);
     let d = ws.serve_ready();
     append(&ws, "a", "this is not json\n{\"status\":\"idle\"}\n");
     beat(&ws, "a", r#""note":"first good""#);
@@ -246,7 +248,10 @@ fn malformed_heartbeat_lines_are_logged_and_the_good_ones_kept() {
     let line = format!("{{\"ts\":\"{ts}\",\"note\":\"second good\"}}\n");
     let (head, rest) = line.split_at(20);
     append(&ws, "a", head);
-    std::thread::sleep(Duration::from_millis(300));
+    // The daemon takes in heartbeat files in the order they change: once b's later beat
+    // is in, a's file has been read with the half line at its end.
+    beat(&ws, "b", r#""note":"after the half""#);
+    wait_event(&ws, "agent.heartbeat", "b", 1);
     append(&ws, "a", rest);
     wait_until("the torn beat taken in whole", WAIT, || {
         match events(&ws, "agent.heartbeat")
@@ -270,7 +275,22 @@ fn heartbeat_files_stay_out_of_git_but_the_changes_they_cause_are_committed() {
     ws.register("a", &[], 1);
     let beats = Beater::start(&ws, "a", Duration::from_millis(80));
     let _d = ws.serve_ready();
-    std::thread::sleep(Duration::from_millis(300));
+    // The daemon takes in beats written while it runs before they stop.
+    let started = Utc::now();
+    wait_until("a beat read by the running daemon", WAIT, || {
+        let agents = ws.pas_json(&["agents", "--json"]);
+        let seen = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "a")
+            .and_then(|x| x["last_seen"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        match seen {
+            Some(t) if t > started => Ok(()),
+            _ => Err(agents.to_string()),
+        }
+    });
     beats.stop();
     ws.wait_commit_line("pas: deregister a");
     let tracked = ws.git(&["ls-files", "work/heartbeats/*.jsonl"]);

@@ -168,7 +168,15 @@ fn an_agent_budget_caps_that_agent_only_and_alerts_at_the_users_thresholds() {
         let a = alert_thresholds(&gw);
         (!a.is_empty()).then_some(()).ok_or(format!("{a:?}"))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The events reach the database in the order they were published, and a call's alerts
+    // right after its receipt: once the last call's receipt event is in, every alert an
+    // agent's call crossed is too (the last call has no agent, so no agent budget).
+    wait_until("every receipt's event", Duration::from_secs(5), || {
+        let n = crate::support::gateway::events(&gw, "cost.receipt").len();
+        (n >= answered + 2)
+            .then_some(())
+            .ok_or(format!("{n} receipt events"))
+    });
     assert_eq!(alert_thresholds(&gw), ["agent a1 0.25"]);
     let costs = gw.ws.pas_json(&["costs", "--json"]);
     let by_agent = costs["by_agent"].as_array().unwrap();

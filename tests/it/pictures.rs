@@ -57,6 +57,17 @@ fn the_kanban_keeps_unchanged_card_nodes_when_another_card_moves_and_a_new_one_a
          .map((e) => { e.__mark = 1; return [e.dataset.id, e]; })); window.__kept.size",
     );
     b.eval("window.__noReload = 5");
+    // Count the board's fetches (with what they answered) and note when it last rendered,
+    // to tell when the renders that follow the changes below are done.
+    b.eval(
+        "(() => { const w = window; const f = w.fetch; w.__fetched = []; w.__inflight = 0; \
+         w.fetch = async (...a) => { w.__inflight++; try { const r = await f(...a); \
+         w.__fetched.push({ url: String(a[0]), body: await r.clone().text(), at: performance.now() }); return r; } \
+         finally { w.__inflight--; } }; \
+         const st = w.pasBoard.stats; let n = st.renders; \
+         Object.defineProperty(st, 'renders', { get: () => n, set: (v) => { n = v; w.__renderedAt = performance.now(); } }); \
+         return true; })()",
+    );
 
     let beater = Beater::start(&ws, "mover", Duration::from_millis(200));
     ws.register("mover", &["mover"], 1);
@@ -69,8 +80,15 @@ fn the_kanban_keeps_unchanged_card_nodes_when_another_card_moves_and_a_new_one_a
         "document.querySelector('[data-id=\"MOVE-1\"]')?.closest('.column').dataset.col === 'assigned' && \
          document.querySelector('#col-inbox [data-id=\"NEW-1\"] .card-title')?.textContent === 'a new card'",
     );
-    // Let the renders that follow (the moved card's fields, the agent's group) settle.
-    std::thread::sleep(Duration::from_millis(800));
+    // The renders that follow are done: the moved and the new card's fields and the new
+    // agent have been fetched, nothing is being fetched, and the board rendered since.
+    b.wait_for(
+        "the moved card's fields and the agent's group rendered",
+        "(() => { const w = window; if (w.__inflight || document.querySelector('article.card.pending')) return false; \
+         const got = (path, id) => w.__fetched.some((d) => d.url.includes(path) && d.body.includes(id)); \
+         if (!got('/api/jobs', '\"MOVE-1\"') || !got('/api/jobs', '\"NEW-1\"') || !got('/api/agents', '\"mover\"')) return false; \
+         return w.__renderedAt > Math.max(...w.__fetched.map((d) => d.at)); })()",
+    );
     let replaced = b.eval(
         "[...window.__kept].filter(([id, e]) => document.querySelector(`[data-id=\"${id}\"]`) !== e).map(([id]) => id).join(' ')",
     );

@@ -398,7 +398,12 @@ fn sigterm_mid_traffic_loses_no_receipt() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(150));
+        // Mid traffic: calls have reached the upstream, which holds each 300 ms.
+        wait_until("calls in flight", Duration::from_secs(10), || {
+            (up.requests() > 0)
+                .then_some(())
+                .ok_or("none yet".to_string())
+        });
         let status = gw._daemon.stop();
         assert!(status.success(), "{status}");
         calls
