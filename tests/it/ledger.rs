@@ -95,7 +95,7 @@ fn fifty_calls_across_a_months_last_midnight_overshoot_neither_budget() {
             &model("m", &["x"], Some(("1", "10"))),
         )],
         &format!("budgets: {{daily_usd: \"{daily}\", monthly_usd: \"{monthly}\"}}\n"),
-        &[("PAS_CLOCK_START", "2026-01-31T23:59:53Z")],
+        &[("PAS_CLOCK_START", "2026-01-31T23:59:48Z")],
     );
     // The first call teaches the model's surplus (none), and its receipt tells the time
     // on the daemon's clock however long the start took; the waves (5 calls every 700 ms,
