@@ -133,7 +133,7 @@ async fn run(
         }
         let mut bytes = first.json.len();
         let mut events = vec![first];
-        while events.len() < BATCH && bytes < BATCH_BYTES {
+        while has_room(events.len(), bytes) {
             match live.try_recv() {
                 Ok(e) => {
                     bytes += e.json.len();
@@ -152,6 +152,12 @@ async fn run(
     }
 }
 
+/// Whether a batch of `n` events and `bytes` bytes takes one more: the one rule of a
+/// batch's size, live and catching up alike.
+fn has_room(n: usize, bytes: usize) -> bool {
+    n < BATCH && bytes < BATCH_BYTES
+}
+
 /// Splits events into runs of at most [`BATCH`] events and about [`BATCH_BYTES`] bytes.
 fn chunks(events: &[Arc<Published>]) -> impl Iterator<Item = &[Arc<Published>]> {
     let mut rest = events;
@@ -161,7 +167,7 @@ fn chunks(events: &[Arc<Published>]) -> impl Iterator<Item = &[Arc<Published>]> 
         }
         let mut bytes = 0;
         let mut n = 0;
-        while n < rest.len() && n < BATCH && (n == 0 || bytes < BATCH_BYTES) {
+        while n < rest.len() && (n == 0 || has_room(n, bytes)) {
             bytes += rest[n].json.len();
             n += 1;
         }

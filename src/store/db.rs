@@ -307,11 +307,16 @@ impl Sink {
     /// readers will take as a sign the rows are there (an LLM card reaching done after its
     /// receipt). A writer waiting out a fault does not hold the caller past `limit`.
     pub fn flush_within(&self, limit: Duration) {
-        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(limit);
+        if let Some(ack) = ask_flush(&self.tx) {
+            let _ = ack.recv_timeout(limit);
         }
     }
+}
+
+/// Asks the writer to answer once all before is committed; `None` when it is gone.
+fn ask_flush(tx: &Sender<Msg>) -> Option<Receiver<()>> {
+    let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+    tx.send(Msg::Flush(ack_tx)).ok().map(|()| ack_rx)
 }
 
 fn queue(tx: &Sender<Msg>, record: Record) {
@@ -382,10 +387,9 @@ impl TelemetryWriter {
 
     /// Blocks until everything sent before this call is committed (or given up on).
     pub fn flush(&self) {
-        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
+        if let Some(ack) = ask_flush(&self.tx) {
             // Err means the thread dropped the ack sender without answering: nothing to wait for.
-            let _ = ack_rx.recv();
+            let _ = ack.recv();
         }
     }
 
